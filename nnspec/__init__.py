@@ -1,0 +1,1 @@
+"""nnspec: a declarative model-spec compiler."""

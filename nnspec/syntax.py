@@ -1,0 +1,198 @@
+"""Syntax-tree node types built by the parser. Every node carries its span."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .source import Span
+
+# ---- expressions -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Num:
+    value: int | float
+    span: Span
+
+
+@dataclass(slots=True)
+class Str:
+    value: str
+    span: Span
+
+
+@dataclass(slots=True)
+class Ref:
+    name: str
+    span: Span
+
+
+@dataclass(slots=True)
+class BinOp:
+    op: str  # + - * / //
+    left: object
+    right: object
+    span: Span
+
+
+@dataclass(slots=True)
+class Neg:
+    operand: object
+    span: Span
+
+
+@dataclass(slots=True)
+class TupleLit:
+    items: list
+    span: Span
+
+
+@dataclass(slots=True)
+class ShapeLit:
+    dims: list
+    span: Span
+
+
+@dataclass(slots=True)
+class Arg:
+    """One argument: positional when ``key`` is None."""
+
+    key: str | None
+    value: object
+    span: Span
+
+
+@dataclass(slots=True)
+class CallExpr:
+    """``name(args)`` inside an expression (``relu(y + x)``, ``D(G)``)."""
+
+    name: str
+    args: list[Arg]
+    span: Span
+    name_span: Span
+
+
+# ---- pipeline stages ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Layer:
+    """``name arg arg k=v`` — a layer, a block, or a reference to a named value."""
+
+    name: str
+    args: list[Arg]
+    rep: object | None
+    alias: str | None
+    span: Span
+    name_span: Span
+
+
+@dataclass(slots=True)
+class Call:
+    """``name(args)`` as a pipeline stage."""
+
+    name: str
+    args: list[Arg]
+    rep: object | None
+    alias: str | None
+    span: Span
+    name_span: Span
+
+
+@dataclass(slots=True)
+class Group:
+    """``(expr)`` as a pipeline stage."""
+
+    expr: object
+    rep: object | None
+    alias: str | None
+    span: Span
+
+
+@dataclass(slots=True)
+class Plus:
+    """``a + b`` at pipeline level: element-wise sum of two stages."""
+
+    left: object
+    right: object
+    span: Span
+
+
+@dataclass(slots=True)
+class Pipeline:
+    stages: list
+    span: Span
+
+
+@dataclass(slots=True)
+class Stmt:
+    kind: str  # "pipe" | "assign" | "return"
+    target: str | None
+    pipeline: Pipeline
+    annot: ShapeLit | None
+    span: Span
+
+
+# ---- top level ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Param:
+    name: str
+    default: object | None
+    span: Span
+
+
+@dataclass(slots=True)
+class Input:
+    name: str
+    shape: ShapeLit
+    dtype: str | None
+    span: Span
+    dtype_span: Span | None = None
+
+
+@dataclass(slots=True)
+class Block:
+    name: str
+    params: list[Param]
+    body: list[Stmt]
+    span: Span
+    file: str = ""
+
+
+@dataclass(slots=True)
+class Model:
+    name: str
+    inputs: list[Input]
+    out_shape: ShapeLit | None
+    body: list[Stmt]
+    span: Span
+    file: str = ""
+
+
+@dataclass(slots=True)
+class Const:
+    name: str
+    expr: object
+    span: Span
+
+
+@dataclass(slots=True)
+class Use:
+    path: str
+    span: Span
+
+
+@dataclass(slots=True)
+class Check:
+    expr: object
+    span: Span
+
+
+@dataclass(slots=True)
+class Module:
+    """One parsed .nn file."""
+
+    path: str
+    items: list = field(default_factory=list)
