@@ -22,13 +22,13 @@ from math import gcd
 from types import MappingProxyType
 
 __all__ = [
+    "CeilDiv",
     "Dim",
     "FloorDiv",
-    "CeilDiv",
     "as_dim",
+    "conv_formula",
     "conv_out",
     "transposed_conv_out",
-    "conv_formula",
 ]
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -41,7 +41,7 @@ _RESERVED = frozenset({"floor", "ceil"})
 class _DivAtom:
     """Base of the floor/ceil division atoms: ``op(poly / k)`` with ``k >= 2``."""
 
-    __slots__ = ("poly", "k", "_hash", "_key", "_text")
+    __slots__ = ("_hash", "_key", "_text", "k", "poly")
     _kind = 0
     _name = ""
 
@@ -126,10 +126,6 @@ def _term_order(item) -> tuple:
 # --------------------------------------------------------------------------- Dim
 
 
-def _is_int(x: object) -> bool:
-    return isinstance(x, int)
-
-
 def _to_int(x: object) -> int | None:
     """Return ``x`` as an int if it is int-like (has ``__index__``), else None."""
     if isinstance(x, int):
@@ -153,7 +149,7 @@ class Dim:
     ``hash(Dim.const(3)) == hash(3)``.
     """
 
-    __slots__ = ("_terms", "_c", "_h", "_s")
+    __slots__ = ("_c", "_h", "_s", "_terms")
 
     # ----------------------------------------------------------- construction
     @staticmethod
@@ -174,15 +170,15 @@ class Dim:
     @staticmethod
     def const(n: int) -> Dim:
         """The constant dimension ``n``."""
-        d = _CONST_CACHE.get(n)
-        if d is not None:
-            return d
-        if not isinstance(n, int):
+        if n.__class__ is int:
+            d = _CONST_CACHE.get(n)
+            if d is not None:
+                return d
+        else:
             v = _to_int(n)
             if v is None:
                 raise TypeError(f"Dim.const expects an int, got {type(n).__name__}")
-            n = v
-        n = int(n)
+            n = int(v)
         d = object.__new__(Dim)
         d._terms = {(): n} if n else {}
         d._c = n
@@ -418,9 +414,7 @@ class Dim:
                     try:
                         x = env[a]
                     except KeyError:
-                        raise ValueError(
-                            f"unbound symbol {a!r} while evaluating {self}"
-                        ) from None
+                        raise ValueError(f"unbound symbol {a!r} while evaluating {self}") from None
                     xi = _to_int(x)
                     if xi is None:
                         if isinstance(x, Dim):
@@ -494,7 +488,6 @@ class Dim:
 _CONST_CACHE: dict[int, Dim] = {}
 _SYM_CACHE: dict[str, Dim] = {}
 _ZERO = Dim.const(0)
-_ONE = Dim.const(1)
 
 
 def as_dim(x: int | Dim) -> Dim:
@@ -619,11 +612,11 @@ _TOKEN = re.compile(r"\s*(?:(\d+)|([A-Za-z_][A-Za-z0-9_]*)|(//|[-+*/()]))")
 class _Parser:
     """Recursive descent over::
 
-        expr    := term (('+' | '-') term)*
-        term    := unary (('*' unary) | ('//' unary))*
-        unary   := '-' unary | '+' unary | primary
-        primary := INT | NAME | '(' expr ')'
-                 | ('floor' | 'ceil') '(' expr '/' unary ')'
+    expr    := term (('+' | '-') term)*
+    term    := unary (('*' unary) | ('//' unary))*
+    unary   := '-' unary | '+' unary | primary
+    primary := INT | NAME | '(' expr ')'
+             | ('floor' | 'ceil') '(' expr '/' unary ')'
     """
 
     def __init__(self, text: str) -> None:
@@ -830,7 +823,7 @@ def transposed_conv_out(
 ) -> Dim:
     """Output size of a transposed convolution along one axis::
 
-        F_out = (F_in - 1)*s - p_before - p_after + d*(k - 1) + output_padding + 1
+    F_out = (F_in - 1)*s - p_before - p_after + d*(k - 1) + output_padding + 1
     """
     k = _check_pos("kernel size", k)
     s = _check_pos("stride", s)

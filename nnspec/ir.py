@@ -1,0 +1,152 @@
+"""The validated intermediate representation (pydantic; round-trips through JSON).
+
+A program is a list of models; a model is a flat, topologically ordered list of layer
+nodes in SSA form (each node defines one value, ``id``), with the blocks of the spec
+already expanded. Every node keeps its source span. Dims are stored as text
+(``"N"``, ``"floor((H - 1)/2) + 1"``) and parsed back with :meth:`Dim.parse`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
+
+from .dims import Dim
+from .source import Span
+
+IR_VERSION = 1
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_dims(v: list[str]) -> list[str]:
+    for d in v:
+        if d != "_":
+            Dim.parse(d)
+    return v
+
+
+class Input(_Base):
+    name: str
+    id: str
+    shape: list[str]
+    dtype: str = "float"
+    span: list = []
+
+    _check = field_validator("shape")(classmethod(lambda cls, v: _check_dims(v)))
+
+    def dims(self) -> list[Dim]:
+        return [Dim.parse(d) for d in self.shape]
+
+
+class Node(_Base):
+    """One layer application: ``id = op[name](inputs; params)``."""
+
+    id: str
+    op: str
+    name: str
+    inputs: list[str]
+    params: dict[str, Any] = {}
+    span: list = []
+    arg_spans: dict[str, list] = {}
+    text: str = ""
+    _p: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _validate_params(self):
+        from .layers import REGISTRY
+
+        kind = REGISTRY.get(self.op)
+        if kind is None:
+            raise ValueError(f"unknown layer kind {self.op!r}")
+        self._p = kind.Params.model_validate(self.params)
+        return self
+
+    @property
+    def p(self):
+        return self._p
+
+    @property
+    def kind(self):
+        from .layers import REGISTRY
+
+        return REGISTRY[self.op]
+
+    def where(self) -> Span | None:
+        return Span.from_json(self.span) if self.span else None
+
+    def arg_where(self, arg: str | None) -> Span | None:
+        if arg and arg in self.arg_spans:
+            return Span.from_json(self.arg_spans[arg])
+        return self.where()
+
+    @classmethod
+    def build(cls, id: str, op: str, name: str, inputs: list[str], p, span: Span,
+              arg_spans: dict[str, Span], text: str) -> "Node":
+        """Construct from already-validated params (the lowering pass validates them)."""
+        node = cls.model_construct(
+            id=id, op=op, name=name, inputs=inputs,
+            params=p.model_dump(mode="json", exclude_defaults=True),
+            span=span.to_json(), arg_spans={k: s.to_json() for k, s in arg_spans.items()},
+            text=text)
+        node._p = p
+        return node
+
+
+class Assert(_Base):
+    """A static shape assertion on a value: a ``: [..]`` annotation or a model's ``->``."""
+
+    value: str
+    dims: list[str]
+    span: list = []
+    what: str = "annotation"
+
+    _check = field_validator("dims")(classmethod(lambda cls, v: _check_dims(v)))
+
+
+class Model(_Base):
+    name: str
+    file: str = ""
+    inputs: list[Input]
+    nodes: list[Node]
+    output: str
+    asserts: list[Assert] = []
+    span: list = []
+
+    def node_map(self) -> dict[str, Node]:
+        return {n.id: n for n in self.nodes}
+
+
+class Check(_Base):
+    """``check Outer(Inner)``: Inner's output must fit Outer's input. chain is outer first."""
+
+    chain: list[str]
+    span: list = []
+
+
+class Program(_Base):
+    version: int = IR_VERSION
+    models: list[Model] = []
+    checks: list[Check] = []
+
+    def model(self, name: str) -> Model:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return self.model_dump_json(indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Program":
+        return cls.model_validate(json.loads(text))
+
+
+def json_schema() -> dict:
+    """JSON Schema of the IR."""
+    return Program.model_json_schema()

@@ -1,0 +1,4 @@
+"""Layer kinds: one module per family, each class one kind (see base.py)."""
+
+from .base import REGISTRY, LayerKind, ShapeError, TensorType  # noqa: F401
+from . import activation, conv, dense, dropout, merge, norm, pool, reshape  # noqa: F401,E402

@@ -1,0 +1,157 @@
+"""Element-wise activations, softmax and identity: shape in = shape out, no weights."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from .. import npops
+from .base import (LayerKind, Params, ShapeError, TensorType, TorchCall, TorchPlan, In,
+                   need_float, prod, register)
+
+
+class _Activation(LayerKind):
+    fn: str = ""  # torch function
+    torch_kwargs: tuple = ()  # (torch kwarg name, our param name)
+
+    def infer(self, p, ins):
+        need_float(ins[0], self.name)
+        return ins[0]
+
+    def macs(self, p, ins, out):
+        return 0
+
+    def torch(self, p, ins, out):
+        kw = {tk: getattr(p, ours) for tk, ours in self.torch_kwargs}
+        return TorchPlan(None, [TorchCall(self.fn, (In(0),), kw)])
+
+    def sample(self):
+        args = {f: v for f, v in self.sample_args.items()}
+        return args, [TensorType((2, 3, 4))]
+
+    sample_args: dict = {}
+
+
+@register
+class Relu(_Activation):
+    """max(x, 0)"""
+    name, fn, summary = "relu", "F.relu", "max(x, 0)"
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.relu(xs[0])
+
+
+@register
+class LeakyRelu(_Activation):
+    """x if x > 0 else slope * x"""
+    name, fn, summary = "leaky_relu", "F.leaky_relu", "x if x > 0 else slope*x: leaky_relu [0.01]"
+    positional = ("slope",)
+    synonyms = {"negative_slope": "slope", "alpha": "slope"}
+    torch_kwargs = (("negative_slope", "slope"),)
+    sample_args = {"slope": 0.2}
+
+    class Params(Params):
+        slope: float = 0.01
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.leaky_relu(xs[0], p.slope)
+
+
+@register
+class Elu(_Activation):
+    """x if x > 0 else alpha * (exp(x) - 1)"""
+    name, fn, summary = "elu", "F.elu", "x if x > 0 else alpha*(exp(x) - 1): elu [1.0]"
+    positional = ("alpha",)
+    torch_kwargs = (("alpha", "alpha"),)
+    sample_args = {"alpha": 0.5}
+
+    class Params(Params):
+        alpha: float = 1.0
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.elu(xs[0], p.alpha)
+
+
+@register
+class Gelu(_Activation):
+    """x * Φ(x) (exact, with erf) or its tanh approximation"""
+    name, fn, summary = "gelu", "F.gelu", "x * Phi(x): gelu [approximate=tanh]"
+    torch_kwargs = (("approximate", "approximate"),)
+    sample_args = {"approximate": "tanh"}
+
+    class Params(Params):
+        approximate: Literal["none", "tanh"] = "none"
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.gelu(xs[0], p.approximate)
+
+
+@register
+class Tanh(_Activation):
+    name, fn, summary = "tanh", "torch.tanh", "hyperbolic tangent"
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.tanh(xs[0])
+
+
+@register
+class Sigmoid(_Activation):
+    name, fn, summary = "sigmoid", "torch.sigmoid", "1 / (1 + exp(-x))"
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.sigmoid(xs[0])
+
+
+class _Softmax(_Activation):
+    positional = ("dim",)
+    synonyms = {"axis": "dim"}
+    sample_args = {"dim": 1}
+
+    class Params(Params):
+        dim: int = -1
+
+    def infer(self, p, ins):
+        x = ins[0]
+        need_float(x, self.name)
+        if not -x.rank <= p.dim < x.rank:
+            raise ShapeError(f"dim {p.dim} is out of range for a rank-{x.rank} input {x}",
+                             arg="dim", hint=f"use a dim from {-x.rank} to {x.rank - 1}")
+        return x
+
+    def macs(self, p, ins, out):
+        return prod(ins[0].shape)
+
+    def torch(self, p, ins, out):
+        return TorchPlan(None, [TorchCall(self.fn, (In(0),), {"dim": p.dim})])
+
+
+@register
+class Softmax(_Softmax):
+    """exp(x) / sum(exp(x)) along dim (default: the last)"""
+    name, fn, summary = "softmax", "F.softmax", "softmax along dim: softmax [dim=-1]"
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.softmax(xs[0], p.dim)
+
+
+@register
+class LogSoftmax(_Softmax):
+    """log(softmax(x)) along dim, computed stably"""
+    name, fn, summary = "log_softmax", "F.log_softmax", "log of softmax: log_softmax [dim=-1]"
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.log_softmax(xs[0], p.dim)
+
+
+@register
+class Identity(_Activation):
+    """Passes its input through unchanged."""
+    name, summary = "identity", "passes its input through"
+
+    def infer(self, p, ins):
+        return ins[0]
+
+    def torch(self, p, ins, out):
+        return TorchPlan(None, [])
+
+    def numpy(self, p, w, xs, ctx):
+        return xs[0]

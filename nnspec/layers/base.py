@@ -1,0 +1,262 @@
+"""The contract every layer kind fulfils, and the registry of kinds.
+
+A layer kind is one class in one module of this package:
+
+- ``Params``: a pydantic model (extra="forbid") of the arguments the language accepts;
+  ``positional`` names the fields that may be given without ``key=``; boolean fields
+  may be given as bare words (``avgpool global``, ``maxpool k=3 ceil``).
+- ``infer(p, ins)``: the pure shape rule, from input types to the output type;
+  raises :class:`ShapeError` naming the argument at fault.
+- ``weights(p, ins, out)``: the state_dict entries (names and layouts as PyTorch's
+  module for the same layer) with their default initialisation.
+- ``macs(p, ins, out)``: multiply-accumulates, computed analytically.
+- ``torch(p, ins, out)``: how the torch backend builds and calls it (data, not code:
+  the same description is instantiated in-process and rendered as source).
+- ``numpy(p, w, xs, ctx)``: the reference NumPy kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Strict
+
+from ..dims import Dim
+
+# Strict scalars: `bias=1` or `out="6"` is an error, never silently converted.
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+
+
+def _to_dim(v):
+    if isinstance(v, Dim):
+        return v
+    if isinstance(v, bool):
+        raise ValueError("a dimension must be an integer or a symbol")
+    if isinstance(v, int):
+        return Dim.const(v)
+    if isinstance(v, str):
+        return Dim.parse(v)
+    raise ValueError("a dimension must be an integer or a symbol")
+
+
+# A dimension argument (reshape targets): symbolic; stored as text in the IR.
+DimArg = Annotated[Dim, BeforeValidator(_to_dim), PlainSerializer(str, return_type=str)]
+
+FLOAT = "float"
+INT = "int"
+
+
+class TensorType:
+    """A tensor's static type: a shape of symbolic dims and an element kind."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype: str = FLOAT):
+        self.shape: tuple[Dim, ...] = tuple(
+            d if d.__class__ is Dim else Dim.const(d) for d in shape)
+        self.dtype = dtype
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, TensorType) and self.dtype == other.dtype
+                and self.shape == other.shape)
+
+    def __hash__(self) -> int:
+        return hash((self.shape, self.dtype))
+
+    def __str__(self) -> str:
+        s = "[" + ", ".join(str(d) for d in self.shape) + "]"
+        return s if self.dtype == FLOAT else f"{s} {self.dtype}"
+
+    __repr__ = __str__
+
+    def dims_text(self) -> list[str]:
+        return [str(d) for d in self.shape]
+
+
+class ShapeError(Exception):
+    """A layer's shape rule rejects its input. ``arg`` names the argument at fault."""
+
+    def __init__(self, message: str, arg: str | None = None, notes=(), hint: str | None = None,
+                 code: str = "E300"):
+        super().__init__(message)
+        self.message = message
+        self.arg = arg
+        self.notes = list(notes)
+        self.hint = hint
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class W:
+    """One state_dict entry: its shape and how PyTorch initialises it by default.
+
+    init is ("uniform", bound) | ("zeros",) | ("ones",) | ("xavier_uniform",)
+    | ("kaiming_uniform",) | ("normal", std).
+    """
+
+    shape: tuple[int, ...]
+    init: tuple
+    trainable: bool = True
+    dtype: str = FLOAT
+
+
+# ---- torch description -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class In:
+    """Placeholder for the i-th input tensor of a layer in a torch call."""
+
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Prev:
+    """Placeholder for the result of the previous torch call of the same layer."""
+
+
+@dataclass(frozen=True, slots=True)
+class SymDim:
+    """Placeholder for a symbolic dim evaluated at run time from the model's inputs."""
+
+    dim: Dim
+
+
+MODULE = "<module>"
+
+
+@dataclass(frozen=True, slots=True)
+class TorchCall:
+    """One call: fn is MODULE, ``F.name`` (torch.nn.functional), ``torch.name``,
+    or ``.name`` (a tensor method on the first argument)."""
+
+    fn: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TorchModule:
+    """A torch.nn module to construct: ``torch.nn.<cls>(*args, **kwargs)``."""
+
+    cls: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TorchPlan:
+    module: TorchModule | None
+    calls: list[TorchCall]
+
+
+@dataclass(slots=True)
+class NumpyCtx:
+    """What a NumPy kernel may need besides its weights and inputs."""
+
+    training: bool = False
+    rng: Any = None
+    env: dict = field(default_factory=dict)  # symbol -> int, bound from the inputs
+    updates: dict = field(default_factory=dict)  # state_dict key suffix -> new buffer
+
+
+class Params(BaseModel):
+    """Base of every layer's argument schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class LayerKind:
+    """Base class of the layer kinds; see the module docstring."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    Params: ClassVar[type[BaseModel]] = Params
+    positional: ClassVar[tuple[str, ...]] = ()
+    synonyms: ClassVar[dict[str, str]] = {}
+    arity: ClassVar[int | None] = 1  # tensor inputs; None means two or more
+    summary: ClassVar[str] = ""
+
+    def infer(self, p, ins: list[TensorType]) -> TensorType:
+        raise NotImplementedError
+
+    def weights(self, p, ins: list[TensorType], out: TensorType) -> dict[str, W]:
+        return {}
+
+    def macs(self, p, ins: list[TensorType], out: TensorType) -> Dim | int:
+        return 0
+
+    def torch(self, p, ins: list[TensorType], out: TensorType) -> TorchPlan:
+        raise NotImplementedError
+
+    def numpy(self, p, w: dict, xs: list, ctx: NumpyCtx):
+        raise NotImplementedError
+
+    # used by the registry test: a valid argument set and input for this kind
+    def sample(self) -> tuple[dict, list[TensorType]]:
+        raise NotImplementedError
+
+    def flags(self) -> tuple[str, ...]:
+        return tuple(n for n, f in self.Params.model_fields.items() if f.annotation is bool)
+
+
+REGISTRY: dict[str, LayerKind] = {}
+
+
+def register(cls):
+    """Class decorator: register a LayerKind under its name and aliases."""
+    inst = cls()
+    for key in (cls.name, *cls.aliases):
+        if key in REGISTRY:
+            raise RuntimeError(f"layer kind {key!r} registered twice")
+        REGISTRY[key] = inst
+    return cls
+
+
+# ---- helpers shared by the layer modules -------------------------------------
+
+
+def need_rank(t: TensorType, ranks, what: str, layout: str = "") -> None:
+    if t.rank not in ranks:
+        want = " or ".join(str(r) for r in sorted(ranks))
+        lay = f" ({layout})" if layout else ""
+        raise ShapeError(f"{what} expects a rank-{want} input{lay}, got {t} (rank {t.rank})")
+
+
+def need_float(t: TensorType, what: str) -> None:
+    if t.dtype != FLOAT:
+        raise ShapeError(f"{what} needs a float input, got {t}",
+                         hint="token ids need an embedding layer first")
+
+
+def concrete(d: Dim, what: str, arg: str | None = None) -> int:
+    """The int value of a dim that a layer needs to know (channels, features)."""
+    if d.is_const:
+        return d.value
+    syms = ", ".join(sorted(d.symbols()))
+    raise ShapeError(f"{what} must be a concrete size, but it is {d} "
+                     f"(depends on symbol{'s' if len(d.symbols()) > 1 else ''} {syms})",
+                     arg=arg, hint="give the input a concrete size for that dimension")
+
+
+def prod(values) -> Dim | int:
+    out = 1
+    for v in values:
+        out = v * out
+    return out
+
+
+def fan_in_bound(fan_in: int) -> float:
+    """PyTorch's default bound for Linear/Conv weights and biases: 1/sqrt(fan_in).
+
+    kaiming_uniform_(a=sqrt(5)) gives gain sqrt(2/(1+5)) and bound gain*sqrt(3/fan_in)
+    = 1/sqrt(fan_in); the bias uses the same bound.
+    """
+    return 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0

@@ -1,0 +1,135 @@
+"""conv, conv1d, conv2d: convolution over [N, C, *spatial] (torch.nn.Conv1d/Conv2d).
+
+F_out = floor((F_in + p_before + p_after - d*(k - 1) - 1) / s) + 1 per spatial dim.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from .. import npops
+from .base import (Bool, Int, LayerKind, ShapeError, TensorType, TorchCall, TorchModule,
+                   TorchPlan, W, In, MODULE, Prev, concrete, need_float, need_rank, prod,
+                   register)
+from ._window import IntOrTuple, PadSpec, WindowParams, resolve, spatial_out
+from .dense import bias_init, weight_init
+
+
+class _Conv(LayerKind):
+    rank: int | None = None  # spatial rank; None: taken from the input
+    positional = ("out",)
+    synonyms = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d",
+                "out_channels": "out", "filters": "out"}
+
+    class Params(WindowParams):
+        out: Int
+        k: IntOrTuple
+        s: IntOrTuple = 1
+        p: PadSpec = 0
+        d: IntOrTuple = 1
+        groups: Int = 1
+        bias: Bool = True
+        init: Literal["default", "xavier", "kaiming"] = "default"
+
+        @field_validator("out", "groups")
+        @classmethod
+        def _pos(cls, v):
+            if v < 1:
+                raise ValueError("must be >= 1")
+            return v
+
+    def _n(self, x: TensorType) -> int:
+        if self.rank is not None:
+            need_rank(x, {self.rank + 2}, self.name,
+                      "[N, C, L]" if self.rank == 1 else "[N, C, H, W]")
+            return self.rank
+        need_rank(x, {3, 4}, self.name, "[N, C, L] or [N, C, H, W]")
+        return x.rank - 2
+
+    def geometry(self, p, x):
+        n = self._n(x)
+        k, s, pd, d = resolve(p, n)
+        return n, k, s, pd, d
+
+    def infer(self, p, ins):
+        (x,) = ins
+        need_float(x, self.name)
+        n, k, s, pd, d = self.geometry(p, x)
+        c_in = concrete(x.shape[1], f"{self.name}'s input channels")
+        if c_in % p.groups:
+            raise ShapeError(f"groups must divide the input channels, but {p.groups} does "
+                             f"not divide {c_in}", arg="groups")
+        if p.out % p.groups:
+            raise ShapeError(f"groups must divide the output channels, but {p.groups} does "
+                             f"not divide {p.out}", arg="groups")
+        spatial = spatial_out(self.name, x, k, s, pd, d)
+        return TensorType((x.shape[0], p.out) + spatial)
+
+    def weights(self, p, ins, out):
+        x = ins[0]
+        n, k, s, pd, d = self.geometry(p, x)
+        c_in = x.shape[1].value
+        fan_in = c_in // p.groups * prod(k)
+        fan_out = p.out // p.groups * prod(k)
+        w = {"weight": W((p.out, c_in // p.groups) + k, weight_init(p.init, fan_in, fan_out))}
+        if p.bias:
+            w["bias"] = W((p.out,), bias_init(p.init, fan_in))
+        return w
+
+    def macs(self, p, ins, out):
+        x = ins[0]
+        n, k, *_ = self.geometry(p, x)
+        return prod(out.shape) * (x.shape[1].value // p.groups) * prod(k)
+
+    def torch(self, p, ins, out):
+        x = ins[0]
+        n, k, s, pd, d = self.geometry(p, x)
+        symmetric = all(a == b for a, b in pd)
+        kw = {"kernel_size": k, "stride": s, "padding": tuple(a for a, _ in pd) if symmetric
+              else 0, "dilation": d, "groups": p.groups, "bias": p.bias}
+        mod = TorchModule(f"Conv{n}d", (x.shape[1].value, p.out), kw)
+        if symmetric:
+            return TorchPlan(mod, [])
+        flat = []
+        for a, b in reversed(pd):  # F.pad lists the last dim first
+            flat += [a, b]
+        return TorchPlan(mod, [TorchCall("F.pad", (In(0), tuple(flat))),
+                               TorchCall(MODULE, (Prev(),))])
+
+    def numpy(self, p, w, xs, ctx):
+        n, k, s, pd, d = self.geometry(p, _shape_of(xs[0]))
+        return npops.conv_nd(xs[0], w["weight"], w.get("bias"), s, pd, d, p.groups)
+
+    def sample(self):
+        shape = (2, 4, 9, 8) if self.rank != 1 else (2, 4, 11)
+        n = len(shape) - 2
+        return ({"out": 6, "k": 3, "s": 2, "p": ((1, 0),) * n, "d": 1, "groups": 2,
+                 "bias": False, "init": "kaiming"}, [TensorType(shape)])
+
+
+def _shape_of(a) -> TensorType:
+    return TensorType(a.shape)
+
+
+@register
+class Conv(_Conv):
+    """Convolution whose spatial rank (1 or 2) follows the input's rank."""
+
+    name = "conv"
+    summary = "convolution: conv <out> k=<k> [s=1] [p=0|same|(..)] [d=1] [groups=1] [bias]"
+
+
+@register
+class Conv1d(_Conv):
+    name = "conv1d"
+    rank = 1
+    summary = "1-d convolution over [N, C, L]"
+
+
+@register
+class Conv2d(_Conv):
+    name = "conv2d"
+    rank = 2
+    summary = "2-d convolution over [N, C, H, W]"

@@ -1,0 +1,40 @@
+"""dropout: zeroes elements with probability p in training (inverted scaling)."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from .. import npops
+from .base import LayerKind, Params, TensorType, TorchModule, TorchPlan, register
+
+
+@register
+class Dropout(LayerKind):
+    """Identity in eval mode; in training, zero with probability p and scale by 1/(1-p)."""
+
+    name = "dropout"
+    positional = ("p",)
+    synonyms = {"rate": "p"}
+    summary = "dropout <p> (identity in eval mode)"
+
+    class Params(Params):
+        p: float = 0.5
+
+        @field_validator("p")
+        @classmethod
+        def _p(cls, v):
+            if not 0.0 <= v < 1.0:
+                raise ValueError("must be in [0, 1)")
+            return v
+
+    def infer(self, p, ins):
+        return ins[0]
+
+    def torch(self, p, ins, out):
+        return TorchPlan(TorchModule("Dropout", (p.p,)), [])
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.dropout(xs[0], p.p, ctx.training, ctx.rng)
+
+    def sample(self):
+        return {"p": 0.25}, [TensorType((2, 5))]

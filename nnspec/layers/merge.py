@@ -1,0 +1,98 @@
+"""Layers that join values: element-wise add and mul, concat along an axis."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import (LayerKind, Params, ShapeError, TensorType, TorchCall, TorchPlan, In, Prev,
+                   Int, need_float, prod, register)
+
+
+class _Elementwise(LayerKind):
+    arity = None
+    fn = ""
+    sym = ""
+
+    def infer(self, p, ins):
+        first = ins[0]
+        for other in ins[1:]:
+            if other.shape != first.shape:
+                raise ShapeError(f"cannot {self.name} tensors of shapes {first} and {other}",
+                                 hint="both operands must have the same shape")
+            need_float(other, self.name)
+        need_float(first, self.name)
+        return first
+
+    def macs(self, p, ins, out):
+        return prod(out.shape) * (len(ins) - 1)
+
+    def torch(self, p, ins, out):
+        calls = [TorchCall(self.fn, (In(0), In(1)))]
+        calls += [TorchCall(self.fn, (Prev(), In(i))) for i in range(2, len(ins))]
+        return TorchPlan(None, calls)
+
+    def sample(self):
+        return {}, [TensorType((2, 3)), TensorType((2, 3))]
+
+
+@register
+class Add(_Elementwise):
+    """a + b (written `y + x` in a spec)"""
+    name, fn, summary = "add", "torch.add", "element-wise sum: y + x, or add(a, b, ...)"
+
+    def numpy(self, p, w, xs, ctx):
+        out = xs[0] + xs[1]
+        for x in xs[2:]:
+            out = out + x
+        return out
+
+
+@register
+class Mul(_Elementwise):
+    """a * b (written `(y * x)` in a spec)"""
+    name, fn, summary = "mul", "torch.mul", "element-wise product: (y * x), or mul(a, b, ...)"
+
+    def numpy(self, p, w, xs, ctx):
+        out = xs[0] * xs[1]
+        for x in xs[2:]:
+            out = out * x
+        return out
+
+
+@register
+class Concat(LayerKind):
+    """Joins tensors along ``dim`` (default 1, the channel/feature axis)."""
+
+    name = "concat"
+    arity = None
+    synonyms = {"axis": "dim"}
+    summary = "concat(a, b, ..., dim=1)"
+
+    class Params(Params):
+        dim: Int = 1
+
+    def infer(self, p, ins):
+        r = ins[0].rank
+        if not -r <= p.dim < r:
+            raise ShapeError(f"dim {p.dim} is out of range for rank-{r} inputs", arg="dim")
+        ax = p.dim % r
+        total = ins[0].shape[ax]
+        for t in ins[1:]:
+            if t.rank != r or any(a != b for i, (a, b) in enumerate(zip(t.shape, ins[0].shape))
+                                  if i != ax):
+                raise ShapeError(f"cannot concat {ins[0]} and {t} along dim {p.dim}: the other "
+                                 "dims must match", arg="dim")
+            if t.dtype != ins[0].dtype:
+                raise ShapeError(f"cannot concat {ins[0]} and {t}: different dtypes")
+            total = total + t.shape[ax]
+        return TensorType(ins[0].shape[:ax] + (total,) + ins[0].shape[ax + 1:], ins[0].dtype)
+
+    def torch(self, p, ins, out):
+        return TorchPlan(None, [TorchCall("torch.cat", (tuple(In(i) for i in range(len(ins))),),
+                                          {"dim": p.dim})])
+
+    def numpy(self, p, w, xs, ctx):
+        return np.concatenate(xs, axis=p.dim)
+
+    def sample(self):
+        return {"dim": 1}, [TensorType((2, 3, 4)), TensorType((2, 5, 4))]

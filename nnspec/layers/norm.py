@@ -1,0 +1,165 @@
+"""batchnorm (1d/2d by input rank) and layernorm."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+
+from .. import npops
+from .base import (Bool, Int, LayerKind, Params, ShapeError, TensorType, TorchModule,
+                   TorchPlan, W, concrete, need_float, need_rank, prod, register)
+
+
+class _BatchNorm(LayerKind):
+    rank: int | None = None
+    synonyms = {"affine": "affine", "track_running_stats": "track"}
+    summary = "batch normalisation over the channel axis (1)"
+
+    class Params(Params):
+        eps: float = 1e-5
+        momentum: float = 0.1
+        affine: Bool = True
+        track: Bool = True
+
+        @field_validator("eps")
+        @classmethod
+        def _eps(cls, v):
+            if v <= 0:
+                raise ValueError("must be > 0")
+            return v
+
+        @field_validator("momentum")
+        @classmethod
+        def _m(cls, v):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError("must be in [0, 1]")
+            return v
+
+    def _n(self, x):
+        if self.rank == 1:
+            need_rank(x, {2, 3}, self.name, "[N, C] or [N, C, L]")
+            return 1
+        if self.rank == 2:
+            need_rank(x, {4}, self.name, "[N, C, H, W]")
+            return 2
+        need_rank(x, {2, 3, 4}, self.name, "[N, C], [N, C, L] or [N, C, H, W]")
+        return 1 if x.rank < 4 else 2
+
+    def infer(self, p, ins):
+        x = ins[0]
+        need_float(x, self.name)
+        self._n(x)
+        concrete(x.shape[1], f"{self.name}'s channels (axis 1)")
+        return x
+
+    def weights(self, p, ins, out):
+        c = ins[0].shape[1].value
+        w = {}
+        if p.affine:
+            w["weight"] = W((c,), ("ones",))
+            w["bias"] = W((c,), ("zeros",))
+        if p.track:
+            w["running_mean"] = W((c,), ("zeros",), trainable=False)
+            w["running_var"] = W((c,), ("ones",), trainable=False)
+            w["num_batches_tracked"] = W((), ("zeros",), trainable=False, dtype="int")
+        return w
+
+    def macs(self, p, ins, out):
+        return prod(ins[0].shape) * 2
+
+    def torch(self, p, ins, out):
+        x = ins[0]
+        n = self._n(x)
+        kw = {"eps": p.eps, "momentum": p.momentum, "affine": p.affine,
+              "track_running_stats": p.track}
+        return TorchPlan(TorchModule(f"BatchNorm{n}d", (x.shape[1].value,), kw), [])
+
+    def numpy(self, p, w, xs, ctx):
+        y, rm, rv = npops.batch_norm(xs[0], w.get("running_mean"), w.get("running_var"),
+                                     w.get("weight"), w.get("bias"), ctx.training,
+                                     p.momentum, p.eps)
+        if ctx.training and p.track:
+            ctx.updates["running_mean"] = rm
+            ctx.updates["running_var"] = rv
+            ctx.updates["num_batches_tracked"] = w["num_batches_tracked"] + 1
+        return y
+
+    def sample(self):
+        shape = {None: (3, 4, 5, 5), 1: (3, 4, 6), 2: (3, 4, 5, 5)}[self.rank]
+        return {"eps": 1e-3, "momentum": 0.2, "affine": True, "track": True}, [TensorType(shape)]
+
+
+@register
+class BatchNorm(_BatchNorm):
+    name = "batchnorm"
+
+
+@register
+class BatchNorm1d(_BatchNorm):
+    name = "batchnorm1d"
+    rank = 1
+
+
+@register
+class BatchNorm2d(_BatchNorm):
+    name = "batchnorm2d"
+    rank = 2
+
+
+@register
+class LayerNorm(LayerKind):
+    """Normalises over the last ``axes`` dims (torch.nn.LayerNorm)."""
+
+    name = "layernorm"
+    positional = ("axes",)
+    synonyms = {"elementwise_affine": "affine"}
+    summary = "layer normalisation over the last axes: layernorm [axes=1] [eps=1e-5]"
+
+    class Params(Params):
+        axes: Int = 1
+        eps: float = 1e-5
+        affine: Bool = True
+        bias: Bool = True
+
+        @field_validator("axes")
+        @classmethod
+        def _axes(cls, v):
+            if v < 1:
+                raise ValueError("must be >= 1")
+            return v
+
+    def infer(self, p, ins):
+        x = ins[0]
+        need_float(x, "layernorm")
+        if p.axes > x.rank:
+            raise ShapeError(f"layernorm over {p.axes} axes needs a rank >= {p.axes} input, "
+                             f"got {x}", arg="axes")
+        for d in x.shape[-p.axes:]:
+            concrete(d, "layernorm's normalised dims")
+        return x
+
+    def _shape(self, p, x):
+        return tuple(d.value for d in x.shape[-p.axes:])
+
+    def weights(self, p, ins, out):
+        shp = self._shape(p, ins[0])
+        w = {}
+        if p.affine:
+            w["weight"] = W(shp, ("ones",))
+            if p.bias:
+                w["bias"] = W(shp, ("zeros",))
+        return w
+
+    def macs(self, p, ins, out):
+        return prod(ins[0].shape) * 2
+
+    def torch(self, p, ins, out):
+        kw = {"eps": p.eps, "elementwise_affine": p.affine}
+        if not p.bias:
+            kw["bias"] = False
+        return TorchPlan(TorchModule("LayerNorm", (self._shape(p, ins[0]),), kw), [])
+
+    def numpy(self, p, w, xs, ctx):
+        return npops.layer_norm(xs[0], p.axes, w.get("weight"), w.get("bias"), p.eps)
+
+    def sample(self):
+        return {"axes": 2, "eps": 1e-6, "affine": True, "bias": False}, [TensorType((2, 3, 4))]

@@ -1,0 +1,771 @@
+"""Syntax -> IR: resolve names, constants, imports and blocks; validate layer arguments.
+
+Blocks are expanded inline (each call gets its own module-name prefix, so the state_dict
+reads ``layer1.0.conv1.weight``). Errors are collected, not raised one by one: a failing
+statement poisons the value it defines, later uses of a poisoned value stay silent, and
+every independent error in a file is reported in one run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from . import ir
+from . import syntax as S
+from .diagnostics import Diagnostic, Failure, SpecError, suggest
+from .dims import Dim
+from .layers import REGISTRY
+from .parse import parse
+from .source import Source, Span
+
+STDLIB = Path(__file__).resolve().parent / "stdlib"
+MAX_DEPTH = 64
+MAX_REPEAT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A tensor value during lowering: the id of the IR value that holds it."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A bare name that is bound to nothing: a flag (``global``) or a keyword (``same``)."""
+
+    name: str
+
+
+class _Poison:
+    """The value of anything whose definition failed (its error is already reported)."""
+
+    def __repr__(self):
+        return "<error>"
+
+
+POISON = _Poison()
+_BOOLS = {"true": True, "false": False, "True": True, "False": False}
+
+
+@dataclass
+class FileScope:
+    path: str
+    consts: dict = field(default_factory=dict)
+    const_spans: dict = field(default_factory=dict)
+    blocks: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)  # name -> syntax Model
+
+
+class Loader:
+    """Reads files, follows ``use``, and owns the sources for error excerpts."""
+
+    def __init__(self):
+        self.sources: dict[str, Source] = {}
+        self.scopes: dict[str, FileScope] = {}
+        self.diags: list[Diagnostic] = []
+        self._loading: list[str] = []
+
+    def error(self, code, msg, span, notes=(), hint=None):
+        self.diags.append(Diagnostic(code, msg, span, list(notes), hint))
+
+    def load_text(self, text: str, path: str) -> FileScope | None:
+        self.sources[path] = Source(path, text if text.endswith("\n") else text + "\n")
+        try:
+            module = parse(text, path)
+        except SpecError as e:
+            self.diags.extend(e.diagnostics)
+            return None
+        scope = FileScope(path)
+        self.scopes[os.path.abspath(path)] = scope
+        self._loading.append(os.path.abspath(path))
+        try:
+            self._collect(module, scope)
+        finally:
+            self._loading.pop()
+        return scope
+
+    def load_file(self, path: str, span: Span | None = None) -> FileScope | None:
+        key = os.path.abspath(path)
+        if key in self.scopes:
+            return self.scopes[key]
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            self.error("E001", f"cannot read {path}: {reason}", span)
+            return None
+        return self.load_text(text, path)
+
+    def _resolve_use(self, use: S.Use, here: str) -> str | None:
+        base = Path(here).parent
+        cand = base / use.path
+        if cand.is_file():
+            return os.path.relpath(cand) if not os.path.isabs(use.path) else str(cand)
+        std = STDLIB / use.path
+        if std.is_file():
+            return str(std)
+        return None
+
+    def _collect(self, module: S.Module, scope: FileScope):
+        ev = Evaluator(self, scope)
+        for item in module.items:
+            if isinstance(item, S.Use):
+                path = self._resolve_use(item, module.path)
+                if path is None:
+                    self.error("E002", f"cannot find {item.path!r} (looked next to "
+                               f"{module.path} and in the standard library)", item.span)
+                    continue
+                if os.path.abspath(path) in self._loading:
+                    chain = " -> ".join(os.path.basename(p) for p in self._loading)
+                    self.error("E003", f"import cycle: {chain} -> {os.path.basename(path)}",
+                               item.span)
+                    continue
+                other = self.load_file(path, item.span)
+                if other is None:
+                    continue
+                for table in ("consts", "blocks", "models"):
+                    for name, value in getattr(other, table).items():
+                        self._define(scope, table, name, value, item.span,
+                                     other.const_spans.get(name) if table == "consts" else None)
+            elif isinstance(item, S.Const):
+                try:
+                    value = ev.const(item.expr)
+                except Failure as f:
+                    self.diags.append(f.diag)
+                    value = POISON
+                self._define(scope, "consts", item.name, value, item.span, item.span)
+            elif isinstance(item, S.Block):
+                self._define(scope, "blocks", item.name, item, item.span)
+            elif isinstance(item, S.Model):
+                self._define(scope, "models", item.name, item, item.span)
+            elif isinstance(item, S.Check):
+                scope.__dict__.setdefault("checks", []).append(item)
+
+    def _define(self, scope: FileScope, table: str, name: str, value, span: Span,
+                vspan: Span | None = None):
+        for other in ("consts", "blocks", "models"):
+            prev = getattr(scope, other).get(name)
+            if prev is not None and prev is not value:
+                where = getattr(prev, "span", None) or scope.const_spans.get(name)
+                self.error("E010", f"{name!r} is defined twice", span,
+                           [f"first defined at {where}"] if where else [])
+                return
+        if name in REGISTRY:
+            self.error("E011", f"{name!r} is a layer kind; choose another name", span)
+            return
+        getattr(scope, table)[name] = value
+        if vspan is not None:
+            scope.const_spans[name] = vspan
+
+
+class Evaluator:
+    """Evaluates expressions of constants and integer arithmetic in a file's scope."""
+
+    def __init__(self, loader: Loader, scope: FileScope):
+        self.loader = loader
+        self.scope = scope
+
+    def const(self, e):
+        v = self.value(e, {})
+        if isinstance(v, (Tensor, Word)):
+            raise Failure("E020", "a constant must be a number, string or tuple", e.span)
+        return v
+
+    def lookup(self, name: str, env: dict, span: Span):
+        if name in env:
+            return env[name]
+        if name in self.scope.consts:
+            return self.scope.consts[name]
+        if name in _BOOLS:
+            return _BOOLS[name]
+        return Word(name)
+
+    def value(self, e, env: dict, shape_ctx: bool = False):
+        """Evaluate a syntax expression to a Python value (int, float, str, bool, tuple,
+        Dim, list of Dims for a shape literal, Tensor or Word)."""
+        if isinstance(e, S.Num):
+            return e.value
+        if isinstance(e, S.Str):
+            return e.value
+        if isinstance(e, S.Ref):
+            v = self.lookup(e.name, env, e.span)
+            if shape_ctx and isinstance(v, Word):
+                return Dim.sym(e.name)
+            return v
+        if isinstance(e, S.Neg):
+            v = self.value(e.operand, env, shape_ctx)
+            if isinstance(v, (int, float, Dim)) and not isinstance(v, bool):
+                return -v
+            raise Failure("E021", f"cannot negate {describe(v)}", e.span)
+        if isinstance(e, S.BinOp):
+            a = self.value(e.left, env, shape_ctx)
+            b = self.value(e.right, env, shape_ctx)
+            return self.arith(e, a, b)
+        if isinstance(e, S.TupleLit):
+            return tuple(self.value(x, env, shape_ctx) for x in e.items)
+        if isinstance(e, S.ShapeLit):
+            return self.shape(e, env)
+        if isinstance(e, S.CallExpr):
+            raise Failure("E022", f"{e.name}(...) is not allowed here", e.span,
+                          hint="calls of layers and blocks belong in a model or block body")
+        raise Failure("E999", f"unsupported expression {type(e).__name__}", e.span)
+
+    def shape(self, e: S.ShapeLit, env: dict) -> list:
+        dims = []
+        for d in e.dims:
+            if isinstance(d, S.Ref) and d.name == "_":
+                dims.append("_")
+                continue
+            v = self.value(d, env, shape_ctx=True)
+            if isinstance(v, bool) or not isinstance(v, (int, Dim)):
+                raise Failure("E023", f"a dimension must be an integer or a symbol, "
+                              f"got {describe(v)}", d.span)
+            dims.append(Dim.const(v) if isinstance(v, int) else v)
+        return dims
+
+    def arith(self, e: S.BinOp, a, b):
+        if a is POISON or b is POISON:
+            return POISON
+        nums = (int, float, Dim)
+        if (isinstance(a, nums) and isinstance(b, nums) and not isinstance(a, bool)
+                and not isinstance(b, bool)):
+            return _arith(e, a, b)
+        raise Failure("E024", f"cannot compute {describe(a)} {e.op} {describe(b)}", e.span)
+
+
+def _arith(e: S.BinOp, a, b):
+    op = e.op
+    if isinstance(a, Dim) or isinstance(b, Dim):
+        if isinstance(a, float) or isinstance(b, float):
+            raise Failure("E025", "dimensions are integers; got a float", e.span)
+        if op == "+":
+            return a + b
+        if op == "-":
+            return a - b
+        if op == "*":
+            return a * b
+        if not isinstance(b, int) and not (isinstance(b, Dim) and b.is_const):
+            raise Failure("E025", f"can only divide a dimension by an integer, not {b}", e.span)
+        k = b if isinstance(b, int) else b.value
+        if k == 0:
+            raise Failure("E026", "division by zero", e.span)
+        a = a if isinstance(a, Dim) else Dim.const(a)
+        if op == "//":
+            return a.floordiv(k)
+        try:
+            return a.exact_div(k)
+        except ValueError:
+            raise Failure("E027", f"{a} / {k} is not exact", e.span,
+                          hint="use // for floor division") from None
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if b == 0:
+        raise Failure("E026", "division by zero", e.span)
+    if op == "//":
+        return a // b
+    if isinstance(a, int) and isinstance(b, int):
+        if a % b:
+            raise Failure("E027", f"{a} / {b} is not exact (= {a / b:g})", e.span,
+                          hint=f"use {a} // {b} for floor division")
+        return a // b
+    return a / b
+
+
+def describe(v) -> str:
+    if isinstance(v, Tensor):
+        return "a tensor"
+    if isinstance(v, bool):
+        return f"the boolean {str(v).lower()}"
+    if isinstance(v, Word):
+        return f"the undefined name {v.name!r}"
+    if isinstance(v, (int, float)):
+        return f"the number {v}"
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    if isinstance(v, tuple):
+        return "a tuple"
+    if isinstance(v, list):
+        return "a shape"
+    if isinstance(v, Dim):
+        return f"the dimension {v}"
+    return str(v)
+
+
+class _Return(Exception):
+    pass
+
+
+class ModelBuilder:
+    """Lowers one model body (blocks expanded inline) to an IR model."""
+
+    def __init__(self, loader: Loader, scope: FileScope, model: S.Model):
+        self.loader = loader
+        self.scope = scope
+        self.syn = model
+        self.nodes: list[ir.Node] = []
+        self.asserts: list[ir.Assert] = []
+        self.counter = 0
+        self.depth = 0
+        self.taken: dict[str, set] = {}
+        self.counts: dict[tuple, int] = {}
+
+    # ---- helpers -------------------------------------------------------------
+    def fail(self, code, msg, span, notes=(), hint=None):
+        raise Failure(code, msg, span, list(notes), hint)
+
+    def text(self, span: Span) -> str:
+        src = self.loader.sources.get(span.file)
+        if src is None:
+            return ""
+        line = src.line_text(span.line)
+        end = span.end_col - 1 if span.end_line == span.line else len(line)
+        t = line[span.col - 1:end].strip()
+        if span.end_line != span.line:
+            t += " ..."
+        return t
+
+    def new_id(self) -> str:
+        self.counter += 1
+        return f"v{self.counter}"
+
+    def name_for(self, prefix: str, base: str, alias: str | None, span: Span) -> str:
+        taken = self.taken.setdefault(prefix, set())
+        if alias is not None:
+            if alias in taken:
+                self.fail("E030", f"the name {alias!r} is already used in this scope", span)
+            taken.add(alias)
+            return prefix + alias
+        key = (prefix, base)
+        i = self.counts.get(key, 0)
+        while f"{base}_{i}" in taken:
+            i += 1
+        self.counts[key] = i + 1
+        taken.add(f"{base}_{i}")
+        return f"{prefix}{base}_{i}"
+
+    # ---- model -----------------------------------------------------------------
+    def build(self) -> ir.Model:
+        syn = self.syn
+        ev = Evaluator(self.loader, self.scope)
+        env: dict = {}
+        inputs = []
+        for inp in syn.inputs:
+            try:
+                dims = ev.shape(inp.shape, {})
+            except Failure as f:
+                self.loader.diags.append(f.diag)
+                dims = None
+            dtype = inp.dtype or "float"
+            if dtype not in ("float", "int"):
+                self.loader.error("E031", f"unknown input dtype {dtype!r}",
+                                  inp.dtype_span or inp.span, hint="use float or int")
+                dtype = "float"
+            if dims is not None and "_" in dims:
+                self.loader.error("E032", "input shapes cannot use the wildcard _", inp.span)
+                dims = None
+            tid = f"in_{inp.name}"
+            if dims is None:
+                env[inp.name] = POISON
+                inputs.append(ir.Input(name=inp.name, id=tid, shape=[], dtype=dtype,
+                                       span=inp.span.to_json()))
+                continue
+            inputs.append(ir.Input(name=inp.name, id=tid, shape=[str(d) for d in dims],
+                                   dtype=dtype, span=inp.span.to_json()))
+            env[inp.name] = Tensor(tid)
+        if not syn.inputs:
+            self.loader.error("E033", f"model {syn.name} has no inputs", syn.span)
+        current = env[syn.inputs[0].name] if syn.inputs else POISON
+        out = self.body(syn.body, env, current, "")
+        output = out.id if isinstance(out, Tensor) else ""
+        if syn.out_shape is not None and isinstance(out, Tensor):
+            try:
+                dims = ev.shape(syn.out_shape, {})
+                self.asserts.append(ir.Assert(value=output, dims=[str(d) for d in dims],
+                                              span=syn.out_shape.span.to_json(), what="output"))
+            except Failure as f:
+                self.loader.diags.append(f.diag)
+        if any(i.shape == [] and env.get(i.name) is POISON for i in inputs):
+            output = output or ""
+        return ir.Model.model_construct(
+            name=syn.name, file=syn.file, inputs=inputs, nodes=self.nodes, output=output,
+            asserts=self.asserts, span=syn.span.to_json())
+
+    def body(self, stmts: list[S.Stmt], env: dict, current, prefix: str):
+        ev = Evaluator(self.loader, self.scope)
+        result = None
+        for i, st in enumerate(stmts):
+            if result is not None:
+                self.loader.error("E034", "statement after return is never reached", st.span)
+                break
+            try:
+                v = self.pipeline(st.pipeline, env, current, prefix)
+            except Failure as f:
+                self.loader.diags.append(f.diag)
+                v = POISON
+            if st.annot is not None and isinstance(v, Tensor):
+                try:
+                    dims = ev.shape(st.annot, env)
+                    self.asserts.append(ir.Assert(value=v.id, dims=[
+                        d if d == "_" else str(d) for d in dims], span=st.annot.span.to_json()))
+                except Failure as f:
+                    self.loader.diags.append(f.diag)
+            if st.kind == "assign":
+                if st.target in REGISTRY or st.target in self.scope.blocks:
+                    what = "layer kind" if st.target in REGISTRY else "block"
+                    self.loader.error("E035", f"cannot assign to {st.target!r}: it is a {what}",
+                                      st.span, hint="choose another name")
+                else:
+                    env[st.target] = v
+            current = v
+            if st.kind == "return":
+                result = v
+        return current if result is None else result
+
+    # ---- pipelines -------------------------------------------------------------
+    def pipeline(self, pl: S.Pipeline, env: dict, current, prefix: str):
+        v = current
+        for stage in pl.stages:
+            v = self.stage(stage, env, v, prefix)
+        return v
+
+    def stage(self, st, env: dict, inp, prefix: str):
+        if isinstance(st, S.Plus):
+            a = self.stage(st.left, env, inp, prefix)
+            b = self.stage(st.right, env, inp, prefix)
+            return self.elementwise("add", [a, b], st.span, prefix)
+        if isinstance(st, S.Group):
+            if st.rep is not None or st.alias is not None:
+                self.fail("E036", "a parenthesised expression cannot be repeated or named",
+                          st.span)
+            return self.expr(st.expr, env, prefix)
+        if isinstance(st, S.Layer):
+            bound = env.get(st.name, self.scope.consts.get(st.name))
+            if st.name in env or st.name in self.scope.consts:
+                if st.args or st.rep is not None or st.alias is not None:
+                    self.fail("E037", f"{st.name!r} is a value, not a layer or block",
+                              st.name_span)
+                if isinstance(bound, Tensor) or bound is POISON:
+                    return bound
+                self.fail("E038", f"{st.name!r} is {describe(bound)}, not a tensor", st.name_span)
+        return self.apply(st.name, st.args, st.rep, st.alias, st.span, st.name_span,
+                          env, inp, prefix, call_form=isinstance(st, S.Call))
+
+    def apply(self, name, args, rep, alias, span, name_span, env, inp, prefix, call_form=False):
+        ev = Evaluator(self.loader, self.scope)
+        values = []
+        for a in args:
+            v = self.expr(a.value, env, prefix) if _has_tensor_syntax(a.value) else \
+                ev.value(a.value, env)
+            values.append((a, v))
+        inputs: list = []
+        if call_form or name in self.scope.blocks:
+            # leading tensor arguments are explicit inputs
+            while values and values[0][0].key is None and (
+                    isinstance(values[0][1], Tensor) or values[0][1] is POISON):
+                inputs.append(values.pop(0)[1])
+        if not inputs:
+            inputs = [inp]
+        n = 1
+        if rep is not None:
+            n = ev.value(rep, env)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > MAX_REPEAT:
+                self.fail("E039", f"a repeat count must be an integer from 1 to {MAX_REPEAT}, "
+                          f"got {describe(n)}", rep.span)
+        if any(v is POISON for v in inputs):
+            return POISON
+        for x in inputs:
+            if not isinstance(x, Tensor):
+                self.fail("E040", f"{name} needs a tensor input, got {describe(x)}", span)
+        if name in REGISTRY:
+            make = self.layer
+        elif name in self.scope.blocks:
+            make = self.block
+        else:
+            self.unknown(name, name_span, env)
+        if n > 1 and len(inputs) > 1:
+            self.fail("E041", "only a single-input stage can be repeated", rep.span)
+        if n == 1:
+            return make(name, values, inputs, span, alias, prefix)
+        scope_prefix = prefix
+        if alias is not None:
+            scope_prefix = self.name_for(prefix, "", alias, span) + "."
+        v = inputs
+        for i in range(n):
+            sub = str(i) if alias is not None else None
+            out = make(name, values, v, span, sub, scope_prefix)
+            v = [out]
+        return v[0]
+
+    def unknown(self, name, span, env):
+        if name in self.scope.models:
+            self.fail("E042", f"{name!r} is a model; models cannot be used as layers", span,
+                      hint=f"use a block, or check a composition with `check {name}(...)`")
+        choices = list(REGISTRY) + list(self.scope.blocks) + list(env)
+        best = suggest(name, choices)
+        self.fail("E043", f"unknown layer kind {name!r}", span,
+                  hint=f"did you mean {best!r}?" if best else
+                  "see `nnspec layers` for the list of layer kinds")
+
+    def layer(self, kind_name, values, inputs, span, alias, prefix):
+        kind = REGISTRY[kind_name]
+        arity = kind.arity
+        if arity is not None and len(inputs) != arity:
+            self.fail("E044", f"{kind_name} takes {arity} input tensor"
+                      f"{'s' if arity != 1 else ''}, got {len(inputs)}", span)
+        if arity is None and len(inputs) < 2:
+            self.fail("E044", f"{kind_name} takes two or more input tensors, got {len(inputs)}",
+                      span)
+        params, arg_spans = self.bind_args(kind, kind_name, values, span)
+        try:
+            p = kind.Params.model_validate(params)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = str(err["loc"][0]) if err["loc"] else None
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            got = params.get(loc, None) if loc else None
+            received = f" (received {loc}={_show(got)})" if loc in params else ""
+            if err["type"] == "missing":
+                self.fail("E045", f"{kind_name} needs the argument {loc!r}", span,
+                          hint=_usage(kind, kind_name))
+            self.fail("E046", f"invalid {loc} for {kind_name}: {msg}{received}",
+                      arg_spans.get(loc, span))
+        name = self.name_for(prefix, kind.name, alias, span)
+        node = ir.Node.build(self.new_id(), kind.name, name, [x.id for x in inputs], p, span,
+                             arg_spans, self.text(span))
+        self.nodes.append(node)
+        return Tensor(node.id)
+
+    def bind_args(self, kind, kind_name, values, span):
+        params: dict = {}
+        arg_spans: dict = {}
+        positional = list(kind.positional)
+        flags = kind.flags()
+        fields = kind.Params.model_fields
+        for a, v in values:
+            if isinstance(v, Tensor) or v is POISON:
+                self.fail("E047", f"{kind_name} takes one input tensor from the pipeline; "
+                          "extra tensors are not arguments", a.span)
+            if a.key is None:
+                if isinstance(v, Word) and v.name in flags:
+                    key, v = kind.synonyms.get(v.name, v.name), True
+                elif positional:
+                    key = positional.pop(0)
+                    while key in params and positional:
+                        key = positional.pop(0)
+                else:
+                    extra = ""
+                    if isinstance(v, Word):
+                        best = suggest(v.name, flags)
+                        extra = f"; did you mean {best!r}?" if best else ""
+                        self.fail("E048", f"unknown name {v.name!r} in {kind_name}{extra}",
+                                  a.span, hint=_usage(kind, kind_name))
+                    self.fail("E048", f"{kind_name} takes {len(kind.positional)} positional "
+                              f"argument{'s' if len(kind.positional) != 1 else ''}, got more",
+                              a.span, hint=_usage(kind, kind_name))
+            else:
+                key = kind.synonyms.get(a.key, a.key)
+                if key not in fields:
+                    choices = list(fields) + list(kind.synonyms)
+                    best = suggest(a.key, choices)
+                    self.fail("E049", f"unknown argument {a.key!r} for {kind_name}", a.span,
+                              hint=(f"did you mean {best!r}? " if best else "")
+                              + _usage(kind, kind_name))
+                if key in params:
+                    self.fail("E050", f"argument {key!r} given twice", a.span)
+            if isinstance(v, Word):
+                v = v.name  # a keyword value such as p=same; the schema validates it
+            if isinstance(v, list):
+                v = tuple(v)
+            params[key] = v
+            arg_spans[key] = a.span
+        return params, arg_spans
+
+    def block(self, name, values, inputs, span, alias, prefix):
+        blk: S.Block = self.scope.blocks[name]
+        if self.depth >= MAX_DEPTH:
+            self.fail("E051", f"blocks nest deeper than {MAX_DEPTH} (does {name} call itself?)",
+                      span)
+        env: dict = {}
+        params = list(blk.params)
+        if not params:
+            self.fail("E052", f"block {name} has no input parameter", blk.span)
+        n_in = len(inputs)
+        if n_in > len(params):
+            self.fail("E053", f"block {name} takes {len(params)} parameters, got {n_in} inputs",
+                      span)
+        for prm, x in zip(params, inputs):
+            env[prm.name] = x
+        rest = params[n_in:]
+        given: dict = {}
+        pos = [p.name for p in rest]
+        for a, v in values:
+            if a.key is None:
+                if not pos:
+                    self.fail("E054", f"block {name} takes {len(params) - 1} argument"
+                              f"{'s' if len(params) != 2 else ''} after its input, got more",
+                              a.span)
+                key = pos.pop(0)
+            else:
+                key = a.key
+                if key not in [p.name for p in rest]:
+                    best = suggest(key, [p.name for p in rest])
+                    self.fail("E055", f"block {name} has no parameter {key!r}", a.span,
+                              hint=f"did you mean {best!r}?" if best else None)
+                if key in pos:
+                    pos.remove(key)
+            if key in given:
+                self.fail("E050", f"argument {key!r} given twice", a.span)
+            given[key] = v
+        ev = Evaluator(self.loader, self.scope)
+        for prm in rest:
+            if prm.name in given:
+                env[prm.name] = given[prm.name]
+            elif prm.default is not None:
+                env[prm.name] = ev.value(prm.default, env)
+            else:
+                self.fail("E056", f"block {name} needs the argument {prm.name!r}", span)
+        inst = self.name_for(prefix, name.lower(), alias, span)
+        self.depth += 1
+        try:
+            out = self.body(blk.body, env, inputs[0], inst + ".")
+        finally:
+            self.depth -= 1
+        return out
+
+    # ---- tensor expressions ------------------------------------------------------
+    def expr(self, e, env, prefix):
+        if isinstance(e, S.CallExpr):
+            return self.apply(e.name, e.args, None, None, e.span, e.name_span, env, None,
+                              prefix, call_form=True)
+        if isinstance(e, S.BinOp) and _has_tensor_syntax(e):
+            a = self.expr(e.left, env, prefix)
+            b = self.expr(e.right, env, prefix)
+            if isinstance(a, Tensor) or isinstance(b, Tensor) or POISON in (a, b):
+                ops = {"+": "add", "*": "mul"}
+                if e.op not in ops:
+                    self.fail("E057", f"tensors support + and * (element-wise), not {e.op}",
+                              e.span)
+                return self.elementwise(ops[e.op], [a, b], e.span, prefix)
+            return Evaluator(self.loader, self.scope).arith(e, a, b)
+        v = Evaluator(self.loader, self.scope).value(e, env)
+        return v
+
+    def elementwise(self, op, vals, span, prefix):
+        if any(v is POISON for v in vals):
+            return POISON
+        for v in vals:
+            if not isinstance(v, Tensor):
+                self.fail("E058", f"{op} needs tensors, got {describe(v)}", span)
+        return self.layer(op, [], vals, span, None, prefix)
+
+
+def _has_tensor_syntax(e) -> bool:
+    """True if the expression may produce a tensor (it contains a reference or a call)."""
+    if isinstance(e, (S.Ref, S.CallExpr)):
+        return True
+    if isinstance(e, S.BinOp):
+        return _has_tensor_syntax(e.left) or _has_tensor_syntax(e.right)
+    return False
+
+
+def _show(v) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return str(v).lower()
+    return str(v)
+
+
+def _usage(kind, name) -> str:
+    fields = kind.Params.model_fields
+    parts = []
+    for f in kind.positional:
+        parts.append(f"<{f}>")
+    for f, info in fields.items():
+        if f in kind.positional:
+            continue
+        if info.is_required():
+            parts.append(f"{f}=<{f}>")
+        elif info.annotation is bool:
+            parts.append(f"[{f}]")
+        else:
+            parts.append(f"[{f}={_show(info.default)}]")
+    return f"usage: {name} " + " ".join(parts)
+
+
+def lower_scope(loader: Loader, scope: FileScope, models=None) -> ir.Program:
+    out = []
+    local = models if models is not None else [
+        m for m in scope.models.values() if m.file == scope.path]
+    for m in local:
+        out.append(ModelBuilder(loader, scope, m).build())
+    checks = []
+    for c in scope.__dict__.get("checks", []):
+        chain = _check_chain(c.expr, loader)
+        if chain is None:
+            continue
+        bad = [n for n in chain if n not in scope.models]
+        if bad:
+            best = suggest(bad[0], scope.models)
+            loader.error("E060", f"unknown model {bad[0]!r} in check", c.span,
+                         hint=f"did you mean {best!r}?" if best else None)
+            continue
+        checks.append(ir.Check(chain=chain, span=c.span.to_json()))
+    prog = ir.Program.model_construct(version=ir.IR_VERSION, models=out, checks=checks)
+    # models referenced by checks but defined in used files
+    names = {m.name for m in out}
+    for c in checks:
+        for n in c.chain:
+            if n not in names:
+                syn = scope.models[n]
+                prog.models.append(ModelBuilder(loader, scope, syn).build())
+                names.add(n)
+    return prog
+
+
+def _check_chain(e, loader: Loader):
+    chain = []
+    while isinstance(e, S.CallExpr):
+        chain.append(e.name)
+        if len(e.args) != 1 or e.args[0].key is not None:
+            loader.error("E061", "check takes one model inside each call: check Outer(Inner)",
+                         e.span)
+            return None
+        e = e.args[0].value
+    if isinstance(e, S.Ref):
+        chain.append(e.name)
+    else:
+        loader.error("E061", "check takes a composition of models: check Outer(Inner)", e.span)
+        return None
+    if len(chain) < 2:
+        loader.error("E061", "check needs at least two models: check Outer(Inner)", e.span)
+        return None
+    return chain
+
+
+def lower_text(text: str, path: str = "<string>") -> tuple[ir.Program | None, Loader]:
+    """Parse and lower one spec given as text; diagnostics are in ``loader.diags``."""
+    loader = Loader()
+    scope = loader.load_text(text, path)
+    if scope is None:
+        return None, loader
+    return lower_scope(loader, scope), loader
+
+
+def lower_file(path: str) -> tuple[ir.Program | None, Loader]:
+    loader = Loader()
+    scope = loader.load_file(path)
+    if scope is None:
+        return None, loader
+    return lower_scope(loader, scope), loader

@@ -1,0 +1,163 @@
+"""Static shape inference over the IR; errors carry the span of the node at fault."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import ir
+from .diagnostics import Diagnostic
+from .dims import Dim
+from .layers import REGISTRY, ShapeError, TensorType
+from .source import Span
+
+
+@dataclass
+class ModelTypes:
+    """The inferred type of every value of one model (None where inference failed)."""
+
+    model: ir.Model
+    types: dict[str, TensorType | None] = field(default_factory=dict)
+    diags: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.diags
+
+    def output(self) -> TensorType | None:
+        return self.types.get(self.model.output)
+
+    def inputs(self) -> list[TensorType | None]:
+        return [self.types.get(i.id) for i in self.model.inputs]
+
+
+def _origin(model: ir.Model, producers: dict, value: str) -> str:
+    node = producers.get(value)
+    if node is None:
+        for i in model.inputs:
+            if i.id == value:
+                return f"model input {i.name}"
+        return "?"
+    line = node.span[1] if node.span else "?"
+    return f"line {line}: {node.text}" if node.text else f"line {line}"
+
+
+def infer_model(model: ir.Model) -> ModelTypes:
+    """Infer every value's type; collect all independent errors."""
+    res = ModelTypes(model)
+    types = res.types
+    for inp in model.inputs:
+        types[inp.id] = TensorType(inp.dims(), inp.dtype) if inp.shape or not inp.span else None
+    producers = {}
+    for node in model.nodes:
+        producers[node.id] = node
+        ins = [types.get(i) for i in node.inputs]
+        if any(t is None for t in ins):
+            types[node.id] = None
+            continue
+        try:
+            types[node.id] = REGISTRY[node.op].infer(node.p, ins)
+        except ShapeError as e:
+            types[node.id] = None
+            notes = list(e.notes)
+            for t, src in zip(ins, node.inputs):
+                notes.append(f"input here is {t} (from {_origin(model, producers, src)})")
+            res.diags.append(Diagnostic(e.code, e.message, node.arg_where(e.arg), notes,
+                                        e.hint))
+    for a in model.asserts:
+        t = types.get(a.value)
+        if t is None:
+            continue
+        d = check_assert(t, a, _origin(model, producers, a.value))
+        if d is not None:
+            res.diags.append(d)
+    return res
+
+
+def unify(pattern: list, actual: tuple, binding: dict) -> int | None:
+    """Match declared dims (with ``_`` wildcards) against inferred ones.
+
+    A declared bare symbol not yet bound binds to the actual dim; everything else must
+    be equal after substitution. Returns the index of the first mismatch, or None.
+    """
+    for i, (p, a) in enumerate(zip(pattern, actual)):
+        if p == "_":
+            continue
+        if not p.is_const and len(p.symbols()) == 1 and str(p) in p.symbols():
+            name = str(p)
+            if name in binding:
+                if binding[name] != a:
+                    return i
+                continue
+            if a == p:
+                binding[name] = a
+                continue
+            binding[name] = a
+            continue
+        if p.subs(binding) != a:
+            return i
+    return None
+
+
+def _declared(dims: list[str]) -> list:
+    return ["_" if d == "_" else Dim.parse(d) for d in dims]
+
+
+def check_assert(t: TensorType, a: ir.Assert, origin: str) -> Diagnostic | None:
+    want = _declared(a.dims)
+    shown = "[" + ", ".join(a.dims) + "]"
+    what = "declared output shape" if a.what == "output" else "shape annotation"
+    span = Span.from_json(a.span) if a.span else None
+    if len(want) != t.rank:
+        return Diagnostic("E310", f"{what} {shown} has rank {len(want)}, but the value is {t} "
+                          f"(rank {t.rank})", span, [f"the value comes from {origin}"])
+    # model symbols keep their meaning: N in an annotation is the input's N
+    binding = {s: Dim.sym(s) for d in t.shape for s in d.symbols()}
+    bad = unify(want, t.shape, binding)
+    if bad is not None:
+        return Diagnostic("E311", f"{what} {shown} does not match the inferred shape {t}", span,
+                          [f"dim {bad}: declared {a.dims[bad]}, inferred {t.shape[bad]}",
+                           f"the value comes from {origin}"])
+    return None
+
+
+def infer_program(prog: ir.Program) -> tuple[dict[str, ModelTypes], list[Diagnostic]]:
+    """Infer all models, then check the compositions (``check D(G)``)."""
+    results = {m.name: infer_model(m) for m in prog.models}
+    diags = [d for r in results.values() for d in r.diags]
+    for c in prog.checks:
+        diags.extend(check_composition(c, results))
+    return results, diags
+
+
+def check_composition(c: ir.Check, results: dict[str, ModelTypes]) -> list[Diagnostic]:
+    span = Span.from_json(c.span) if c.span else None
+    chain = list(reversed(c.chain))  # innermost first
+    inner = results[chain[0]]
+    t = inner.output()
+    if t is None:
+        return []
+    for name in chain[1:]:
+        outer = results[name]
+        m = outer.model
+        if len(m.inputs) != 1:
+            return [Diagnostic("E320", f"{name} takes {len(m.inputs)} inputs; a composition "
+                               "check needs a single-input model", span)]
+        want = outer.inputs()[0]
+        if want is None:
+            return []
+        binding: dict = {}
+        ok = want.rank == t.rank and want.dtype == t.dtype
+        bad = unify(list(want.shape), t.shape, binding) if ok else None
+        if not ok or bad is not None:
+            notes = [f"{name} expects {want} (its input {m.inputs[0].name})",
+                     f"the inner model gives {t}"]
+            if bad is not None:
+                notes.append(f"dim {bad}: expected {want.shape[bad]}, got {t.shape[bad]}")
+            return [Diagnostic("E321", f"{name}'s input does not fit the output of "
+                               f"{' ∘ '.join(reversed(chain[:chain.index(name)]))}", span,
+                               notes)]
+        out = outer.output()
+        if out is None:
+            return []
+        t = TensorType([d.subs(binding) for d in out.shape], out.dtype)
+    return []
