@@ -78,12 +78,12 @@ class WindowParams(Params):
 
     @field_validator("k", "s", "d", check_fields=False)
     @classmethod
-    def _pos(cls, v, info):
+    def _window_positive(cls, v, info):
         return check_positive(v, info.field_name) if v is not None else v
 
     @field_validator("p", check_fields=False)
     @classmethod
-    def _pad(cls, v):
+    def _window_pad(cls, v):
         return check_pad(v)
 
 
@@ -96,7 +96,7 @@ def resolve(p, n: int, stride_default_k: bool = False):
     return k, s, pads(p.p, n, k, d, s), d
 
 
-def spatial_out(what: str, x: TensorType, k, s, pd, d, ceil=False, arg="k"):
+def spatial_out(what: str, x: TensorType, k, s, pd, d, ceil=False, arg=None):
     """Output spatial dims, with the formula in the error when one is below 1."""
     n = len(k)
     spatial = x.shape[-n:]

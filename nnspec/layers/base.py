@@ -199,12 +199,24 @@ class LayerKind:
     def numpy(self, p, w: dict, xs: list, ctx: NumpyCtx):
         raise NotImplementedError
 
+    def detail(self, p, ins: list[TensorType]) -> str:
+        """The arguments as the summary shows them (explicit, resolved values)."""
+        return " ".join(f"{k}={_show(v)}" for k, v in p.model_dump(exclude_defaults=True).items())
+
     # used by the registry test: a valid argument set and input for this kind
     def sample(self) -> tuple[dict, list[TensorType]]:
         raise NotImplementedError
 
     def flags(self) -> tuple[str, ...]:
         return tuple(n for n, f in self.Params.model_fields.items() if f.annotation is bool)
+
+
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_show(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    return str(v)
 
 
 REGISTRY: dict[str, LayerKind] = {}

@@ -13,7 +13,7 @@ from .. import npops
 from .base import (Bool, Int, LayerKind, ShapeError, TensorType, TorchCall, TorchModule,
                    TorchPlan, W, In, MODULE, Prev, concrete, need_float, need_rank, prod,
                    register)
-from ._window import IntOrTuple, PadSpec, WindowParams, resolve, spatial_out
+from ._window import IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out
 from .dense import bias_init, weight_init
 
 
@@ -97,6 +97,15 @@ class _Conv(LayerKind):
             flat += [a, b]
         return TorchPlan(mod, [TorchCall("F.pad", (In(0), tuple(flat))),
                                TorchCall(MODULE, (Prev(),))])
+
+    def detail(self, p, ins):
+        n, k, s, pd, d = self.geometry(p, ins[0])
+        out = f"out={p.out} k={k} s={s} pads={show(pd)}"
+        if any(x != 1 for x in d):
+            out += f" d={d}"
+        if p.groups != 1:
+            out += f" groups={p.groups}"
+        return out + ("" if p.bias else " bias=false")
 
     def numpy(self, p, w, xs, ctx):
         n, k, s, pd, d = self.geometry(p, _shape_of(xs[0]))

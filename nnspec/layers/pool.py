@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import npops
 from .base import (Bool, Int, LayerKind, ShapeError, TensorType, TorchModule, TorchPlan,
                    need_float, need_rank, prod, register)
-from ._window import IntOrTuple, WindowParams, per_dim, spatial_out
+from ._window import IntOrTuple, WindowParams, per_dim, show, spatial_out
 
 from typing import Optional, Union
 
@@ -56,6 +56,19 @@ class _Pool(LayerKind):
             return TensorType(x.shape[:2] + (1,) * n)
         n, k, s, pd, d = self.geometry(p, x)
         return TensorType(x.shape[:2] + spatial_out(self.name, x, k, s, pd, d, p.ceil))
+
+    def detail(self, p, ins):
+        if p.global_:
+            return "global"
+        n, k, s, pd, d = self.geometry(p, ins[0])
+        out = f"k={k} s={s} pads={show(pd)}"
+        if any(x != 1 for x in d):
+            out += f" d={d}"
+        if p.ceil:
+            out += " ceil"
+        if self.mode == "avg" and not p.count_include_pad:
+            out += " count_include_pad=false"
+        return out
 
     def macs(self, p, ins, out):
         if p.global_:

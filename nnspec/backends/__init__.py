@@ -1,0 +1,1 @@
+"""Backends: ``numpy`` (the reference interpreter) and ``torch`` (imported on demand)."""

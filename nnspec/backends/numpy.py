@@ -1,0 +1,114 @@
+"""The reference NumPy interpreter: runs a model's IR on arrays.
+
+Parameters use the PyTorch state_dict names and layouts, so
+``{k: v.numpy() for k, v in module.state_dict().items()}`` loads unchanged.
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init as _init
+from ..api import Spec
+from ..layers import REGISTRY
+from ..layers.base import NumpyCtx
+
+
+class InputError(ValueError):
+    """An input array does not fit the model's declared input."""
+
+
+def bind_dims(model, arrays) -> dict[str, int]:
+    """Bind the symbols of the declared input shapes to the actual sizes; check the rest."""
+    env: dict[str, int] = {}
+    for inp, a in zip(model.inputs, arrays):
+        dims = inp.dims()
+        if a.ndim != len(dims):
+            raise InputError(f"input {inp.name} must have rank {len(dims)} "
+                             f"([{', '.join(inp.shape)}]), got shape {tuple(a.shape)}")
+        pending = []
+        for d, actual in zip(dims, a.shape):
+            if d.is_const:
+                if d.value != actual:
+                    raise InputError(f"input {inp.name} must be [{', '.join(inp.shape)}], got "
+                                     f"shape {tuple(a.shape)}")
+            elif str(d) in d.symbols():
+                name = str(d)
+                if name in env and env[name] != actual:
+                    raise InputError(f"symbol {name} is {env[name]} elsewhere but {actual} in "
+                                     f"input {inp.name}")
+                env[name] = int(actual)
+            else:
+                pending.append((d, actual))
+        for d, actual in pending:
+            if d.symbols() <= env.keys() and d.evaluate(env) != actual:
+                raise InputError(f"input {inp.name}: {d} = {d.evaluate(env)}, got {actual}")
+    return env
+
+
+class NumpyModel:
+    """One model of a spec, runnable on NumPy arrays.
+
+    ``params`` maps state_dict keys to arrays; when omitted, weights are drawn with
+    PyTorch's default initialisation from ``seed``.
+    """
+
+    def __init__(self, spec: Spec, model: str | None = None, params: dict | None = None,
+                 seed: int | None = 0, dtype=np.float32):
+        spec.raise_for_errors()
+        self.spec = spec
+        self.model = spec.model(model)
+        self.layers = spec.layers(self.model.name)
+        self.state_shapes = spec.state_shapes(self.model.name)
+        if params is None:
+            params = _init.draw(self.state_shapes, seed, dtype)
+        missing = [k for k in self.state_shapes if k not in params]
+        if missing:
+            raise KeyError(f"missing parameters: {', '.join(missing[:5])}")
+        extra = [k for k in params if k not in self.state_shapes]
+        if extra:
+            raise KeyError(f"unexpected parameters: {', '.join(extra[:5])}")
+        for k, w in self.state_shapes.items():
+            if tuple(np.shape(params[k])) != w.shape:
+                raise ValueError(f"parameter {k} has shape {tuple(np.shape(params[k]))}, "
+                                 f"expected {w.shape}")
+        self.params = {k: np.asarray(v) for k, v in params.items()}
+        # last use of each value, to release intermediates early
+        last = {}
+        for i, r in enumerate(self.layers):
+            for v in r.node.inputs:
+                last[v] = i
+        self._plan = []
+        for i, r in enumerate(self.layers):
+            node = r.node
+            keys = {k: f"{node.name}.{k}" for k in r.weights}
+            free = [v for v in set(node.inputs) if last.get(v) == i
+                    and v != self.model.output]
+            self._plan.append((REGISTRY[node.op], node, keys, free))
+
+    def __call__(self, *inputs, training: bool = False, rng=None, trace: bool = False):
+        """Run the model. With ``trace``, return every value: {value id: array}."""
+        m = self.model
+        if len(inputs) != len(m.inputs):
+            raise InputError(f"{m.name} takes {len(m.inputs)} input(s), got {len(inputs)}")
+        arrays = []
+        for inp, a in zip(m.inputs, inputs):
+            a = np.asarray(a)
+            if inp.dtype == "int" and not np.issubdtype(a.dtype, np.integer):
+                raise InputError(f"input {inp.name} must be an integer array")
+            arrays.append(a)
+        env = bind_dims(m, arrays)
+        ctx = NumpyCtx(training=training, rng=rng if rng is not None
+                       else np.random.default_rng(), env=env)
+        values = {inp.id: a for inp, a in zip(m.inputs, arrays)}
+        for kind, node, keys, free in self._plan:
+            w = {k: self.params[full] for k, full in keys.items()}
+            ctx.updates = {}
+            values[node.id] = kind.numpy(node.p, w, [values[v] for v in node.inputs], ctx)
+            for k, new in ctx.updates.items():
+                self.params[keys[k]] = new
+            if not trace:
+                for v in free:
+                    del values[v]
+        return values if trace else values[m.output]
