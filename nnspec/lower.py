@@ -210,10 +210,29 @@ class Evaluator:
             return tuple(self.value(x, env, shape_ctx) for x in e.items)
         if isinstance(e, S.ShapeLit):
             return self.shape(e, env)
+        if isinstance(e, S.CallExpr) and e.name in ("floor", "ceil"):
+            return self.rounding(e, env, shape_ctx)
         if isinstance(e, S.CallExpr):
             raise Failure("E022", f"{e.name}(...) is not allowed here", e.span,
                           hint="calls of layers and blocks belong in a model or block body")
         raise Failure("E999", f"unsupported expression {type(e).__name__}", e.span)
+
+    def rounding(self, e: S.CallExpr, env: dict, shape_ctx: bool):
+        """floor(a / b) and ceil(a / b): integer division rounded down or up."""
+        arg = e.args[0].value if len(e.args) == 1 and e.args[0].key is None else None
+        if not (isinstance(arg, S.BinOp) and arg.op == "/"):
+            raise Failure("E028", f"{e.name} takes one division: {e.name}(a / b)", e.span)
+        a = self.value(arg.left, env, shape_ctx)
+        b = self.value(arg.right, env, shape_ctx)
+        if isinstance(b, Dim) and b.is_const:
+            b = b.value
+        if isinstance(b, bool) or not isinstance(b, int) or b <= 0:
+            raise Failure("E028", f"{e.name}(a / b) needs a positive integer b", arg.span)
+        if isinstance(a, int) and not isinstance(a, bool):
+            return a // b if e.name == "floor" else -(-a // b)
+        if isinstance(a, Dim):
+            return a.floordiv(b) if e.name == "floor" else a.ceildiv(b)
+        raise Failure("E028", f"cannot round {describe(a)}", arg.span)
 
     def shape(self, e: S.ShapeLit, env: dict) -> list:
         dims = []
