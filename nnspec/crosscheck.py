@@ -106,16 +106,16 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
 
     Raises ``init.TooLarge`` (never allocating) when the weights would exceed ``limit``.
     """
-    import torch
-
-    from .backends.numpy import NumpyModel
-    from .backends.torch import build_module
-
     spec.raise_for_errors()
     m = spec.model(model)
     np_dtype = np.dtype(dtype)
     shapes = spec.state_shapes(m.name)
     _init.check_fits(shapes, np_dtype, limit)
+
+    import torch
+
+    from .backends.numpy import NumpyModel
+    from .backends.torch import build_module
     params = _init.draw(shapes, seed, np_dtype, limit=None)
     ref = NumpyModel(spec, m.name, params={k: v.copy() for k, v in params.items()},
                      dtype=np_dtype)
