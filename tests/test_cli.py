@@ -121,4 +121,4 @@ def test_huge_model_is_checked_instantly_and_refused_by_crosscheck():
     pytest.importorskip("torch")
     r = run("crosscheck", "specs/dense_1e12.nn")
     assert r.returncode == 1
-    assert "refusing to allocate" in r.stderr and "4,000,004,000,000 bytes" in r.stderr
+    assert "refusing to allocate" in r.stderr and "8,000,008,000,000 bytes" in r.stderr

@@ -1,0 +1,742 @@
+"""The PyTorch backend: build an ``nn.Module`` from a spec, or emit standalone source.
+
+Every layer kind describes its torch form as data (:class:`~nnspec.layers.base.TorchPlan`);
+this module instantiates that description in-process (:func:`build_module`) and renders
+the very same description as readable Python (:func:`emit_source`). Nothing from a spec is
+ever executed as Python: names are registered with ``add_module``-style calls and rendered
+with ``repr``, values are rendered as literals.
+
+    >>> import nnspec, torch
+    >>> from nnspec.backends.torch import build_module, emit_source
+    >>> spec = nnspec.load("specs/lenet5.nn")
+    >>> net = build_module(spec, seed=0)
+    >>> net(torch.zeros(2, 1, 32, 32)).shape
+    torch.Size([2, 10])
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import math
+import os
+import secrets
+import tempfile
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .. import init as _init
+from ..api import Spec
+from ..dims import Dim
+from ..layers import REGISTRY
+from ..layers.base import INT, MODULE, In, Prev, SymDim, TorchCall, TorchModule, TorchPlan
+from .numpy import InputError
+
+__all__ = ["SpecModule", "build_module", "emit_source", "write_source", "InputError"]
+
+# Attributes every nn.Module has (methods and instance state). A child module whose name is
+# one of them cannot be reached with attribute syntax; those set at run time (``training``)
+# cannot be used as a child name at all.
+_PROBE = nn.Module()
+_MODULE_STATE = frozenset(vars(_PROBE))
+
+
+def _module_attr(name: str) -> bool:
+    return hasattr(_PROBE, name)
+
+
+def _check_child_name(name: str, full: str) -> None:
+    if not name or "." in name:
+        raise ValueError(f"invalid module name {full!r}")
+    if name in _MODULE_STATE:
+        raise ValueError(f"the layer name {full!r} clashes with the torch.nn.Module attribute "
+                         f"{name!r}; rename the layer with `as`")
+
+
+# ---- plans -------------------------------------------------------------------------------
+
+
+def _plans(spec: Spec, model):
+    """(node, LayerInfo, TorchPlan with explicit calls) per node, in order."""
+    rows = {r.node.id: r for r in spec.layers(model.name)}
+    out = []
+    for node in model.nodes:
+        r = rows.get(node.id)
+        if r is None:
+            raise ValueError(f"layer {node.name} has no inferred type; the spec has errors")
+        plan = REGISTRY[node.op].torch(node.p, r.inputs, r.output)
+        calls = list(plan.calls)
+        if not calls and plan.module is not None:
+            calls = [TorchCall(MODULE, (In(0),))]
+        if any(c.fn == MODULE for c in calls) and plan.module is None:
+            raise ValueError(f"layer {node.name} ({node.op}) calls a module but declares none")
+        out.append((node, r, TorchPlan(plan.module, calls)))
+    return out
+
+
+def _where(node) -> tuple[str, int, str]:
+    span = node.span or ["<unknown>", 0]
+    return str(span[0]), int(span[1]), node.text or node.op
+
+
+def _symbol_sources(model) -> dict[str, tuple[int, int]]:
+    """symbol -> (input index, axis) of its first plain occurrence in the input shapes."""
+    src: dict[str, tuple[int, int]] = {}
+    for i, inp in enumerate(model.inputs):
+        for ax, d in enumerate(inp.dims()):
+            if not d.is_const and str(d) in d.symbols() and str(d) not in src:
+                src[str(d)] = (i, ax)
+    return src
+
+
+def _walk_syms(a, acc: set) -> None:
+    if isinstance(a, SymDim):
+        acc |= a.dim.symbols()
+    elif isinstance(a, Dim):
+        acc |= a.symbols()
+    elif isinstance(a, (tuple, list)):
+        for x in a:
+            _walk_syms(x, acc)
+    elif isinstance(a, dict):
+        for x in a.values():
+            _walk_syms(x, acc)
+
+
+def _used_symbols(plans) -> set[str]:
+    acc: set[str] = set()
+    for _, _, plan in plans:
+        for c in plan.calls:
+            _walk_syms(c.args, acc)
+            _walk_syms(c.kwargs, acc)
+    return acc
+
+
+# ---- in-process: compiled dims and calls ------------------------------------------------
+
+
+def _dim_fn(d: Dim):
+    """A function env -> value of ``d``; works on SymInts (only +, * and //)."""
+    if d.is_const:
+        v = d.value
+        return lambda env: v
+    terms = []
+    for mono, c in d.terms.items():
+        atoms = []
+        for a in mono:
+            if isinstance(a, str):
+                atoms.append(_sym_getter(a))
+            else:
+                atoms.append(_div_fn(_dim_fn(a.poly), a.k, a._kind == 1))
+        terms.append((c, tuple(atoms)))
+
+    def value(env):
+        total = 0
+        for c, atoms in terms:
+            v = c
+            for f in atoms:
+                v = v * f(env)
+            total = total + v
+        return total
+
+    return value
+
+
+def _sym_getter(name: str):
+    def get(env):
+        try:
+            return env[name]
+        except KeyError:
+            raise ValueError(f"the symbol {name} is not bound by the model's inputs") from None
+    return get
+
+
+def _div_fn(inner, k: int, floor: bool):
+    if floor:
+        return lambda env: inner(env) // k
+    return lambda env: -((-inner(env)) // k)
+
+
+def _arg(a):
+    """(is_constant, value or function (ins, prev, env) -> value)."""
+    if isinstance(a, In):
+        i = a.index
+        return False, lambda ins, prev, env: ins[i]
+    if isinstance(a, Prev):
+        return False, lambda ins, prev, env: prev
+    if isinstance(a, (SymDim, Dim)):
+        d = a.dim if isinstance(a, SymDim) else a
+        if d.is_const:
+            return True, d.value
+        f = _dim_fn(d)
+        return False, lambda ins, prev, env: f(env)
+    if isinstance(a, (tuple, list)):
+        parts = [_arg(x) for x in a]
+        typ = type(a)
+        if all(c for c, _ in parts):
+            return True, typ(v for _, v in parts)
+        return False, lambda ins, prev, env: typ(
+            [v if c else v(ins, prev, env) for c, v in parts])
+    if isinstance(a, dict):
+        parts_d = {k: _arg(v) for k, v in a.items()}
+        if all(c for c, _ in parts_d.values()):
+            return True, {k: v for k, (_, v) in parts_d.items()}
+        return False, lambda ins, prev, env: {
+            k: (v if c else v(ins, prev, env)) for k, (c, v) in parts_d.items()}
+    return True, a
+
+
+def _resolve_fn(fn: str):
+    """The callable for ``F.name`` / ``torch.name``; method name for ``.name``."""
+    if fn.startswith("F."):
+        ns, name = F, fn[2:]
+    elif fn.startswith("torch."):
+        ns, name = torch, fn[6:]
+    elif fn.startswith("."):
+        name = fn[1:]
+        if not name.isidentifier():
+            raise ValueError(f"invalid method name in torch call {fn!r}")
+        return None, name
+    else:
+        raise ValueError(f"unknown torch call {fn!r}")
+    if not name.isidentifier() or name.startswith("_") or not hasattr(ns, name):
+        raise ValueError(f"unknown torch function {fn!r}")
+    return getattr(ns, name), None
+
+
+def _compile_call(call: TorchCall):
+    """A function (mod, ins, prev, env) -> result for one TorchCall."""
+    args = [_arg(a) for a in call.args]
+    kw_const, kw = _arg(dict(call.kwargs))
+    static = all(c for c, _ in args)
+    if call.fn == MODULE:
+        if not call.kwargs and len(args) == 1 and isinstance(call.args[0], In):
+            i = call.args[0].index
+            return lambda mod, ins, prev, env: mod(ins[i])
+        if not call.kwargs and len(args) == 1 and isinstance(call.args[0], Prev):
+            return lambda mod, ins, prev, env: mod(prev)
+
+        def target(mod, a, k):
+            return mod(*a, **k)
+    else:
+        func, method = _resolve_fn(call.fn)
+        if func is not None:
+            if (not call.kwargs or kw_const) and len(args) == 1 and isinstance(call.args[0], In):
+                i = call.args[0].index
+                kwc = kw if call.kwargs else {}
+                return lambda mod, ins, prev, env: func(ins[i], **kwc)
+
+            def target(mod, a, k):
+                return func(*a, **k)
+        else:
+            if not args:
+                raise ValueError(f"method call {call.fn!r} needs a first argument")
+
+            def target(mod, a, k):
+                return getattr(a[0], method)(*a[1:], **k)
+
+    if static and (not call.kwargs or kw_const):
+        a_c = tuple(v for _, v in args)
+        k_c = kw if call.kwargs else {}
+        return lambda mod, ins, prev, env: target(mod, a_c, k_c)
+
+    def run(mod, ins, prev, env):
+        a = [v if c else v(ins, prev, env) for c, v in args]
+        k = kw if kw_const else kw(ins, prev, env)
+        return target(mod, a, k)
+
+    return run
+
+
+def _compile_plan(plan: TorchPlan):
+    """A function (mod, ins, env) -> output for one layer."""
+    calls = [_compile_call(c) for c in plan.calls]
+    if not calls:
+        return lambda mod, ins, env: ins[0]
+    if len(calls) == 1:
+        (only,) = calls
+        return lambda mod, ins, env: only(mod, ins, None, env)
+
+    def run(mod, ins, env):
+        prev = None
+        for c in calls:
+            prev = c(mod, ins, prev, env)
+        return prev
+
+    return run
+
+
+def _make_module(m: TorchModule) -> nn.Module:
+    if not m.cls.isidentifier() or m.cls.startswith("_"):
+        raise ValueError(f"invalid torch module class {m.cls!r}")
+    cls = getattr(nn, m.cls, None)
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ValueError(f"torch.nn has no module class {m.cls!r}")
+    for a in list(m.args) + list(m.kwargs.values()):
+        acc: set = set()
+        _walk_syms(a, acc)
+        if acc:
+            raise ValueError(f"nn.{m.cls} cannot take a symbolic size ({', '.join(acc)})")
+    return cls(*m.args, **m.kwargs)
+
+
+# ---- in-process: the module ---------------------------------------------------------------
+
+
+class SpecModule(nn.Module):
+    """A spec's model as an ``nn.Module``: one submodule per layer that has one, registered
+    under the layer's dotted name, and a forward that runs a plan compiled once.
+
+    Use :func:`build_module` to construct one with weights.
+    """
+
+    def __init__(self, spec: Spec, model: str | None = None):
+        super().__init__()
+        spec.raise_for_errors()
+        m = spec.model(model)
+        self.model_name = m.name
+        self.spec_model = m
+        plans = _plans(spec, m)
+        n_in = len(m.inputs)
+        slot = {inp.id: i for i, inp in enumerate(m.inputs)}
+        for k, (node, _, _) in enumerate(plans):
+            slot[node.id] = n_in + k
+        last: dict[str, int] = {}
+        for k, (node, _, _) in enumerate(plans):
+            for v in node.inputs:
+                last[v] = k
+        # where each step comes from, and a line -> layers index of the spec
+        self.locations: list[tuple[str, int, str, str]] = []
+        self.line_map: dict[tuple[str, int], list[str]] = {}
+        steps = []
+        modules = []
+        for k, (node, _, plan) in enumerate(plans):
+            mod = None
+            if plan.module is not None:
+                with torch.device("meta"):
+                    mod = _make_module(plan.module)
+                modules.append((node.name, mod))
+            run = _compile_plan(plan)
+            ins = tuple(slot[v] for v in node.inputs)
+            free = tuple(sorted({slot[v] for v in node.inputs if last.get(v) == k
+                                 and v != m.output}))
+            steps.append((run, mod, ins, n_in + k, free))
+            file, line, text = _where(node)
+            self.locations.append((file, line, text, node.name))
+            self.line_map.setdefault((file, line), []).append(node.name)
+        self._steps = steps
+        self._n_slots = n_in + len(plans)
+        self._out = slot[m.output]
+        self._inputs = [(inp.name, inp.dims(), inp.span, inp.shape) for inp in m.inputs]
+        self._sym_src = _symbol_sources(m)
+        used = _used_symbols(plans)
+        missing = sorted(used - self._sym_src.keys())
+        if missing:
+            raise ValueError(f"the symbol {missing[0]} is used by a layer but is not a dim of "
+                             "the model's inputs")
+        self._pending = [(i, ax, _dim_fn(d), d) for i, (_, dims, _, _) in
+                         enumerate(self._inputs) for ax, d in enumerate(dims)
+                         if not d.is_const and str(d) not in d.symbols()
+                         and d.symbols() <= self._sym_src.keys()]
+        # register the submodules last: names may shadow nn.Module methods (``forward``)
+        for name, mod in modules:
+            parts = name.split(".")
+            parent: nn.Module = self
+            for j, part in enumerate(parts[:-1]):
+                _check_child_name(part, ".".join(parts[:j + 1]))
+                child = parent._modules.get(part)
+                if child is None:
+                    child = nn.Module()
+                    parent._modules[part] = child
+                parent = child
+            _check_child_name(parts[-1], name)
+            if parts[-1] in parent._modules:
+                raise ValueError(f"the layer name {name!r} is used twice")
+            parent._modules[parts[-1]] = mod
+
+    def _bind(self, inputs) -> dict:
+        """Check the inputs against the declared shapes; bind the symbols (like bind_dims)."""
+        if len(inputs) != len(self._inputs):
+            raise InputError(f"{self.model_name} takes {len(self._inputs)} input(s), "
+                             f"got {len(inputs)}")
+        env = {}
+        for j, ((name, dims, span, shape), x) in enumerate(zip(self._inputs, inputs)):
+            try:
+                if x.dim() != len(dims):
+                    raise InputError(f"input {name} must have rank {len(dims)} "
+                                     f"([{', '.join(shape)}]), got shape {tuple(x.shape)}")
+                for ax, d in enumerate(dims):
+                    if d.is_const and x.shape[ax] != d.value:
+                        raise InputError(f"input {name} must be [{', '.join(shape)}], got "
+                                         f"shape {tuple(x.shape)}")
+            except InputError as e:
+                if span:
+                    e.add_note(f"{span[0]}:{span[1]}: {name}: [{', '.join(shape)}]")
+                raise
+        for sym, (i, ax) in self._sym_src.items():
+            env[sym] = inputs[i].shape[ax]
+        for i, ax, f, d in self._pending:
+            if f(env) != inputs[i].shape[ax]:
+                raise InputError(f"input {self._inputs[i][0]}: {d} = {f(env)}, "
+                                 f"got {inputs[i].shape[ax]}")
+        return env
+
+    def forward(self, *inputs):
+        env = self._bind(inputs)
+        vals = list(inputs) + [None] * (self._n_slots - len(inputs))
+        k = -1
+        try:
+            for k, (run, mod, ins, out, free) in enumerate(self._steps):
+                vals[out] = run(mod, [vals[j] for j in ins], env)
+                for j in free:
+                    vals[j] = None
+        except Exception as e:
+            if 0 <= k < len(self.locations):
+                file, line, text, name = self.locations[k]
+                e.add_note(f"{file}:{line}: {text}  (layer {name})")
+            raise
+        return vals[self._out]
+
+    def extra_repr(self) -> str:
+        return f"model={self.model_name}"
+
+
+def _as_tensor(v) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v.detach()
+    return torch.from_numpy(np.array(v, copy=True))
+
+
+def build_module(spec: Spec, model: str | None = None, seed: int | None = None,
+                 params: dict | None = None, dtype: torch.dtype = torch.float32) -> SpecModule:
+    """The model as an ``nn.Module`` whose ``state_dict`` keys are ``spec.state_shapes()``.
+
+    Weights come from ``params`` (arrays or tensors keyed by state_dict name) or are drawn
+    with :func:`nnspec.init.draw` from ``seed`` (the same weights as ``NumpyModel(seed=)``;
+    a random seed when None, kept as ``module.seed``).
+    """
+    spec.raise_for_errors()
+    m = spec.model(model)
+    module = SpecModule(spec, m.name)
+    shapes = spec.state_shapes(m.name)
+    keys = list(module.state_dict(keep_vars=True).keys())
+    if keys != list(shapes):
+        raise RuntimeError("the torch modules' state_dict keys differ from the spec's: "
+                           f"{keys} != {list(shapes)}")
+    if params is None:
+        if seed is None:
+            seed = secrets.randbits(63)
+        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        params = _init.draw(shapes, seed, np_dtype)
+    module.seed = seed
+    missing = [k for k in shapes if k not in params]
+    extra = [k for k in params if k not in shapes]
+    if missing or extra:
+        raise KeyError(f"missing parameters: {missing[:5]}; unexpected: {extra[:5]}")
+    state = {}
+    for k, w in shapes.items():
+        t = _as_tensor(params[k])
+        if tuple(t.shape) != tuple(w.shape):
+            raise ValueError(f"parameter {k} has shape {tuple(t.shape)}, expected {w.shape}")
+        state[k] = t.to(torch.int64) if w.dtype == INT else t
+    module.to_empty(device="cpu")
+    module.to(dtype)
+    module.load_state_dict(state, strict=True)
+    return module
+
+
+# ---- source emission ----------------------------------------------------------------------
+
+_RESERVED_LOCALS = frozenset({"self", "dims", "F", "torch", "nn", "getattr"})
+
+
+def _comment(text: str) -> str:
+    return "".join(c if c.isprintable() else " " for c in str(text))
+
+
+def _lit(v) -> str:
+    """A Python literal for a plan value (never an arbitrary repr)."""
+    if v is None or isinstance(v, (bool, str)):
+        return repr(v)
+    if isinstance(v, Dim):
+        if not v.is_const:
+            raise ValueError(f"symbolic size {v} where a constant is needed")
+        return repr(v.value)
+    if isinstance(v, int):
+        return repr(int(v))
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else f'float("{v}")'
+    if isinstance(v, tuple):
+        inner = ", ".join(_lit(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if isinstance(v, list):
+        return "[" + ", ".join(_lit(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_lit(k)}: {_lit(x)}" for k, x in v.items()) + "}"
+    raise ValueError(f"cannot render {type(v).__name__} value {v!r} as a literal")
+
+
+def _attr_ok(name: str) -> bool:
+    return (name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+            and not _module_attr(name))
+
+
+def _child(parent: str, name: str) -> str:
+    if _attr_ok(name):
+        return f"{parent}.{name}"
+    if _module_attr(name):
+        return f"{parent}._modules[{name!r}]"
+    return f"getattr({parent}, {name!r})"
+
+
+def _assign_child(parent: str, name: str, value: str) -> str:
+    if _attr_ok(name):
+        return f"{parent}.{name} = {value}"
+    if _module_attr(name):  # shadows an nn.Module method: register without the check
+        return f"{parent}._modules[{name!r}] = {value}"
+    return f"{parent}.add_module({name!r}, {value})"
+
+
+def _dim_src(d: Dim) -> str:
+    """Python arithmetic over ``dims[...]`` for a Dim."""
+    if d.is_const:
+        return repr(d.value)
+    parts = []
+    for mono, c in d.terms.items():
+        atoms = []
+        for a in mono:
+            if isinstance(a, str):
+                atoms.append(f"dims[{a!r}]")
+            elif a._kind == 1:
+                atoms.append(f"({_dim_src(a.poly)}) // {a.k}")
+            else:
+                atoms.append(f"-(-({_dim_src(a.poly)}) // {a.k})")
+        atoms = [f"({x})" if "//" in x else x for x in atoms]
+        if not atoms:
+            parts.append((c < 0, str(abs(c))))
+        else:
+            body = " * ".join(atoms)
+            parts.append((c < 0, body if abs(c) == 1 else f"{abs(c)} * {body}"))
+    out = ""
+    for i, (neg, body) in enumerate(parts):
+        if i == 0:
+            out = f"-{body}" if neg else body
+        else:
+            out += f" - {body}" if neg else f" + {body}"
+    return out
+
+
+def _arg_src(a, ins: list[str], prev: str | None) -> str:
+    if isinstance(a, In):
+        return ins[a.index]
+    if isinstance(a, Prev):
+        if prev is None:
+            raise ValueError("Prev() in the first call of a layer")
+        return prev
+    if isinstance(a, SymDim):
+        return _dim_src(a.dim)
+    if isinstance(a, Dim):
+        return _dim_src(a)
+    if isinstance(a, tuple):
+        inner = ", ".join(_arg_src(x, ins, prev) for x in a)
+        return f"({inner},)" if len(a) == 1 else f"({inner})"
+    if isinstance(a, list):
+        return "[" + ", ".join(_arg_src(x, ins, prev) for x in a) + "]"
+    return _lit(a)
+
+
+def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | None) -> str:
+    args = [_arg_src(a, ins, prev) for a in call.args]
+    for k in call.kwargs:
+        if not (k.isidentifier() and not keyword.iskeyword(k)):
+            raise ValueError(f"invalid keyword argument {k!r}")
+    kws = [f"{k}={_arg_src(v, ins, prev)}" for k, v in call.kwargs.items()]
+    if call.fn == MODULE:
+        return f"{mod_ref}({', '.join(args + kws)})"
+    if call.fn.startswith("."):
+        _resolve_fn(call.fn)
+        first = args[0]
+        if not (first.isidentifier() or first.endswith(")")):
+            first = f"({first})"
+        return f"{first}{call.fn}({', '.join(args[1:] + kws)})"
+    _resolve_fn(call.fn)
+    return f"{call.fn}({', '.join(args + kws)})"
+
+
+_TUPLE_KW = {"kernel_size", "stride", "padding", "dilation", "output_size"}
+
+
+def _module_src(m: TorchModule) -> str:
+    _make_module_cls = getattr(nn, m.cls, None)
+    if (not m.cls.isidentifier() or m.cls.startswith("_")
+            or not (isinstance(_make_module_cls, type)
+                    and issubclass(_make_module_cls, nn.Module))):
+        raise ValueError(f"torch.nn has no module class {m.cls!r}")
+    try:
+        sig = inspect.signature(_make_module_cls.__init__).parameters
+    except (TypeError, ValueError):
+        sig = {}
+    args = [_lit(a) for a in m.args]
+    for k, v in m.kwargs.items():
+        if not (k.isidentifier() and not keyword.iskeyword(k)):
+            raise ValueError(f"invalid keyword argument {k!r}")
+        default = sig[k].default if k in sig else inspect.Parameter.empty
+        if default is not inspect.Parameter.empty and type(default) is type(v) \
+                and default == v:
+            continue
+        if k in _TUPLE_KW and isinstance(v, tuple) and v and len(set(v)) == 1 \
+                and all(type(x) is int for x in v):
+            v = v[0]
+            if default is not inspect.Parameter.empty and type(default) is int \
+                    and default == v:
+                continue
+        args.append(f"{k}={_lit(v)}")
+    return f"nn.{m.cls}({', '.join(args)})"
+
+
+def _init_src(ref: str, w) -> str | None:
+    kind = w.init[0]
+    if kind == "uniform":
+        b = float(w.init[1])
+        return f"nn.init.uniform_({ref}, {_lit(-b)}, {_lit(b)})"
+    if kind == "zeros":
+        return f"nn.init.zeros_({ref})"
+    if kind == "ones":
+        return f"nn.init.ones_({ref})"
+    if kind == "normal":
+        return f"nn.init.normal_({ref}, 0.0, {_lit(float(w.init[1]))})"
+    raise ValueError(f"unknown initialiser {kind!r}")
+
+
+def _unique(name: str, taken: set) -> str:
+    if not (name.isascii() and name.isidentifier()):
+        name = "v"
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _RESERVED_LOCALS:
+        name += "_"
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def emit_source(spec: Spec, model: str | None = None) -> str:
+    """Standalone PyTorch source of the model: a class named after it, importing only torch.
+
+    The class builds the same submodules (same state_dict keys and order) with PyTorch's
+    default initialisation; ``load_state_dict(build_module(...).state_dict())`` makes it
+    compute the same outputs.
+    """
+    spec.raise_for_errors()
+    m = spec.model(model)
+    plans = _plans(spec, m)
+    cls_name = m.name if (m.name.isascii() and m.name.isidentifier()
+                          and not keyword.iskeyword(m.name)
+                          and m.name not in _RESERVED_LOCALS) else f"{m.name}_"
+    if not (cls_name.isascii() and cls_name.isidentifier()):
+        cls_name = "Model"
+    types = spec.types(m.name)
+    out_t = spec.output_type(m.name)
+
+    # __init__: containers then modules, in node order (state_dict order)
+    init_lines: list[str] = []
+    containers: set[str] = set()
+    refs: dict[str, str] = {}
+    seen: set[str] = set()
+    for node, row, plan in plans:
+        if plan.module is None:
+            continue
+        parts = node.name.split(".")
+        ref = "self"
+        for j, part in enumerate(parts[:-1]):
+            path = ".".join(parts[:j + 1])
+            _check_child_name(part, path)
+            if path not in containers and path not in seen:
+                init_lines.append(_assign_child(ref, part, "nn.Module()"))
+                containers.add(path)
+            ref = _child(ref, part)
+        _check_child_name(parts[-1], node.name)
+        if node.name in seen or node.name in containers:
+            raise ValueError(f"the layer name {node.name!r} is used twice")
+        seen.add(node.name)
+        init_lines.append(_assign_child(ref, parts[-1], _module_src(plan.module)))
+        ref = _child(ref, parts[-1])
+        refs[node.id] = ref
+        if getattr(node.p, "init", "default") != "default":
+            for suffix, w in row.weights.items():
+                if w.trainable:
+                    init_lines.append(_init_src(f"{ref}.{suffix}", w))
+
+    # forward
+    taken: set[str] = set()
+    arg_names = [_unique(inp.name, taken) for inp in m.inputs]
+    var = {inp.id: a for inp, a in zip(m.inputs, arg_names)}
+    fwd: list[str] = []
+    used = _used_symbols(plans)
+    if used:
+        src = _symbol_sources(m)
+        missing = sorted(used - src.keys())
+        if missing:
+            raise ValueError(f"the symbol {missing[0]} is used by a layer but is not a dim "
+                             "of the model's inputs")
+        binds = ", ".join(f"{s!r}: {arg_names[src[s][0]]}.shape[{src[s][1]}]"
+                          for s in sorted(used))
+        fwd.append(f"dims = {{{binds}}}")
+    for k, (node, row, plan) in enumerate(plans):
+        ins = [var[v] for v in node.inputs]
+        name = _unique(f"v{k + 1}", taken)
+        expr = None
+        for call in plan.calls:
+            expr = _call_src(call, refs.get(node.id), ins, expr)
+        if expr is None:
+            expr = ins[0]
+        var[node.id] = name
+        file, line, text = _where(node)
+        fwd.append(f"{name} = {expr}  # {_comment(file)}:{line}  {_comment(text)}  "
+                   f"-> {row.output}")
+    fwd.append(f"return {var[m.output]}")
+
+    in_doc = ", ".join(f"{_comment(i.name)}: [{', '.join(i.shape)}]" for i in m.inputs)
+    files = sorted({_comment(n.span[0]) for n in m.nodes if n.span})
+    lines = [
+        f"# {_comment(m.name)}: PyTorch module generated by nnspec "
+        f"from {', '.join(files) or 'a spec'}.",
+        f"# {in_doc} -> {out_t}; {spec.param_count(m.name):,} parameters.",
+        "# Regenerate rather than edit: the comments map each line to the spec.",
+        "",
+        "import torch",
+        "from torch import nn",
+        "import torch.nn.functional as F",
+        "",
+        "",
+        f"class {cls_name}(nn.Module):",
+        "    def __init__(self):",
+        "        super().__init__()",
+    ]
+    lines += [f"        {x}" for x in init_lines]
+    lines += ["", f"    def forward(self, {', '.join(arg_names)}):"]
+    lines += [f"        {x}" for x in fwd]
+    del types
+    return "\n".join(lines) + "\n"
+
+
+def write_source(spec: Spec, path, model: str | None = None) -> str:
+    """Write :func:`emit_source` to ``path`` atomically; returns the source."""
+    text = emit_source(spec, model)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".nnspec-", suffix=".py.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return text
