@@ -21,6 +21,7 @@ from .dims import Dim
 from .layers import REGISTRY, TensorType
 from .layers.base import W
 from .lower import lower_file, lower_text
+from .parse import gc_paused
 from .shapes import ModelTypes, infer_program
 from .source import Source
 
@@ -136,15 +137,17 @@ def _finish(prog, loader) -> Spec:
 
 def load(path: str, strict: bool = True) -> Spec:
     """Load, lower and shape-check a .nn file. With strict, raise SpecError on any error."""
-    prog, loader = lower_file(str(path))
-    spec = _finish(prog, loader)
+    with gc_paused():
+        prog, loader = lower_file(str(path))
+        spec = _finish(prog, loader)
     return spec.raise_for_errors() if strict else spec
 
 
 def loads(text: str, path: str = "<string>", strict: bool = True) -> Spec:
     """Like :func:`load`, from text."""
-    prog, loader = lower_text(text, path)
-    spec = _finish(prog, loader)
+    with gc_paused():
+        prog, loader = lower_text(text, path)
+        spec = _finish(prog, loader)
     return spec.raise_for_errors() if strict else spec
 
 

@@ -421,7 +421,7 @@ class ModelBuilder:
     def body(self, stmts: list[S.Stmt], env: dict, current, prefix: str):
         ev = Evaluator(self.loader, self.scope)
         result = None
-        for i, st in enumerate(stmts):
+        for st in stmts:
             if result is not None:
                 self.loader.error("E034", "statement after return is never reached", st.span)
                 break

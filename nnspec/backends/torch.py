@@ -430,7 +430,7 @@ def build_module(spec: Spec, model: str | None = None, seed: int | None = None,
             seed = secrets.randbits(63)
         np_dtype = np.float64 if dtype == torch.float64 else np.float32
         params = _init.draw(shapes, seed, np_dtype)
-    module.seed = seed
+    module.__dict__["seed"] = seed  # not via setattr: a layer may be named seed
     missing = [k for k in shapes if k not in params]
     extra = [k for k in params if k not in shapes]
     if missing or extra:
@@ -456,9 +456,19 @@ def _comment(text: str) -> str:
     return "".join(c if c.isprintable() else " " for c in str(text))
 
 
+def _str(s: str) -> str:
+    """A string literal, double-quoted when that needs no escaping."""
+    r = repr(s)
+    if r[0] == "'" and '"' not in s and "'" not in s:
+        return '"' + r[1:-1] + '"'
+    return r
+
+
 def _lit(v) -> str:
     """A Python literal for a plan value (never an arbitrary repr)."""
-    if v is None or isinstance(v, (bool, str)):
+    if isinstance(v, str):
+        return _str(v)
+    if v is None or isinstance(v, bool):
         return repr(v)
     if isinstance(v, Dim):
         if not v.is_const:
@@ -487,16 +497,16 @@ def _child(parent: str, name: str) -> str:
     if _attr_ok(name):
         return f"{parent}.{name}"
     if _module_attr(name):
-        return f"{parent}._modules[{name!r}]"
-    return f"getattr({parent}, {name!r})"
+        return f"{parent}._modules[{_str(name)}]"
+    return f"getattr({parent}, {_str(name)})"
 
 
 def _assign_child(parent: str, name: str, value: str) -> str:
     if _attr_ok(name):
         return f"{parent}.{name} = {value}"
     if _module_attr(name):  # shadows an nn.Module method: register without the check
-        return f"{parent}._modules[{name!r}] = {value}"
-    return f"{parent}.add_module({name!r}, {value})"
+        return f"{parent}._modules[{_str(name)}] = {value}"
+    return f"{parent}.add_module({_str(name)}, {value})"
 
 
 def _dim_src(d: Dim) -> str:
@@ -508,7 +518,7 @@ def _dim_src(d: Dim) -> str:
         atoms = []
         for a in mono:
             if isinstance(a, str):
-                atoms.append(f"dims[{a!r}]")
+                atoms.append(f"dims[{_str(a)}]")
             elif a._kind == 1:
                 atoms.append(f"({_dim_src(a.poly)}) // {a.k}")
             else:
@@ -636,7 +646,6 @@ def emit_source(spec: Spec, model: str | None = None) -> str:
                           and m.name not in _RESERVED_LOCALS) else f"{m.name}_"
     if not (cls_name.isascii() and cls_name.isidentifier()):
         cls_name = "Model"
-    types = spec.types(m.name)
     out_t = spec.output_type(m.name)
 
     # __init__: containers then modules, in node order (state_dict order)
@@ -680,7 +689,7 @@ def emit_source(spec: Spec, model: str | None = None) -> str:
         if missing:
             raise ValueError(f"the symbol {missing[0]} is used by a layer but is not a dim "
                              "of the model's inputs")
-        binds = ", ".join(f"{s!r}: {arg_names[src[s][0]]}.shape[{src[s][1]}]"
+        binds = ", ".join(f"{_str(s)}: {arg_names[src[s][0]]}.shape[{src[s][1]}]"
                           for s in sorted(used))
         fwd.append(f"dims = {{{binds}}}")
     for k, (node, row, plan) in enumerate(plans):
@@ -717,7 +726,6 @@ def emit_source(spec: Spec, model: str | None = None) -> str:
     lines += [f"        {x}" for x in init_lines]
     lines += ["", f"    def forward(self, {', '.join(arg_names)}):"]
     lines += [f"        {x}" for x in fwd]
-    del types
     return "\n".join(lines) + "\n"
 
 
@@ -726,8 +734,13 @@ def write_source(spec: Spec, path, model: str | None = None) -> str:
     text = emit_source(spec, model)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        mode = 0o644
     fd, tmp = tempfile.mkstemp(prefix=".nnspec-", suffix=".py.tmp", dir=folder)
     try:
+        os.chmod(tmp, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .. import npops
-from .base import (LayerKind, Params, ShapeError, TensorType, TorchCall, TorchPlan, In,
+from .base import (npops, LayerKind, Params, ShapeError, TensorType, TorchCall, TorchPlan, In,
                    need_float, prod, register)
 
 

@@ -49,6 +49,18 @@ FLOAT = "float"
 INT = "int"
 
 
+class _LazyNpops:
+    """``nnspec.npops`` imported on first use, so that checking a spec never loads numpy."""
+
+    def __getattr__(self, name):
+        from .. import npops as mod
+
+        return getattr(mod, name)
+
+
+npops = _LazyNpops()
+
+
 class TensorType:
     """A tensor's static type: a shape of symbolic dims and an element kind."""
 

@@ -9,8 +9,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from .. import npops
-from .base import (Bool, Int, LayerKind, ShapeError, TensorType, TorchCall, TorchModule,
+from .base import (npops, Bool, Int, LayerKind, ShapeError, TensorType, TorchCall, TorchModule,
                    TorchPlan, W, In, MODULE, Prev, concrete, need_float, need_rank, prod,
                    register)
 from ._window import IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out

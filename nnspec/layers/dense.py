@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from .. import npops
-from .base import (Bool, Int, LayerKind, Params, TensorType, TorchModule, TorchPlan, W,
+from .base import (npops, Bool, Int, LayerKind, Params, TensorType, TorchModule, TorchPlan, W,
                    concrete, fan_in_bound, need_float, prod, register)
 
 Init = Literal["default", "xavier", "kaiming"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from .. import npops
-from .base import LayerKind, Params, TensorType, TorchModule, TorchPlan, register
+from .base import npops, LayerKind, Params, TensorType, TorchModule, TorchPlan, register
 
 
 @register

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .base import (LayerKind, Params, ShapeError, TensorType, TorchCall, TorchPlan, In, Prev,
                    Int, need_float, prod, register)
 
@@ -92,6 +90,8 @@ class Concat(LayerKind):
                                           {"dim": p.dim})])
 
     def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
         return np.concatenate(xs, axis=p.dim)
 
     def sample(self):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from .. import npops
-from .base import (Bool, Int, LayerKind, Params, ShapeError, TensorType, TorchModule,
+from .base import (npops, Bool, Int, LayerKind, Params, ShapeError, TensorType, TorchModule,
                    TorchPlan, W, concrete, need_float, need_rank, prod, register)
 
 

@@ -7,8 +7,7 @@ dropping a last window that would start in the right padding, as PyTorch does).
 
 from __future__ import annotations
 
-from .. import npops
-from .base import (Bool, Int, LayerKind, ShapeError, TensorType, TorchModule, TorchPlan,
+from .base import (npops, Bool, Int, LayerKind, ShapeError, TensorType, TorchModule, TorchPlan,
                    need_float, need_rank, prod, register)
 from ._window import IntOrTuple, WindowParams, per_dim, show, spatial_out
 
