@@ -382,6 +382,7 @@ def test_dtypes_and_deepcopy():
                                        rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch-internal (inductor imports)
 def test_torch_compile_matches():
     spec = nnspec.loads(MLP, "t.nn")
     module = build_module(spec, seed=0).eval()
@@ -407,7 +408,7 @@ def test_torch_export_dynamic_batch():
 
 
 def test_layer_error_names_spec_line():
-    spec = nnspec.loads("model E(x: [N, 4, H, W]) {\n    dense 4\n    conv 4 k=3\n"
+    spec = nnspec.loads("model E(x: [N, 4, H, W]) {\n    relu\n    conv 4 k=3\n"
                         "    avgpool global | flatten\n}\n", "e.nn")
     module = build_module(spec, seed=0)
     module(torch.randn(2, 4, 5, 5))
