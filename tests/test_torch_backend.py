@@ -117,6 +117,18 @@ model Fl(x: [N, 4, H]) {
     maxpool1d 2
     reshape [N, 2, 2 * (H // 2)]
 }
+model Ce(x: [N, 6, H]) {
+    maxpool1d 2 ceil
+    reshape [N, 3, 2 * ceil(H/2)]
+}
+"""
+
+INITS = """
+model Init(x: [N, 3, 6, 6]) {
+    conv 4 k=3 init=kaiming
+    flatten
+    dense 5 init=xavier
+}
 """
 
 MLP = """
@@ -233,9 +245,23 @@ def test_residual_block_mul_reshape_dense3d():
     compare(MISC, None, [(5, 4, 6, 6), (5, 4, 6, 6)])  # another batch size
 
 
-def test_symbolic_floor_dims():
-    compare(FLOORS, None, [(2, 4, 9)])
-    compare(FLOORS, None, [(3, 4, 6)])
+@pytest.mark.parametrize("model", ["Fl", "Ce"])
+@pytest.mark.parametrize("h", [6, 9])
+def test_symbolic_floor_and_ceil_dims(model, h):
+    compare(FLOORS, model, [(2, 4 if model == "Fl" else 6, h)])
+
+
+def test_dim_functions_match_dim_evaluate():
+    from nnspec.backends.torch import _dim_fn
+    from nnspec.dims import Dim
+
+    for text in ["2*N + floor((H - 1)/2) - ceil(W/3)", "N*H - 3", "-N + 5",
+                 "3*floor(H/2)*ceil((W+1)/4)", "N - ceil(H/2)", "7"]:
+        d = Dim.parse(text)
+        f = _dim_fn(d)
+        for n, h, w in [(1, 1, 1), (2, 7, 5), (3, 8, 12), (5, 13, 2)]:
+            env = {"N": n, "H": h, "W": w}
+            assert f(env) == d.evaluate(env), (text, env)
 
 
 def random_norm_params(spec, seed=5):
@@ -334,9 +360,27 @@ def test_emit_blocks_symbols_and_pads(tmp_path):
     assert "F.pad(x, (1, 2, 1, 2))" in text
 
 
-def test_emit_floor_dims(tmp_path):
-    text = emit_and_check(nnspec.loads(FLOORS, "t.nn"), tmp_path, [(2, 4, 9)], "gen_floor")
-    assert '(dims["H"]) // 2' in text
+def test_emit_floor_and_ceil_dims(tmp_path):
+    spec = nnspec.loads(FLOORS, "t.nn")
+    text = emit_and_check(spec, tmp_path, [(2, 4, 9)], "gen_floor", "Fl")
+    assert 'dims = {"H": x.shape[2], "N": x.shape[0]}' in text
+    assert '.reshape(dims["N"], 2, 2 * (dims["H"] // 2))' in text
+    sub = tmp_path / "ceil"
+    sub.mkdir()
+    text = emit_and_check(spec, sub, [(2, 6, 9)], "gen_ceil", "Ce")
+    assert '2 * (-(-dims["H"] // 2))' in text
+
+
+def test_emit_non_default_init(tmp_path):
+    spec = nnspec.loads(INITS, "t.nn")
+    text = emit_and_check(spec, tmp_path, [(2, 3, 6, 6)], "gen_init")
+    assert "nn.init.uniform_(self.dense_0.weight, " in text
+    assert "nn.init.zeros_(self.dense_0.bias)" in text
+    gen = import_source(tmp_path / "gen_init.py", "gen_init2")
+    net = gen.Init()
+    assert torch.count_nonzero(net.conv_0.bias) == 0
+    bound = spec.state_shapes()["dense_0.weight"].init[1]
+    assert 0.5 * bound < net.dense_0.weight.abs().max() <= bound
 
 
 def test_emit_keyword_names(tmp_path):
@@ -402,6 +446,14 @@ def test_torch_export_dynamic_batch():
         x = torch.randn(n, 8)
         with torch.no_grad():
             torch.testing.assert_close(ep.module()(x), module(x))
+    # the module names its own dynamic dims (one torch.export.Dim per symbol)
+    misc = build_module(nnspec.loads(MISC, "t.nn"), seed=0).eval()
+    xs = (torch.randn(2, 4, 6, 6), torch.randn(2, 4, 6, 6))
+    ep = torch.export.export(misc, xs, dynamic_shapes=misc.dynamic_shapes(N=(1, 64)))
+    for n in (3, 5):
+        xs = (torch.randn(n, 4, 6, 6), torch.randn(n, 4, 6, 6))
+        with torch.no_grad():
+            torch.testing.assert_close(ep.module()(*xs), misc(*xs))
 
 
 # ---- errors name the spec location ------------------------------------------------------

@@ -289,10 +289,11 @@ class SpecModule(nn.Module):
     """A spec's model as an ``nn.Module``: one submodule per layer that has one, registered
     under the layer's dotted name, and a forward that runs a plan compiled once.
 
-    Use :func:`build_module` to construct one with weights.
+    Weights come from ``params`` or are drawn from ``seed`` (see :func:`build_module`).
     """
 
-    def __init__(self, spec: Spec, model: str | None = None):
+    def __init__(self, spec: Spec, model: str | None = None, seed: int | None = None,
+                 params: dict | None = None, dtype: torch.dtype = torch.float32):
         super().__init__()
         spec.raise_for_errors()
         m = spec.model(model)
@@ -355,6 +356,55 @@ class SpecModule(nn.Module):
             if parts[-1] in parent._modules:
                 raise ValueError(f"the layer name {name!r} is used twice")
             parent._modules[parts[-1]] = mod
+        self._load(spec.state_shapes(m.name), seed, params, dtype)
+
+    def _load(self, shapes: dict, seed, params, dtype) -> None:
+        """Materialise the (meta) submodules and load the given or drawn weights."""
+        keys = list(self.state_dict(keep_vars=True))
+        if keys != list(shapes):
+            raise RuntimeError("the torch modules' state_dict keys differ from the spec's: "
+                               f"{keys} != {list(shapes)}")
+        if params is None:
+            if seed is None:
+                seed = secrets.randbits(63)
+            np_dtype = np.float64 if dtype == torch.float64 else np.float32
+            params = _init.draw(shapes, seed, np_dtype)
+        self.__dict__["seed"] = seed  # not via setattr: a layer may be named seed
+        missing = [k for k in shapes if k not in params]
+        extra = [k for k in params if k not in shapes]
+        if missing or extra:
+            raise KeyError(f"missing parameters: {missing[:5]}; unexpected: {extra[:5]}")
+        state = {}
+        for k, w in shapes.items():
+            t = _as_tensor(params[k])
+            if tuple(t.shape) != tuple(w.shape):
+                raise ValueError(f"parameter {k} has shape {tuple(t.shape)}, "
+                                 f"expected {w.shape}")
+            state[k] = t.to(torch.int64) if w.dtype == INT else t
+        self.to_empty(device="cpu")
+        self.to(dtype)
+        self.load_state_dict(state, strict=True)
+
+    def dynamic_shapes(self, **bounds):
+        """``dynamic_shapes`` for :func:`torch.export.export`: every input dim that is a bare
+        symbol (``N``) becomes one ``torch.export.Dim`` per symbol, shared across inputs.
+        ``bounds`` maps a symbol to ``(min, max)``.
+
+            >>> ep = torch.export.export(net, (x,), dynamic_shapes=net.dynamic_shapes())
+        """
+        made = {}
+        per_input = []
+        for _, dims, _, _ in self._inputs:
+            spec = {}
+            for ax, d in enumerate(dims):
+                name = str(d)
+                if not d.is_const and name in d.symbols():
+                    if name not in made:
+                        lo, hi = bounds.get(name, (None, None))
+                        made[name] = torch.export.Dim(name, min=lo, max=hi)
+                    spec[ax] = made[name]
+            per_input.append(spec or None)
+        return (tuple(per_input),)
 
     def _bind(self, inputs) -> dict:
         """Check the inputs against the declared shapes; bind the symbols (like bind_dims)."""
@@ -362,7 +412,7 @@ class SpecModule(nn.Module):
             raise InputError(f"{self.model_name} takes {len(self._inputs)} input(s), "
                              f"got {len(inputs)}")
         env = {}
-        for j, ((name, dims, span, shape), x) in enumerate(zip(self._inputs, inputs)):
+        for (name, dims, span, shape), x in zip(self._inputs, inputs):
             try:
                 if x.dim() != len(dims):
                     raise InputError(f"input {name} must have rank {len(dims)} "
@@ -386,9 +436,11 @@ class SpecModule(nn.Module):
     def forward(self, *inputs):
         env = self._bind(inputs)
         vals = list(inputs) + [None] * (self._n_slots - len(inputs))
+        steps = self._steps
         k = -1
         try:
-            for k, (run, mod, ins, out, free) in enumerate(self._steps):
+            for k in range(len(steps)):
+                run, mod, ins, out, free = steps[k]
                 vals[out] = run(mod, [vals[j] for j in ins], env)
                 for j in free:
                     vals[j] = None
@@ -417,34 +469,7 @@ def build_module(spec: Spec, model: str | None = None, seed: int | None = None,
     with :func:`nnspec.init.draw` from ``seed`` (the same weights as ``NumpyModel(seed=)``;
     a random seed when None, kept as ``module.seed``).
     """
-    spec.raise_for_errors()
-    m = spec.model(model)
-    module = SpecModule(spec, m.name)
-    shapes = spec.state_shapes(m.name)
-    keys = list(module.state_dict(keep_vars=True).keys())
-    if keys != list(shapes):
-        raise RuntimeError("the torch modules' state_dict keys differ from the spec's: "
-                           f"{keys} != {list(shapes)}")
-    if params is None:
-        if seed is None:
-            seed = secrets.randbits(63)
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        params = _init.draw(shapes, seed, np_dtype)
-    module.__dict__["seed"] = seed  # not via setattr: a layer may be named seed
-    missing = [k for k in shapes if k not in params]
-    extra = [k for k in params if k not in shapes]
-    if missing or extra:
-        raise KeyError(f"missing parameters: {missing[:5]}; unexpected: {extra[:5]}")
-    state = {}
-    for k, w in shapes.items():
-        t = _as_tensor(params[k])
-        if tuple(t.shape) != tuple(w.shape):
-            raise ValueError(f"parameter {k} has shape {tuple(t.shape)}, expected {w.shape}")
-        state[k] = t.to(torch.int64) if w.dtype == INT else t
-    module.to_empty(device="cpu")
-    module.to(dtype)
-    module.load_state_dict(state, strict=True)
-    return module
+    return SpecModule(spec, model, seed=seed, params=params, dtype=dtype)
 
 
 # ---- source emission ----------------------------------------------------------------------
@@ -510,7 +535,8 @@ def _assign_child(parent: str, name: str, value: str) -> str:
 
 
 def _dim_src(d: Dim) -> str:
-    """Python arithmetic over ``dims[...]`` for a Dim."""
+    """Python arithmetic over ``dims[...]`` for a Dim (``//`` for floor, ``-(-a // k)`` for
+    ceil)."""
     if d.is_const:
         return repr(d.value)
     parts = []
@@ -519,16 +545,19 @@ def _dim_src(d: Dim) -> str:
         for a in mono:
             if isinstance(a, str):
                 atoms.append(f"dims[{_str(a)}]")
-            elif a._kind == 1:
-                atoms.append(f"({_dim_src(a.poly)}) // {a.k}")
+                continue
+            inner = _dim_src(a.poly)
+            simple = len(a.poly.terms) == 1 and _single_unit(a.poly)
+            if a._kind == 1:
+                atoms.append(f"({inner if simple else f'({inner})'} // {a.k})")
             else:
-                atoms.append(f"-(-({_dim_src(a.poly)}) // {a.k})")
-        atoms = [f"({x})" if "//" in x else x for x in atoms]
+                atoms.append(f"-(-{inner if simple else f'({inner})'} // {a.k})")
         if not atoms:
             parts.append((c < 0, str(abs(c))))
-        else:
-            body = " * ".join(atoms)
-            parts.append((c < 0, body if abs(c) == 1 else f"{abs(c)} * {body}"))
+            continue
+        atoms = [f"({x})" if x.startswith("-") else x for x in atoms]
+        body = " * ".join(atoms)
+        parts.append((c < 0, body if abs(c) == 1 else f"{abs(c)} * {body}"))
     out = ""
     for i, (neg, body) in enumerate(parts):
         if i == 0:
@@ -536,6 +565,12 @@ def _dim_src(d: Dim) -> str:
         else:
             out += f" - {body}" if neg else f" + {body}"
     return out
+
+
+def _single_unit(p: Dim) -> bool:
+    """p is one symbol with coefficient 1 (renders without parentheses)."""
+    ((mono, c),) = p.terms.items()
+    return c == 1 and len(mono) == 1 and isinstance(mono[0], str)
 
 
 def _arg_src(a, ins: list[str], prev: str | None) -> str:

@@ -113,7 +113,7 @@ class _Conv(LayerKind):
     def sample(self):
         shape = (2, 4, 9, 8) if self.rank != 1 else (2, 4, 11)
         n = len(shape) - 2
-        return ({"out": 6, "k": 3, "s": 2, "p": ((1, 0),) * n, "d": 1, "groups": 2,
+        return ({"out": 6, "k": 3, "s": 2, "p": ((1, 0),) * n, "d": 2, "groups": 2,
                  "bias": False, "init": "kaiming"}, [TensorType(shape)])
 
 

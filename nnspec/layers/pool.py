@@ -105,10 +105,10 @@ class _Pool(LayerKind):
         return npops.avg_pool_nd(x, k, s, pd, p.ceil, p.count_include_pad)
 
     def sample(self):
-        shape = (2, 3, 9, 8) if self.rank != 1 else (2, 3, 11)
+        shape = (2, 3, 9, 8) if self.rank != 1 else (2, 3, 10)
         args = {"k": 3, "s": 2, "p": 1, "ceil": True}
         if self.mode == "max":
-            args["d"] = 1
+            args["d"] = 2
         else:
             args["count_include_pad"] = False
         return args, [TensorType(shape)]

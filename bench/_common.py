@@ -1,0 +1,75 @@
+"""Helpers shared by the benchmark scripts (timing, goal lines, the summary protocol).
+
+Every benchmark prints human-readable lines and, for each goal, one machine-readable
+line ``RESULT<TAB>benchmark<TAB>figure<TAB>goal<TAB>met`` that ``run_all.py`` collects.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def interleaved(fns: dict, reps: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Time each callable ``reps`` times, round-robin (a, b, a, b, ...), after ``warmup``
+    untimed rounds; returns {name: [seconds, ...]}."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def med(xs) -> float:
+    return statistics.median(xs)
+
+
+def fmt_s(t: float) -> str:
+    if t >= 1:
+        return f"{t:.2f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.1f} ms"
+    return f"{t * 1e6:.1f} us"
+
+
+def result(bench: str, figure: str, goal: str, met: bool | None) -> None:
+    """Print the goal line (human) and the RESULT line (for run_all)."""
+    verdict = {True: "MET", False: "NOT MET", None: "(reference)"}[met]
+    print(f"  => {figure}   goal: {goal}   {verdict}")
+    print(f"RESULT\t{bench}\t{figure}\t{goal}\t{verdict}", flush=True)
+
+
+def machine() -> str:
+    env = {k: os.environ[k] for k in ("PYTHONDONTWRITEBYTECODE", "OPENBLAS_CORETYPE",
+                                      "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS") if k in os.environ}
+    return f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, env {env or '{}'}"
+
+
+# ---- generated models ------------------------------------------------------------------
+
+MIXES = {
+    # name: (input shape, cycle of layer lines)
+    "mlp": ("[N, 64]", ["dense 64", "relu", "layernorm"]),
+    "conv": ("[N, 16, 32, 32]", ["conv 16 k=3 p=1", "batchnorm", "relu"]),
+}
+
+
+def gen_model(n_layers: int, mix: str = "mlp") -> str:
+    """A model of ``n_layers`` layers written one layer per line, cycling through ``mix``."""
+    shape, cycle = MIXES[mix]
+    lines = [f"model Gen(x: {shape}) {{"]
+    lines += [f"    {cycle[i % len(cycle)]}" for i in range(n_layers)]
+    lines.append("}")
+    return "\n".join(lines) + "\n"

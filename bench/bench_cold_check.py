@@ -1,0 +1,98 @@
+"""Cold start of `python -m nnspec check specs/` vs importing nnspec's two dependencies.
+
+Usage: python bench/bench_cold_check.py [--reps 7] [--importtime]
+
+Each figure is a fresh interpreter (subprocess), interleaved check / import / bare python,
+median of --reps. Measured twice:
+  as-is     the environment as given (PYTHONDONTWRITEBYTECODE may be set here, so nnspec's
+            own modules are compiled from source on every start);
+  pyc warm  PYTHONDONTWRITEBYTECODE unset, after `python -m compileall -q nnspec` and one
+            warm-up run have written the .pyc files (what a user's machine sees).
+Goal (the project's): cold check <= 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+from _common import ROOT, fmt_s, machine, med, result
+
+GOAL = 0.5
+CHECK = [sys.executable, "-m", "nnspec", "check", "specs/"]
+IMPORT = [sys.executable, "-c", "import lark, pydantic"]
+BARE = [sys.executable, "-c", "pass"]
+
+
+def run(cmd, env) -> float:
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout.decode()}"
+                         f"{p.stderr.decode()}")
+    return t
+
+
+def measure(env, reps: int) -> dict[str, list[float]]:
+    for cmd in (CHECK, IMPORT, BARE):  # warm-up: OS file cache, lark's grammar cache
+        run(cmd, env)
+    times = {"check": [], "import": [], "bare": []}
+    for _ in range(reps):
+        times["check"].append(run(CHECK, env))
+        times["import"].append(run(IMPORT, env))
+        times["bare"].append(run(BARE, env))
+    return times
+
+
+def import_profile(env, top: int = 12) -> None:
+    """Largest cumulative import times of one check run (python -X importtime)."""
+    p = subprocess.run([sys.executable, "-X", "importtime", *CHECK[1:]], cwd=ROOT, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rows = []
+    for line in p.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if m:
+            rows.append((int(m.group(2)), (len(m.group(3)) - 1) // 2, m.group(4)))
+    rows.sort(reverse=True)
+    print("  imports by cumulative time, 3 levels deep (-X importtime, one run):")
+    for cum, depth, name in [r for r in rows if r[1] <= 2][:top]:
+        print(f"    {cum / 1e3:7.1f} ms  {'  ' * depth}{name}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--importtime", action="store_true", help="also print -X importtime")
+    args = ap.parse_args()
+    print(f"bench_cold_check: {machine()}")
+
+    as_is = dict(os.environ)
+    warm = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "nnspec"], cwd=ROOT, env=warm,
+                   check=True, stdout=subprocess.DEVNULL)
+
+    modes = [("as-is", as_is), ("pyc warm", warm)]
+    if "PYTHONDONTWRITEBYTECODE" not in os.environ:
+        print("  (PYTHONDONTWRITEBYTECODE is not set: both modes use the same environment)")
+    for label, env in modes:
+        t = measure(env, args.reps)
+        c, i, b = med(t["check"]), med(t["import"]), med(t["bare"])
+        print(f"  [{label}] median of {args.reps}: check specs/ {fmt_s(c)} "
+              f"(min {fmt_s(min(t['check']))}), import lark+pydantic {fmt_s(i)} "
+              f"(min {fmt_s(min(t['import']))}), bare python {fmt_s(b)}")
+        print(f"  [{label}] ratio check/import {c / i:.2f}; nnspec's own share "
+              f"(check - import) {fmt_s(c - i)}")
+        result("cold check", f"check specs/ ({label}) {c:.2f} s, import lark+pydantic "
+               f"{i:.2f} s, ratio {c / i:.1f}", f"check <= {GOAL} s", c <= GOAL)
+        if args.importtime:
+            import_profile(env)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Every layer kind in the registry: a sample runs in both backends and they agree, and
+no declared argument is silently ignored (each one reaches the shape rule or the
+weights, and both backends)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnspec
+from nnspec.dims import Dim
+from nnspec.layers import REGISTRY, ShapeError, TensorType
+from nnspec.layers.base import NumpyCtx
+
+torch = pytest.importorskip("torch")
+from nnspec.backends.torch import build_module  # noqa: E402
+
+KINDS = sorted({k.name: k for k in REGISTRY.values()}.items())
+
+
+def lit(v) -> str:
+    """A Python value as spec source."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, Dim):
+        return str(v)
+    if isinstance(v, tuple):
+        if v and all(isinstance(x, Dim) for x in v):
+            return "[" + ", ".join(lit(x) for x in v) + "]"
+        inner = ", ".join(lit(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    return str(v)
+
+
+def spec_for(kind, args: dict, ins: list[TensorType]) -> str:
+    names = [f"x{i}" for i in range(len(ins))]
+    inputs = ", ".join(f"{n}: [{', '.join(str(d) for d in t.shape)}]" for n, t in zip(names, ins))
+    kw = ", ".join(f"{k if k != 'global_' else 'global'}={lit(v)}" for k, v in args.items())
+    call = f"{kind.name}({', '.join(names + ([kw] if kw else []))})"
+    return f"model M({inputs}) {{\n    {call}\n}}\n"
+
+
+def observe(kind, args: dict, ins: list[TensorType]):
+    """What each backend can see of a configuration: (shape rule + weights, numpy, torch)."""
+    p = kind.Params.model_validate(args)
+    out = kind.infer(p, ins)
+    weights = kind.weights(p, ins, out)
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal([d.value for d in t.shape]) for t in ins]
+    w = {k: np.random.default_rng(1).standard_normal(v.shape) if v.dtype == "float"
+         else np.zeros(v.shape, np.int64) for k, v in weights.items()}
+    shapes = (str(out), {k: (v.shape, v.init) for k, v in weights.items()})
+    ev = kind.numpy(p, w, xs, NumpyCtx(training=False, rng=np.random.default_rng(2)))
+    ctx = NumpyCtx(training=True, rng=np.random.default_rng(2))
+    tr = kind.numpy(p, w, xs, ctx)
+    numpy_view = (np.round(ev, 9).tobytes(), np.round(tr, 9).tobytes(),
+                  {k: np.round(v, 9).tobytes() for k, v in ctx.updates.items()})
+    plan = kind.torch(p, ins, out)
+    torch_view = repr(plan)
+    return shapes, numpy_view, torch_view
+
+
+@pytest.mark.parametrize("name,kind", KINDS, ids=[k for k, _ in KINDS])
+def test_sample_agrees_across_backends(name, kind):
+    args, ins = kind.sample()
+    spec = nnspec.loads(spec_for(kind, args, ins), f"{name}.nn")
+    params = {k: np.random.default_rng(3).standard_normal(w.shape) if w.dtype == "float"
+              else np.zeros(w.shape, np.int64) for k, w in spec.state_shapes().items()}
+    for k, w in spec.state_shapes().items():
+        if k.endswith("running_var"):
+            params[k] = np.abs(params[k]) + 0.5
+    from nnspec.backends.numpy import NumpyModel
+
+    ref = NumpyModel(spec, params=params, dtype=np.float64)
+    mod = build_module(spec, params=params, dtype=torch.float64).eval()
+    xs = [np.random.default_rng(4).standard_normal([d.value for d in t.shape]) for t in ins]
+    a = ref(*xs)
+    with torch.no_grad():
+        b = mod(*[torch.from_numpy(x) for x in xs]).numpy()
+    assert a.shape == b.shape == tuple(d.value for d in spec.output_type().shape)
+    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _flip(value, default):
+    if isinstance(default, bool):
+        return not default
+    return None
+
+
+def _mutate(v):
+    if isinstance(v, bool):
+        return not v
+    if isinstance(v, int):
+        return v + 1
+    if isinstance(v, float):
+        return v * 0.5
+    if isinstance(v, tuple) and v:
+        return (_mutate(v[0]),) + v[1:]
+    return None
+
+
+@pytest.mark.parametrize("name,kind", KINDS, ids=[k for k, _ in KINDS])
+def test_no_argument_is_ignored(name, kind):
+    args, ins = kind.sample()
+    base = observe(kind, args, ins)
+    for field, info in kind.Params.model_fields.items():
+        if info.is_required():
+            continue
+        if field in args and args[field] != info.default:
+            changed = {k: v for k, v in args.items() if k != field}
+        else:
+            flipped = _flip(args.get(field, info.default), info.default)
+            assert flipped is not None, (
+                f"{name}.sample() must give the optional argument {field!r} a non-default "
+                "value, so that the test can show it is used")
+            changed = {**args, field: flipped}
+        ref = base
+        try:
+            other = observe(kind, changed, ins)
+        except (ShapeError, ValueError):
+            other = None
+        if other is None and field not in changed and _mutate(args[field]) is not None:
+            changed = {**args, field: _mutate(args[field])}
+            try:
+                other = observe(kind, changed, ins)
+            except (ShapeError, ValueError):
+                other = None
+        if other is None:
+            # the flipped flag conflicts with other sample arguments: compare minimal configs
+            required = {k: v for k, v in args.items()
+                        if kind.Params.model_fields[k].is_required()}
+            other = observe(kind, {**required, field: changed[field]}, ins)
+        shape_seen = ref[0] != other[0]
+        assert shape_seen or ref[1] != other[1], f"{name}: {field} never reaches NumPy"
+        assert shape_seen or ref[2] != other[2], f"{name}: {field} never reaches torch"
+
+
+def test_every_kind_has_a_sample_and_a_summary():
+    for name, kind in KINDS:
+        args, ins = kind.sample()
+        assert all(isinstance(t, TensorType) for t in ins)
+        assert kind.summary or kind.__doc__, name
