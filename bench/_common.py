@@ -54,7 +54,9 @@ def result(bench: str, figure: str, goal: str, met: bool | None) -> None:
 def machine() -> str:
     env = {k: os.environ[k] for k in ("PYTHONDONTWRITEBYTECODE", "OPENBLAS_CORETYPE",
                                       "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS") if k in os.environ}
-    return f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, env {env or '{}'}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load avg {load}, "
+            f"env {env or '{}'}")
 
 
 # ---- generated models ------------------------------------------------------------------

@@ -49,6 +49,9 @@ def observe(kind, args: dict, ins: list[TensorType]):
     xs = [rng.standard_normal([d.value for d in t.shape]) for t in ins]
     w = {k: np.random.default_rng(1).standard_normal(v.shape) if v.dtype == "float"
          else np.zeros(v.shape, np.int64) for k, v in weights.items()}
+    for k in w:
+        if k.endswith("running_var"):
+            w[k] = np.abs(w[k]) + 0.5
     shapes = (str(out), {k: (v.shape, v.init) for k, v in weights.items()})
     ev = kind.numpy(p, w, xs, NumpyCtx(training=False, rng=np.random.default_rng(2)))
     ctx = NumpyCtx(training=True, rng=np.random.default_rng(2))

@@ -245,6 +245,18 @@ def test_residual_block_mul_reshape_dense3d():
     compare(MISC, None, [(5, 4, 6, 6), (5, 4, 6, 6)])  # another batch size
 
 
+def test_trace_matches_numpy_trace():
+    spec = nnspec.loads(MISC, "t.nn")
+    module = build_module(spec, seed=4, dtype=torch.float64)
+    xs = [rand(2, 4, 6, 6, seed=1), rand(2, 4, 6, 6, seed=2)]
+    want = NumpyModel(spec, seed=4, dtype=np.float64)(*xs, trace=True)
+    with torch.no_grad():
+        got = module.trace(*[torch.from_numpy(x) for x in xs])
+    assert list(got) == list(want)
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k].numpy(), v, rtol=1e-10, atol=1e-12, err_msg=k)
+
+
 @pytest.mark.parametrize("model", ["Fl", "Ce"])
 @pytest.mark.parametrize("h", [6, 9])
 def test_symbolic_floor_and_ceil_dims(model, h):
@@ -415,6 +427,10 @@ def test_dtypes_and_deepcopy():
         y16 = module.to(torch.bfloat16)(x.to(torch.bfloat16))
         assert y16.dtype == torch.bfloat16
         torch.testing.assert_close(y16.float(), y32, rtol=0.1, atol=0.1)
+        direct = build_module(spec, seed=0, dtype=torch.bfloat16)
+        assert direct.conv_0.weight.dtype == torch.bfloat16
+        assert direct.state_dict()["dense_0.bias"].dtype == torch.bfloat16
+        torch.testing.assert_close(direct(x.to(torch.bfloat16)), y16)
         before = module.float()(x)
         twin = copy.deepcopy(module)
         torch.testing.assert_close(twin(x), before)
@@ -480,6 +496,9 @@ def test_input_error_names_input():
     assert "lenet5.nn:2" in notes
     with pytest.raises(InputError):
         module(torch.randn(2, 32, 32))
+    misc = build_module(nnspec.loads(MISC, "t.nn"), seed=0)
+    with pytest.raises(InputError, match="symbol N is 2 elsewhere but 3"):
+        misc(torch.randn(2, 4, 6, 6), torch.randn(3, 4, 6, 6))
 
 
 def test_write_source_is_atomic_and_keeps_old_file_on_error(tmp_path, monkeypatch):

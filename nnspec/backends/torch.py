@@ -328,10 +328,19 @@ class SpecModule(nn.Module):
             self.locations.append((file, line, text, node.name))
             self.line_map.setdefault((file, line), []).append(node.name)
         self._steps = steps
+        self._ids = [inp.id for inp in m.inputs] + [node.id for node, _, _ in plans]
         self._n_slots = n_in + len(plans)
         self._out = slot[m.output]
         self._inputs = [(inp.name, inp.dims(), inp.span, inp.shape) for inp in m.inputs]
+        self._checks = [(name, len(dims), tuple((ax, d.value) for ax, d in enumerate(dims)
+                                                if d.is_const), span, shape)
+                        for name, dims, span, shape in self._inputs]
         self._sym_src = _symbol_sources(m)
+        # later plain occurrences of a symbol must agree with its first one
+        self._same = [(i, ax, str(d)) for i, (_, dims, _, _) in enumerate(self._inputs)
+                      for ax, d in enumerate(dims)
+                      if not d.is_const and str(d) in d.symbols()
+                      and self._sym_src[str(d)] != (i, ax)]
         used = _used_symbols(plans)
         missing = sorted(used - self._sym_src.keys())
         if missing:
@@ -412,13 +421,13 @@ class SpecModule(nn.Module):
             raise InputError(f"{self.model_name} takes {len(self._inputs)} input(s), "
                              f"got {len(inputs)}")
         env = {}
-        for (name, dims, span, shape), x in zip(self._inputs, inputs):
+        for (name, rank, fixed, span, shape), x in zip(self._checks, inputs):
             try:
-                if x.dim() != len(dims):
-                    raise InputError(f"input {name} must have rank {len(dims)} "
+                if x.dim() != rank:
+                    raise InputError(f"input {name} must have rank {rank} "
                                      f"([{', '.join(shape)}]), got shape {tuple(x.shape)}")
-                for ax, d in enumerate(dims):
-                    if d.is_const and x.shape[ax] != d.value:
+                for ax, value in fixed:
+                    if x.shape[ax] != value:
                         raise InputError(f"input {name} must be [{', '.join(shape)}], got "
                                          f"shape {tuple(x.shape)}")
             except InputError as e:
@@ -427,6 +436,10 @@ class SpecModule(nn.Module):
                 raise
         for sym, (i, ax) in self._sym_src.items():
             env[sym] = inputs[i].shape[ax]
+        for i, ax, sym in self._same:
+            if inputs[i].shape[ax] != env[sym]:
+                raise InputError(f"symbol {sym} is {env[sym]} elsewhere but "
+                                 f"{inputs[i].shape[ax]} in input {self._inputs[i][0]}")
         for i, ax, f, d in self._pending:
             if f(env) != inputs[i].shape[ax]:
                 raise InputError(f"input {self._inputs[i][0]}: {d} = {f(env)}, "
@@ -445,11 +458,30 @@ class SpecModule(nn.Module):
                 for j in free:
                     vals[j] = None
         except Exception as e:
-            if 0 <= k < len(self.locations):
-                file, line, text, name = self.locations[k]
-                e.add_note(f"{file}:{line}: {text}  (layer {name})")
+            self._note(e, k)
             raise
         return vals[self._out]
+
+    def trace(self, *inputs) -> dict:
+        """Run the model keeping every value: {value id: tensor} (inputs included)."""
+        env = self._bind(inputs)
+        vals = list(inputs) + [None] * (self._n_slots - len(inputs))
+        steps = self._steps
+        k = -1
+        try:
+            for k in range(len(steps)):
+                run, mod, ins, out, _ = steps[k]
+                vals[out] = run(mod, [vals[j] for j in ins], env)
+        except Exception as e:
+            self._note(e, k)
+            raise
+        return dict(zip(self._ids, vals))
+
+    def _note(self, e: BaseException, k: int) -> None:
+        """Name the spec location of step k on the exception."""
+        if 0 <= k < len(self.locations):
+            file, line, text, name = self.locations[k]
+            e.add_note(f"{file}:{line}: {text}  (layer {name})")
 
     def extra_repr(self) -> str:
         return f"model={self.model_name}"
@@ -658,7 +690,7 @@ def _init_src(ref: str, w) -> str | None:
 def _unique(name: str, taken: set) -> str:
     if not (name.isascii() and name.isidentifier()):
         name = "v"
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _RESERVED_LOCALS:
+    if keyword.iskeyword(name) or name in _RESERVED_LOCALS:
         name += "_"
     while name in taken:
         name += "_"
@@ -727,15 +759,33 @@ def emit_source(spec: Spec, model: str | None = None) -> str:
         binds = ", ".join(f"{_str(s)}: {arg_names[src[s][0]]}.shape[{src[s][1]}]"
                           for s in sorted(used))
         fwd.append(f"dims = {{{binds}}}")
+    # a value's variable is reused once the value is dead (x = self.conv1(x)), so that
+    # intermediates are freed as early as in hand-written code
+    last: dict[str, int] = {}
+    for k, (node, _, _) in enumerate(plans):
+        for v in node.inputs:
+            last[v] = k
+    free: list[str] = []
+    fresh = 0
     for k, (node, row, plan) in enumerate(plans):
         ins = [var[v] for v in node.inputs]
-        name = _unique(f"v{k + 1}", taken)
         expr = None
         for call in plan.calls:
             expr = _call_src(call, refs.get(node.id), ins, expr)
         if expr is None:
             expr = ins[0]
+        dying = [v for v in dict.fromkeys(node.inputs) if last.get(v) == k and v != m.output]
+        if dying and dying[0] == node.inputs[0]:
+            name = var[dying.pop(0)]
+        elif free:
+            name = free.pop()
+        else:
+            fresh += 1
+            name = _unique(f"v{fresh}", taken)
+        free += [var[v] for v in dying]
         var[node.id] = name
+        if node.id not in last and node.id != m.output:
+            free.append(name)  # never used: a dead branch
         file, line, text = _where(node)
         fwd.append(f"{name} = {expr}  # {_comment(file)}:{line}  {_comment(text)}  "
                    f"-> {row.output}")

@@ -1,0 +1,73 @@
+"""Parsing a generated model written one layer per line, and the whole front end.
+
+Usage: python bench/bench_parse.py [--reps 5]
+
+  parse            nnspec.parse.parse(text)                        (syntax tree only)
+  parse+lower      nnspec.lower.lower_text(text)                   (IR, names, validation;
+                   GC paused as in nnspec.loads, and also as a bare call)
+  parse+...+infer  nnspec.loads(text)                              (+ shape inference)
+
+on the 10,000-layer models of bench_shapes (mixes mlp and conv), interleaved, median of
+--reps, after one warm-up (the LALR parser is built once per process).
+Goal (the project's): parse <= 50 us per line. For reference, a peer DSL does ~455
+layers/s parse + shape-check, i.e. ~2.2 ms per layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import nnspec
+from _common import gen_model, interleaved, machine, med, result
+
+from nnspec.lower import lower_text
+from nnspec.parse import gc_paused, parse
+
+GOAL_US = 50.0
+PEER_MS = 1e3 / 455
+N = 10_000
+
+
+def _paused(fn, *a):
+    with gc_paused():
+        return fn(*a)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--layers", type=int, default=N)
+    args = ap.parse_args()
+    n = args.layers
+    print(f"bench_parse: {machine()}")
+    for mix in ("mlp", "conv"):
+        text = gen_model(n, mix)
+        lines = text.count("\n")
+        spec = nnspec.loads(text, "gen.nn")  # also a warm-up; raises on errors
+        assert len(spec.model().nodes) == n
+        times = interleaved({
+            "parse": lambda: parse(text, "gen.nn"),
+            "lower": lambda: lower_text(text, "gen.nn"),
+            "lower_nogc": lambda: _paused(lower_text, text, "gen.nn"),
+            "load": lambda: nnspec.loads(text, "gen.nn"),
+        }, args.reps, warmup=0)
+        tp, tl, tall = med(times["parse"]), med(times["lower_nogc"]), med(times["load"])
+        tl_gc = med(times["lower"])
+        us_line = tp / lines * 1e6
+        print(f"  [{mix}] {n:,} layers, {lines:,} lines: parse {tp:.3f} s "
+              f"({us_line:.1f} us/line), parse+lower {tl:.3f} s ({tl / n * 1e6:.1f} us/layer), "
+              f"parse+lower+infer {tall:.3f} s ({tall / n * 1e6:.1f} us/layer, "
+              f"{n / tall:,.0f} layers/s)")
+        print(f"  [{mix}] (parse+lower is timed with the cyclic GC paused, as nnspec.loads "
+              f"does; a bare lower_text call with the GC on takes {tl_gc:.3f} s, "
+              f"{tl_gc / tl:.2f}x)")
+        result("parse", f"[{mix}] parse {us_line:.1f} us/line", f"<= {GOAL_US:.0f} us/line",
+               us_line <= GOAL_US)
+        result("parse", f"[{mix}] parse+lower+infer {tall / n * 1e6:.0f} us/layer, "
+               f"{PEER_MS * 1e3 / (tall / n * 1e6):.0f}x faster than peer DSL",
+               f"peer DSL ~{PEER_MS * 1e3:.0f} us/layer", None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""The PyTorch module emitted by `nnspec compile` vs the same network written by hand.
+
+Usage: python bench/bench_torch_emit.py [--reps 11]
+
+Networks: LeNet-5 (specs/lenet5.nn) at batch 64 and ResNet-18 (specs/resnet18.nn,
+torchvision's architecture) at batch 4; float32, CPU, torch.no_grad(), eval mode,
+torch.set_num_threads(2). Three modules share the same weights (build_module(seed=0)'s
+state_dict, loaded by name into the emitted module and by position into the hand-written
+one) and their outputs are checked equal:
+
+  emitted   emit_source(spec) written to a temp file and imported with importlib
+  built     build_module(spec): the in-process SpecModule (a compiled plan, no codegen)
+  hand      the network written by hand in idiomatic PyTorch (torchvision-style ResNet,
+            in-place ReLU and residual add)
+  hand_oop  (ResNet only, for reference) the same with out-of-place ReLU and add
+
+Each repetition times a block of forward calls of each module, interleaved; the figure is
+the minimum over --reps (the median is printed too: on a shared 2-core machine another
+process preempting one of torch's two threads inflates single repetitions severalfold, and
+the minimum is the robust estimate of the cost itself). Goal (the project's):
+emitted/hand <= 1.03.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import tempfile
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+import nnspec
+from _common import ROOT, fmt_s, interleaved, machine, med, result
+from nnspec.backends.torch import build_module, emit_source
+
+GOAL = 1.03
+
+
+# ---- hand-written networks ---------------------------------------------------------------
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.pool1 = nn.AvgPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.pool2 = nn.AvgPool2d(2, 2)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool1(torch.tanh(self.conv1(x)))
+        x = self.pool2(torch.tanh(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = torch.tanh(self.fc1(x))
+        x = torch.tanh(self.fc2(x))
+        return self.fc3(x)
+
+
+class BasicBlock(nn.Module):
+    """torchvision.models.resnet.BasicBlock."""
+
+    def __init__(self, cin, cout, stride=1, inplace=True):
+        super().__init__()
+        self.inplace = inplace
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=inplace)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        if self.inplace:
+            out += identity
+        else:
+            out = out + identity
+        return self.relu(out)
+
+
+class ResNet18(nn.Module):
+    """torchvision.models.resnet18() (in-place ReLU and residual add, as torchvision);
+    ``inplace=False`` gives the same network with out-of-place ops, for reference."""
+
+    def __init__(self, num_classes=1000, inplace=True):
+        super().__init__()
+        ip = inplace
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=ip)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1 = nn.Sequential(BasicBlock(64, 64, 1, ip), BasicBlock(64, 64, 1, ip))
+        self.layer2 = nn.Sequential(BasicBlock(64, 128, 2, ip), BasicBlock(128, 128, 1, ip))
+        self.layer3 = nn.Sequential(BasicBlock(128, 256, 2, ip), BasicBlock(256, 256, 1, ip))
+        self.layer4 = nn.Sequential(BasicBlock(256, 512, 2, ip), BasicBlock(512, 512, 1, ip))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+# ---- set-up ------------------------------------------------------------------------------
+
+
+def import_emitted(spec, tmp: str):
+    src = emit_source(spec)
+    name = spec.model().name
+    path = os.path.join(tmp, f"emitted_{name.lower()}.py")
+    with open(path, "w") as f:
+        f.write(src)
+    mspec = importlib.util.spec_from_file_location(f"emitted_{name.lower()}", path)
+    mod = importlib.util.module_from_spec(mspec)
+    mspec.loader.exec_module(mod)
+    return getattr(mod, name)()
+
+
+def load_by_position(module: nn.Module, state: dict) -> None:
+    mine = module.state_dict()
+    assert len(mine) == len(state), (len(mine), len(state))
+    new = {}
+    for (k, v), (k2, v2) in zip(mine.items(), state.items()):
+        assert v.shape == v2.shape, (k, k2, v.shape, v2.shape)
+        new[k] = v2
+    module.load_state_dict(new)
+
+
+def block(module, x, calls):
+    def run():
+        for _ in range(calls):
+            module(x)
+    return run
+
+
+CASES = [
+    # spec file, hand-written class, batch, input shape, forward calls per timing
+    ("specs/lenet5.nn", LeNet5, 64, (1, 32, 32), 20),
+    ("specs/resnet18.nn", ResNet18, 4, (3, 224, 224), 1),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=11)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    print(f"bench_torch_emit: {machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        for path, hand_cls, batch, shape, calls in CASES:
+            spec = nnspec.load(str(ROOT / path))
+            built = build_module(spec, seed=0).eval()
+            state = built.state_dict()
+            emitted = import_emitted(spec, tmp).eval()
+            emitted.load_state_dict(state)
+            hand = hand_cls().eval()
+            load_by_position(hand, state)
+            mods = {"emitted": emitted, "built": built, "hand": hand}
+            if hand_cls is ResNet18:
+                mods["hand_oop"] = ResNet18(inplace=False).eval()
+                load_by_position(mods["hand_oop"], state)
+            x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
+            ref = hand(x)
+            for label, m in mods.items():
+                err = (m(x) - ref).abs().max().item()
+                assert err <= 1e-4 * max(1.0, ref.abs().max().item()), (label, err)
+            times = interleaved({k: block(m, x, calls) for k, m in mods.items()},
+                                args.reps, warmup=2)
+            t = {k: min(v) / calls for k, v in times.items()}
+            name = spec.model().name
+            print(f"  [{name} batch {batch}] per forward, min of {args.reps}: "
+                  f"emitted {fmt_s(t['emitted'])}, build_module {fmt_s(t['built'])}, "
+                  f"hand-written {fmt_s(t['hand'])}  (median: "
+                  + ", ".join(fmt_s(med(v) / calls) for v in times.values()) + ")")
+            if "hand_oop" in t:
+                print(f"  [{name} batch {batch}] hand-written with out-of-place ReLU and add "
+                      f"(what the emitted code does): {fmt_s(t['hand_oop'])}, "
+                      f"ratio to hand {t['hand_oop'] / t['hand']:.3f}")
+            r_e = t["emitted"] / t["hand"]
+            r_b = t["built"] / t["hand"]
+            result("torch emit", f"[{name} b{batch}] emitted {fmt_s(t['emitted'])}, hand "
+                   f"{fmt_s(t['hand'])}, ratio {r_e:.3f}", f"emitted/hand <= {GOAL}",
+                   r_e <= GOAL)
+            result("torch emit", f"[{name} b{batch}] build_module {fmt_s(t['built'])}, hand "
+                   f"{fmt_s(t['hand'])}, ratio {r_b:.3f}", f"built/hand <= {GOAL}",
+                   r_b <= GOAL)
+
+
+if __name__ == "__main__":
+    main()

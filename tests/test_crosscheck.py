@@ -1,0 +1,49 @@
+"""Cross-check every bundled spec: both backends, shared weights, layer by layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnspec
+from nnspec.init import TooLarge
+
+torch = pytest.importorskip("torch")
+from nnspec.crosscheck import crosscheck  # noqa: E402
+
+SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.nn"))
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_spec_agrees_in_float64(path):
+    spec = nnspec.load(str(path))
+    for name in spec.model_names:
+        try:
+            report = crosscheck(spec, name, "float64", seed=0, dims={"N": 2})
+        except TooLarge:
+            assert path.name == "dense_1e12.nn"
+            continue
+        assert report.ok, report.render()
+        assert len(report.rows) == len(spec.model(name).nodes)
+
+
+def test_float32_tolerance_and_report():
+    spec = nnspec.load("specs/lenet5.nn")
+    report = crosscheck(spec, "LeNet5", "float32", seed=3)
+    assert report.ok and report.tolerance == 1e-4
+    text = report.render()
+    assert "conv_0" in text and "ok: both backends agree" in text
+
+
+def test_a_divergence_is_located(monkeypatch):
+    from nnspec.layers import REGISTRY
+
+    spec = nnspec.load("specs/lenet5.nn")
+    tanh = REGISTRY["tanh"]
+    monkeypatch.setattr(type(tanh), "numpy", lambda self, p, w, xs, ctx: np.tanh(xs[0]) * 1.001)
+    report = crosscheck(spec, "LeNet5", "float64")
+    assert not report.ok
+    assert report.first_divergence.name == "tanh_0"
+    assert "first divergence at tanh_0 [tanh] (spec line 4)" in report.render()
