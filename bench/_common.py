@@ -75,3 +75,47 @@ def gen_model(n_layers: int, mix: str = "mlp") -> str:
     lines += [f"    {cycle[i % len(cycle)]}" for i in range(n_layers)]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+# ---- is anything else running? -----------------------------------------------------------
+
+
+def _cpu_times() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        vals = [int(v) for v in f.readline().split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals[:8]), idle
+
+
+def cpu_busy(interval: float = 0.5) -> float:
+    """Fraction of all cores' time spent busy during ``interval`` seconds while this process
+    sleeps, i.e. the load other processes put on the machine (0..1); -1 when unknown."""
+    try:
+        t0, i0 = _cpu_times()
+        time.sleep(interval)
+        t1, i1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return -1.0
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(timeout: float | None = None, threshold: float = 0.1) -> float:
+    """Wait (up to ``timeout`` s; default $BENCH_QUIET_TIMEOUT or 120) until other processes
+    use < ``threshold`` of the CPUs; print a warning when they still do. Returns the last
+    busy fraction."""
+    if timeout is None:
+        timeout = float(os.environ.get("BENCH_QUIET_TIMEOUT", "120"))
+    deadline = time.monotonic() + timeout
+    busy = cpu_busy()
+    waited = False
+    while busy >= threshold and time.monotonic() < deadline:
+        if not waited:
+            print(f"  (other processes use {busy:.0%} of the CPUs; waiting up to "
+                  f"{timeout:.0f} s for a quiet machine)", flush=True)
+            waited = True
+        time.sleep(2)
+        busy = cpu_busy()
+    if busy >= threshold:
+        print(f"  WARNING: other processes use {busy:.0%} of the CPUs: the figures below are "
+              "disturbed (torch's 2 threads suffer most)", flush=True)
+    return busy

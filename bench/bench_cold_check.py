@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from _common import ROOT, fmt_s, machine, med, result
+from _common import wait_quiet, ROOT, fmt_s, machine, med, result
 
 GOAL = 0.5
 CHECK = [sys.executable, "-m", "nnspec", "check", "specs/"]
@@ -81,6 +81,7 @@ def main() -> None:
     if "PYTHONDONTWRITEBYTECODE" not in os.environ:
         print("  (PYTHONDONTWRITEBYTECODE is not set: both modes use the same environment)")
     for label, env in modes:
+        wait_quiet()
         t = measure(env, args.reps)
         c, i, b = med(t["check"]), med(t["import"]), med(t["bare"])
         print(f"  [{label}] median of {args.reps}: check specs/ {fmt_s(c)} "

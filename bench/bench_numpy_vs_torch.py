@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from _common import ROOT, fmt_s, machine, med, result
+from _common import ROOT, fmt_s, machine, med, result, wait_quiet
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 GOAL_RATIO = 2.0
@@ -168,6 +168,7 @@ def child(label: str, reps: int, do_profile: bool) -> None:
                     module(xt)
 
             run_np(), run_t()
+            wait_quiet()
             times = {"numpy": [], "torch": []}
             for _ in range(reps):
                 for k, fn in (("numpy", run_np), ("torch", run_t)):
@@ -184,6 +185,7 @@ def child(label: str, reps: int, do_profile: bool) -> None:
                    tn / tt <= GOAL_RATIO)
             if do_profile:
                 profile(spec, nm, module, x, xt, max(3, reps // 2))
+    wait_quiet()
     r = bench_npops_conv.measure(reps)
     bench_npops_conv.print_measure(r, indent=f"  [{label}] ")
     frac = r["alexnet"] / r["matmul"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 import nnspec
-from _common import gen_model, interleaved, machine, med, result
+from _common import wait_quiet, gen_model, interleaved, machine, med, result
 
 from nnspec.lower import lower_text
 from nnspec.parse import gc_paused, parse
@@ -46,6 +46,7 @@ def main() -> None:
         lines = text.count("\n")
         spec = nnspec.loads(text, "gen.nn")  # also a warm-up; raises on errors
         assert len(spec.model().nodes) == n
+        wait_quiet()
         times = interleaved({
             "parse": lambda: parse(text, "gen.nn"),
             "lower": lambda: lower_text(text, "gen.nn"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import fmt_s, gen_model, interleaved, machine, med, result
+from _common import wait_quiet, fmt_s, gen_model, interleaved, machine, med, result
 
 from nnspec.lower import lower_text
 from nnspec.shapes import infer_model
@@ -34,6 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"bench_shapes: {machine()}")
     for mix in ("mlp", "conv"):
+        wait_quiet()
         models = {}
         first = {}
         for n in SIZES:

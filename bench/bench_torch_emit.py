@@ -33,7 +33,7 @@ from torch import nn
 import torch.nn.functional as F
 
 import nnspec
-from _common import ROOT, fmt_s, interleaved, machine, med, result
+from _common import wait_quiet, ROOT, fmt_s, interleaved, machine, med, result
 from nnspec.backends.torch import build_module, emit_source
 
 GOAL = 1.03
@@ -175,6 +175,7 @@ def main() -> None:
             if hand_cls is ResNet18:
                 mods["hand_oop"] = ResNet18(inplace=False).eval()
                 load_by_position(mods["hand_oop"], state)
+            wait_quiet()
             x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
             ref = hand(x)
             for label, m in mods.items():
