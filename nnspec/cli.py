@@ -58,6 +58,13 @@ def _report(spec, fmt: str, out) -> int:
     return len(spec.diagnostics)
 
 
+def _fail(spec) -> int:
+    from .diagnostics import SpecError
+
+    print(SpecError(spec.diagnostics, spec.sources).render(), file=sys.stderr)
+    return EXIT_ERRORS
+
+
 def cmd_check(args) -> int:
     files = _spec_files(args.paths)
     all_diags = []
@@ -102,13 +109,11 @@ def _summary_rows(spec, model):
 
 
 def cmd_summary(args) -> int:
-    from .diagnostics import SpecError
     from .util import fmt_count
 
     spec = _load(args.spec)
     if spec.diagnostics:
-        print(SpecError(spec.diagnostics, spec.sources).render(), file=sys.stderr)
-        return EXIT_ERRORS
+        return _fail(spec)
     models = [_pick_model(spec, args.model)] if args.model else spec.program.models
     out = []
     for m in models:
@@ -147,13 +152,11 @@ def cmd_summary(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .diagnostics import SpecError
     from .util import write_atomic
 
     spec = _load(args.spec)
     if spec.diagnostics:
-        print(SpecError(spec.diagnostics, spec.sources).render(), file=sys.stderr)
-        return EXIT_ERRORS
+        return _fail(spec)
     target = args.target
     if target is None:
         target = "json" if (args.output or "").endswith(".json") else "torch"
@@ -184,13 +187,11 @@ def _parse_dims(items) -> dict[str, int]:
 
 
 def cmd_crosscheck(args) -> int:
-    from .diagnostics import SpecError
     from .init import TooLarge
 
     spec = _load(args.spec)
     if spec.diagnostics:
-        print(SpecError(spec.diagnostics, spec.sources).render(), file=sys.stderr)
-        return EXIT_ERRORS
+        return _fail(spec)
     dims = _parse_dims(args.dim)
     models = [_pick_model(spec, args.model)] if args.model else spec.program.models
     from .crosscheck import crosscheck

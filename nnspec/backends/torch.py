@@ -21,7 +21,6 @@ import keyword
 import math
 import os
 import secrets
-import tempfile
 
 import numpy as np
 import torch
@@ -30,6 +29,7 @@ from torch.nn import functional as F
 
 from .. import init as _init
 from ..api import Spec
+from ..util import write_atomic
 from ..dims import Dim
 from ..layers import REGISTRY
 from ..layers.base import INT, MODULE, In, Prev, SymDim, TorchCall, TorchModule, TorchPlan
@@ -817,24 +817,5 @@ def emit_source(spec: Spec, model: str | None = None) -> str:
 def write_source(spec: Spec, path, model: str | None = None) -> str:
     """Write :func:`emit_source` to ``path`` atomically; returns the source."""
     text = emit_source(spec, model)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except OSError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=".nnspec-", suffix=".py.tmp", dir=folder)
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(os.fspath(path), text)
     return text

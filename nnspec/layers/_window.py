@@ -12,12 +12,22 @@ from typing import Union
 from pydantic import field_validator
 
 from ..dims import conv_formula, conv_out
-from .base import Int, Params, ShapeError, TensorType
+from .base import Int, Params, ShapeError, TensorType, need_rank
 
 IntOrTuple = Union[Int, tuple[Int, ...]]
 PadSpec = Union[Int, str, tuple[Union[Int, tuple[Int, Int]], ...]]
 
 SPATIAL_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+
+
+def spatial_rank(kind, x: TensorType) -> int:
+    """Spatial dims of a window layer's [N, C, *spatial] input: fixed by a kind such as
+    conv2d (``kind.rank``), or taken from the input's rank for conv / maxpool."""
+    if kind.rank is not None:
+        need_rank(x, {kind.rank + 2}, kind.name, "[N, C, L]" if kind.rank == 1 else "[N, C, H, W]")
+        return kind.rank
+    need_rank(x, {3, 4}, kind.name, "[N, C, L] or [N, C, H, W]")
+    return x.rank - 2
 
 
 def per_dim(value, n: int, arg: str) -> tuple[int, ...]:

@@ -10,9 +10,9 @@ from typing import Literal
 from pydantic import field_validator
 
 from .base import (npops, Bool, Int, LayerKind, ShapeError, TensorType, TorchCall, TorchModule,
-                   TorchPlan, W, In, MODULE, Prev, concrete, need_float, need_rank, prod,
+                   TorchPlan, W, In, MODULE, Prev, concrete, need_float, prod,
                    register)
-from ._window import IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out
+from ._window import spatial_rank, IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out
 from .dense import bias_init, weight_init
 
 
@@ -39,13 +39,8 @@ class _Conv(LayerKind):
                 raise ValueError("must be >= 1")
             return v
 
-    def _n(self, x: TensorType) -> int:
-        if self.rank is not None:
-            need_rank(x, {self.rank + 2}, self.name,
-                      "[N, C, L]" if self.rank == 1 else "[N, C, H, W]")
-            return self.rank
-        need_rank(x, {3, 4}, self.name, "[N, C, L] or [N, C, H, W]")
-        return x.rank - 2
+    def _n(self, x):
+        return spatial_rank(self, x)
 
     def geometry(self, p, x):
         n = self._n(x)

@@ -8,8 +8,8 @@ dropping a last window that would start in the right padding, as PyTorch does).
 from __future__ import annotations
 
 from .base import (npops, Bool, Int, LayerKind, ShapeError, TensorType, TorchModule, TorchPlan,
-                   need_float, need_rank, prod, register)
-from ._window import IntOrTuple, WindowParams, per_dim, show, spatial_out
+                   need_float, prod, register)
+from ._window import spatial_rank, IntOrTuple, WindowParams, per_dim, show, spatial_out
 
 from typing import Optional, Union
 
@@ -22,12 +22,7 @@ class _Pool(LayerKind):
                 "ceil_mode": "ceil", "pool_size": "k", "strides": "s"}
 
     def _n(self, x):
-        if self.rank is not None:
-            need_rank(x, {self.rank + 2}, self.name,
-                      "[N, C, L]" if self.rank == 1 else "[N, C, H, W]")
-            return self.rank
-        need_rank(x, {3, 4}, self.name, "[N, C, L] or [N, C, H, W]")
-        return x.rank - 2
+        return spatial_rank(self, x)
 
     def geometry(self, p, x):
         n = self._n(x)
