@@ -69,7 +69,7 @@ def test_sample_agrees_across_backends(name, kind):
     spec = nnspec.loads(spec_for(kind, args, ins), f"{name}.nn")
     params = {k: np.random.default_rng(3).standard_normal(w.shape) if w.dtype == "float"
               else np.zeros(w.shape, np.int64) for k, w in spec.state_shapes().items()}
-    for k, w in spec.state_shapes().items():
+    for k in spec.state_shapes():
         if k.endswith("running_var"):
             params[k] = np.abs(params[k]) + 0.5
     from nnspec.backends.numpy import NumpyModel
