@@ -17,17 +17,24 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def interleaved(fns: dict, reps: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Time each callable ``reps`` times, round-robin (a, b, a, b, ...), after ``warmup``
-    untimed rounds; returns {name: [seconds, ...]}."""
+def interleaved(fns: dict, reps: int, warmup: int = 1,
+                pause: float = 0.0) -> dict[str, list[float]]:
+    """Time each callable ``reps`` times, round-robin after ``warmup`` untimed rounds; the
+    order rotates every round (a b c, b c a, c a b, ...) so that none is always first or
+    always follows the same one. ``pause`` seconds of sleep before each timing let the
+    previous callable's spinning thread pools (OpenBLAS, OpenMP) go idle.
+    Returns {name: [seconds, ...]}."""
+    names = list(fns)
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
+    for r in range(reps):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            if pause:
+                time.sleep(pause)
             t0 = time.perf_counter()
-            fn()
+            fns[k]()
             times[k].append(time.perf_counter() - t0)
     return times
 

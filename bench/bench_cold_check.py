@@ -3,11 +3,13 @@
 Usage: python bench/bench_cold_check.py [--reps 7] [--importtime]
 
 Each figure is a fresh interpreter (subprocess), interleaved check / import / bare python,
-median of --reps. Measured twice:
-  as-is     the environment as given (PYTHONDONTWRITEBYTECODE may be set here, so nnspec's
-            own modules are compiled from source on every start);
-  pyc warm  PYTHONDONTWRITEBYTECODE unset, after `python -m compileall -q nnspec` and one
-            warm-up run have written the .pyc files (what a user's machine sees).
+median of --reps. The commands run in a temporary copy of nnspec/, grammar/ and specs/
+(so no .pyc file is ever written into the repository, and a stale __pycache__ there cannot
+flatter the figure). Measured twice:
+  as-is     the environment as given (PYTHONDONTWRITEBYTECODE may be set here: then nnspec's
+            own modules are compiled from source on every start, as in a fresh checkout);
+  pyc warm  PYTHONDONTWRITEBYTECODE unset, after `python -m compileall -q nnspec` (in the
+            copy) and one warm-up run have written the .pyc files (what a user sees).
 Goal (the project's): cold check <= 0.5 s.
 """
 
@@ -16,11 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
-from _common import wait_quiet, ROOT, fmt_s, machine, med, result
+from _common import ROOT, fmt_s, machine, med, result, wait_quiet
 
 GOAL = 0.5
 CHECK = [sys.executable, "-m", "nnspec", "check", "specs/"]
@@ -28,9 +32,9 @@ IMPORT = [sys.executable, "-c", "import lark, pydantic"]
 BARE = [sys.executable, "-c", "pass"]
 
 
-def run(cmd, env) -> float:
+def run(cmd, env, cwd) -> float:
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     t = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout.decode()}"
@@ -38,20 +42,20 @@ def run(cmd, env) -> float:
     return t
 
 
-def measure(env, reps: int) -> dict[str, list[float]]:
+def measure(env, reps: int, cwd) -> dict[str, list[float]]:
     for cmd in (CHECK, IMPORT, BARE):  # warm-up: OS file cache, lark's grammar cache
-        run(cmd, env)
+        run(cmd, env, cwd)
     times = {"check": [], "import": [], "bare": []}
     for _ in range(reps):
-        times["check"].append(run(CHECK, env))
-        times["import"].append(run(IMPORT, env))
-        times["bare"].append(run(BARE, env))
+        times["check"].append(run(CHECK, env, cwd))
+        times["import"].append(run(IMPORT, env, cwd))
+        times["bare"].append(run(BARE, env, cwd))
     return times
 
 
-def import_profile(env, top: int = 12) -> None:
+def import_profile(env, cwd, top: int = 12) -> None:
     """Largest cumulative import times of one check run (python -X importtime)."""
-    p = subprocess.run([sys.executable, "-X", "importtime", *CHECK[1:]], cwd=ROOT, env=env,
+    p = subprocess.run([sys.executable, "-X", "importtime", *CHECK[1:]], cwd=cwd, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rows = []
     for line in p.stderr.splitlines():
@@ -74,25 +78,37 @@ def main() -> None:
 
     as_is = dict(os.environ)
     warm = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "nnspec"], cwd=ROOT, env=warm,
-                   check=True, stdout=subprocess.DEVNULL)
-
-    modes = [("as-is", as_is), ("pyc warm", warm)]
     if "PYTHONDONTWRITEBYTECODE" not in os.environ:
         print("  (PYTHONDONTWRITEBYTECODE is not set: both modes use the same environment)")
-    for label, env in modes:
-        wait_quiet()
-        t = measure(env, args.reps)
-        c, i, b = med(t["check"]), med(t["import"]), med(t["bare"])
-        print(f"  [{label}] median of {args.reps}: check specs/ {fmt_s(c)} "
-              f"(min {fmt_s(min(t['check']))}), import lark+pydantic {fmt_s(i)} "
-              f"(min {fmt_s(min(t['import']))}), bare python {fmt_s(b)}")
-        print(f"  [{label}] ratio check/import {c / i:.2f}; nnspec's own share "
-              f"(check - import) {fmt_s(c - i)}")
-        result("cold check", f"check specs/ ({label}) {c:.2f} s, import lark+pydantic "
-               f"{i:.2f} s, ratio {c / i:.1f}", f"check <= {GOAL} s", c <= GOAL)
-        if args.importtime:
-            import_profile(env)
+    with tempfile.TemporaryDirectory(prefix="nnspec-cold-") as tmp:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        for d in ("nnspec", "grammar", "specs"):
+            if (ROOT / d).is_dir():
+                shutil.copytree(ROOT / d, os.path.join(tmp, d), ignore=ignore)
+        for label, env in (("as-is", as_is), ("pyc warm", warm)):
+            if label == "pyc warm":
+                subprocess.run([sys.executable, "-m", "compileall", "-q", "nnspec"], cwd=tmp,
+                               env=warm, check=True, stdout=subprocess.DEVNULL)
+            run_mode(label, env, tmp, args)
+
+
+def run_mode(label, env, cwd, args) -> None:
+    where = subprocess.run([sys.executable, "-c", "import nnspec; print(nnspec.__file__)"],
+                           cwd=cwd, env=env, capture_output=True, text=True).stdout.strip()
+    assert where.startswith(os.path.realpath(cwd)) or where.startswith(cwd), where
+    wait_quiet()
+    t = measure(env, args.reps, cwd)
+    c, i, b = med(t["check"]), med(t["import"]), med(t["bare"])
+    print(f"  [{label}] median of {args.reps}: check specs/ {fmt_s(c)} "
+          f"(min {fmt_s(min(t['check']))}), import lark+pydantic {fmt_s(i)} "
+          f"(min {fmt_s(min(t['import']))}), bare python {fmt_s(b)}")
+    print(f"  [{label}] ratio check/import {c / i:.2f}; nnspec's own share "
+          f"(check - import) {fmt_s(c - i)}")
+    result("cold check", f"check specs/ ({label}) {c:.2f} s (min {min(t['check']):.2f}), "
+           f"import lark+pydantic {i:.2f} s, ratio {c / i:.1f}", f"median <= {GOAL} s",
+           c <= GOAL)
+    if args.importtime:
+        import_profile(env, cwd)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Usage: python bench/bench_numpy_vs_torch.py [--reps 9] [--profile]
   LeNet-5 (specs/lenet5.nn) at batch 64, AlexNet (specs/alexnet.nn) at batch 8:
   NumpyModel(spec, params=<the torch module's state_dict as arrays>) vs
   build_module(spec, seed=0) in eval mode under torch.no_grad(), torch.set_num_threads(2);
-  outputs checked equal; interleaved, min of --reps (median printed too).
+  outputs checked equal; interleaved with a 0.3 s pause before each timing (see PAUSE),
+  min of --reps (median printed too).
   Goal (the project's): numpy/torch <= 2.
 
   numpy conv GFLOP/s as a fraction of numpy matmul GFLOP/s, measured by
@@ -28,11 +29,16 @@ import subprocess
 import sys
 import time
 
-from _common import ROOT, fmt_s, machine, med, result, wait_quiet
+from _common import ROOT, fmt_s, interleaved, machine, med, result, wait_quiet
 
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 GOAL_RATIO = 2.0
 GOAL_CONV = 0.5
+# Seconds of sleep before each timing: OpenBLAS's and torch's OpenMP worker threads keep
+# spinning for a while after a call; switching straight from one library to the other makes
+# the second compete with the first one's spinning threads for the 2 cores (measured here:
+# torch LeNet-5 5.4 ms right after NumPy calls, 2.4 ms after a 0.3 s pause).
+PAUSE = 0.3
 CASES = [("specs/lenet5.nn", 64, 20), ("specs/alexnet.nn", 8, 1)]  # spec, batch, calls/timing
 
 
@@ -106,7 +112,9 @@ def profile(spec, nm, module, x, xt, reps) -> None:
     import cProfile
     import pstats
     try:
+        time.sleep(PAUSE)
         tn = _numpy_layer_times(nm, x, reps)
+        time.sleep(PAUSE)
         tt = _torch_layer_times(module, xt, reps)
     except Exception as e:  # the walkers use internals; never fail the benchmark on them
         print(f"    (per-layer timing unavailable: {e!r})")
@@ -167,14 +175,10 @@ def child(label: str, reps: int, do_profile: bool) -> None:
                 for _ in range(calls):
                     module(xt)
 
-            run_np(), run_t()
             wait_quiet()
-            times = {"numpy": [], "torch": []}
-            for _ in range(reps):
-                for k, fn in (("numpy", run_np), ("torch", run_t)):
-                    t0 = time.perf_counter()
-                    fn()
-                    times[k].append((time.perf_counter() - t0) / calls)
+            times = interleaved({"numpy": run_np, "torch": run_t}, reps, warmup=1,
+                                pause=PAUSE)
+            times = {k: [t / calls for t in v] for k, v in times.items()}
             tn, tt = min(times["numpy"]), min(times["torch"])
             name = spec.model().name
             print(f"  [{label}] {name} batch {batch}, per forward, min of {reps}: numpy "
@@ -184,7 +188,7 @@ def child(label: str, reps: int, do_profile: bool) -> None:
                    f"{fmt_s(tt)}, ratio {tn / tt:.2f}", f"numpy/torch <= {GOAL_RATIO:g}",
                    tn / tt <= GOAL_RATIO)
             if do_profile:
-                profile(spec, nm, module, x, xt, max(3, reps // 2))
+                profile(spec, nm, module, x, xt, reps)
     wait_quiet()
     r = bench_npops_conv.measure(reps)
     bench_npops_conv.print_measure(r, indent=f"  [{label}] ")

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 
-import nnspec
-from _common import wait_quiet, gen_model, interleaved, machine, med, result
+from _common import gen_model, interleaved, machine, med, result, wait_quiet
 
+import nnspec
 from nnspec.lower import lower_text
 from nnspec.parse import gc_paused, parse
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import wait_quiet, fmt_s, gen_model, interleaved, machine, med, result
+from _common import fmt_s, gen_model, interleaved, machine, med, result, wait_quiet
 
 from nnspec.lower import lower_text
 from nnspec.shapes import infer_model

@@ -1,6 +1,6 @@
 """Run every benchmark and print one summary table.
 
-Usage: python bench/run_all.py [--markdown] [--only NAME ...] [extra args are not passed]
+Usage: python bench/run_all.py [--markdown] [--only WORD ...]
 
 Each benchmark runs in its own interpreter (its output is shown as it goes); the goal lines
 it prints (``RESULT<TAB>benchmark<TAB>figure<TAB>goal<TAB>verdict``) are collected into the
