@@ -87,7 +87,13 @@ def concrete_inputs(spec: Spec, model: str | None, dims: dict[str, int] | None, 
     return arrays
 
 
-def _errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+def _errors(a, b) -> tuple[float, float]:
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        if not (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list))
+                and len(a) == len(b)):
+            return float("inf"), float("inf")
+        pairs = [_errors(x, y) for x, y in zip(a, b)]
+        return max(p[0] for p in pairs), max(p[1] for p in pairs)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
@@ -97,6 +103,12 @@ def _errors(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     diff = float(np.max(np.abs(a - b)))
     scale = float(np.max(np.abs(b)))
     return diff, diff / scale if scale > 0 else diff
+
+
+def _to_numpy(v):
+    if isinstance(v, (tuple, list)):
+        return tuple(_to_numpy(x) for x in v)
+    return v.detach().cpu().numpy()
 
 
 def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", seed: int = 0,
@@ -128,8 +140,9 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
     report = Report(m.name, np_dtype.name, TOLERANCE[np_dtype.name])
     for node in m.nodes:
         a = ours[node.id]
-        b = theirs[node.id].detach().cpu().numpy()
+        b = _to_numpy(theirs[node.id])
         mx, rel = _errors(b, a)
-        report.rows.append(Row(node.id, node.name, node.op, tuple(a.shape), mx, rel,
+        shape = tuple(a[0].shape) if isinstance(a, tuple) else tuple(a.shape)
+        report.rows.append(Row(node.id, node.name, node.op, shape, mx, rel,
                                node.span[1] if node.span else None))
     return report

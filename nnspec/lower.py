@@ -430,24 +430,52 @@ class ModelBuilder:
             except Failure as f:
                 self.loader.diags.append(f.diag)
                 v = POISON
-            if st.annot is not None and isinstance(v, Tensor):
+            if st.annot is not None and isinstance(v, Tensor) and not isinstance(st.target, list):
                 try:
                     dims = ev.shape(st.annot, env)
                     self.asserts.append(ir.Assert(value=v.id, dims=[
                         d if d == "_" else str(d) for d in dims], span=st.annot.span.to_json()))
                 except Failure as f:
                     self.loader.diags.append(f.diag)
-            if st.kind == "assign":
-                if st.target in REGISTRY or st.target in self.scope.blocks:
-                    what = "layer kind" if st.target in REGISTRY else "block"
-                    self.loader.error("E035", f"cannot assign to {st.target!r}: it is a {what}",
-                                      st.span, hint="choose another name")
+            if st.kind == "assign" and isinstance(st.target, list):
+                v = self.unpack(st, v, env, prefix)
+            elif st.kind == "assign":
+                if self.bad_target(st.target, st.span):
+                    pass
                 else:
                     env[st.target] = v
             current = v
             if st.kind == "return":
                 result = v
         return current if result is None else result
+
+    def bad_target(self, name: str, span: Span) -> bool:
+        if name in REGISTRY or name in self.scope.blocks:
+            what = "layer kind" if name in REGISTRY else "block"
+            self.loader.error("E035", f"cannot assign to {name!r}: it is a {what}", span,
+                              hint="choose another name")
+            return True
+        return False
+
+    def unpack(self, st: S.Stmt, v, env: dict, prefix: str):
+        """``y, h = gru 64 state``: one ``item`` node per name; the first is the value."""
+        if st.annot is not None:
+            self.loader.error("E062", "a shape annotation needs a single value; annotate each "
+                              "name on a line of its own", st.annot.span)
+        if len(set(st.target)) != len(st.target):
+            self.loader.error("E063", "the same name appears twice on the left of =", st.span)
+        first = POISON
+        for i, name in enumerate(st.target):
+            if self.bad_target(name, st.span):
+                continue
+            if isinstance(v, Tensor):
+                item = self.node(REGISTRY["item"], {"index": i}, [v], st.span, prefix)
+            else:
+                item = POISON
+            env[name] = item
+            if i == 0:
+                first = item
+        return first
 
     # ---- pipelines -------------------------------------------------------------
     def pipeline(self, pl: S.Pipeline, env: dict, current, prefix: str):
@@ -543,7 +571,13 @@ class ModelBuilder:
         if arity is None and len(inputs) < 2:
             self.fail("E044", f"{kind_name} takes two or more input tensors, got {len(inputs)}",
                       span)
-        params, arg_spans = self.bind_args(kind, kind_name, values, span)
+        params, arg_spans, extra = self.bind_args(kind, kind_name, values, span)
+        if any(x is POISON for x in extra.values()):
+            return POISON
+        inputs = list(inputs)
+        for key, x in extra.items():
+            params[key] = len(inputs)
+            inputs.append(x)
         try:
             p = kind.Params.model_validate(params)
         except ValidationError as e:
@@ -559,9 +593,15 @@ class ModelBuilder:
                           hint=_usage(kind, kind_name))
             self.fail("E046", f"invalid {loc} for {kind_name}: {msg}{received}",
                       arg_spans.get(loc, span))
+        return self.node(kind, p, inputs, span, prefix, alias, arg_spans)
+
+    def node(self, kind, p, inputs, span, prefix, alias=None, arg_spans=None):
+        """Append an IR node (p: validated params, or a dict to validate)."""
+        if isinstance(p, dict):
+            p = kind.Params.model_validate(p)
         name = self.name_for(prefix, kind.name, alias, span)
         node = ir.Node.build(self.new_id(), kind.name, name, [x.id for x in inputs], p, span,
-                             arg_spans, self.text(span))
+                             arg_spans or {}, self.text(span))
         self.nodes.append(node)
         return Tensor(node.id)
 
@@ -571,10 +611,23 @@ class ModelBuilder:
         positional = list(kind.positional)
         flags = kind.flags()
         fields = kind.Params.model_fields
+        extra: dict = {}
         for a, v in values:
+            key = kind.synonyms.get(a.key, a.key) if a.key else None
+            if key in kind.tensor_args:
+                if not (isinstance(v, Tensor) or v is POISON):
+                    self.fail("E064", f"{key} takes a tensor (a named value), got {describe(v)}",
+                              a.span)
+                if key in extra:
+                    self.fail("E050", f"argument {key!r} given twice", a.span)
+                extra[key] = v
+                arg_spans[key] = a.span
+                continue
             if isinstance(v, Tensor) or v is POISON:
+                hint = (f"tensor arguments of {kind_name}: {', '.join(kind.tensor_args)}"
+                        if kind.tensor_args else None)
                 self.fail("E047", f"{kind_name} takes one input tensor from the pipeline; "
-                          "extra tensors are not arguments", a.span)
+                          "extra tensors are not arguments", a.span, hint=hint)
             if a.key is None:
                 if isinstance(v, Word) and v.name in flags:
                     key, v = kind.synonyms.get(v.name, v.name), True
@@ -608,7 +661,7 @@ class ModelBuilder:
                 v = tuple(v)
             params[key] = v
             arg_spans[key] = a.span
-        return params, arg_spans
+        return params, arg_spans, extra
 
     def block(self, name, values, inputs, span, alias, prefix):
         blk: S.Block = self.scope.blocks[name]

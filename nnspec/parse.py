@@ -212,8 +212,13 @@ class _Build(Transformer):
     def annot(self, c):
         return c[0]
 
+    def targets(self, c):
+        return list(c)
+
     def assign(self, c):
-        return S.Stmt("assign", str(c[0]), c[1], c[2], self._sp(c))
+        names = [str(t) for t in c[0]]
+        target = names[0] if len(names) == 1 else names
+        return S.Stmt("assign", target, c[1], c[2], self._sp(c))
 
     def ret(self, c):
         return S.Stmt("return", None, c[1], c[2], self._sp(c))

@@ -8,6 +8,7 @@ from . import ir
 from .diagnostics import Diagnostic
 from .dims import Dim
 from .layers import REGISTRY, ShapeError, TensorType
+from .layers.base import TupleType
 from .source import Span
 
 
@@ -48,6 +49,7 @@ def infer_model(model: ir.Model) -> ModelTypes:
     for inp in model.inputs:
         types[inp.id] = TensorType(inp.dims(), inp.dtype) if inp.shape or not inp.span else None
     producers = {}
+    seen: set = set()
     for node in model.nodes:
         producers[node.id] = node
         ins = [types.get(i) for i in node.inputs]
@@ -55,14 +57,25 @@ def infer_model(model: ir.Model) -> ModelTypes:
             types[node.id] = None
             continue
         try:
+            if node.op != "item":
+                for t, src in zip(ins, node.inputs):
+                    if isinstance(t, TupleType):
+                        what = f" ({', '.join(t.names)})" if t.names else ""
+                        raise ShapeError(
+                            f"{_origin(model, producers, src)} returns {len(t.items)} "
+                            f"values{what}; name them before use",
+                            hint="y, h = ... gives each value a name")
             types[node.id] = REGISTRY[node.op].infer(node.p, ins)
         except ShapeError as e:
             types[node.id] = None
             notes = list(e.notes)
             for t, src in zip(ins, node.inputs):
                 notes.append(f"input here is {t} (from {_origin(model, producers, src)})")
-            res.diags.append(Diagnostic(e.code, e.message, node.arg_where(e.arg), notes,
-                                        e.hint))
+            d = Diagnostic(e.code, e.message, node.arg_where(e.arg), notes, e.hint)
+            key = (d.code, d.message, d.span)
+            if key not in seen:  # `a, b = <one-value layer>` fails once, not per name
+                seen.add(key)
+                res.diags.append(d)
     for a in model.asserts:
         t = types.get(a.value)
         if t is None:

@@ -127,7 +127,7 @@ class Pipeline:
 @dataclass(slots=True)
 class Stmt:
     kind: str  # "pipe" | "assign" | "return"
-    target: str | None
+    target: str | list[str] | None  # a list for `y, h = ...`
     pipeline: Pipeline
     annot: ShapeLit | None
     span: Span

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import keyword
 import math
+import operator
 import os
 import secrets
 
@@ -188,8 +189,33 @@ def _arg(a):
     return True, a
 
 
+def _helper(ref: str):
+    """A torch helper of a layer family: ``nnspec.layers.<family>_torch:<name>``.
+
+    Those modules hold the torch code a layer cannot express with torch.nn / torch
+    functions (a GRU cell with the reset gate before the matmul, sinusoidal positions);
+    the source emitter copies the helper's definition into the generated file.
+    """
+    mod_name, _, name = ref.partition(":")
+    if not (mod_name.startswith("nnspec.layers.") and mod_name.endswith("_torch")
+            and all(p.isidentifier() for p in mod_name.split("."))
+            and name.isidentifier() and not name.startswith("_")):
+        raise ValueError(f"invalid torch helper reference {ref!r}")
+    import importlib
+
+    obj = getattr(importlib.import_module(mod_name), name, None)
+    if obj is None:
+        raise ValueError(f"{mod_name} has no {name}")
+    return obj
+
+
 def _resolve_fn(fn: str):
-    """The callable for ``F.name`` / ``torch.name``; method name for ``.name``."""
+    """The callable for ``F.name`` / ``torch.name`` / a helper / ``getitem``; method name
+    for ``.name``."""
+    if fn == "getitem":
+        return operator.getitem, None
+    if fn.startswith("nnspec."):
+        return _helper(fn), None
     if fn.startswith("F."):
         ns, name = F, fn[2:]
     elif fn.startswith("torch."):
@@ -268,10 +294,16 @@ def _compile_plan(plan: TorchPlan):
     return run
 
 
-def _make_module(m: TorchModule) -> nn.Module:
+def _module_cls(m: TorchModule):
+    if m.cls.startswith("nnspec."):
+        return _helper(m.cls)
     if not m.cls.isidentifier() or m.cls.startswith("_"):
         raise ValueError(f"invalid torch module class {m.cls!r}")
-    cls = getattr(nn, m.cls, None)
+    return getattr(nn, m.cls, None)
+
+
+def _make_module(m: TorchModule) -> nn.Module:
+    cls = _module_cls(m)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"torch.nn has no module class {m.cls!r}")
     for a in list(m.args) + list(m.kwargs.values()):
@@ -638,17 +670,39 @@ def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | 
         if not (first.isidentifier() or first.endswith(")")):
             first = f"({first})"
         return f"{first}{call.fn}({', '.join(args[1:] + kws)})"
-    _resolve_fn(call.fn)
+    func, _ = _resolve_fn(call.fn)
+    if call.fn == "getitem":
+        return f"{args[0]}[{args[1]}]"
+    if call.fn.startswith("nnspec."):
+        return f"{func.__name__}({', '.join(args + kws)})"
     return f"{call.fn}({', '.join(args + kws)})"
+
+
+def _helpers_src(plans) -> list[str]:
+    """Source of the layer-family helpers the plans use, to copy into the generated file."""
+    refs = []
+    for _, _, plan in plans:
+        if plan.module is not None and plan.module.cls.startswith("nnspec."):
+            refs.append(plan.module.cls)
+        refs += [c.fn for c in plan.calls if c.fn.startswith("nnspec.")]
+    out = []
+    for ref in dict.fromkeys(refs):
+        obj = _helper(ref)
+        needs = getattr(obj, "__nnspec_needs__", ())
+        for dep in needs:
+            if dep not in refs:
+                out.append(inspect.getsource(_helper(dep)).rstrip())
+                refs.append(dep)
+        out.append(inspect.getsource(obj).rstrip())
+    return out
 
 
 _TUPLE_KW = {"kernel_size", "stride", "padding", "dilation", "output_size"}
 
 
 def _module_src(m: TorchModule) -> str:
-    _make_module_cls = getattr(nn, m.cls, None)
-    if (not m.cls.isidentifier() or m.cls.startswith("_")
-            or not (isinstance(_make_module_cls, type)
+    _make_module_cls = _module_cls(m)
+    if (not (isinstance(_make_module_cls, type)
                     and issubclass(_make_module_cls, nn.Module))):
         raise ValueError(f"torch.nn has no module class {m.cls!r}")
     try:
@@ -670,6 +724,8 @@ def _module_src(m: TorchModule) -> str:
                     and default == v:
                 continue
         args.append(f"{k}={_lit(v)}")
+    if m.cls.startswith("nnspec."):
+        return f"{_make_module_cls.__name__}({', '.join(args)})"
     return f"nn.{m.cls}({', '.join(args)})"
 
 
@@ -799,11 +855,20 @@ def emit_source(spec: Spec, model: str | None = None) -> str:
         f"# {in_doc} -> {out_t}; {spec.param_count(m.name):,} parameters.",
         "# Regenerate rather than edit: the comments map each line to the spec.",
         "",
+    ]
+    helpers = _helpers_src(plans)
+    if helpers:
+        lines += ["import math", ""]
+    lines += [
         "import torch",
         "from torch import nn",
         "import torch.nn.functional as F",
         "",
         "",
+    ]
+    for helper in helpers:
+        lines += [helper, "", ""]
+    lines += [
         f"class {cls_name}(nn.Module):",
         "    def __init__(self):",
         "        super().__init__()",

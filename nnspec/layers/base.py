@@ -92,6 +92,40 @@ class TensorType:
         return [str(d) for d in self.shape]
 
 
+class TupleType:
+    """The type of a layer that returns several tensors (a recurrent layer's output and
+    final state): named with ``y, h = ...``, which lowers to ``item`` nodes."""
+
+    __slots__ = ("items", "names")
+    dtype = "tuple"
+
+    def __init__(self, items, names=()):
+        self.items: tuple[TensorType, ...] = tuple(items)
+        self.names: tuple[str, ...] = tuple(names)
+
+    @property
+    def shape(self):
+        return self.items[0].shape
+
+    @property
+    def rank(self) -> int:
+        return self.items[0].rank
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TupleType) and self.items == other.items
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __str__(self) -> str:
+        return "(" + ", ".join(str(t) for t in self.items) + ")"
+
+    __repr__ = __str__
+
+    def dims_text(self) -> list:
+        return [t.dims_text() for t in self.items]
+
+
 class ShapeError(Exception):
     """A layer's shape rule rejects its input. ``arg`` names the argument at fault."""
 
@@ -194,6 +228,9 @@ class LayerKind:
     positional: ClassVar[tuple[str, ...]] = ()
     synonyms: ClassVar[dict[str, str]] = {}
     arity: ClassVar[int | None] = 1  # tensor inputs; None means two or more
+    # keyword arguments that take a tensor (`gru 256 h0=h`, `attention kv=mem`): the tensor
+    # becomes an extra input of the node and the field holds its index in the inputs
+    tensor_args: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
 
     def infer(self, p, ins: list[TensorType]) -> TensorType:
@@ -221,6 +258,11 @@ class LayerKind:
 
     def flags(self) -> tuple[str, ...]:
         return tuple(n for n, f in self.Params.model_fields.items() if f.annotation is bool)
+
+    def extra(self, p, ins: list, name: str):
+        """The tensor given as keyword argument ``name`` (see tensor_args), or None."""
+        i = getattr(p, name, None)
+        return ins[i] if i is not None else None
 
 
 def _show(v) -> str:

@@ -1,9 +1,10 @@
-"""Layers that join values: element-wise add and mul, concat along an axis."""
+"""Layers that join or split values: element-wise add and mul, concat along an axis,
+and item (one value of a layer that returns several)."""
 
 from __future__ import annotations
 
-from .base import (LayerKind, Params, ShapeError, TensorType, TorchCall, TorchPlan, In, Prev,
-                   Int, need_float, prod, register)
+from .base import (In, Int, LayerKind, Params, Prev, ShapeError, TensorType, TorchCall, TorchPlan,
+                   TupleType, need_float, prod, register)
 
 
 class _Elementwise(LayerKind):
@@ -96,3 +97,35 @@ class Concat(LayerKind):
 
     def sample(self):
         return {"dim": 2}, [TensorType((2, 3, 4)), TensorType((2, 3, 4))]
+
+
+@register
+class Item(LayerKind):
+    """The i-th value of a layer that returns several (written ``y, h = ...``)."""
+
+    name = "item"
+    positional = ("index",)
+    summary = "one value of a multi-value layer: y, h = gru 64 state"
+
+    class Params(Params):
+        index: Int
+
+    def infer(self, p, ins):
+        t = ins[0]
+        if not isinstance(t, TupleType):
+            raise ShapeError("this layer returns one value; name it with a single name",
+                             hint="drop the extra names on the left of =")
+        if not 0 <= p.index < len(t.items):
+            names = ", ".join(t.names) if t.names else f"{len(t.items)} values"
+            raise ShapeError(f"the layer returns {len(t.items)} values ({names}), "
+                             f"not {p.index + 1}", hint="give one name per value")
+        return t.items[p.index]
+
+    def torch(self, p, ins, out):
+        return TorchPlan(None, [TorchCall("getitem", (In(0), p.index))])
+
+    def numpy(self, p, w, xs, ctx):
+        return xs[0][p.index]
+
+    def sample(self):
+        return {"index": 1}, [TupleType((TensorType((2, 3)), TensorType((2, 4))))]
