@@ -100,8 +100,11 @@ def _errors(a, b) -> tuple[float, float]:
         return float("inf"), float("inf")
     if a.size == 0:
         return 0.0, 0.0
-    diff = float(np.max(np.abs(a - b)))
-    scale = float(np.max(np.abs(b)))
+    both_nan = np.isnan(a) & np.isnan(b)  # e.g. a fully masked attention row, in both
+    diff = float(np.max(np.where(both_nan, 0.0, np.abs(a - b))))
+    if np.isnan(diff):
+        return float("inf"), float("inf")
+    scale = float(np.max(np.where(both_nan, 0.0, np.abs(b))))
     return diff, diff / scale if scale > 0 else diff
 
 

@@ -122,9 +122,12 @@ class Model(_Base):
 
 
 class Check(_Base):
-    """``check Outer(Inner)``: Inner's output must fit Outer's input. chain is outer first."""
+    """``check Outer(Inner)``: Inner's output must fit Outer's input. chain is outer first;
+    inputs[i] names the input of chain[i] that receives the next model's output (None: the
+    model's only input), as in ``check Decoder(h0=Encoder)``."""
 
     chain: list[str]
+    inputs: list[str | None] = []
     span: list = []
 
 

@@ -784,16 +784,17 @@ def lower_scope(loader: Loader, scope: FileScope, models=None) -> ir.Program:
         out.append(ModelBuilder(loader, scope, m).build())
     checks = []
     for c in scope.__dict__.get("checks", []):
-        chain = _check_chain(c.expr, loader)
-        if chain is None:
+        found = _check_chain(c.expr, loader)
+        if found is None:
             continue
+        chain, inputs = found
         bad = [n for n in chain if n not in scope.models]
         if bad:
             best = suggest(bad[0], scope.models)
             loader.error("E060", f"unknown model {bad[0]!r} in check", c.span,
                          hint=f"did you mean {best!r}?" if best else None)
             continue
-        checks.append(ir.Check(chain=chain, span=c.span.to_json()))
+        checks.append(ir.Check(chain=chain, inputs=inputs, span=c.span.to_json()))
     prog = ir.Program.model_construct(version=ir.IR_VERSION, models=out, checks=checks)
     # models referenced by checks but defined in used files
     names = {m.name for m in out}
@@ -807,13 +808,15 @@ def lower_scope(loader: Loader, scope: FileScope, models=None) -> ir.Program:
 
 
 def _check_chain(e, loader: Loader):
-    chain = []
+    """``check A(B(C))`` or ``check Dec(h0=Enc)``: (models outer first, input names)."""
+    chain, inputs = [], []
     while isinstance(e, S.CallExpr):
         chain.append(e.name)
-        if len(e.args) != 1 or e.args[0].key is not None:
-            loader.error("E061", "check takes one model inside each call: check Outer(Inner)",
-                         e.span)
+        if len(e.args) != 1:
+            loader.error("E061", "check takes one model inside each call: check Outer(Inner) "
+                         "or check Outer(input=Inner)", e.span)
             return None
+        inputs.append(e.args[0].key)
         e = e.args[0].value
     if isinstance(e, S.Ref):
         chain.append(e.name)
@@ -823,7 +826,7 @@ def _check_chain(e, loader: Loader):
     if len(chain) < 2:
         loader.error("E061", "check needs at least two models: check Outer(Inner)", e.span)
         return None
-    return chain
+    return chain, inputs
 
 
 def lower_text(text: str, path: str = "<string>") -> tuple[ir.Program | None, Loader]:

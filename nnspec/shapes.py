@@ -145,30 +145,41 @@ def infer_program(prog: ir.Program) -> tuple[dict[str, ModelTypes], list[Diagnos
 def check_composition(c: ir.Check, results: dict[str, ModelTypes]) -> list[Diagnostic]:
     span = Span.from_json(c.span) if c.span else None
     chain = list(reversed(c.chain))  # innermost first
-    inner = results[chain[0]]
-    t = inner.output()
+    names = list(reversed(c.inputs or [None] * (len(c.chain) - 1)))
+    t = results[chain[0]].output()
     if t is None:
         return []
-    for name in chain[1:]:
+    for i, name in enumerate(chain[1:]):
         outer = results[name]
         m = outer.model
-        if len(m.inputs) != 1:
-            return [Diagnostic("E320", f"{name} takes {len(m.inputs)} inputs; a composition "
-                               "check needs a single-input model", span)]
-        want = outer.inputs()[0]
+        want_name = names[i]
+        if want_name is None:
+            if len(m.inputs) != 1:
+                listed = ", ".join(x.name for x in m.inputs)
+                return [Diagnostic("E320", f"{name} takes {len(m.inputs)} inputs ({listed}); "
+                                   "say which one receives the inner model's output", span,
+                                   hint=f"check {name}({m.inputs[-1].name}=...)")]
+            k = 0
+        else:
+            idx = [x.name for x in m.inputs]
+            if want_name not in idx:
+                return [Diagnostic("E322", f"{name} has no input {want_name!r} "
+                                   f"(its inputs: {', '.join(idx)})", span)]
+            k = idx.index(want_name)
+        want = outer.inputs()[k]
         if want is None:
             return []
         binding: dict = {}
         ok = want.rank == t.rank and want.dtype == t.dtype
         bad = unify(list(want.shape), t.shape, binding) if ok else None
         if not ok or bad is not None:
-            notes = [f"{name} expects {want} (its input {m.inputs[0].name})",
-                     f"the inner model gives {t}"]
+            inner = " ∘ ".join(reversed(chain[:i + 1]))
+            notes = [f"{name} expects {want} (its input {m.inputs[k].name})",
+                     f"{inner} gives {t}"]
             if bad is not None:
                 notes.append(f"dim {bad}: expected {want.shape[bad]}, got {t.shape[bad]}")
-            return [Diagnostic("E321", f"{name}'s input does not fit the output of "
-                               f"{' ∘ '.join(reversed(chain[:chain.index(name)]))}", span,
-                               notes)]
+            return [Diagnostic("E321", f"{name}'s input {m.inputs[k].name} does not fit the "
+                               f"output of {inner}", span, notes)]
         out = outer.output()
         if out is None:
             return []
