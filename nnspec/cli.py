@@ -167,7 +167,7 @@ def cmd_compile(args) -> int:
             _pick_model(spec, args.model)
         from .backends.torch import emit_source
 
-        text = emit_source(spec, args.model)
+        text = emit_source(spec, args.model, all_models=args.model is None)
     if args.output and args.output != "-":
         write_atomic(args.output, text)
         print(f"nnspec: wrote {args.output}", file=sys.stderr)

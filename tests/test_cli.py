@@ -122,3 +122,19 @@ def test_huge_model_is_checked_instantly_and_refused_by_crosscheck():
     r = run("crosscheck", "specs/dense_1e12.nn")
     assert r.returncode == 1
     assert "refusing to allocate" in r.stderr and "8,000,008,000,000 bytes" in r.stderr
+
+
+def test_compile_emits_every_model_of_a_file(tmp_path):
+    pytest.importorskip("torch")
+    import importlib.util
+
+    out = tmp_path / "ae.py"
+    r = run("compile", "specs/autoencoder_mlp.nn", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    spec_ = importlib.util.spec_from_file_location("ae", out)
+    mod = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(mod)
+    import torch
+
+    z = mod.Encoder()(torch.zeros(3, 784))
+    assert tuple(mod.Decoder()(z).shape) == (3, 784)
