@@ -257,22 +257,23 @@ class Evaluator:
         raise Failure("E024", f"cannot compute {describe(a)} {e.op} {describe(b)}", e.span)
 
 
+_RING = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+
+
 def _arith(e: S.BinOp, a, b):
+    """Integer (and float) arithmetic of constants and dims; `/` must be exact on ints."""
     op = e.op
-    if isinstance(a, Dim) or isinstance(b, Dim):
-        if isinstance(a, float) or isinstance(b, float):
-            raise Failure("E025", "dimensions are integers; got a float", e.span)
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-        if not isinstance(b, int) and not (isinstance(b, Dim) and b.is_const):
-            raise Failure("E025", f"can only divide a dimension by an integer, not {b}", e.span)
-        k = b if isinstance(b, int) else b.value
-        if k == 0:
-            raise Failure("E026", "division by zero", e.span)
+    symbolic = isinstance(a, Dim) or isinstance(b, Dim)
+    if symbolic and (isinstance(a, float) or isinstance(b, float)):
+        raise Failure("E025", "dimensions are integers; got a float", e.span)
+    if op in _RING:
+        return _RING[op](a, b)
+    if symbolic and not isinstance(b, int) and not (isinstance(b, Dim) and b.is_const):
+        raise Failure("E025", f"can only divide a dimension by an integer, not {b}", e.span)
+    k = b.value if isinstance(b, Dim) else b
+    if k == 0:
+        raise Failure("E026", "division by zero", e.span)
+    if symbolic:
         a = a if isinstance(a, Dim) else Dim.const(a)
         if op == "//":
             return a.floordiv(k)
@@ -281,22 +282,14 @@ def _arith(e: S.BinOp, a, b):
         except ValueError:
             raise Failure("E027", f"{a} / {k} is not exact", e.span,
                           hint="use // for floor division") from None
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    if b == 0:
-        raise Failure("E026", "division by zero", e.span)
     if op == "//":
-        return a // b
-    if isinstance(a, int) and isinstance(b, int):
-        if a % b:
-            raise Failure("E027", f"{a} / {b} is not exact (= {a / b:g})", e.span,
-                          hint=f"use {a} // {b} for floor division")
-        return a // b
-    return a / b
+        return a // k
+    if isinstance(a, int) and isinstance(k, int):
+        if a % k:
+            raise Failure("E027", f"{a} / {k} is not exact (= {a / k:g})", e.span,
+                          hint=f"use {a} // {k} for floor division")
+        return a // k
+    return a / k
 
 
 def describe(v) -> str:
