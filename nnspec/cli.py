@@ -103,7 +103,7 @@ def _summary_rows(spec, model):
         rows.append({
             "name": r.name, "kind": r.kind, "line": r.node.span[1] if r.node.span else None,
             "args": r.node.kind.detail(r.node.p, r.inputs),
-            "output": r.output.dims_text(), "params": r.params,
+            "output": r.output.dims_text(), "output_text": str(r.output), "params": r.params,
             "macs": str(r.macs), "macs_text": fmt_count(r.macs)})
     return rows
 
@@ -125,6 +125,7 @@ def cmd_summary(args) -> int:
 
         info = {"model": m.name,
                 "inputs": {i.name: [str(d) for d in i.dims()] for i in m.inputs},
+                "input_dtypes": {i.name: i.dtype for i in m.inputs},
                 "output": types.output().dims_text(), "layers": rows, "params": total,
                 "macs": str(macs),
                 "weight_bytes_float32": nbytes(spec.state_shapes(m.name), "float32")}
@@ -132,10 +133,11 @@ def cmd_summary(args) -> int:
         if args.json:
             continue
         head = ("name", "kind", "args", "output", "params", "MACs")
-        table = [head] + [(r["name"], r["kind"], r["args"], "[" + ", ".join(r["output"]) + "]",
+        table = [head] + [(r["name"], r["kind"], r["args"], r["output_text"],
                            f"{r['params']:,}", r["macs_text"]) for r in rows]
         widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
-        ins = ", ".join(f"{k}: [{', '.join(v)}]" for k, v in info["inputs"].items())
+        ins = ", ".join(f"{i.name}: [{', '.join(i.shape)}]" + (f" {i.dtype}" if i.dtype != "float"
+                                                              else "") for i in m.inputs)
         print(f"model {m.name}({ins}) -> [{', '.join(info['output'])}]")
         for j, row in enumerate(table):
             cells = [str(c).ljust(widths[i]) if i < 4 else str(c).rjust(widths[i])

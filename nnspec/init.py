@@ -57,8 +57,11 @@ def draw(shapes: dict[str, W], seed: int | None = 0, dtype=np.float32,
             out[key] = np.zeros(w.shape, dtype=dtype)
         elif kind == "ones":
             out[key] = np.ones(w.shape, dtype=dtype)
-        elif kind == "normal":
-            out[key] = (rng.standard_normal(size=w.shape) * w.init[1]).astype(dtype, copy=False)
+        elif kind == "normal":  # ("normal", std[, row]): row is zeroed (a padding index)
+            a = (rng.standard_normal(size=w.shape) * w.init[1]).astype(dtype, copy=False)
+            if len(w.init) > 2 and w.init[2] is not None:
+                a[w.init[2]] = 0
+            out[key] = a
         else:
             raise ValueError(f"unknown initialiser {kind!r} for {key}")
     return out

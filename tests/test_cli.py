@@ -79,7 +79,8 @@ def test_summary_text_and_json():
     assert data["layers"][0] == {
         "name": "conv_0", "kind": "conv", "line": 3,
         "args": "out=6 k=(5, 5) s=(1, 1) pads=((0, 0), (0, 0))",
-        "output": ["N", "6", "28", "28"], "params": 156, "macs": "117600*N",
+        "output": ["N", "6", "28", "28"], "output_text": "[N, 6, 28, 28]", "params": 156,
+        "macs": "117600*N",
         "macs_text": "117,600*N"}
 
 

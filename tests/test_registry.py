@@ -34,9 +34,14 @@ def lit(v) -> str:
 
 def spec_for(kind, args: dict, ins: list[TensorType]) -> str:
     names = [f"x{i}" for i in range(len(ins))]
-    inputs = ", ".join(f"{n}: [{', '.join(str(d) for d in t.shape)}]" for n, t in zip(names, ins))
-    kw = ", ".join(f"{k if k != 'global_' else 'global'}={lit(v)}" for k, v in args.items())
-    call = f"{kind.name}({', '.join(names + ([kw] if kw else []))})"
+    inputs = ", ".join(f"{n}: [{', '.join(str(d) for d in t.shape)}]"
+                       + (" int" if t.dtype == "int" else "") for n, t in zip(names, ins))
+    tensor_keys = {k for k in kind.tensor_args if args.get(k) is not None}
+    main = [n for i, n in enumerate(names) if i not in {args[k] for k in tensor_keys}]
+    kw = ", ".join(f"{k if k != 'global_' else 'global'}="
+                   + (names[v] if k in tensor_keys else lit(v)) for k, v in args.items()
+                   if v is not None)
+    call = f"{kind.name}({', '.join(main + ([kw] if kw else []))})"
     return f"model M({inputs}) {{\n    {call}\n}}\n"
 
 
@@ -88,12 +93,18 @@ def test_sample_agrees_across_backends(name, kind):
 
     ref = NumpyModel(spec, params=params, dtype=np.float64)
     mod = build_module(spec, params=params, dtype=torch.float64).eval()
-    xs = [np.random.default_rng(4).standard_normal([d.value for d in t.shape]) for t in ins]
+    rng = np.random.default_rng(4)
+    xs = [rng.integers(0, 3, size=[d.value for d in t.shape]) if t.dtype == "int"
+          else rng.standard_normal([d.value for d in t.shape]) for t in ins]
     a = ref(*xs)
     with torch.no_grad():
-        b = mod(*[torch.from_numpy(x) for x in xs]).numpy()
-    assert a.shape == b.shape == tuple(d.value for d in spec.output_type().shape)
-    np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        b = mod(*[torch.from_numpy(x) for x in xs])
+    out_t = spec.output_type()
+    pairs = zip(a, b, out_t.items) if isinstance(out_t, TupleType) else [(a, b, out_t)]
+    for x, y, t in pairs:
+        y = y.numpy()
+        assert x.shape == y.shape == tuple(d.value for d in t.shape)
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
 
 
 def _flip(value, default):

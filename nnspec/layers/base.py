@@ -143,8 +143,8 @@ class ShapeError(Exception):
 class W:
     """One state_dict entry: its shape and how PyTorch initialises it by default.
 
-    init is ("uniform", bound) | ("zeros",) | ("ones",) | ("xavier_uniform",)
-    | ("kaiming_uniform",) | ("normal", std).
+    init is ("uniform", bound) | ("zeros",) | ("ones",) | ("normal", std) or
+    ("normal", std, row) with that row zeroed (an embedding's padding index).
     """
 
     shape: tuple[int, ...]

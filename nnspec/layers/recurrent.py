@@ -1,0 +1,407 @@
+"""Recurrent layers over batch-first sequences [N, T, F]: rnn, gru, lstm; and last.
+
+Parameters are nn.RNN / nn.GRU / nn.LSTM's: per layer k and direction
+``weight_ih_l{k}`` [gates*H, in], ``weight_hh_l{k}`` [gates*H, H], ``bias_ih_l{k}``,
+``bias_hh_l{k}`` [gates*H] (``..._reverse`` for the backward direction), all initialised
+uniform(-1/sqrt(H), 1/sqrt(H)); gates stacked as rnn: 1, gru: r, z, n; lstm: i, f, g, o.
+Note that PyTorch has two bias vectors where Keras has one: SimpleRNN(64) on 100 features
+is 10,560 parameters in Keras, 10,624 here and in torch.
+
+Equations (torch's; h0 and c0 default to zeros):
+
+    rnn   h' = act(W_ih x + b_ih + W_hh h + b_hh)                act: tanh | relu
+    gru   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
+          reset=after  (torch/cuDNN): n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+          reset=before (Cho et al.):  n = tanh(W_in x + b_in + W_hn (r ⊙ h) + b_hn)
+          h' = (1 - z) ⊙ n + z ⊙ h
+    lstm  i, f, g, o = σ, σ, tanh, σ of (W_ih x + b_ih + W_hh h + b_hh)
+          c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')
+
+The NumPy kernels project the input of all time steps with one matmul per layer and
+direction, then loop over time.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from .base import (FLOAT, MODULE, Bool, In, Int, LayerKind, Params, Prev, ShapeError, TensorType,
+                   TorchCall, TorchModule, TorchPlan, TupleType, W, concrete, need_float,
+                   need_rank, npops, register)
+
+_HELPERS = "nnspec.layers.recurrent_torch"
+
+
+class _RecurrentParams(Params):
+    hidden: Int
+    layers: Int = 1
+    bidirectional: Bool = False
+    dropout: float = 0.0
+    bias: Bool = True
+    state: Bool = False
+    h0: Int | None = None
+
+    @field_validator("hidden", "layers")
+    @classmethod
+    def _pos(cls, v):
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("dropout")
+    @classmethod
+    def _p(cls, v):
+        if not 0.0 <= v < 1.0:
+            raise ValueError("must be in [0, 1)")
+        return v
+
+
+class _Recurrent(LayerKind):
+    gates: int = 1
+    positional = ("hidden",)
+    tensor_args = ("h0",)
+    synonyms = {"hidden_size": "hidden", "units": "hidden", "num_layers": "layers",
+                "use_bias": "bias", "return_state": "state"}
+    states: tuple[str, ...] = ("h_n",)
+
+    Params = _RecurrentParams
+
+    # ---- shapes --------------------------------------------------------------------
+    def _dirs(self, p) -> int:
+        return 2 if p.bidirectional else 1
+
+    def _features(self, x) -> int:
+        return x.shape[2].value
+
+    def infer(self, p, ins):
+        x = ins[0]
+        need_float(x, self.name)
+        need_rank(x, {3}, self.name, "[N, T, features], batch first")
+        concrete(x.shape[2], f"{self.name}'s input features (the last dim)")
+        if p.dropout > 0 and p.layers == 1:
+            raise ShapeError(f"dropout is applied between stacked layers, but this {self.name} "
+                             f"has layers=1 (dropout={p.dropout} would do nothing)",
+                             arg="dropout", hint="set layers > 1, or add a dropout layer after")
+        dirs = self._dirs(p)
+        want = TensorType((p.layers * dirs, x.shape[0], p.hidden))
+        for name in self.tensor_args:
+            t = self.extra(p, ins, name)
+            if t is None:
+                continue
+            if t.dtype != FLOAT:
+                raise ShapeError(f"{name} must be a float tensor, got {t}", arg=name)
+            if t.shape != want.shape:
+                raise ShapeError(
+                    f"{name} must be [layers*directions, N, hidden] = {want}, but it is {t}",
+                    arg=name, notes=[f"layers={p.layers}, directions={dirs}, hidden={p.hidden}"
+                                     f", and N is the batch of the input {x}"])
+        out = TensorType((x.shape[0], x.shape[1], dirs * p.hidden))
+        if not p.state:
+            return out
+        return TupleType((out,) + (want,) * len(self.states), names=("output",) + self.states)
+
+    # ---- weights and costs ---------------------------------------------------------
+    def _layer_inputs(self, p, x) -> list[int]:
+        f = self._features(x)
+        return [f if k == 0 else self._dirs(p) * p.hidden for k in range(p.layers)]
+
+    def weights(self, p, ins, out):
+        h = p.hidden
+        g = self.gates * h
+        init = ("uniform", 1.0 / h ** 0.5)
+        w = {}
+        for k, n_in in enumerate(self._layer_inputs(p, ins[0])):
+            for d in range(self._dirs(p)):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                w["weight_ih" + sfx] = W((g, n_in), init)
+                w["weight_hh" + sfx] = W((g, h), init)
+                if p.bias:
+                    w["bias_ih" + sfx] = W((g,), init)
+                    w["bias_hh" + sfx] = W((g,), init)
+        return w
+
+    def step_macs(self, p, x) -> int:
+        """MACs of one time step for one sequence: gates*(I*H + H*H) per layer and
+        direction."""
+        h = p.hidden
+        return sum(self.gates * (n_in * h + h * h) * self._dirs(p)
+                   for n_in in self._layer_inputs(p, x))
+
+    def macs(self, p, ins, out):
+        x = ins[0]
+        return x.shape[0] * x.shape[1] * self.step_macs(p, x)
+
+    def detail(self, p, ins):
+        parts = [f"hidden={p.hidden}"]
+        if p.layers != 1:
+            parts.append(f"layers={p.layers}")
+        if p.bidirectional:
+            parts.append("bidirectional")
+        if p.dropout:
+            parts.append(f"dropout={p.dropout}")
+        if not p.bias:
+            parts.append("bias=false")
+        parts += self._extra_detail(p)
+        for name in self.tensor_args:
+            t = self.extra(p, ins, name)
+            if t is not None:
+                parts.append(f"{name}={t}")
+        if p.state:
+            parts.append("state")
+        parts.append(f"per step {self.step_macs(p, ins[0]):,} MACs")
+        return " ".join(parts)
+
+    def _extra_detail(self, p) -> list[str]:
+        return []
+
+    # ---- torch ---------------------------------------------------------------------
+    def _module(self, p, x) -> TorchModule:
+        kw = {"num_layers": p.layers, "bias": p.bias, "batch_first": True,
+              "dropout": p.dropout, "bidirectional": p.bidirectional}
+        default = {"num_layers": 1, "bias": True, "dropout": 0.0, "bidirectional": False}
+        kw = {k: v for k, v in kw.items() if k not in default or default[k] != v}
+        return TorchModule(self.torch_cls, (self._features(x), p.hidden), kw)
+
+    torch_cls = ""
+
+    def torch(self, p, ins, out):
+        args = (In(0),) if p.h0 is None else (In(0), In(p.h0))
+        calls = [TorchCall(MODULE, args)]
+        if not p.state:
+            calls.append(TorchCall("getitem", (Prev(), 0)))
+        return TorchPlan(self._module(p, ins[0]), calls)
+
+    # ---- numpy ---------------------------------------------------------------------
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = np.asarray(xs[0])
+        dt = x.dtype if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float64)
+        x = x.astype(dt, copy=False)
+        n, steps = x.shape[0], x.shape[1]
+        dirs = self._dirs(p)
+        init = {}
+        for name in self.tensor_args:
+            i = getattr(p, name)
+            init[name] = None if i is None else np.asarray(xs[i], dtype=dt)
+        finals = {name: [] for name in self.tensor_args}
+        inp = x
+        for k in range(p.layers):
+            outs = []
+            for d in range(dirs):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                w_ih = np.asarray(w["weight_ih" + sfx], dtype=dt)
+                w_hh = np.asarray(w["weight_hh" + sfx], dtype=dt)
+                b_ih = np.asarray(w["bias_ih" + sfx], dtype=dt) if p.bias else None
+                b_hh = np.asarray(w["bias_hh" + sfx], dtype=dt) if p.bias else None
+                # the input projection of every time step: one matmul
+                gi = (inp.reshape(n * steps, -1) @ w_ih.T).reshape(n, steps, -1)
+                if b_ih is not None:
+                    gi += b_ih
+                state = {}
+                for name in self.tensor_args:
+                    s0 = init[name]
+                    state[name] = (np.zeros((n, p.hidden), dt) if s0 is None
+                                   else s0[k * dirs + d])
+                ys = np.empty((n, steps, p.hidden), dt)
+                order = range(steps - 1, -1, -1) if d else range(steps)
+                for t in order:
+                    state = self._step(p, gi[:, t], state, w_hh, b_hh)
+                    ys[:, t] = state["h0"]
+                outs.append(ys)
+                for name in self.tensor_args:
+                    finals[name].append(state[name])
+            inp = np.concatenate(outs, axis=2) if dirs == 2 else outs[0]
+            if p.dropout > 0 and k < p.layers - 1:
+                inp = npops.dropout(inp, p.dropout, ctx.training, ctx.rng)
+        if not p.state:
+            return inp
+        return (inp,) + tuple(np.stack(finals[name], axis=0) for name in self.tensor_args)
+
+    def _step(self, p, gi, state: dict, w_hh, b_hh) -> dict:
+        raise NotImplementedError
+
+    # ---- registry sample -----------------------------------------------------------
+    def sample(self):
+        args = {"hidden": 3, "layers": 2, "bidirectional": True, "dropout": 0.5, "bias": False,
+                "state": True, "h0": 1, **self._sample_extra()}
+        x = TensorType((2, 4, 5))
+        states = [TensorType((4, 2, 3))] * len(self.tensor_args)
+        return args, [x, *states]
+
+    def _sample_extra(self) -> dict:
+        return {}
+
+
+def _sigmoid(x):
+    return npops.sigmoid(x)
+
+
+@register
+class RNN(_Recurrent):
+    """Elman RNN (torch.nn.RNN): h' = act(W_ih x + b_ih + W_hh h + b_hh)."""
+
+    name = "rnn"
+    aliases = ("simple_rnn",)
+    gates = 1
+    torch_cls = "RNN"
+    synonyms = {**_Recurrent.synonyms, "act": "nonlinearity", "activation": "nonlinearity"}
+    summary = ("Elman RNN over [N, T, F]: rnn <hidden> [layers=1] [bidirectional] "
+               "[nonlinearity=tanh|relu] [dropout=0] [bias] [state] [h0=h]")
+
+    class Params(_RecurrentParams):
+        nonlinearity: Literal["tanh", "relu"] = "tanh"
+
+    def _module(self, p, x):
+        m = super()._module(p, x)
+        if p.nonlinearity == "tanh":
+            return m
+        return TorchModule(m.cls, m.args, {**m.kwargs, "nonlinearity": p.nonlinearity})
+
+    def _extra_detail(self, p):
+        return [f"nonlinearity={p.nonlinearity}"]
+
+    def _step(self, p, gi, state, w_hh, b_hh):
+        import numpy as np
+
+        a = gi + state["h0"] @ w_hh.T
+        if b_hh is not None:
+            a += b_hh
+        return {"h0": np.tanh(a) if p.nonlinearity == "tanh" else np.maximum(a, 0)}
+
+    def _sample_extra(self):
+        return {"nonlinearity": "relu"}
+
+
+@register
+class GRU(_Recurrent):
+    """Gated recurrent unit: torch.nn.GRU (reset=after), or the reset gate before the
+    recurrent matmul as in Cho et al. (2014) (reset=before)."""
+
+    name = "gru"
+    gates = 3
+    torch_cls = "GRU"
+    summary = ("GRU over [N, T, F]: gru <hidden> [layers=1] [bidirectional] "
+               "[reset=after|before] [dropout=0] [bias] [state] [h0=h]")
+
+    class Params(_RecurrentParams):
+        reset: Literal["after", "before"] = "after"
+
+    def _module(self, p, x):
+        m = super()._module(p, x)
+        if p.reset == "before":
+            return TorchModule(f"{_HELPERS}:ChoGRU", m.args, m.kwargs)
+        return m
+
+    def _extra_detail(self, p):
+        return [f"reset={p.reset}"]
+
+    def _step(self, p, gi, state, w_hh, b_hh):
+        import numpy as np
+
+        h = state["h0"]
+        hd = p.hidden
+        if p.reset == "after":
+            gh = h @ w_hh.T
+            if b_hh is not None:
+                gh += b_hh
+            r = _sigmoid(gi[:, :hd] + gh[:, :hd])
+            z = _sigmoid(gi[:, hd:2 * hd] + gh[:, hd:2 * hd])
+            n = np.tanh(gi[:, 2 * hd:] + r * gh[:, 2 * hd:])
+        else:
+            gh = h @ w_hh[:2 * hd].T
+            if b_hh is not None:
+                gh += b_hh[:2 * hd]
+            r = _sigmoid(gi[:, :hd] + gh[:, :hd])
+            z = _sigmoid(gi[:, hd:2 * hd] + gh[:, hd:])
+            hn = (r * h) @ w_hh[2 * hd:].T
+            if b_hh is not None:
+                hn += b_hh[2 * hd:]
+            n = np.tanh(gi[:, 2 * hd:] + hn)
+        return {"h0": (1 - z) * n + z * h}
+
+    def _sample_extra(self):
+        return {"reset": "before"}
+
+
+@register
+class LSTM(_Recurrent):
+    """Long short-term memory (torch.nn.LSTM); ``state`` returns (output, h_n, c_n)."""
+
+    name = "lstm"
+    gates = 4
+    torch_cls = "LSTM"
+    tensor_args = ("h0", "c0")
+    states = ("h_n", "c_n")
+    summary = ("LSTM over [N, T, F]: lstm <hidden> [layers=1] [bidirectional] [dropout=0] "
+               "[bias] [state] [h0=h] [c0=c]")
+
+    class Params(_RecurrentParams):
+        c0: Int | None = None
+
+    def torch(self, p, ins, out):
+        if p.h0 is None and p.c0 is None:
+            calls = [TorchCall(MODULE, (In(0),))]
+        elif p.h0 is not None and p.c0 is not None:
+            calls = [TorchCall(MODULE, (In(0), (In(p.h0), In(p.c0))))]
+        else:  # one of them: the other is zeros
+            calls = [TorchCall(f"{_HELPERS}:lstm_initial_state",
+                               (None if p.h0 is None else In(p.h0),
+                                None if p.c0 is None else In(p.c0))),
+                     TorchCall(MODULE, (In(0), Prev()))]
+        if p.state:
+            calls.append(TorchCall(f"{_HELPERS}:lstm_flat", (Prev(),)))
+        else:
+            calls.append(TorchCall("getitem", (Prev(), 0)))
+        return TorchPlan(self._module(p, ins[0]), calls)
+
+    def _step(self, p, gi, state, w_hh, b_hh):
+        import numpy as np
+
+        hd = p.hidden
+        a = gi + state["h0"] @ w_hh.T
+        if b_hh is not None:
+            a += b_hh
+        i = _sigmoid(a[:, :hd])
+        f = _sigmoid(a[:, hd:2 * hd])
+        g = np.tanh(a[:, 2 * hd:3 * hd])
+        o = _sigmoid(a[:, 3 * hd:])
+        c = f * state["c0"] + i * g
+        return {"h0": o * np.tanh(c), "c0": c}
+
+    def _sample_extra(self):
+        return {"c0": 2}
+
+
+@register
+class Last(LayerKind):
+    """The last time step of a batch-first sequence: x[:, -1], [N, T, F] -> [N, F].
+
+    After a bidirectional layer this is the forward direction's last step concatenated
+    with the backward direction's output at t = T-1, which is the backward direction's
+    *first* step (it has seen only x[:, -1]); the backward direction's final state is
+    the output at t = 0 (or h_n, with ``state``).
+    """
+
+    name = "last"
+    summary = "last time step: [N, T, F] -> [N, F] (x[:, -1])"
+
+    def infer(self, p, ins):
+        x = ins[0]
+        if x.rank < 2:
+            raise ShapeError(f"last expects a sequence [N, T, ...], got {x} (rank {x.rank})")
+        t = x.shape[1]
+        if t.is_const and t.value < 1:
+            raise ShapeError(f"last needs at least one time step, but T is {t}")
+        return TensorType(x.shape[:1] + x.shape[2:], x.dtype)
+
+    def torch(self, p, ins, out):
+        return TorchPlan(None, [TorchCall(".select", (In(0), 1, -1))])
+
+    def numpy(self, p, w, xs, ctx):
+        return xs[0][:, -1]
+
+    def sample(self):
+        return {}, [TensorType((2, 3, 4))]
