@@ -54,6 +54,8 @@ class Node(_Base):
     span: list = []
     arg_spans: dict[str, list] = {}
     text: str = ""
+    # block calls this node was expanded from, innermost first: [block name, *call span]
+    called_from: list[list] = []
     _p: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -76,6 +78,10 @@ class Node(_Base):
 
         return REGISTRY[self.op]
 
+    def call_notes(self) -> list[str]:
+        """'in block X, called at file:line:col' for each block this node came from."""
+        return [f"in block {c[0]}, called at {c[1]}:{c[2]}:{c[3]}" for c in self.called_from]
+
     def where(self) -> Span | None:
         return Span.from_json(self.span) if self.span else None
 
@@ -86,13 +92,13 @@ class Node(_Base):
 
     @classmethod
     def build(cls, id: str, op: str, name: str, inputs: list[str], p, span: Span,
-              arg_spans: dict[str, Span], text: str) -> "Node":
+              arg_spans: dict[str, Span], text: str, called_from=()) -> "Node":
         """Construct from already-validated params (the lowering pass validates them)."""
         node = cls.model_construct(
             id=id, op=op, name=name, inputs=inputs,
             params=p.model_dump(mode="json", exclude_defaults=True),
             span=span.to_json(), arg_spans={k: s.to_json() for k, s in arg_spans.items()},
-            text=text)
+            text=text, called_from=[[b, *s.to_json()] for b, s in called_from])
         node._p = p
         return node
 

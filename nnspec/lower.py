@@ -329,6 +329,7 @@ class ModelBuilder:
         self.depth = 0
         self.taken: dict[str, set] = {}
         self.counts: dict[tuple, int] = {}
+        self.calls: list[tuple[str, Span]] = []  # the block calls being expanded
 
     # ---- helpers -------------------------------------------------------------
     def fail(self, code, msg, span, notes=(), hint=None):
@@ -421,6 +422,7 @@ class ModelBuilder:
             try:
                 v = self.pipeline(st.pipeline, env, current, prefix)
             except Failure as f:
+                f.diag.notes += [f"in block {b}, called at {sp}" for b, sp in reversed(self.calls)]
                 self.loader.diags.append(f.diag)
                 v = POISON
             if st.annot is not None and isinstance(v, Tensor) and not isinstance(st.target, list):
@@ -594,7 +596,7 @@ class ModelBuilder:
             p = kind.Params.model_validate(p)
         name = self.name_for(prefix, kind.name, alias, span)
         node = ir.Node.build(self.new_id(), kind.name, name, [x.id for x in inputs], p, span,
-                             arg_spans or {}, self.text(span))
+                             arg_spans or {}, self.text(span), reversed(self.calls))
         self.nodes.append(node)
         return Tensor(node.id)
 
@@ -702,10 +704,12 @@ class ModelBuilder:
                 self.fail("E056", f"block {name} needs the argument {prm.name!r}", span)
         inst = self.name_for(prefix, name.lower(), alias, span)
         self.depth += 1
+        self.calls.append((name, span))
         try:
             out = self.body(blk.body, env, inputs[0], inst + ".")
         finally:
             self.depth -= 1
+            self.calls.pop()
         return out
 
     # ---- tensor expressions ------------------------------------------------------

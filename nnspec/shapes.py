@@ -71,6 +71,7 @@ def infer_model(model: ir.Model) -> ModelTypes:
             notes = list(e.notes)
             for t, src in zip(ins, node.inputs):
                 notes.append(f"input here is {t} (from {_origin(model, producers, src)})")
+            notes += node.call_notes()
             d = Diagnostic(e.code, e.message, node.arg_where(e.arg), notes, e.hint)
             key = (d.code, d.message, d.span)
             if key not in seen:  # `a, b = <one-value layer>` fails once, not per name

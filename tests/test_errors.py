@@ -87,3 +87,18 @@ def test_syntax_error_in_one_file_does_not_hide_others(tmp_path):
     diags = [d for f in ("a.nn", "b.nn")
              for d in nnspec.load(str(tmp_path / f), strict=False).diagnostics]
     assert [d.span.line for d in diags] == [2, 2]
+
+
+def test_error_inside_a_block_names_the_call_site():
+    text = ('block Wide(x, c) {\n    dense c | relu\n    conv c k=3\n}\n'
+            'model M(x: [N, 4]) {\n    dense 8\n    Wide(16)\n}\n')
+    spec = nnspec.loads(text, "b.nn", strict=False)
+    (d,) = spec.diagnostics
+    assert (d.span.line, d.span.col) == (3, 5)
+    assert "in block Wide, called at b.nn:7:5" in d.notes
+
+
+def test_lowering_error_inside_a_block_names_the_call_site():
+    text = 'block B(x) {\n    dense 4 widht=3\n}\nmodel M(x: [N, 4]) {\n    B()\n}\n'
+    (d,) = nnspec.loads(text, "b.nn", strict=False).diagnostics
+    assert d.span.line == 2 and "in block B, called at b.nn:5:5" in d.notes
