@@ -147,10 +147,12 @@ class Attention(LayerKind):
         bq = bk = bv = None
         if "in_proj_bias" in w:
             bq, bk, bv = np.split(np.asarray(w["in_proj_bias"]), 3)
-        q = npops.linear(x, wq, bq).reshape(n, t, h, d)
-        k = npops.linear(kv, wk, bk).reshape(n, s, h, d)
-        v = npops.linear(kv, wv, bv).reshape(n, s, h, d)
-        scores = np.einsum("nthd,nshd->nhts", q, k) / math.sqrt(d)
+        # heads first ([N, h, T, d]) so that QKᵀ and AV are batched matmuls (BLAS)
+        q = npops.linear(x, wq, bq).reshape(n, t, h, d).transpose(0, 2, 1, 3)
+        k = npops.linear(kv, wk, bk).reshape(n, s, h, d).transpose(0, 2, 3, 1)
+        v = npops.linear(kv, wv, bv).reshape(n, s, h, d).transpose(0, 2, 1, 3)
+        scores = np.matmul(q, k)
+        scores *= 1.0 / math.sqrt(d)
         masked = np.zeros((n, 1, t, s), dtype=bool)
         if p.causal:
             masked = masked | np.triu(np.ones((t, s), dtype=bool), 1)[None, None]
@@ -167,7 +169,7 @@ class Attention(LayerKind):
         if empty.any():
             attn = np.where(empty, 0.0, attn)
         attn = npops.dropout(attn, p.dropout, ctx.training, ctx.rng)
-        y = np.einsum("nhts,nshd->nthd", attn, v).reshape(n, t, e)
+        y = np.matmul(attn, v).transpose(0, 2, 1, 3).reshape(n, t, e)
         return npops.linear(y, w["out_proj.weight"], w.get("out_proj.bias"))
 
     def detail(self, p, ins):

@@ -196,20 +196,25 @@ class _Recurrent(LayerKind):
                 w_hh = np.asarray(w["weight_hh" + sfx], dtype=dt)
                 b_ih = np.asarray(w["bias_ih" + sfx], dtype=dt) if p.bias else None
                 b_hh = np.asarray(w["bias_hh" + sfx], dtype=dt) if p.bias else None
-                # the input projection of every time step: one matmul
-                gi = (inp.reshape(n * steps, -1) @ w_ih.T).reshape(n, steps, -1)
+                # the input projection of every time step: one matmul, time-major so
+                # that each step reads a contiguous [N, gates*H] block
+                gi = (inp.transpose(1, 0, 2).reshape(steps * n, -1) @ w_ih.T)
+                gi = gi.reshape(steps, n, -1)
                 if b_ih is not None:
                     gi += b_ih
+                w_hh_t = np.ascontiguousarray(w_hh.T)
                 state = {}
                 for name in self.tensor_args:
                     s0 = init[name]
                     state[name] = (np.zeros((n, p.hidden), dt) if s0 is None
                                    else s0[k * dirs + d])
-                ys = np.empty((n, steps, p.hidden), dt)
+                ys = np.empty((steps, n, p.hidden), dt)
                 order = range(steps - 1, -1, -1) if d else range(steps)
+                step = self._step
                 for t in order:
-                    state = self._step(p, gi[:, t], state, w_hh, b_hh)
-                    ys[:, t] = state["h0"]
+                    state = step(p, gi[t], state, w_hh_t, b_hh)
+                    ys[t] = state["h0"]
+                ys = ys.transpose(1, 0, 2)
                 outs.append(ys)
                 for name in self.tensor_args:
                     finals[name].append(state[name])
@@ -220,7 +225,8 @@ class _Recurrent(LayerKind):
             return inp
         return (inp,) + tuple(np.stack(finals[name], axis=0) for name in self.tensor_args)
 
-    def _step(self, p, gi, state: dict, w_hh, b_hh) -> dict:
+    def _step(self, p, gi, state: dict, w_hh_t, b_hh) -> dict:
+        """One time step: gi = W_ih x + b_ih for this step, w_hh_t = W_hhᵀ."""
         raise NotImplementedError
 
     # ---- registry sample -----------------------------------------------------------
@@ -235,8 +241,15 @@ class _Recurrent(LayerKind):
         return {}
 
 
-def _sigmoid(x):
-    return npops.sigmoid(x)
+def _sigmoid_(x):
+    """σ(x) in place, as 0.5·tanh(x/2) + 0.5 (one transcendental, stable for any x)."""
+    import numpy as np
+
+    x *= 0.5
+    np.tanh(x, out=x)
+    x *= 0.5
+    x += 0.5
+    return x
 
 
 @register
@@ -263,13 +276,14 @@ class RNN(_Recurrent):
     def _extra_detail(self, p):
         return [f"nonlinearity={p.nonlinearity}"]
 
-    def _step(self, p, gi, state, w_hh, b_hh):
+    def _step(self, p, gi, state, w_hh_t, b_hh):
         import numpy as np
 
-        a = gi + state["h0"] @ w_hh.T
+        a = state["h0"] @ w_hh_t
+        a += gi
         if b_hh is not None:
             a += b_hh
-        return {"h0": np.tanh(a) if p.nonlinearity == "tanh" else np.maximum(a, 0)}
+        return {"h0": np.tanh(a, out=a) if p.nonlinearity == "tanh" else np.maximum(a, 0, out=a)}
 
     def _sample_extra(self):
         return {"nonlinearity": "relu"}
@@ -298,29 +312,32 @@ class GRU(_Recurrent):
     def _extra_detail(self, p):
         return [f"reset={p.reset}"]
 
-    def _step(self, p, gi, state, w_hh, b_hh):
+    def _step(self, p, gi, state, w_hh_t, b_hh):
         import numpy as np
 
         h = state["h0"]
         hd = p.hidden
         if p.reset == "after":
-            gh = h @ w_hh.T
+            gh = h @ w_hh_t
             if b_hh is not None:
                 gh += b_hh
-            r = _sigmoid(gi[:, :hd] + gh[:, :hd])
-            z = _sigmoid(gi[:, hd:2 * hd] + gh[:, hd:2 * hd])
-            n = np.tanh(gi[:, 2 * hd:] + r * gh[:, 2 * hd:])
+            rz = _sigmoid_(gi[:, :2 * hd] + gh[:, :2 * hd])
+            n = gh[:, 2 * hd:]
+            n *= rz[:, :hd]
         else:
-            gh = h @ w_hh[:2 * hd].T
+            gh = h @ w_hh_t[:, :2 * hd]
             if b_hh is not None:
                 gh += b_hh[:2 * hd]
-            r = _sigmoid(gi[:, :hd] + gh[:, :hd])
-            z = _sigmoid(gi[:, hd:2 * hd] + gh[:, hd:])
-            hn = (r * h) @ w_hh[2 * hd:].T
+            rz = _sigmoid_(gi[:, :2 * hd] + gh)
+            n = (rz[:, :hd] * h) @ w_hh_t[:, 2 * hd:]
             if b_hh is not None:
-                hn += b_hh[2 * hd:]
-            n = np.tanh(gi[:, 2 * hd:] + hn)
-        return {"h0": (1 - z) * n + z * h}
+                n += b_hh[2 * hd:]
+        n += gi[:, 2 * hd:]
+        np.tanh(n, out=n)
+        out = h - n  # h' = (1 - z) n + z h = n + z (h - n)
+        out *= rz[:, hd:]
+        out += n
+        return {"h0": out}
 
     def _sample_extra(self):
         return {"reset": "before"}
@@ -357,19 +374,20 @@ class LSTM(_Recurrent):
             calls.append(TorchCall("getitem", (Prev(), 0)))
         return TorchPlan(self._module(p, ins[0]), calls)
 
-    def _step(self, p, gi, state, w_hh, b_hh):
+    def _step(self, p, gi, state, w_hh_t, b_hh):
         import numpy as np
 
         hd = p.hidden
-        a = gi + state["h0"] @ w_hh.T
+        a = state["h0"] @ w_hh_t
+        a += gi
         if b_hh is not None:
             a += b_hh
-        i = _sigmoid(a[:, :hd])
-        f = _sigmoid(a[:, hd:2 * hd])
-        g = np.tanh(a[:, 2 * hd:3 * hd])
-        o = _sigmoid(a[:, 3 * hd:])
-        c = f * state["c0"] + i * g
-        return {"h0": o * np.tanh(c), "c0": c}
+        _sigmoid_(a[:, :2 * hd])  # i, f
+        _sigmoid_(a[:, 3 * hd:])  # o
+        g = np.tanh(a[:, 2 * hd:3 * hd], out=a[:, 2 * hd:3 * hd])
+        c = a[:, hd:2 * hd] * state["c0"]
+        c += a[:, :hd] * g
+        return {"h0": a[:, 3 * hd:] * np.tanh(c), "c0": c}
 
     def _sample_extra(self):
         return {"c0": 2}
