@@ -59,6 +59,7 @@ class FileScope:
     const_spans: dict = field(default_factory=dict)
     blocks: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # name -> syntax Model
+    imported: set = field(default_factory=set)  # names that came in through `use`
 
 
 class Loader:
@@ -131,7 +132,8 @@ class Loader:
                 for table in ("consts", "blocks", "models"):
                     for name, value in getattr(other, table).items():
                         self._define(scope, table, name, value, item.span,
-                                     other.const_spans.get(name) if table == "consts" else None)
+                                     other.const_spans.get(name) if table == "consts" else None,
+                                     imported=True)
             elif isinstance(item, S.Const):
                 try:
                     value = ev.const(item.expr)
@@ -147,10 +149,18 @@ class Loader:
                 scope.__dict__.setdefault("checks", []).append(item)
 
     def _define(self, scope: FileScope, table: str, name: str, value, span: Span,
-                vspan: Span | None = None):
+                vspan: Span | None = None, imported: bool = False):
+        """Bind a top-level name. A file's own definition shadows an imported one (in
+        either order); two definitions of the same name in one file are an error."""
         for other in ("consts", "blocks", "models"):
             prev = getattr(scope, other).get(name)
             if prev is not None and prev is not value:
+                if imported and name not in scope.imported:
+                    return  # the file's own definition wins
+                if not imported and name in scope.imported:
+                    del getattr(scope, other)[name]
+                    scope.imported.discard(name)
+                    continue
                 where = getattr(prev, "span", None) or scope.const_spans.get(name)
                 self.error("E010", f"{name!r} is defined twice", span,
                            [f"first defined at {where}"] if where else [])
@@ -159,6 +169,8 @@ class Loader:
             self.error("E011", f"{name!r} is a layer kind; choose another name", span)
             return
         getattr(scope, table)[name] = value
+        if imported:
+            scope.imported.add(name)
         if vspan is not None:
             scope.const_spans[name] = vspan
 

@@ -197,3 +197,31 @@ def test_no_python_is_ever_evaluated(tmp_path):
             % marker)
     spec = nnspec.loads(text, strict=False)
     assert not spec.ok and not marker.exists()
+
+
+def test_a_files_own_definitions_shadow_imported_ones(tmp_path):
+    (tmp_path / "lib.nn").write_text("block Head(x) {\n    dense 3\n}\n"
+                                     "block Body(x) {\n    dense 7\n}\n")
+    (tmp_path / "net.nn").write_text(
+        "model Head(x: [N, 4]) {\n    dense 5\n}\n"  # defined before the use
+        'use "lib.nn"\n'
+        "block Body(x) {\n    dense 9\n}\n"  # defined after the use
+        "model M(x: [N, 4]) {\n    Body()\n}\n")
+    spec = nnspec.load(str(tmp_path / "net.nn"))
+    assert spec.model_names == ["Head", "M"]
+    assert str(spec.output_type("M")) == "[N, 9]"
+    twice = nnspec.loads("const a = 1\nconst a = 2\n", strict=False)
+    assert [d.message for d in twice.diagnostics] == ["'a' is defined twice"]
+
+
+def test_the_readme_examples_are_valid_specs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    examples = [b for b in re.findall(r"```\n(.*?)```", readme, re.S)
+                if re.search(r"^model \w+\(", b, re.M)]
+    assert len(examples) >= 2
+    for text in examples:
+        spec = nnspec.loads(text, "readme.nn", strict=False)
+        assert spec.ok, [d.message for d in spec.diagnostics]
