@@ -5,14 +5,13 @@ parameter counts, MACs, and the emitted source of the causal LM."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _util import import_source
 import nnspec
 from nnspec.dims import Dim
 from nnspec.layers.attention import sinusoidal_table
@@ -438,15 +437,7 @@ def test_causal_lm_emitted_source(tmp_path):
     text = emit_source(spec)
     assert "import nnspec" not in text and "from nnspec" not in text
     path.write_text(text)
-    name = "causal_lm_gen"
-    mod_spec = importlib.util.spec_from_file_location(name, path)
-    gen = importlib.util.module_from_spec(mod_spec)
-    sys.modules[name] = gen
-    try:
-        mod_spec.loader.exec_module(gen)
-        emitted = gen.CausalLM().eval()
-    finally:
-        sys.modules.pop(name, None)
+    emitted = import_source(path, "causal_lm_gen").CausalLM().eval()
     assert list(emitted.state_dict()) == list(ours.state_dict())
     emitted.load_state_dict(ours.state_dict())
     tokens = torch.from_numpy(np.random.default_rng(0).integers(0, 16384, (2, 6)))

@@ -127,14 +127,12 @@ def test_huge_model_is_checked_instantly_and_refused_by_crosscheck():
 
 def test_compile_emits_every_model_of_a_file(tmp_path):
     pytest.importorskip("torch")
-    import importlib.util
+    from _util import import_source
 
     out = tmp_path / "ae.py"
     r = run("compile", "specs/autoencoder_mlp.nn", "-o", str(out))
     assert r.returncode == 0, r.stderr
-    spec_ = importlib.util.spec_from_file_location("ae", out)
-    mod = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(mod)
+    mod = import_source(out, "ae")
     import torch
 
     z = mod.Encoder()(torch.zeros(3, 784))

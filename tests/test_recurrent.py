@@ -4,14 +4,13 @@ hand-computed example, emitted source, shape errors, parameter counts and MACs."
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _util import import_source
 import nnspec
 from nnspec import init as nninit
 from nnspec.backends.numpy import NumpyModel
@@ -62,17 +61,6 @@ def torch_twin(cls, name: str, params: dict, **kw):
     m.load_state_dict({k[len(prefix):]: torch.from_numpy(v) for k, v in params.items()
                        if k.startswith(prefix)}, strict=True)
     return m
-
-
-def import_source(path: Path, name: str):
-    mspec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(mspec)
-    sys.modules[name] = mod
-    try:
-        mspec.loader.exec_module(mod)
-    finally:
-        del sys.modules[name]
-    return mod
 
 
 # ---- each kind against PyTorch's module --------------------------------------------------

@@ -4,14 +4,13 @@ emitted source, dtypes, torch.compile / torch.export and error locations."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _util import import_source
 import nnspec
 from nnspec import init as nninit
 from nnspec.backends.numpy import NumpyModel
@@ -162,17 +161,6 @@ def compare(text, model, shapes, seed=3, params=None):
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     return spec, module
-
-
-def import_source(path: Path, name: str):
-    mspec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(mspec)
-    sys.modules[name] = mod
-    try:
-        mspec.loader.exec_module(mod)
-    finally:
-        del sys.modules[name]
-    return mod
 
 
 # ---- LeNet-5 ---------------------------------------------------------------------------

@@ -1,6 +1,16 @@
 """Layer kinds: one module per family, each class one kind (see base.py)."""
 
+from . import (  # noqa: F401,E402  # noqa: F401,E402
+    activation,
+    attention,  # noqa: F401,E402
+    conv,
+    dense,
+    dropout,
+    embedding,
+    merge,
+    norm,
+    pool,
+    recurrent,
+    reshape,
+)
 from .base import REGISTRY, LayerKind, ShapeError, TensorType  # noqa: F401
-from . import activation, conv, dense, dropout, merge, norm, pool, reshape  # noqa: F401,E402
-from . import attention  # noqa: F401,E402
-from . import embedding, recurrent  # noqa: F401,E402

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .base import (npops, LayerKind, Params, ShapeError, TensorType, TorchCall, TorchPlan, In,
-                   need_float, prod, register)
+from .base import (
+    In,
+    LayerKind,
+    Params,
+    ShapeError,
+    TensorType,
+    TorchCall,
+    TorchPlan,
+    need_float,
+    npops,
+    prod,
+    register,
+)
 
 
 class _Activation(LayerKind):

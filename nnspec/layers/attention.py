@@ -6,11 +6,31 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from pydantic import field_validator
-
-from .base import (FLOAT, INT, MODULE, Bool, In, Int, LayerKind, Params, Prev, ShapeError,
-                   TensorType, TorchCall, TorchModule, TorchPlan, W, concrete, fan_in_bound,
-                   need_float, need_rank, npops, register)
+from .base import (
+    FLOAT,
+    INT,
+    MODULE,
+    Bool,
+    In,
+    Int,
+    LayerKind,
+    Params,
+    Prev,
+    ShapeError,
+    TensorType,
+    TorchCall,
+    TorchModule,
+    TorchPlan,
+    W,
+    concrete,
+    fan_in_bound,
+    need_float,
+    need_rank,
+    npops,
+    positive,
+    probability,
+    register,
+)
 
 _HELPERS = "nnspec.layers.attention_torch"
 
@@ -38,19 +58,9 @@ class Attention(LayerKind):
         dropout: float = 0.0
         bias: Bool = True
 
-        @field_validator("heads")
-        @classmethod
-        def _heads(cls, v):
-            if v < 1:
-                raise ValueError("must be >= 1")
-            return v
+        _heads = positive("heads")
 
-        @field_validator("dropout")
-        @classmethod
-        def _dropout(cls, v):
-            if not 0.0 <= v < 1.0:
-                raise ValueError("must be in [0, 1)")
-            return v
+        _dropout = probability("dropout")
 
     def infer(self, p, ins):
         x = ins[0]
@@ -212,12 +222,7 @@ class Positional(LayerKind):
         max_len: Optional[Int] = None
         scale: Bool = False
 
-        @field_validator("max_len")
-        @classmethod
-        def _max_len(cls, v):
-            if v is not None and v < 1:
-                raise ValueError("must be >= 1")
-            return v
+        _max_len = positive("max_len")
 
     def infer(self, p, ins):
         x = ins[0]

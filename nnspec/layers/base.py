@@ -21,7 +21,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, Strict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    Strict,
+    field_validator,
+)
 
 from ..dims import Dim
 
@@ -217,6 +224,29 @@ class Params(BaseModel):
     """Base of every layer's argument schema."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+def _check_positive(cls, v):
+    if v is not None and v < 1:
+        raise ValueError("must be >= 1")
+    return v
+
+
+def _check_probability(cls, v):
+    if not 0.0 <= v < 1.0:
+        raise ValueError("must be in [0, 1)")
+    return v
+
+
+def positive(*fields):
+    """A Params validator: the fields (ints, or None) must be >= 1.
+    Use a distinct attribute name per validator: ``_sizes = positive("out", "groups")``."""
+    return field_validator(*fields)(_check_positive)
+
+
+def probability(*fields):
+    """A Params validator: the fields must be in [0, 1) (dropout rates)."""
+    return field_validator(*fields)(_check_probability)
 
 
 class LayerKind:

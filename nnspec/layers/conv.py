@@ -7,12 +7,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
-
-from .base import (npops, Bool, Int, LayerKind, ShapeError, TensorType, TorchCall, TorchModule,
-                   TorchPlan, W, In, MODULE, Prev, concrete, need_float, prod,
-                   register)
-from ._window import spatial_rank, IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out
+from ._window import IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out, spatial_rank
+from .base import (
+    MODULE,
+    Bool,
+    In,
+    Int,
+    LayerKind,
+    Prev,
+    ShapeError,
+    TensorType,
+    TorchCall,
+    TorchModule,
+    TorchPlan,
+    W,
+    concrete,
+    need_float,
+    npops,
+    positive,
+    prod,
+    register,
+)
 from .dense import bias_init, weight_init
 
 
@@ -32,12 +47,7 @@ class _Conv(LayerKind):
         bias: Bool = True
         init: Literal["default", "xavier", "kaiming"] = "default"
 
-        @field_validator("out", "groups")
-        @classmethod
-        def _pos(cls, v):
-            if v < 1:
-                raise ValueError("must be >= 1")
-            return v
+        _pos = positive("out", "groups")
 
     def _n(self, x):
         return spatial_rank(self, x)

@@ -5,10 +5,23 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import field_validator
-
-from .base import (npops, Bool, Int, LayerKind, Params, TensorType, TorchModule, TorchPlan, W,
-                   concrete, fan_in_bound, need_float, prod, register)
+from .base import (
+    Bool,
+    Int,
+    LayerKind,
+    Params,
+    TensorType,
+    TorchModule,
+    TorchPlan,
+    W,
+    concrete,
+    fan_in_bound,
+    need_float,
+    npops,
+    positive,
+    prod,
+    register,
+)
 
 Init = Literal["default", "xavier", "kaiming"]
 
@@ -41,12 +54,7 @@ class Dense(LayerKind):
         bias: Bool = True
         init: Init = "default"
 
-        @field_validator("out")
-        @classmethod
-        def _out(cls, v):
-            if v < 1:
-                raise ValueError("must be >= 1")
-            return v
+        _out = positive("out")
 
     def infer(self, p, ins):
         (x,) = ins

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
-
-from .base import npops, LayerKind, Params, TensorType, TorchModule, TorchPlan, register
+from .base import (
+    LayerKind,
+    Params,
+    TensorType,
+    TorchModule,
+    TorchPlan,
+    npops,
+    probability,
+    register,
+)
 
 
 @register
@@ -19,12 +26,7 @@ class Dropout(LayerKind):
     class Params(Params):
         p: float = 0.5
 
-        @field_validator("p")
-        @classmethod
-        def _p(cls, v):
-            if not 0.0 <= v < 1.0:
-                raise ValueError("must be in [0, 1)")
-            return v
+        _p = probability("p")
 
     def infer(self, p, ins):
         return ins[0]

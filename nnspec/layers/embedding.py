@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
-
-from .base import (INT, Int, LayerKind, Params, ShapeError, TensorType, TorchModule, TorchPlan, W,
-                   register)
+from .base import (
+    INT,
+    Int,
+    LayerKind,
+    Params,
+    ShapeError,
+    TensorType,
+    TorchModule,
+    TorchPlan,
+    W,
+    positive,
+    register,
+)
 
 
 @register
@@ -28,12 +37,7 @@ class Embedding(LayerKind):
         width: Int
         padding: Int | None = None
 
-        @field_validator("vocab", "width")
-        @classmethod
-        def _pos(cls, v):
-            if v < 1:
-                raise ValueError("must be >= 1")
-            return v
+        _pos = positive("vocab", "width")
 
     def _padding(self, p) -> int | None:
         """The padding row as an index in [0, vocab), or None."""

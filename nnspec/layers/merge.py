@@ -3,8 +3,21 @@ and item (one value of a layer that returns several)."""
 
 from __future__ import annotations
 
-from .base import (In, Int, LayerKind, Params, Prev, ShapeError, TensorType, TorchCall, TorchPlan,
-                   TupleType, need_float, prod, register)
+from .base import (
+    In,
+    Int,
+    LayerKind,
+    Params,
+    Prev,
+    ShapeError,
+    TensorType,
+    TorchCall,
+    TorchPlan,
+    TupleType,
+    need_float,
+    prod,
+    register,
+)
 
 
 class _Elementwise(LayerKind):

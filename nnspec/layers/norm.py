@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from pydantic import field_validator
 
-from .base import (npops, Bool, Int, LayerKind, Params, ShapeError, TensorType, TorchModule,
-                   TorchPlan, W, concrete, need_float, need_rank, prod, register)
+from .base import (
+    Bool,
+    Int,
+    LayerKind,
+    Params,
+    ShapeError,
+    TensorType,
+    TorchModule,
+    TorchPlan,
+    W,
+    concrete,
+    need_float,
+    need_rank,
+    npops,
+    positive,
+    prod,
+    register,
+)
 
 
 class _BatchNorm(LayerKind):
@@ -119,12 +135,7 @@ class LayerNorm(LayerKind):
         affine: Bool = True
         bias: Bool = True
 
-        @field_validator("axes")
-        @classmethod
-        def _axes(cls, v):
-            if v < 1:
-                raise ValueError("must be >= 1")
-            return v
+        _axes = positive("axes")
 
     def infer(self, p, ins):
         x = ins[0]

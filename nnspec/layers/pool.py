@@ -7,11 +7,22 @@ dropping a last window that would start in the right padding, as PyTorch does).
 
 from __future__ import annotations
 
-from .base import (npops, Bool, Int, LayerKind, ShapeError, TensorType, TorchModule, TorchPlan,
-                   need_float, prod, register)
-from ._window import spatial_rank, IntOrTuple, WindowParams, per_dim, show, spatial_out
-
 from typing import Optional, Union
+
+from ._window import IntOrTuple, WindowParams, per_dim, show, spatial_out, spatial_rank
+from .base import (
+    Bool,
+    Int,
+    LayerKind,
+    ShapeError,
+    TensorType,
+    TorchModule,
+    TorchPlan,
+    need_float,
+    npops,
+    prod,
+    register,
+)
 
 
 class _Pool(LayerKind):

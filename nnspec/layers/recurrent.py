@@ -25,11 +25,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
-
-from .base import (FLOAT, MODULE, Bool, In, Int, LayerKind, Params, Prev, ShapeError, TensorType,
-                   TorchCall, TorchModule, TorchPlan, TupleType, W, concrete, need_float,
-                   need_rank, npops, register)
+from .base import (
+    FLOAT,
+    MODULE,
+    Bool,
+    In,
+    Int,
+    LayerKind,
+    Params,
+    Prev,
+    ShapeError,
+    TensorType,
+    TorchCall,
+    TorchModule,
+    TorchPlan,
+    TupleType,
+    W,
+    concrete,
+    need_float,
+    need_rank,
+    npops,
+    positive,
+    probability,
+    register,
+)
 
 _HELPERS = "nnspec.layers.recurrent_torch"
 
@@ -43,19 +62,9 @@ class _RecurrentParams(Params):
     state: Bool = False
     h0: Int | None = None
 
-    @field_validator("hidden", "layers")
-    @classmethod
-    def _pos(cls, v):
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
+    _pos = positive("hidden", "layers")
 
-    @field_validator("dropout")
-    @classmethod
-    def _p(cls, v):
-        if not 0.0 <= v < 1.0:
-            raise ValueError("must be in [0, 1)")
-        return v
+    _p = probability("dropout")
 
 
 class _Recurrent(LayerKind):

@@ -5,8 +5,20 @@ from __future__ import annotations
 from collections import Counter
 
 from ..dims import Dim
-from .base import (DimArg, Int, LayerKind, Params, ShapeError, SymDim, TensorType, TorchCall,
-                   TorchPlan, In, prod, register)
+from .base import (
+    DimArg,
+    In,
+    Int,
+    LayerKind,
+    Params,
+    ShapeError,
+    SymDim,
+    TensorType,
+    TorchCall,
+    TorchPlan,
+    prod,
+    register,
+)
 
 
 @register
