@@ -126,3 +126,19 @@ def wait_quiet(timeout: float | None = None, threshold: float = 0.1) -> float:
         print(f"  WARNING: other processes use {busy:.0%} of the CPUs: the figures below are "
               "disturbed (torch's 2 threads suffer most)", flush=True)
     return busy
+
+
+def import_emitted(spec, tmp: str):
+    """An instance of the model class `nnspec compile` emits for the spec's model."""
+    import importlib.util
+
+    from nnspec.backends.torch import emit_source
+
+    name = spec.model().name
+    path = os.path.join(tmp, f"emitted_{name.lower()}.py")
+    with open(path, "w") as f:
+        f.write(emit_source(spec))
+    mspec = importlib.util.spec_from_file_location(f"emitted_{name.lower()}", path)
+    mod = importlib.util.module_from_spec(mspec)
+    mspec.loader.exec_module(mod)
+    return getattr(mod, name)()

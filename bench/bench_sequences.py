@@ -42,7 +42,6 @@ NumPy forward of each network.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import tempfile
 import time
@@ -52,11 +51,12 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from _common import ROOT, fmt_s, interleaved, machine, med, result, wait_quiet
+from _common import (ROOT, fmt_s, import_emitted, interleaved, machine, med, result,
+                     wait_quiet)
 
 import nnspec
 from nnspec.backends.numpy import NumpyModel
-from nnspec.backends.torch import build_module, emit_source
+from nnspec.backends.torch import build_module
 
 GOAL_EMIT = 1.03
 GOAL_NP_GRU = 1.2
@@ -124,18 +124,6 @@ def ops_of(module, *xs) -> dict[str, int]:
     with OpLog() as log:
         module(*xs)
     return log.ops
-
-
-def import_emitted(spec, tmp: str):
-    src = emit_source(spec)
-    name = spec.model().name
-    path = os.path.join(tmp, f"emitted_{name.lower()}.py")
-    with open(path, "w") as f:
-        f.write(src)
-    mspec = importlib.util.spec_from_file_location(f"emitted_{name.lower()}", path)
-    mod = importlib.util.module_from_spec(mspec)
-    mspec.loader.exec_module(mod)
-    return getattr(mod, name)()
 
 
 def load_encoder_spec():

@@ -28,17 +28,16 @@ figure near the goal should be read with that margin.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import tempfile
 
 import torch
 from torch import nn
 
-from _common import ROOT, fmt_s, interleaved, machine, med, result, wait_quiet
+from _common import (ROOT, fmt_s, import_emitted, interleaved, machine, med, result,
+                     wait_quiet)
 
 import nnspec
-from nnspec.backends.torch import build_module, emit_source
+from nnspec.backends.torch import build_module
 
 GOAL = 1.03
 
@@ -120,18 +119,6 @@ class ResNet18(nn.Module):
 
 
 # ---- set-up ------------------------------------------------------------------------------
-
-
-def import_emitted(spec, tmp: str):
-    src = emit_source(spec)
-    name = spec.model().name
-    path = os.path.join(tmp, f"emitted_{name.lower()}.py")
-    with open(path, "w") as f:
-        f.write(src)
-    mspec = importlib.util.spec_from_file_location(f"emitted_{name.lower()}", path)
-    mod = importlib.util.module_from_spec(mspec)
-    mspec.loader.exec_module(mod)
-    return getattr(mod, name)()
 
 
 def load_by_position(module: nn.Module, state: dict) -> None:
