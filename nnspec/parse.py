@@ -285,18 +285,52 @@ def _expected(exc: UnexpectedInput) -> str:
     return "expected " + ", ".join(names)
 
 
+MAX_SYNTAX_ERRORS = 20
+
+
 def parse(text: str, path: str = "<string>") -> S.Module:
-    """Parse one .nn file. Raises SpecError with one located diagnostic on a syntax error."""
+    """Parse one .nn file. Raises SpecError with the file's syntax errors, each located.
+
+    After a syntax error inside a body, the statement's line is blanked and the file is
+    parsed again, so that independent syntax errors on later lines are reported in the
+    same run. Recovery stops at a line that opens or closes a model or block (blanking it
+    would only produce follow-on errors) and when an error does not move forward.
+    """
     if not text.endswith("\n"):
         text += "\n"
     p = parser()
+    errors: list = []
+    work = text
     with _lock, gc_paused():
         _builder.file = path
-        try:
-            items = p.parse(text)
-        except UnexpectedInput as exc:
-            raise SpecError(_syntax_diag(exc, text, path), {path: Source(path, text)}) from None
+        while True:
+            try:
+                items = p.parse(work)
+                break
+            except UnexpectedInput as exc:
+                d = _syntax_diag(exc, text, path)
+                if errors and d.span.line <= errors[-1].span.line:
+                    break
+                errors.append(d)
+                work = _blank_line(work, d.span.line)
+                if work is None or len(errors) >= MAX_SYNTAX_ERRORS:
+                    break
+    if errors:
+        raise SpecError(errors, {path: Source(path, text)})
     return S.Module(path, items)
+
+
+def _blank_line(text: str, line: int) -> str | None:
+    """The text with one statement line replaced by spaces, or None where blanking it
+    cannot help (a model/block header or a brace line)."""
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return None
+    code = lines[line - 1].split("#", 1)[0]
+    if "{" in code or "}" in code or code.lstrip().startswith(("model", "block")):
+        return None
+    lines[line - 1] = " " * len(lines[line - 1])
+    return "\n".join(lines)
 
 
 @contextmanager
