@@ -95,7 +95,7 @@ class Loader:
         if key in self.scopes:
             return self.scopes[key]
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             self.error("E001", f"cannot read {path}: {reason}", span)

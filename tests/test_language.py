@@ -225,3 +225,11 @@ def test_the_readme_examples_are_valid_specs():
     for text in examples:
         spec = nnspec.loads(text, "readme.nn", strict=False)
         assert spec.ok, [d.message for d in spec.diagnostics]
+
+
+def test_crlf_line_endings_and_a_byte_order_mark(tmp_path):
+    path = tmp_path / "windows.nn"
+    path.write_bytes(b"\xef\xbb\xbf# saved on Windows\r\nmodel M(x: [N, 4]) -> [N, 2] {\r\n"
+                     b"    dense 8\r\n        | relu   # comment\r\n    dense 2 : [N, 2]\r\n}\r\n")
+    spec = nnspec.load(str(path))
+    assert [r.kind for r in spec.layers()] == ["dense", "relu", "dense"]
