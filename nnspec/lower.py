@@ -487,11 +487,16 @@ class ModelBuilder:
     # ---- pipelines -------------------------------------------------------------
     def pipeline(self, pl: S.Pipeline, env: dict, current, prefix: str):
         v = current
-        for stage in pl.stages:
-            v = self.stage(stage, env, v, prefix)
+        for i, stage in enumerate(pl.stages):
+            v = self.stage(stage, env, v, prefix, chained=i > 0)
         return v
 
-    def stage(self, st, env: dict, inp, prefix: str):
+    def discarded(self, span: Span):
+        """A stage after `|` that takes its input from elsewhere would drop the piped value."""
+        self.fail("E065", "this stage ignores the value piped into it", span,
+                  hint="start a new statement for it, or drop the `|` before it")
+
+    def stage(self, st, env: dict, inp, prefix: str, chained: bool = False):
         if isinstance(st, S.Plus):
             a = self.stage(st.left, env, inp, prefix)
             b = self.stage(st.right, env, inp, prefix)
@@ -500,6 +505,8 @@ class ModelBuilder:
             if st.rep is not None or st.alias is not None:
                 self.fail("E036", "a parenthesised expression cannot be repeated or named",
                           st.span)
+            if chained:
+                self.discarded(st.span)
             return self.expr(st.expr, env, prefix)
         if isinstance(st, S.Layer):
             bound = env.get(st.name, self.scope.consts.get(st.name))
@@ -507,13 +514,16 @@ class ModelBuilder:
                 if st.args or st.rep is not None or st.alias is not None:
                     self.fail("E037", f"{st.name!r} is a value, not a layer or block",
                               st.name_span)
+                if chained:
+                    self.discarded(st.span)
                 if isinstance(bound, Tensor) or bound is POISON:
                     return bound
                 self.fail("E038", f"{st.name!r} is {describe(bound)}, not a tensor", st.name_span)
         return self.apply(st.name, st.args, st.rep, st.alias, st.span, st.name_span,
-                          env, inp, prefix, call_form=isinstance(st, S.Call))
+                          env, inp, prefix, call_form=isinstance(st, S.Call), chained=chained)
 
-    def apply(self, name, args, rep, alias, span, name_span, env, inp, prefix, call_form=False):
+    def apply(self, name, args, rep, alias, span, name_span, env, inp, prefix, call_form=False,
+              chained=False):
         ev = Evaluator(self.loader, self.scope)
         values = []
         for a in args:
@@ -528,6 +538,8 @@ class ModelBuilder:
                 inputs.append(values.pop(0)[1])
         if not inputs:
             inputs = [inp]
+        elif chained:
+            self.discarded(span)
         n = 1
         if rep is not None:
             n = ev.value(rep, env)
