@@ -418,8 +418,6 @@ class ModelBuilder:
                                               span=syn.out_shape.span.to_json(), what="output"))
             except Failure as f:
                 self.loader.diags.append(f.diag)
-        if any(i.shape == [] and env.get(i.name) is POISON for i in inputs):
-            output = output or ""
         return ir.Model.model_construct(
             name=syn.name, file=syn.file, inputs=inputs, nodes=self.nodes, output=output,
             asserts=self.asserts, span=syn.span.to_json())
