@@ -341,3 +341,18 @@ def test_resnet18_matches_torchvision_layout():
             "downsample_bn", "downsample.1")
     assert all(torchvision_name(k) == v for k, v in mapping.items()), [
         (k, v) for k, v in mapping.items() if torchvision_name(k) != v]
+
+
+@pytest.mark.parametrize("path", ALL_SPECS, ids=lambda p: p.name)
+                         ids=lambda p: p.name)
+def test_every_spec_round_trips_through_the_json_ir(path):
+    from nnspec import ir
+
+    spec = nnspec.load(str(path))
+    again = ir.Program.from_json(spec.program.to_json())
+    assert again == spec.program
+    reloaded = nnspec.from_ir(again)
+    assert reloaded.ok
+    for name in spec.model_names:
+        assert reloaded.param_count(name) == spec.param_count(name)
+        assert str(reloaded.output_type(name)) == str(spec.output_type(name))
