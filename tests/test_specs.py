@@ -344,7 +344,6 @@ def test_resnet18_matches_torchvision_layout():
 
 
 @pytest.mark.parametrize("path", ALL_SPECS, ids=lambda p: p.name)
-                         ids=lambda p: p.name)
 def test_every_spec_round_trips_through_the_json_ir(path):
     from nnspec import ir
 
