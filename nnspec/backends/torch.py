@@ -478,7 +478,8 @@ class SpecModule(nn.Module):
                                  f"got {inputs[i].shape[ax]}")
         return env
 
-    def forward(self, *inputs):
+    def _run(self, inputs, keep: bool) -> list:
+        """Run the plan; drop each value after its last use unless ``keep``."""
         env = self._bind(inputs)
         vals = list(inputs) + [None] * (self._n_slots - len(inputs))
         steps = self._steps
@@ -487,27 +488,20 @@ class SpecModule(nn.Module):
             for k in range(len(steps)):
                 run, mod, ins, out, free = steps[k]
                 vals[out] = run(mod, [vals[j] for j in ins], env)
-                for j in free:
-                    vals[j] = None
+                if not keep:
+                    for j in free:
+                        vals[j] = None
         except Exception as e:
             self._note(e, k)
             raise
-        return vals[self._out]
+        return vals
+
+    def forward(self, *inputs):
+        return self._run(inputs, keep=False)[self._out]
 
     def trace(self, *inputs) -> dict:
         """Run the model keeping every value: {value id: tensor} (inputs included)."""
-        env = self._bind(inputs)
-        vals = list(inputs) + [None] * (self._n_slots - len(inputs))
-        steps = self._steps
-        k = -1
-        try:
-            for k in range(len(steps)):
-                run, mod, ins, out, _ = steps[k]
-                vals[out] = run(mod, [vals[j] for j in ins], env)
-        except Exception as e:
-            self._note(e, k)
-            raise
-        return dict(zip(self._ids, vals))
+        return dict(zip(self._ids, self._run(inputs, keep=True)))
 
     def _note(self, e: BaseException, k: int) -> None:
         """Name the spec location of step k on the exception."""
