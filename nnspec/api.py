@@ -21,6 +21,7 @@ from .dims import Dim
 from .layers import REGISTRY, TensorType
 from .layers.base import W
 from .lower import lower_file, lower_text
+from .names import layer_name_diagnostics
 from .parse import gc_paused
 from .shapes import ModelTypes, infer_program
 from .source import Source
@@ -54,6 +55,7 @@ class Spec:
     results: dict[str, ModelTypes] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, Source] = field(default_factory=dict)
+    _rows: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +88,12 @@ class Spec:
     def layers(self, name: str | None = None) -> list[LayerInfo]:
         """Per-layer output shape, weights, parameter count and MACs (analytic)."""
         m = self.model(name)
+        rows = self._rows.get(m.name)
+        if rows is None:
+            rows = self._rows[m.name] = self._layer_rows(m)
+        return list(rows)
+
+    def _layer_rows(self, m: ir.Model) -> list[LayerInfo]:
         types = self.results[m.name].types
         rows = []
         for node in m.nodes:
@@ -151,7 +159,18 @@ def loads(text: str, path: str = "<string>", strict: bool = True) -> Spec:
     return spec.raise_for_errors() if strict else spec
 
 
-def from_ir(prog: ir.Program) -> Spec:
-    """A Spec from an IR program (e.g. loaded from JSON)."""
-    results, diags = infer_program(prog)
-    return Spec(prog, results, diags, {})
+def from_ir(prog: ir.Program | str | bytes | dict, path: str = "<ir>") -> Spec:
+    """A Spec from an IR program: a Program, or its JSON (text, or already decoded).
+
+    The IR is an input like a spec's text: it is validated first (see irvalidate), every
+    problem is a diagnostic located at ``path`` (with the JSON path of the value at fault),
+    and a model with an error in its IR is left out before shape inference.
+    """
+    from .irvalidate import validate
+
+    valid, diags = validate(prog, path)
+    with gc_paused():
+        results, more = infer_program(valid)
+    diags += more
+    diags += layer_name_diagnostics(valid)  # lowering checks them in a .nn file
+    return Spec(valid, results, diags, {})

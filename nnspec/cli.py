@@ -19,13 +19,16 @@ class UsageError(Exception):
 
 
 def _spec_files(paths: list[str]) -> list[str]:
+    """The files to check: those named, and the ``.nn`` files under the folders named (a
+    link found in a folder is followed only to a file whose name ends with .nn too)."""
     files = []
     for p in paths:
         if os.path.isdir(p):
             for root, dirs, names in os.walk(p):
                 dirs.sort()
-                files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith(".nn"))
-        elif os.path.exists(p):
+                files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith(".nn")
+                             and os.path.realpath(os.path.join(root, n)).endswith(".nn"))
+        elif os.path.lexists(p):
             files.append(p)
         else:
             raise UsageError(f"no such file or folder: {p}")
@@ -33,57 +36,61 @@ def _spec_files(paths: list[str]) -> list[str]:
 
 
 def _load(path: str, strict: bool = False):
-    from . import api, ir
+    from . import api
 
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise UsageError(f"no such file: {path}")
     if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                prog = ir.Program.from_json(f.read())
-            except ValueError as e:
-                raise UsageError(f"{path} is not a valid nnspec IR file: "
-                                 f"{str(e).splitlines()[0]}") from None
-        return api.from_ir(prog)
+        from .diagnostics import unreadable
+        from .source import UnreadableSource, read_source
+
+        try:
+            text = read_source(path)
+        except (OSError, ValueError, UnreadableSource) as e:
+            diag, shown = unreadable(path, e)
+            return api.Spec(None, {}, [diag], {path: shown} if shown else {})
+        return api.from_ir(text, path)  # bad IR: diagnostics with the JSON path, exit 1
     return api.load(path, strict=strict)
 
 
-def _report(spec, fmt: str, out) -> int:
-    from .diagnostics import SpecError
-
-    if not spec.diagnostics:
-        return 0
-    if fmt == "text":
-        print(SpecError(spec.diagnostics, spec.sources).render(), file=out)
-    return len(spec.diagnostics)
+#: Errors that ``check --format json`` lists (it counts them all).
+MAX_JSON_ERRORS = 10_000
 
 
 def _fail(spec) -> int:
-    from .diagnostics import SpecError
+    from .diagnostics import render_all
 
-    print(SpecError(spec.diagnostics, spec.sources).render(), file=sys.stderr)
+    print(render_all(spec.diagnostics, spec.sources), file=sys.stderr)
     return EXIT_ERRORS
 
 
 def cmd_check(args) -> int:
+    from .diagnostics import MAX_RENDERED, more_line, render_all
+
     files = _spec_files(args.paths)
     all_diags = []
     n_models = 0
+    budget = MAX_RENDERED  # diagnostics still to print, over all files
     for path in files:
         spec = _load(path)
         all_diags.extend(spec.diagnostics)
         n_models += len(spec.model_names)
-        if args.format == "text":
-            _report(spec, "text", sys.stdout)
+        shown = spec.diagnostics[:budget]
+        budget -= len(shown)
+        if args.format == "text" and shown:
+            print(render_all(shown, spec.sources, None))
         elif args.format == "github":
-            for d in spec.diagnostics:
+            for d in shown:
                 print(d.github())
+    n = len(all_diags)
     if args.format == "json":
-        print(json.dumps({"files": len(files), "models": n_models,
-                          "errors": [d.to_dict() for d in all_diags]}, indent=2))
-    elif not args.quiet:
-        n = len(all_diags)
-        status = "no errors" if not n else f"{n} error{'s' if n != 1 else ''}"
+        print(json.dumps({"files": len(files), "models": n_models, "error_count": n,
+                          "errors": [d.to_dict() for d in all_diags[:MAX_JSON_ERRORS]]},
+                         indent=2))
+    elif n > MAX_RENDERED:
+        print(more_line(n - MAX_RENDERED))
+    if args.format != "json" and not args.quiet:
+        status = "no errors" if not n else f"{n:,} error{'s' if n != 1 else ''}"
         print(f"nnspec: checked {len(files)} file{'s' if len(files) != 1 else ''}, "
               f"{n_models} model{'s' if n_models != 1 else ''}: {status}", file=sys.stderr)
     return EXIT_ERRORS if all_diags else EXIT_OK
@@ -138,7 +145,7 @@ def cmd_summary(args) -> int:
         widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
         ins = ", ".join(f"{i.name}: [{', '.join(i.shape)}]" + (f" {i.dtype}" if i.dtype != "float"
                                                               else "") for i in m.inputs)
-        print(f"model {m.name}({ins}) -> [{', '.join(info['output'])}]")
+        print(f"model {m.name}({ins}) -> {types.output()}")  # a tuple for `gru 8 state`
         for j, row in enumerate(table):
             cells = [str(c).ljust(widths[i]) if i < 4 else str(c).rjust(widths[i])
                      for i, c in enumerate(row)]
@@ -154,7 +161,7 @@ def cmd_summary(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .util import write_atomic
+    from .util import STDOUT_NAMES, OutputError, write_atomic
 
     spec = _load(args.spec)
     if spec.diagnostics:
@@ -170,25 +177,40 @@ def cmd_compile(args) -> int:
         from .backends.torch import emit_source
 
         text = emit_source(spec, args.model, all_models=args.model is None)
-    if args.output and args.output != "-":
-        write_atomic(args.output, text)
+    if args.output and args.output not in STDOUT_NAMES:
+        try:
+            write_atomic(args.output, text)
+        except OutputError as e:
+            raise UsageError(str(e)) from None
         print(f"nnspec: wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK
 
 
+_DIM_DIGITS = 30  # a size of more digits is far beyond int64: refused without int()
+
+
 def _parse_dims(items) -> dict[str, int]:
+    import re
+
     dims = {}
     for item in items or []:
         name, _, value = item.partition("=")
-        if not name or not value.isdigit() or int(value) < 1:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) \
+                or not re.fullmatch(r"[0-9]+", value):
+            raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
+        if len(value.lstrip("0")) > _DIM_DIGITS:
+            raise UsageError(f"--dim {name}: {len(value.lstrip('0')):,} digits is far beyond "
+                             "int64 (sizes are at most 9,223,372,036,854,775,807)")
+        if int(value) < 1:
             raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
         dims[name] = int(value)
     return dims
 
 
 def cmd_crosscheck(args) -> int:
+    from .diagnostics import SpecError
     from .init import TooLarge
 
     spec = _load(args.spec)
@@ -196,14 +218,29 @@ def cmd_crosscheck(args) -> int:
         return _fail(spec)
     dims = _parse_dims(args.dim)
     models = [_pick_model(spec, args.model)] if args.model else spec.program.models
-    from .crosscheck import crosscheck
+    from .crosscheck import crosscheck, model_symbols
 
+    # a --dim must name a symbol of (one of) the models checked
+    syms = {m.name: model_symbols(m) for m in models}
+    every = sorted(set().union(*syms.values())) if syms else []
+    unknown = sorted(set(dims) - set(every))
+    if unknown:
+        which = (f"model {models[0].name}" if len(models) == 1
+                 else "the models " + ", ".join(m.name for m in models))
+        have = ", ".join(every) if every else "none: every input size is concrete"
+        raise UsageError(f"--dim {unknown[0]}: {which} {'has' if len(models) == 1 else 'have'} "
+                         f"no dim {unknown[0]} (symbols: {have})")
     status = EXIT_OK
     for m in models:
+        mine = {k: v for k, v in dims.items() if k in syms[m.name]}
         try:
-            report = crosscheck(spec, m.name, args.dtype, args.seed, dims)
+            report = crosscheck(spec, m.name, args.dtype, args.seed, mine)
         except TooLarge as e:
             print(f"nnspec: {m.name}: {e}", file=sys.stderr)
+            status = EXIT_ERRORS
+            continue
+        except SpecError as e:
+            print(e.render(), file=sys.stderr)
             status = EXIT_ERRORS
             continue
         print(report.render())

@@ -1,16 +1,31 @@
-"""Run a model in both backends with shared weights and inputs; compare layer by layer."""
+"""Run a model in both backends with shared weights and inputs; compare layer by layer.
+
+Before anything is allocated, the symbols are bound (``--dim``, default 2), the model's
+shape rules run again at those sizes (so that every static rule, a ``max_len`` say,
+applies to them) and the peak memory is estimated and compared with what the machine
+has. Then, per layer, both backends' outputs must have the inferred shape at the bound
+dims and agree within the tolerance.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import init as _init
 from .api import Spec
+from .diagnostics import SpecError
+from .dims import Dim
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
-DEFAULT_LIMIT = 4 * 2**30  # bytes of weights per backend
+#: Sizes are int64 in torch and NumPy; a bound dim beyond it cannot be allocated anyway.
+MAX_DIM = 2**63 - 1
+
+
+class UnknownDims(ValueError):
+    """A ``--dim`` names a symbol that is no dim of the model's inputs."""
 
 
 @dataclass
@@ -22,9 +37,18 @@ class Row:
     max_abs: float
     max_rel: float
     line: int | None
+    # the inferred shape at the bound dims, and the shape each backend produced (a tuple
+    # of shapes for a layer that returns several tensors)
+    expected: tuple = ()
+    shape_numpy: tuple = ()
+    shape_torch: tuple = ()
+
+    @property
+    def shape_ok(self) -> bool:
+        return self.shape_numpy == self.expected and self.shape_torch == self.expected
 
     def ok(self, tol: float) -> bool:
-        return self.max_rel <= tol
+        return self.shape_ok and self.max_rel <= tol
 
 
 @dataclass
@@ -33,11 +57,19 @@ class Report:
     dtype: str
     tolerance: float
     rows: list[Row] = field(default_factory=list)
+    dims: dict = field(default_factory=dict)
 
     @property
     def first_divergence(self) -> Row | None:
         for r in self.rows:
             if not r.ok(self.tolerance):
+                return r
+        return None
+
+    @property
+    def first_shape_mismatch(self) -> Row | None:
+        for r in self.rows:
+            if not r.shape_ok:
                 return r
         return None
 
@@ -51,20 +83,69 @@ class Report:
 
     def render(self) -> str:
         w = max([len(r.name) for r in self.rows] + [5])
-        lines = [f"crosscheck {self.model} ({self.dtype}, tolerance rel {self.tolerance:g})",
+        at = f", {_show_dims(self.dims)}" if self.dims else ""
+        lines = [f"crosscheck {self.model} ({self.dtype}{at}, tolerance rel "
+                 f"{self.tolerance:g})",
                  f"  {'layer':<{w}}  {'kind':<12} {'shape':<22} {'max abs':>10} {'max rel':>10}"]
         for r in self.rows:
-            mark = "" if r.ok(self.tolerance) else "  <-- diverges"
-            lines.append(f"  {r.name:<{w}}  {r.kind:<12} {str(list(r.shape)):<22} "
+            mark = ""
+            if not r.shape_ok:
+                mark = "  <-- shape differs"
+            elif not r.ok(self.tolerance):
+                mark = "  <-- diverges"
+            lines.append(f"  {r.name:<{w}}  {r.kind:<12} {_show_shape(r.shape):<22} "
                          f"{r.max_abs:>10.2e} {r.max_rel:>10.2e}{mark}")
         bad = self.first_divergence
         if bad is None:
             lines.append(f"ok: both backends agree (max rel error {self.max_rel:.2e})")
+        elif not bad.shape_ok:
+            where = f" (spec line {bad.line})" if bad.line else ""
+            lines.append(f"FAILED: first shape mismatch at {bad.name} [{bad.kind}]{where}: "
+                         f"inferred {_show_shape(bad.expected)} at {_show_dims(self.dims)}, "
+                         f"NumPy gives {_show_shape(bad.shape_numpy)}, torch gives "
+                         f"{_show_shape(bad.shape_torch)}")
         else:
             where = f" (spec line {bad.line})" if bad.line else ""
             lines.append(f"FAILED: first divergence at {bad.name} [{bad.kind}]{where}: "
                          f"max rel error {bad.max_rel:.2e} > {self.tolerance:g}")
         return "\n".join(lines)
+
+
+def _show_shape(shape: tuple) -> str:
+    if shape and isinstance(shape[0], tuple):
+        return "(" + ", ".join(_show_shape(s) for s in shape) + ")"
+    return str(list(shape))
+
+
+def _show_dims(env: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(env.items()))
+
+
+# ---- dims ------------------------------------------------------------------------------
+
+
+def model_symbols(m) -> list[str]:
+    """The symbols of a model's input shapes (the ones ``--dim`` can bind), sorted."""
+    out: set[str] = set()
+    for inp in m.inputs:
+        for d in inp.dims():
+            out |= d.symbols()
+    return sorted(out)
+
+
+def bind_dims(spec: Spec, model: str | None, dims: dict[str, int] | None) -> dict[str, int]:
+    """Every symbol of the model's inputs bound: from ``dims``, else 2. A name in ``dims``
+    that is no symbol of the model raises UnknownDims listing the model's symbols."""
+    m = spec.model(model)
+    syms = model_symbols(m)
+    unknown = sorted(set(dims or {}) - set(syms))
+    if unknown:
+        have = ", ".join(syms) if syms else "none: every input size is concrete"
+        raise UnknownDims(f"model {m.name} has no dim {unknown[0]} (its symbols: {have})")
+    for k, v in (dims or {}).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"the dim {k} must be an int >= 1, got {v!r}")
+    return {s: int((dims or {}).get(s, 2)) for s in syms}
 
 
 def concrete_inputs(spec: Spec, model: str | None, dims: dict[str, int] | None, dtype,
@@ -87,12 +168,209 @@ def concrete_inputs(spec: Spec, model: str | None, dims: dict[str, int] | None, 
     return arrays
 
 
-def _errors(a, b) -> tuple[float, float]:
+def _eval_type(t, env: dict) -> tuple:
+    """A TensorType's shape at the bound dims (a tuple of shapes for a TupleType)."""
+    if hasattr(t, "items"):
+        return tuple(_eval_type(x, env) for x in t.items)
+    return tuple(d.evaluate(env) for d in t.shape)
+
+
+def _subs_node(node, env: dict):
+    """The node with the dims in its arguments (a reshape target) bound."""
+    p = node.p
+    update = {}
+    for name in type(p).model_fields:
+        v = getattr(p, name)
+        if isinstance(v, Dim):
+            update[name] = v.subs(env)
+        elif isinstance(v, tuple) and any(isinstance(x, Dim) for x in v):
+            update[name] = tuple(x.subs(env) if isinstance(x, Dim) else x for x in v)
+    if not update:
+        return node
+    new = node.model_copy()
+    new._p = p.model_copy(update=update)
+    return new
+
+
+def check_at_dims(spec: Spec, model: str | None, env: dict[str, int]):
+    """Run the model's shape rules again with the symbols bound to ``env``: every static
+    rule then applies to those sizes. Returns the ModelTypes; raises SpecError with the
+    located errors (each noting the bound dims)."""
+    from .shapes import infer_model
+
+    m = spec.model(model)
+    inputs = [inp.model_copy(update={"shape": [str(d.subs(env)) for d in inp.dims()]})
+              for inp in m.inputs]
+    asserts = [a.model_copy(update={"dims": [d if d == "_" else str(Dim.parse(d).subs(env))
+                                             for d in a.dims]}) for a in m.asserts]
+    bound = m.model_copy(update={"inputs": inputs, "asserts": asserts,
+                                 "nodes": [_subs_node(n, env) for n in m.nodes]})
+    res = infer_model(bound)
+    if res.diags:
+        for d in res.diags:
+            d.notes.append(f"with the dims bound for crosscheck: {_show_dims(env)}")
+        raise SpecError(res.diags, spec.sources)
+    return res
+
+
+# ---- memory ----------------------------------------------------------------------------
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: /proc/meminfo's MemAvailable, lowered to a
+    cgroup's remaining limit when there is one; None when neither can be read."""
+    avail = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        avail = None
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            avail = None
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
+            cap = f.read().strip()
+        if cap != "max":
+            with open("/sys/fs/cgroup/memory.current", encoding="ascii") as f:
+                left = int(cap) - int(f.read().strip())
+            avail = left if avail is None else min(avail, left)
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+@dataclass
+class MemoryEstimate:
+    """Bytes a crosscheck needs at its peak, and the parts it is made of."""
+
+    weights: int  # one copy of the weights at the dtype
+    activations: int  # every value of the model, in one backend
+    workspace: int  # the largest temporary of one layer's kernel
+    peak: int
+
+    def describe(self) -> str:
+        return (f"about {self.peak:,} bytes ({_gib(self.peak)}: weights {self.weights:,} "
+                f"bytes, activations {self.activations:,} bytes per backend, largest layer "
+                f"temporary {self.workspace:,} bytes)")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n < 2**80 else f"about 2^{n.bit_length() - 1}"
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= max(int(s), 0)
+    return n
+
+
+def estimate_memory(spec: Spec, model: str | None, env: dict[str, int], dtype) -> MemoryEstimate:
+    """The peak memory of :func:`crosscheck` at the bound dims, from the inferred shapes
+    (Python ints: a dim of 10^12 or beyond int64 is estimated, never allocated).
+
+    While the torch module is built, the drawn weights and the module's copy coexist (2x
+    weights); afterwards the NumPy backend reads the module's tensors, so one copy stays,
+    next to every value of the model in both backends (both keep a trace) and the
+    largest temporary of one layer (attention's score matrices, a convolution's unfolded
+    input, or two output-sized arrays for the rest).
+    """
+    m = spec.model(model)
+    item = np.dtype(dtype).itemsize
+    weights = _init.nbytes(spec.state_shapes(m.name), dtype)
+    types = spec.types(m.name).types
+
+    def nbytes(t) -> int:
+        if t is None:
+            return 0
+        if hasattr(t, "items"):
+            return sum(nbytes(x) for x in t.items)
+        return _numel(d.evaluate(env) for d in t.shape) * (8 if t.dtype == "int" else item)
+
+    acts = sum(nbytes(types.get(i.id)) for i in m.inputs)
+    work = 0
+    for node in m.nodes:
+        out = types.get(node.id)
+        size = nbytes(out)
+        acts += size
+        temp = 2 * size
+        ins = [types.get(v) for v in node.inputs]
+        if node.op in ("attention", "mha") and ins and ins[0] is not None:
+            n, t, _ = (d.evaluate(env) for d in ins[0].shape)
+            kv = ins[node.p.kv] if node.p.kv is not None else ins[0]
+            s = kv.shape[1].evaluate(env) if kv is not None else t
+            temp = max(temp, 4 * _numel((n, node.p.heads, t, s)) * item)
+        elif node.op.startswith("conv") and ins and ins[0] is not None and out is not None:
+            k = node.p.k if isinstance(node.p.k, tuple) else (node.p.k,) * (ins[0].rank - 2)
+            shape = [d.evaluate(env) for d in ins[0].shape]
+            spatial = [d.evaluate(env) for d in out.shape[2:]]
+            temp = max(temp, _numel(shape[:2] + list(k) + spatial) * item + size)
+        work = max(work, temp)
+    peak = max(2 * weights, weights + 2 * acts + work)
+    return MemoryEstimate(weights, acts, work, peak)
+
+
+def check_memory(est: MemoryEstimate, dtype, env: dict, limit: int | None) -> None:
+    """Raise init.TooLarge when the estimate is above ``limit`` bytes or a bound dim is
+    beyond int64."""
+    big = [k for k, v in env.items() if v > MAX_DIM]
+    if big:
+        raise _init.TooLarge(f"the dim {big[0]}={env[big[0]]} is beyond int64 (sizes are "
+                             f"int64); crosscheck would need {est.describe()}; refusing to "
+                             "allocate them")
+    if limit is not None and est.peak > limit:
+        raise _init.TooLarge(
+            f"crosscheck in {np.dtype(dtype).name} at {_show_dims(env) or 'its sizes'} needs "
+            f"{est.describe()}, more than the {limit:,} bytes of memory available; refusing "
+            "to allocate them")
+
+
+# ---- comparison ------------------------------------------------------------------------
+
+
+def _shape_of(v) -> tuple:
+    if isinstance(v, (tuple, list)):
+        return tuple(_shape_of(x) for x in v)
+    return tuple(int(s) for s in np.shape(v))
+
+
+def _max_finite(arrays) -> float:
+    best = 0.0
+    for x in arrays:
+        if isinstance(x, (tuple, list)):
+            best = max(best, _max_finite(x))
+            continue
+        x = np.asarray(x)
+        if x.size == 0 or not np.issubdtype(x.dtype, np.floating):
+            continue
+        a = np.abs(x.astype(np.float64, copy=False))
+        a = a[np.isfinite(a)]
+        if a.size:
+            best = max(best, float(a.max()))
+    return best
+
+
+def _errors(a, b, scale: float = 0.0) -> tuple[float, float]:
+    """(max abs error, max rel error) of ``a`` against ``b``.
+
+    The relative error is the absolute one over the layer's scale: the largest finite
+    magnitude among ``a``, ``b`` and ``scale`` (the layer's inputs), so that rounding noise
+    around zero (a normalisation of a constant gives +-1e-14 in both) is measured against
+    the size of the numbers it came from. Equal non-finite values (the same infinity, or
+    NaN in both) agree: they are what PyTorch computes (a max-pooling window wholly in the
+    padding is -inf).
+    """
     if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
         if not (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list))
                 and len(a) == len(b)):
             return float("inf"), float("inf")
-        pairs = [_errors(x, y) for x, y in zip(a, b)]
+        pairs = [_errors(x, y, scale) for x, y in zip(a, b)]
         return max(p[0] for p in pairs), max(p[1] for p in pairs)
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -100,12 +378,16 @@ def _errors(a, b) -> tuple[float, float]:
         return float("inf"), float("inf")
     if a.size == 0:
         return 0.0, 0.0
-    both_nan = np.isnan(a) & np.isnan(b)  # e.g. a fully masked attention row, in both
-    diff = float(np.max(np.where(both_nan, 0.0, np.abs(a - b))))
-    if np.isnan(diff):
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore"):
+        diff_all = np.where(same, 0.0, np.abs(a - b))
+    diff = float(np.max(diff_all))
+    if not np.isfinite(diff):
         return float("inf"), float("inf")
-    scale = float(np.max(np.where(both_nan, 0.0, np.abs(b))))
-    return diff, diff / scale if scale > 0 else diff
+    if diff == 0.0:
+        return 0.0, 0.0
+    s = max(_max_finite((a, b)), scale)
+    return diff, diff / s if s > 0 else float("inf")
 
 
 def _to_numpy(v):
@@ -115,37 +397,56 @@ def _to_numpy(v):
 
 
 def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", seed: int = 0,
-               dims: dict[str, int] | None = None,
-               limit: int | None = DEFAULT_LIMIT) -> Report:
-    """Both backends, the same weights (drawn from ``seed``) and inputs; per-layer errors.
+               dims: dict[str, int] | None = None, limit: int | None | str = "auto") -> Report:
+    """Both backends, the same weights (drawn from ``seed``) and inputs; per-layer errors
+    and shapes.
 
-    Raises ``init.TooLarge`` (never allocating) when the weights would exceed ``limit``.
+    ``dims`` binds the input symbols (default 2; an unknown name raises UnknownDims). The
+    shape rules run again at those sizes (SpecError with the located errors). ``limit`` is
+    the memory budget in bytes: ``"auto"`` (the machine's available memory) or None (no
+    limit); above it, ``init.TooLarge`` is raised with the estimate, before anything is
+    allocated.
     """
     spec.raise_for_errors()
     m = spec.model(model)
     np_dtype = np.dtype(dtype)
-    shapes = spec.state_shapes(m.name)
-    _init.check_fits(shapes, np_dtype, limit)
+    env = bind_dims(spec, m.name, dims)
+    est = estimate_memory(spec, m.name, env, np_dtype)
+    check_memory(est, np_dtype, env, available_memory() if limit == "auto" else limit)
+    check_at_dims(spec, m.name, env)
+    types = spec.types(m.name).types
 
     import torch
 
     from .backends.numpy import NumpyModel
     from .backends.torch import build_module
-    params = _init.draw(shapes, seed, np_dtype, limit=None)
-    ref = NumpyModel(spec, m.name, params={k: v.copy() for k, v in params.items()},
-                     dtype=np_dtype)
     tdtype = {"float64": torch.float64, "float32": torch.float32}[np_dtype.name]
-    mod = build_module(spec, m.name, params=params, dtype=tdtype).eval()
-    inputs = concrete_inputs(spec, m.name, dims, np_dtype, seed)
+    params = _init.draw(spec.state_shapes(m.name), seed, np_dtype, limit=None)
+    mod = build_module(spec, m.name, dtype=tdtype,
+                       params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
+    del params
+    # the NumPy backend reads the module's tensors (one copy of the weights, not two);
+    # read-only, so that neither backend can change the other's weights
+    shared = {}
+    for k, t in mod.state_dict().items():
+        a = t.detach().numpy().view()
+        a.flags.writeable = False
+        shared[k] = a
+    ref = NumpyModel(spec, m.name, params=shared, dtype=np_dtype)
+    del shared
+    inputs = concrete_inputs(spec, m.name, env, np_dtype, seed)
     ours = ref(*inputs, trace=True)
     with torch.no_grad():
         theirs = mod.trace(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
-    report = Report(m.name, np_dtype.name, TOLERANCE[np_dtype.name])
+    report = Report(m.name, np_dtype.name, TOLERANCE[np_dtype.name], dims=dict(env))
     for node in m.nodes:
         a = ours[node.id]
         b = _to_numpy(theirs[node.id])
-        mx, rel = _errors(b, a)
-        shape = tuple(a[0].shape) if isinstance(a, tuple) else tuple(a.shape)
-        report.rows.append(Row(node.id, node.name, node.op, shape, mx, rel,
-                               node.span[1] if node.span else None))
+        scale = _max_finite([ours[v] for v in node.inputs])
+        mx, rel = _errors(b, a, scale)
+        t = types.get(node.id)
+        expected = _eval_type(t, env) if t is not None else ()
+        report.rows.append(Row(node.id, node.name, node.op, _shape_of(a), mx, rel,
+                               node.span[1] if node.span else None, expected,
+                               _shape_of(a), _shape_of(b)))
     return report

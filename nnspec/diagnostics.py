@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .source import Source, Span
+from .source import Source, Span, UnreadableSource
 
 
 @dataclass
@@ -41,18 +41,69 @@ class Diagnostic:
         return d
 
     def github(self) -> str:
-        """A GitHub Actions workflow command that annotates the line."""
+        """A GitHub Actions workflow command that annotates the line.
+
+        The message and every property are escaped as the runner unescapes them, so a file
+        name holding a newline, "::" or "," cannot end the command or start another one.
+        """
         msg = self.message
         if self.notes:
             msg += "\n" + "\n".join(self.notes)
         if self.hint:
             msg += f"\nhint: {self.hint}"
-        msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        msg = _gh_data(msg)
+        title = _gh_property(f"nnspec {self.code}")
         if self.span:
             s = self.span
-            return (f"::{self.severity} file={s.file},line={s.line},col={s.col},"
-                    f"endLine={s.end_line},endColumn={s.end_col},title=nnspec {self.code}::{msg}")
-        return f"::{self.severity} title=nnspec {self.code}::{msg}"
+            return (f"::{self.severity} file={_gh_property(s.file)},line={s.line},col={s.col},"
+                    f"endLine={s.end_line},endColumn={s.end_col},title={title}::{msg}")
+        return f"::{self.severity} title={title}::{msg}"
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C").replace(";", "%3B")
+
+
+#: Diagnostics rendered in one run (text and github formats); the rest are counted.
+MAX_RENDERED = 100
+
+
+def render_all(diagnostics: list[Diagnostic], sources: dict[str, Source] | None = None,
+               limit: int | None = MAX_RENDERED) -> str:
+    """Diagnostics as text, at most ``limit`` of them, then "... and N more errors"
+    (100,000 errors would otherwise print tens of megabytes)."""
+    shown = diagnostics if limit is None else diagnostics[:limit]
+    out = [d.render(sources) for d in shown]
+    if len(diagnostics) > len(shown):
+        out.append(more_line(len(diagnostics) - len(shown)))
+    return "\n".join(out)
+
+
+def more_line(n: int) -> str:
+    return f"... and {n:,} more error{'s' if n != 1 else ''}"
+
+
+def unreadable(path: str, exc: Exception, use: Span | None = None
+               ) -> tuple[Diagnostic, Source | None]:
+    """The diagnostic for a file that could not be read (source.read_source's errors), and
+    the Source to show with it, if any. ``use`` is where the file was imported; otherwise the
+    file itself is the location (1:1, or the bad byte of text that is not UTF-8)."""
+    where = use or Span(path, 1, 1, 1, 1)
+    if isinstance(exc, UnreadableSource):
+        if exc.line is None:
+            return Diagnostic(exc.code, exc.message, where), None
+        # the problem is inside the file: point at it, and show only that line
+        span = Span(path, exc.line, exc.col, exc.line, exc.col + 1)
+        notes = [f"imported at {use}"] if use else []
+        src = Source(path, "\n" * (exc.line - 1) + (exc.shown or "") + "\n")
+        return Diagnostic(exc.code, exc.message, span, notes), src
+    if isinstance(exc, OSError):
+        return Diagnostic("E001", f"cannot read {path}: {exc.strerror or exc}", where), None
+    return Diagnostic("E001", f"cannot read {path!r}: {exc}", where), None
 
 
 class SpecError(Exception):
@@ -66,8 +117,8 @@ class SpecError(Exception):
         self.sources = sources or {}
         super().__init__(self.render())
 
-    def render(self) -> str:
-        return "\n".join(d.render(self.sources) for d in self.diagnostics)
+    def render(self, limit: int | None = MAX_RENDERED) -> str:
+        return render_all(self.diagnostics, self.sources, limit)
 
     def to_json(self) -> str:
         return json.dumps([d.to_dict() for d in self.diagnostics], indent=2)

@@ -24,6 +24,7 @@ from types import MappingProxyType
 __all__ = [
     "CeilDiv",
     "Dim",
+    "DimTooComplex",
     "FloorDiv",
     "as_dim",
     "conv_formula",
@@ -34,6 +35,16 @@ __all__ = [
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _RESERVED = frozenset({"floor", "ceil"})
 
+#: Terms of one dimension expression, and floor/ceil atoms nested in one another. Real
+#: networks stay far below both; past them an expression would only grow without bound
+#: (a product of sums doubling its terms per layer), so it is refused instead.
+MAX_TERMS = 256
+MAX_ATOM_DEPTH = 64
+
+
+class DimTooComplex(ValueError):
+    """A dimension expression beyond MAX_TERMS terms or MAX_ATOM_DEPTH nested atoms."""
+
 
 # --------------------------------------------------------------------------- atoms
 
@@ -41,11 +52,20 @@ _RESERVED = frozenset({"floor", "ceil"})
 class _DivAtom:
     """Base of the floor/ceil division atoms: ``op(poly / k)`` with ``k >= 2``."""
 
-    __slots__ = ("_hash", "_key", "_text", "k", "poly")
+    __slots__ = ("_hash", "_key", "_text", "depth", "k", "poly")
     _kind = 0
     _name = ""
 
     def __init__(self, poly: Dim, k: int) -> None:
+        depth = 1
+        for mono in poly._terms:
+            for a in mono:
+                if a.__class__ is not str and a.depth >= depth:
+                    depth = a.depth + 1
+        if depth > MAX_ATOM_DEPTH:
+            raise DimTooComplex(f"dimension expression nests floor/ceil more than "
+                                f"{MAX_ATOM_DEPTH} levels deep")
+        self.depth = depth
         self.poly = poly
         self.k = k
         self._hash = hash((self._kind, poly, k))
@@ -160,6 +180,8 @@ class Dim:
             return _ZERO
         if n == 1 and () in terms:
             return Dim.const(terms[()])
+        if n > MAX_TERMS:
+            raise DimTooComplex(f"dimension expression has more than {MAX_TERMS} terms")
         d = object.__new__(Dim)
         d._terms = terms
         d._c = None
@@ -230,6 +252,18 @@ class Dim:
                 else:
                     out |= a.poly.symbols()
         return frozenset(out)
+
+    def max_abs_coeff(self) -> int:
+        """The largest absolute coefficient (inside floor/ceil atoms too)."""
+        if self._c is not None:
+            return abs(self._c)
+        best = 0
+        for mono, c in self._terms.items():
+            best = max(best, abs(c))
+            for a in mono:
+                if a.__class__ is not str:
+                    best = max(best, a.poly.max_abs_coeff(), a.k)
+        return best
 
     def is_positive_known(self) -> bool | None:
         """``value > 0`` for a constant; ``None`` (unknown) when symbolic."""
@@ -756,29 +790,40 @@ def _check_pos(name: str, v: int) -> int:
 
 
 def _conv_out(f: Dim, k: int, s: int, before: int, after: int, d: int, ceil: bool):
-    """Returns (out, corrected) where corrected says the ceil-mode -1 was applied."""
+    """Returns (out, note): note is None, "dropped" (PyTorch's ceil-mode -1 applies) or
+    "starts" (ceil mode over a symbolic size: the count of window starts, see conv_out)."""
     ke = d * (k - 1) + 1
     num = f + (before + after - ke)
     if not ceil:
-        return num.floordiv(s) + 1, False
+        return num.floordiv(s) + 1, None
     out = num.ceildiv(s) + 1
     # PyTorch: the last window must start inside the input or the left padding.
     # cond = (out - 1)*s - (f + before) >= 0  ->  out -= 1.
     cond = (out - 1) * s - (f + before)
     if cond._c is not None:
-        decided = cond._c >= 0
-    else:
-        # s*ceil(y/s) lies in [y, y + s - 1], so cond lies in [r, r + s - 1]
-        r = after - ke
-        if r >= 0:
-            decided = True
-        elif r + s - 1 < 0:
-            decided = False
-        else:
-            return out, False  # undecidable symbolically: leave the ceil form
-    if decided:
-        return out - 1, True
-    return out, False
+        return (out - 1, "dropped") if cond._c >= 0 else (out, None)
+    # s*ceil(y/s) lies in [y, y + s - 1], so cond lies in [r, r + s - 1]
+    r = after - ke
+    if r >= 0:
+        return out - 1, "dropped"
+    if r + s - 1 < 0:
+        return out, None
+    return _window_starts(f, s, before), "starts"
+
+
+def _window_starts(f: Dim, s: int, before: int) -> Dim:
+    """``floor((f + before - 1)/s) + 1``: how many windows start at a padded position in
+    ``[0, f + before - 1]`` (inside the input or the left padding), stepping ``s``.
+
+    This is the exact ceil-mode size whenever ``0 < p_after - ke + s < s``, for every
+    value of ``f``. Proof, with ``x = f + before - 1``, ``A = floor(x/s) + 1`` and
+    ``B = ceil((f + before + after - ke)/s) + 1 = floor((x + delta)/s) + 1`` where
+    ``delta = after - ke + s``: PyTorch gives ``B``, less one when ``(B - 1)*s > x``.
+    As ``0 < delta < s``, ``B - 1`` is ``floor(x/s)`` or ``floor(x/s) + 1``. In the first
+    case ``(B - 1)*s <= x``, nothing is dropped and the size is ``B = A``; in the second
+    ``(B - 1)*s > x``, the last window is dropped and the size is ``B - 1 = A``.
+    """
+    return (f + (before - 1)).floordiv(s) + 1
 
 
 def conv_out(
@@ -798,12 +843,14 @@ def conv_out(
                      and, as in PyTorch, F_out -= 1 if (F_out - 1)*s >= F_in + p_before
                      (the last window must start inside the input or the left padding)
 
-    ``f_in`` may be symbolic.  In ceil mode with a symbolic ``f_in`` the PyTorch
-    correction is applied only when it can be decided for every value of the
-    symbols (``(F_out - 1)*s - F_in - p_before`` lies in
-    ``[p_after - ke, p_after - ke + s - 1]``, or simplifies to a constant);
-    otherwise the plain ``ceil(...) + 1`` form is returned, which may then be one
-    too large for some inputs.  ``pad`` is ``(before, after)`` or one int for both.
+    ``f_in`` may be symbolic, and the result is exact for every value of the symbols.
+    In ceil mode ``(F_out - 1)*s - F_in - p_before`` lies in
+    ``[p_after - ke, p_after - ke + s - 1]``: when that range is all ``>= 0`` or all
+    ``< 0`` the correction is decided; otherwise whether it applies depends on ``F_in``
+    mod ``s``, and the size is the count of windows that start inside the input or the
+    left padding, ``floor((F_in + p_before - 1) / s) + 1``, which equals PyTorch's
+    result for every ``F_in`` (see :func:`_window_starts`).
+    ``pad`` is ``(before, after)`` or one int for both.
     The result may be ``< 1`` for constants; the caller reports that error.
     """
     k = _check_pos("kernel size", k)
@@ -874,8 +921,14 @@ def conv_formula(
     else:
         generic = f"{fn}((F_in + p_before + p_after - d*(k - 1) - 1) / s) + 1"
         concrete = f"{fn}(({ft} + {before} + {after} - {d}*({k} - 1) - 1) / {s}) + 1"
-    out, corrected = _conv_out(f, k, s, before, after, d, ceil)
-    if corrected:
+    out, note = _conv_out(f, k, s, before, after, d, ceil)
+    if note == "starts":
+        return (
+            f"F_out = {generic} = {concrete}, less 1 when the last window would start in"
+            f" the right padding = floor(({ft} + {before} - 1) / {s}) + 1 = {out}"
+            " (the windows that start inside the input or the left padding)"
+        )
+    if note == "dropped":
         return (
             f"F_out = {generic} = {concrete} = {out + 1} - 1 = {out}"
             " (the last window would start in the right padding, so it is dropped)"

@@ -8,7 +8,6 @@ already expanded. Every node keeps its source span. Dims are stored as text
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
@@ -38,6 +37,19 @@ class Input(_Base):
     span: list = []
 
     _check = field_validator("shape")(classmethod(lambda cls, v: _check_dims(v)))
+    # an input whose declared shape had an error (reported by lowering): it has no type, so
+    # that the layers after it do not repeat the error; shape [] is otherwise a rank-0 input
+    _unknown: bool = PrivateAttr(default=False)
+
+    @classmethod
+    def unknown(cls, name: str, id: str, dtype: str, span: list) -> "Input":
+        inp = cls(name=name, id=id, shape=[], dtype=dtype, span=span)
+        inp._unknown = True
+        return inp
+
+    @property
+    def known(self) -> bool:
+        return not self._unknown
 
     def dims(self) -> list[Dim]:
         return [Dim.parse(d) for d in self.shape]
@@ -152,8 +164,12 @@ class Program(_Base):
         return self.model_dump_json(indent=indent)
 
     @classmethod
-    def from_json(cls, text: str) -> "Program":
-        return cls.model_validate(json.loads(text))
+    def from_json(cls, text: str | bytes, path: str = "<ir>") -> "Program":
+        """The program of a JSON IR text, validated as any input is (see irvalidate);
+        raises :class:`nnspec.irvalidate.IRError`, a ValueError, with the diagnostics."""
+        from .irvalidate import load
+
+        return load(text, path)
 
 
 def json_schema() -> dict:

@@ -16,15 +16,18 @@ from pydantic import ValidationError
 
 from . import ir
 from . import syntax as S
-from .diagnostics import Diagnostic, Failure, SpecError, suggest
-from .dims import Dim
+from .diagnostics import Diagnostic, Failure, suggest, unreadable
+from .dims import Dim, DimTooComplex
 from .layers import REGISTRY
-from .parse import parse
-from .source import Source, Span
+from .names import child_name_problem
+from .limits import (MAX_EXPANSIONS, MAX_INT, MAX_MODEL_ERRORS, MAX_NESTING, MAX_NODES,
+                     nesting_errors, tainted_items)
+from .parse import parse_recover
+from .source import Source, Span, UnreadableSource, read_source
 
 STDLIB = Path(__file__).resolve().parent / "stdlib"
 MAX_DEPTH = 64
-MAX_REPEAT = 100_000
+MAX_REPEAT = MAX_NODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,9 @@ class FileScope:
     blocks: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)  # name -> syntax Model
     imported: set = field(default_factory=set)  # names that came in through `use`
+    # models and blocks whose text has an error already reported (a syntax error, say):
+    # they are not lowered, and using them is silent
+    broken: set = field(default_factory=set)
 
 
 class Loader:
@@ -76,45 +82,90 @@ class Loader:
 
     def load_text(self, text: str, path: str) -> FileScope | None:
         self.sources[path] = Source(path, text if text.endswith("\n") else text + "\n")
-        try:
-            module = parse(text, path)
-        except SpecError as e:
-            self.diags.extend(e.diagnostics)
+        module, errors, blanked = parse_recover(text, path)
+        self.diags.extend(errors)
+        if module is None:
             return None
+        tainted, consts = tainted_items(module, text, blanked)
+        for i, span in nesting_errors(module):
+            self.error("E029", f"this is nested more than {MAX_NESTING} levels deep "
+                       "(operators, brackets and calls)", span,
+                       hint="split it into named constants or several statements")
+            tainted.add(i)
         scope = FileScope(path)
+        for name in consts:
+            scope.consts[name] = POISON
         self.scopes[os.path.abspath(path)] = scope
         self._loading.append(os.path.abspath(path))
         try:
-            self._collect(module, scope)
+            self._collect(module, scope, tainted)
         finally:
             self._loading.pop()
         return scope
 
     def load_file(self, path: str, span: Span | None = None) -> FileScope | None:
+        """Read and collect one file; ``span`` is the ``use`` that imports it, if any.
+
+        An imported file must be named ``*.nn`` (and so must a link's target): anything
+        else is refused unread, so that ``use`` cannot show another file's contents in error
+        excerpts. Files that are not regular, too large or not UTF-8 are located errors
+        (see source.read_source); a file named on the command line is located at 1:1.
+        """
         key = os.path.abspath(path)
         if key in self.scopes:
             return self.scopes[key]
         try:
-            text = Path(path).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            self.error("E001", f"cannot read {path}: {reason}", span)
+            target = os.path.realpath(path)
+        except ValueError:  # a NUL in the name: read_source reports it
+            target = path
+        if span is not None and not (path.endswith(".nn") and target.endswith(".nn")):
+            self.error("E007", f"use imports .nn spec files only, not {path}", span,
+                       hint="a spec file's name ends with .nn (a link's target's too)")
+            return None
+        try:
+            text = read_source(path)
+        except (OSError, ValueError, UnreadableSource) as e:  # ValueError: a NUL in the name
+            diag, shown = unreadable(path, e, span)
+            self.diags.append(diag)
+            if shown is not None:
+                self.sources[path] = shown
             return None
         return self.load_text(text, path)
 
     def _resolve_use(self, use: S.Use, here: str) -> str | None:
-        base = Path(here).parent
-        cand = base / use.path
-        if cand.is_file():
-            return os.path.relpath(cand) if not os.path.isabs(use.path) else str(cand)
+        """The file a ``use`` names: next to the importing file, else in the bundled
+        library. Something there that cannot be read as a spec (a folder, a name too long
+        for the OS, not ``.nn``) is still returned, for load_file to refuse at the line."""
+        cand = Path(here).parent / use.path
+        local = os.path.relpath(cand) if not os.path.isabs(use.path) else str(cand)
+        if not use.path.endswith(".nn"):
+            return local
+        try:
+            os.stat(cand)
+            return local
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except (OSError, ValueError):  # ValueError: a NUL in the name
+            return local
         std = STDLIB / use.path
-        if std.is_file():
-            return str(std)
+        try:
+            if std.is_file():
+                return str(std)
+        except (OSError, ValueError):
+            pass
         return None
 
-    def _collect(self, module: S.Module, scope: FileScope):
+    def _collect(self, module: S.Module, scope: FileScope, tainted: set = frozenset()):
         ev = Evaluator(self, scope)
-        for item in module.items:
+        for index, item in enumerate(module.items):
+            if index in tainted:
+                if isinstance(item, S.Const):
+                    self._define(scope, "consts", item.name, POISON, item.span, item.span)
+                elif isinstance(item, (S.Block, S.Model)):
+                    table = "blocks" if isinstance(item, S.Block) else "models"
+                    self._define(scope, table, item.name, item, item.span)
+                    scope.broken.add(item.name)
+                continue
             if isinstance(item, S.Use):
                 path = self._resolve_use(item, module.path)
                 if path is None:
@@ -134,6 +185,7 @@ class Loader:
                         self._define(scope, table, name, value, item.span,
                                      other.const_spans.get(name) if table == "consts" else None,
                                      imported=True)
+                scope.broken |= {n for n in other.broken if n in scope.imported}
             elif isinstance(item, S.Const):
                 try:
                     value = ev.const(item.expr)
@@ -201,7 +253,13 @@ class Evaluator:
         """Evaluate a syntax expression to a Python value (int, float, str, bool, tuple,
         Dim, list of Dims for a shape literal, Tensor or Word)."""
         if isinstance(e, S.Num):
-            return e.value
+            v = e.value
+            if isinstance(v, S.BigInt) or (isinstance(v, int) and abs(v) > MAX_INT):
+                digits = v.digits if isinstance(v, S.BigInt) else len(str(abs(v)))
+                raise Failure("E019", f"integer literal too large ({digits:,} digits); sizes "
+                              "and counts are int64 (at most 9,223,372,036,854,775,807)",
+                              e.span)
+            return v
         if isinstance(e, S.Str):
             return e.value
         if isinstance(e, S.Ref):
@@ -273,7 +331,42 @@ _RING = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a *
 
 
 def _arith(e: S.BinOp, a, b):
-    """Integer (and float) arithmetic of constants and dims; `/` must be exact on ints."""
+    """Integer (and float) arithmetic of constants and dims; `/` must be exact on ints.
+    Integers stay within int64 (checked on every result, so nothing ever grows large)."""
+    try:
+        v = _arith_raw(e, a, b)
+    except DimTooComplex as x:
+        raise Failure("E018", str(x), e.span) from None
+    _check_int64(v, e.span)
+    return v
+
+
+def _check_int64(v, span: Span) -> None:
+    if isinstance(v, int) and not isinstance(v, bool):
+        if abs(v) > MAX_INT:
+            raise Failure("E019", f"this evaluates to {_magnitude(v)}, beyond int64", span,
+                          hint="sizes and counts are int64 (at most 9,223,372,036,854,775,807)")
+    elif isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise Failure("E019", f"this evaluates to {v}, not a finite number", span)
+    elif isinstance(v, Dim):
+        big = v.max_abs_coeff()
+        if big > MAX_INT:
+            raise Failure("E019", f"a coefficient of this dimension is {_magnitude(big)}, "
+                          "beyond int64", span,
+                          hint="sizes and counts are int64 (at most 9,223,372,036,854,775,807)")
+
+
+def _magnitude(v: int) -> str:
+    """A huge integer by its size, without converting it to decimal text."""
+    bits = abs(v).bit_length()
+    if bits <= 64:
+        return f"{v:,}"
+    digits = int(bits * 0.30103) + 1
+    return f"{'-' if v < 0 else ''}about 10^{digits - 1}"
+
+
+def _arith_raw(e: S.BinOp, a, b):
     op = e.op
     symbolic = isinstance(a, Dim) or isinstance(b, Dim)
     if symbolic and (isinstance(a, float) or isinstance(b, float)):
@@ -324,8 +417,16 @@ def describe(v) -> str:
     return str(v)
 
 
-class _Return(Exception):
-    pass
+class _Reported(Exception):
+    """A stage whose errors are already reported: its statement's value is poisoned."""
+
+
+class _Abort(Exception):
+    """Stops lowering one model: a limit was reached (its diagnostic says which)."""
+
+    def __init__(self, diag: Diagnostic):
+        super().__init__(diag.message)
+        self.diag = diag
 
 
 class ModelBuilder:
@@ -342,10 +443,39 @@ class ModelBuilder:
         self.taken: dict[str, set] = {}
         self.counts: dict[tuple, int] = {}
         self.calls: list[tuple[str, Span]] = []  # the block calls being expanded
+        self.expansions = 0
+        self.n_errors = 0
 
     # ---- helpers -------------------------------------------------------------
     def fail(self, code, msg, span, notes=(), hint=None):
         raise Failure(code, msg, span, list(notes), hint)
+
+    def report(self, diag: Diagnostic) -> None:
+        """Record an error of this model (with the block calls that lead to it). The same
+        error reached through another call of the same block is reported once."""
+        key = (diag.code, diag.message, diag.span)
+        seen = self.loader.__dict__.setdefault("_seen", set())
+        if key in seen:
+            return
+        seen.add(key)
+        diag.notes += [f"in block {b}, called at {sp}" for b, sp in reversed(self.calls)]
+        self.loader.diags.append(diag)
+        self.n_errors += 1
+        if self.n_errors >= MAX_MODEL_ERRORS:
+            raise _Abort(Diagnostic("E066", f"more than {MAX_MODEL_ERRORS} errors in model "
+                                    f"{self.syn.name}; stopping here", self.syn.span))
+
+    def budget(self, span: Span) -> None:
+        """Count one layer or block expansion; refuse a model that expands without bound."""
+        self.expansions += 1
+        if self.expansions > MAX_EXPANSIONS or len(self.nodes) >= MAX_NODES:
+            what = (f"more than {MAX_NODES:,} layers" if len(self.nodes) >= MAX_NODES
+                    else f"more than {MAX_EXPANSIONS:,} layer and block expansions")
+            notes = [f"in block {b}, called at {sp}" for b, sp in reversed(self.calls)]
+            raise _Abort(Diagnostic(
+                "E059", f"model {self.syn.name} expands to {what}", span, notes,
+                hint=f"nnspec builds at most {MAX_NODES:,} layers per model: check the "
+                "repetition counts (`* n`) and blocks that call blocks several times"))
 
     def text(self, span: Span) -> str:
         src = self.loader.sources.get(span.file)
@@ -365,6 +495,10 @@ class ModelBuilder:
     def name_for(self, prefix: str, base: str, alias: str | None, span: Span) -> str:
         taken = self.taken.setdefault(prefix, set())
         if alias is not None:
+            # a name torch.nn.Module keeps data under (``training``): see nnspec.names
+            bad = child_name_problem(alias)
+            if bad is not None:
+                self.loader.error("E070", bad[0], span, hint=bad[1])
             if alias in taken:
                 self.fail("E030", f"the name {alias!r} is already used in this scope", span)
             taken.add(alias)
@@ -397,11 +531,16 @@ class ModelBuilder:
             if dims is not None and "_" in dims:
                 self.loader.error("E032", "input shapes cannot use the wildcard _", inp.span)
                 dims = None
+            bad = next((d for d in dims or () if d.is_const and d.value < 1), None)
+            if bad is not None:
+                self.loader.error("E068", f"input {inp.name} has the size {bad}; sizes of an "
+                                  "input must be at least 1", inp.shape.span)
+                dims = None
             tid = f"in_{inp.name}"
             if dims is None:
                 env[inp.name] = POISON
-                inputs.append(ir.Input(name=inp.name, id=tid, shape=[], dtype=dtype,
-                                       span=inp.span.to_json()))
+                inputs.append(ir.Input.unknown(name=inp.name, id=tid, dtype=dtype,
+                                               span=inp.span.to_json()))
                 continue
             inputs.append(ir.Input(name=inp.name, id=tid, shape=[str(d) for d in dims],
                                    dtype=dtype, span=inp.span.to_json()))
@@ -409,7 +548,11 @@ class ModelBuilder:
         if not syn.inputs:
             self.loader.error("E033", f"model {syn.name} has no inputs", syn.span)
         current = env[syn.inputs[0].name] if syn.inputs else POISON
-        out = self.body(syn.body, env, current, "")
+        try:
+            out = self.body(syn.body, env, current, "")
+        except _Abort as a:
+            self.loader.diags.append(a.diag)
+            self.nodes, self.asserts, out = [], [], POISON
         output = out.id if isinstance(out, Tensor) else ""
         if syn.out_shape is not None and isinstance(out, Tensor):
             try:
@@ -431,9 +574,10 @@ class ModelBuilder:
                 break
             try:
                 v = self.pipeline(st.pipeline, env, current, prefix)
+            except _Reported:
+                v = POISON
             except Failure as f:
-                f.diag.notes += [f"in block {b}, called at {sp}" for b, sp in reversed(self.calls)]
-                self.loader.diags.append(f.diag)
+                self.report(f.diag)
                 v = POISON
             if st.annot is not None and isinstance(v, Tensor) and not isinstance(st.target, list):
                 try:
@@ -441,7 +585,7 @@ class ModelBuilder:
                     self.asserts.append(ir.Assert(value=v.id, dims=[
                         d if d == "_" else str(d) for d in dims], span=st.annot.span.to_json()))
                 except Failure as f:
-                    self.loader.diags.append(f.diag)
+                    self.report(f.diag)
             if st.kind == "assign" and isinstance(st.target, list):
                 v = self.unpack(st, v, env, prefix)
             elif st.kind == "assign":
@@ -544,19 +688,26 @@ class ModelBuilder:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > MAX_REPEAT:
                 self.fail("E039", f"a repeat count must be an integer from 1 to {MAX_REPEAT}, "
                           f"got {describe(n)}", rep.span)
+        if name in REGISTRY:
+            make = self.layer
+        elif name in self.scope.blocks:
+            if name in self.scope.broken:
+                return POISON  # its error is reported where it is defined
+            make = self.block
+        else:
+            self.unknown(name, name_span, env, values, span)
         if any(v is POISON for v in inputs):
+            # the input failed (and said so): still check this stage's own arguments, so
+            # that every independent error is reported in one run
+            if make == self.layer:
+                self.layer_params(REGISTRY[name], name, values, span)
             return POISON
         for x in inputs:
             if not isinstance(x, Tensor):
                 self.fail("E040", f"{name} needs a tensor input, got {describe(x)}", span)
-        if name in REGISTRY:
-            make = self.layer
-        elif name in self.scope.blocks:
-            make = self.block
-        else:
-            self.unknown(name, name_span, env)
         if n > 1 and len(inputs) > 1:
             self.fail("E041", "only a single-input stage can be repeated", rep.span)
+        self.budget(span)
         if n == 1:
             return make(name, values, inputs, span, alias, prefix)
         scope_prefix = prefix
@@ -564,20 +715,29 @@ class ModelBuilder:
             scope_prefix = self.name_for(prefix, "", alias, span) + "."
         v = inputs
         for i in range(n):
+            if i:
+                self.budget(span)
             sub = str(i) if alias is not None else None
             out = make(name, values, v, span, sub, scope_prefix)
             v = [out]
         return v[0]
 
-    def unknown(self, name, span, env):
+    def unknown(self, name, span, env, values=(), stage_span=None):
         if name in self.scope.models:
             self.fail("E042", f"{name!r} is a model; models cannot be used as layers", span,
                       hint=f"use a block, or check a composition with `check {name}(...)`")
         choices = list(REGISTRY) + list(self.scope.blocks) + list(env)
         best = suggest(name, choices)
-        self.fail("E043", f"unknown layer kind {name!r}", span,
-                  hint=f"did you mean {best!r}?" if best else
-                  "see `nnspec layers` for the list of layer kinds")
+        diag = Failure("E043", f"unknown layer kind {name!r}", span,
+                       hint=f"did you mean {best!r}?" if best else
+                       "see `nnspec layers` for the list of layer kinds").diag
+        if best in REGISTRY and values:
+            # check the arguments as if the suggestion had been written, so that a typo in
+            # an argument of a misspelt layer is reported in the same run
+            self.report(diag)
+            self.layer_params(REGISTRY[best], best, values, stage_span or span)
+            raise _Reported()
+        raise Failure(diag.code, diag.message, diag.span, diag.notes, diag.hint)
 
     def layer(self, kind_name, values, inputs, span, alias, prefix):
         kind = REGISTRY[kind_name]
@@ -588,34 +748,55 @@ class ModelBuilder:
         if arity is None and len(inputs) < 2:
             self.fail("E044", f"{kind_name} takes two or more input tensors, got {len(inputs)}",
                       span)
+        inputs = list(inputs)
+        p, arg_spans, extra = self.layer_params(kind, kind_name, values, span, len(inputs))
+        if p is POISON:
+            return POISON
+        inputs.extend(extra.values())
+        return self.node(kind, p, inputs, span, prefix, alias, arg_spans)
+
+    def layer_params(self, kind, kind_name, values, span, n_inputs=1):
+        """Bind and validate a layer's arguments: (Params, arg spans, tensor arguments), or
+        POISON first when a tensor argument failed. Every bad argument is reported; the
+        last one is raised."""
         params, arg_spans, extra = self.bind_args(kind, kind_name, values, span)
         if any(x is POISON for x in extra.values()):
-            return POISON
-        inputs = list(inputs)
-        for key, x in extra.items():
-            params[key] = len(inputs)
-            inputs.append(x)
+            return POISON, arg_spans, extra
+        for i, key in enumerate(extra):
+            params[key] = n_inputs + i
         try:
             p = kind.Params.model_validate(params)
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = str(err["loc"][0]) if err["loc"] else None
-            msg = err["msg"]
-            if msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
-            got = params.get(loc, None) if loc else None
-            received = f" (received {loc}={_show(got)})" if loc in params else ""
-            if err["type"] == "missing":
-                self.fail("E045", f"{kind_name} needs the argument {loc!r}", span,
-                          hint=_usage(kind, kind_name))
-            self.fail("E046", f"invalid {loc} for {kind_name}: {msg}{received}",
-                      arg_spans.get(loc, span))
-        return self.node(kind, p, inputs, span, prefix, alias, arg_spans)
+            fails = []
+            for err in e.errors():
+                loc = str(err["loc"][0]) if err["loc"] else None
+                msg = err["msg"]
+                if msg.startswith("Value error, "):
+                    msg = msg[len("Value error, "):]
+                got = params.get(loc, None) if loc else None
+                received = f" (received {loc}={_show(got)})" if loc in params else ""
+                if err["type"] == "missing":
+                    fails.append(Failure("E045", f"{kind_name} needs the argument {loc!r}",
+                                         span, hint=_usage(kind, kind_name)))
+                else:
+                    fails.append(Failure("E046", f"invalid {loc} for {kind_name}: "
+                                         f"{msg}{received}", arg_spans.get(loc, span)))
+            self.raise_all(fails)
+        return p, arg_spans, extra
+
+    def raise_all(self, fails: list) -> None:
+        """Report every failure but the last, and raise the last (the statement's error)."""
+        for f in fails[:-1]:
+            self.report(f.diag)
+        if fails:
+            raise fails[-1]
 
     def node(self, kind, p, inputs, span, prefix, alias=None, arg_spans=None):
         """Append an IR node (p: validated params, or a dict to validate)."""
         if isinstance(p, dict):
             p = kind.Params.model_validate(p)
+        if len(self.nodes) >= MAX_NODES:
+            self.budget(span)
         name = self.name_for(prefix, kind.name, alias, span)
         node = ir.Node.build(self.new_id(), kind.name, name, [x.id for x in inputs], p, span,
                              arg_spans or {}, self.text(span), reversed(self.calls))
@@ -623,28 +804,38 @@ class ModelBuilder:
         return Tensor(node.id)
 
     def bind_args(self, kind, kind_name, values, span):
+        """Match written arguments to the kind's fields. Every bad argument is reported
+        (all but the last here, the last raised), not just the first."""
         params: dict = {}
         arg_spans: dict = {}
         positional = list(kind.positional)
         flags = kind.flags()
         fields = kind.Params.model_fields
         extra: dict = {}
+        fails: list[Failure] = []
+        poisoned = False
         for a, v in values:
             key = kind.synonyms.get(a.key, a.key) if a.key else None
+            if v is POISON and key not in kind.tensor_args:
+                poisoned = True  # the argument's own error is reported already
+                continue
             if key in kind.tensor_args:
                 if not (isinstance(v, Tensor) or v is POISON):
-                    self.fail("E064", f"{key} takes a tensor (a named value), got {describe(v)}",
-                              a.span)
-                if key in extra:
-                    self.fail("E050", f"argument {key!r} given twice", a.span)
-                extra[key] = v
-                arg_spans[key] = a.span
+                    fails.append(Failure("E064", f"{key} takes a tensor (a named value), got "
+                                         f"{describe(v)}", a.span))
+                elif key in extra:
+                    fails.append(Failure("E050", f"argument {key!r} given twice", a.span))
+                else:
+                    extra[key] = v
+                    arg_spans[key] = a.span
                 continue
             if isinstance(v, Tensor) or v is POISON:
                 hint = (f"tensor arguments of {kind_name}: {', '.join(kind.tensor_args)}"
                         if kind.tensor_args else None)
-                self.fail("E047", f"{kind_name} takes one input tensor from the pipeline; "
-                          "extra tensors are not arguments", a.span, hint=hint)
+                fails.append(Failure("E047", f"{kind_name} takes one input tensor from the "
+                                     "pipeline; extra tensors are not arguments", a.span,
+                                     hint=hint))
+                continue
             if a.key is None:
                 if isinstance(v, Word) and v.name in flags:
                     key, v = kind.synonyms.get(v.name, v.name), True
@@ -652,36 +843,46 @@ class ModelBuilder:
                     key = positional.pop(0)
                     while key in params and positional:
                         key = positional.pop(0)
+                elif isinstance(v, Word):
+                    best = suggest(v.name, flags)
+                    more = f"; did you mean {best!r}?" if best else ""
+                    fails.append(Failure("E048", f"unknown name {v.name!r} in {kind_name}{more}",
+                                         a.span, hint=_usage(kind, kind_name)))
+                    continue
                 else:
-                    extra = ""
-                    if isinstance(v, Word):
-                        best = suggest(v.name, flags)
-                        extra = f"; did you mean {best!r}?" if best else ""
-                        self.fail("E048", f"unknown name {v.name!r} in {kind_name}{extra}",
-                                  a.span, hint=_usage(kind, kind_name))
-                    self.fail("E048", f"{kind_name} takes {len(kind.positional)} positional "
-                              f"argument{'s' if len(kind.positional) != 1 else ''}, got more",
-                              a.span, hint=_usage(kind, kind_name))
+                    fails.append(Failure(
+                        "E048", f"{kind_name} takes {len(kind.positional)} positional argument"
+                        f"{'s' if len(kind.positional) != 1 else ''}, got more", a.span,
+                        hint=_usage(kind, kind_name)))
+                    continue
             else:
                 key = kind.synonyms.get(a.key, a.key)
                 if key not in fields:
-                    choices = list(fields) + list(kind.synonyms)
-                    best = suggest(a.key, choices)
-                    self.fail("E049", f"unknown argument {a.key!r} for {kind_name}", a.span,
-                              hint=(f"did you mean {best!r}? " if best else "")
-                              + _usage(kind, kind_name))
+                    fails.append(Failure("E049", f"unknown argument {a.key!r} for {kind_name}",
+                                         a.span, hint=_arg_hint(kind, kind_name, a.key)))
+                    continue
                 if key in params:
-                    self.fail("E050", f"argument {key!r} given twice", a.span)
+                    fails.append(Failure("E050", f"argument {key!r} given twice", a.span))
+                    continue
             if isinstance(v, Word):
                 v = v.name  # a keyword value such as p=same; the schema validates it
             if isinstance(v, list):
                 v = tuple(v)
             params[key] = v
             arg_spans[key] = a.span
+        self.raise_all(fails)
+        if poisoned:
+            raise _Reported()
         return params, arg_spans, extra
 
     def block(self, name, values, inputs, span, alias, prefix):
         blk: S.Block = self.scope.blocks[name]
+        chain = [b for b, _ in self.calls]
+        if name in chain:
+            cycle = " -> ".join(chain[chain.index(name):] + [name])
+            self.fail("E067", f"block {name} calls itself ({cycle})", span,
+                      hint="blocks are expanded inline, so a recursive block never ends; "
+                      "repeat a stage with `* n` instead")
         if self.depth >= MAX_DEPTH:
             self.fail("E051", f"blocks nest deeper than {MAX_DEPTH} (does {name} call itself?)",
                       span)
@@ -770,6 +971,23 @@ def _has_tensor_syntax(e) -> bool:
     return False
 
 
+def _arg_hint(kind, kind_name: str, key: str) -> str:
+    """'did you mean' for a misspelt argument, naming the field's short and long names
+    (``kernal`` -> did you mean 'kernel_size' / 'k'?), then the usage line."""
+    import difflib
+
+    fields = list(kind.Params.model_fields)
+    found = difflib.get_close_matches(key, fields + list(kind.synonyms), n=1, cutoff=0.5)
+    usage = _usage(kind, kind_name)
+    if not found:
+        return usage
+    target = kind.synonyms.get(found[0], found[0])
+    names = [found[0]] + [n for n in [target] + [s for s, f in kind.synonyms.items()
+                                                 if f == target] if n != found[0]]
+    names = list(dict.fromkeys(names))
+    return "did you mean " + " / ".join(repr(n) for n in names) + "? " + usage
+
+
 def _show(v) -> str:
     if isinstance(v, str):
         return v
@@ -786,6 +1004,8 @@ def _usage(kind, name) -> str:
     for f, info in fields.items():
         if f in kind.positional:
             continue
+        # a field named after a Python keyword (global_) is written without the _
+        f = f[:-1] if f.endswith("_") and kind.synonyms.get(f[:-1]) == f else f
         if info.is_required():
             parts.append(f"{f}=<{f}>")
         elif info.annotation is bool:
@@ -800,7 +1020,8 @@ def lower_scope(loader: Loader, scope: FileScope, models=None) -> ir.Program:
     local = models if models is not None else [
         m for m in scope.models.values() if m.file == scope.path]
     for m in local:
-        out.append(ModelBuilder(loader, scope, m).build())
+        if m.name not in scope.broken:
+            out.append(ModelBuilder(loader, scope, m).build())
     checks = []
     for c in scope.__dict__.get("checks", []):
         found = _check_chain(c.expr, loader)
@@ -813,6 +1034,8 @@ def lower_scope(loader: Loader, scope: FileScope, models=None) -> ir.Program:
             loader.error("E060", f"unknown model {bad[0]!r} in check", c.span,
                          hint=f"did you mean {best!r}?" if best else None)
             continue
+        if any(n in scope.broken for n in chain):
+            continue  # a model of the chain has an error already reported
         checks.append(ir.Check(chain=chain, inputs=inputs, span=c.span.to_json()))
     prog = ir.Program.model_construct(version=ir.IR_VERSION, models=out, checks=checks)
     # models referenced by checks but defined in used files

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import gc
+import hashlib
+import re
+import json
 from contextlib import contextmanager
 from pathlib import Path
 
 import threading
 
+import lark
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import syntax as S
 from .diagnostics import Diagnostic, SpecError
+from .limits import MAX_NESTING, first_too_deep, line_col
 from .source import Source, Span
 
 _GRAMMAR_FILE = "nnspec.lark"
@@ -47,14 +52,91 @@ def grammar_text() -> str:
 def parser() -> Lark:
     """The LALR parser with the syntax-tree builder inlined (no parse tree is built).
 
-    Built once per process; Lark's grammar analysis is cached on disk between runs.
+    Built once per process. Analysing the grammar costs ~0.1 s, a fifth of the cold-start
+    budget of ``check``, so its LALR tables ship precomputed next to it, as JSON (plain data:
+    loading it cannot run code). They are used only when they were made from this very
+    grammar by this very Lark version; otherwise the parser is built from the grammar.
+    Lark's own ``cache=True`` is not used: it unpickles a file at a predictable path in the
+    shared temp directory, so whoever can write there would run code in every ``nnspec
+    check``. Nothing is read from outside the package.
     """
     global _parser
     if _parser is None:
         text = grammar_text()
-        _parser = Lark(text, parser="lalr", maybe_placeholders=True, transformer=_builder,
-                       cache=True)
+        _parser = _load_tables(text)
+        if _parser is None:
+            _parser = Lark(text, parser="lalr", maybe_placeholders=True, transformer=_builder)
     return _parser
+
+
+def tables_path() -> Path:
+    return grammar_path().with_suffix(".tables.json")
+
+
+def _grammar_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _load_tables(text: str) -> Lark | None:
+    """The parser from the shipped tables, or None when they do not fit the grammar/Lark."""
+    try:
+        tables = json.loads(tables_path().read_text(encoding="utf-8"),
+                            object_hook=_from_json)
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(tables, dict) or tables.get("grammar_sha256") != _grammar_digest(text)
+            or tables.get("lark_version") != lark.__version__):
+        return None
+    try:
+        return Lark._load_from_dict(tables["data"], tables["memo"], transformer=_builder)
+    except Exception:  # tables Lark cannot read back: build from the grammar instead
+        return None
+
+
+# Lark's serialised parser has int-keyed dicts and tuples, which JSON has not: they are
+# written as {"__items__": [[key, value], ...]} and {"__tuple__": [...]}.
+def _to_json(x):
+    if isinstance(x, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in x):
+            return {k: _to_json(v) for k, v in x.items()}
+        return {"__items__": [[_to_json(k), _to_json(v)] for k, v in x.items()]}
+    if isinstance(x, tuple):
+        return {"__tuple__": [_to_json(v) for v in x]}
+    if isinstance(x, list):
+        return [_to_json(v) for v in x]
+    return x
+
+
+def _from_json(d: dict):
+    if len(d) == 1:
+        if "__items__" in d:
+            return {k: v for k, v in d["__items__"]}
+        if "__tuple__" in d:
+            return tuple(d["__tuple__"])
+    return d
+
+
+def tables_json() -> str:
+    """The shipped tables' text for the current grammar and Lark version.
+
+    After changing the grammar, regenerate them with
+    ``python -c "from nnspec import parse; parse.write_tables()"``; a test checks that the
+    shipped tables belong to the grammar and parse like a freshly built parser.
+    """
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
+    text = grammar_text()
+    data, memo = Lark(text, parser="lalr", maybe_placeholders=True).memo_serialize(
+        [TerminalDef, Rule])
+    return json.dumps({"grammar_sha256": _grammar_digest(text), "lark_version": lark.__version__,
+                       "data": _to_json(data), "memo": _to_json(memo)},
+                      separators=(",", ":")) + "\n"
+
+
+def write_tables() -> None:
+    """Regenerate the shipped tables (see :func:`tables_json`)."""
+    tables_path().write_text(tables_json(), encoding="utf-8")
 
 
 def _span(file: str, meta) -> Span:
@@ -126,13 +208,14 @@ class _Build(Transformer):
 
     # expressions
     def int(self, c):
-        return S.Num(int(c[0]), _tok_span(self.file, c[0]))
+        return S.Num(_int(c[0]), _tok_span(self.file, c[0]))
 
     def float(self, c):
         return S.Num(float(c[0]), _tok_span(self.file, c[0]))
 
     def neg_int(self, c):
-        return S.Num(-int(c[1]), self._sp(c))
+        v = _int(c[1])
+        return S.Num(-v if isinstance(v, int) else v, self._sp(c))
 
     def neg_float(self, c):
         return S.Num(-float(c[1]), self._sp(c))
@@ -273,6 +356,17 @@ class _Build(Transformer):
 
 _builder = _Build()
 
+# Integer literals longer than this are kept as text: int() refuses more than 4,300 digits,
+# and no size in a spec comes close (the evaluator reports anything beyond int64).
+_MAX_INT_DIGITS = 40
+
+
+def _int(tok: Token):
+    text = str(tok).lstrip("0") or "0"
+    if len(text) > _MAX_INT_DIGITS:
+        return S.BigInt(len(text))
+    return int(text)
+
 
 def _expected(exc: UnexpectedInput) -> str:
     names = sorted({_TERMINAL_WORDS.get(t, t) for t in (getattr(exc, "expected", None) or
@@ -289,18 +383,35 @@ MAX_SYNTAX_ERRORS = 20
 
 
 def parse(text: str, path: str = "<string>") -> S.Module:
-    """Parse one .nn file. Raises SpecError with the file's syntax errors, each located.
+    """Parse one .nn file. Raises SpecError with the file's syntax errors, each located."""
+    module, errors, _ = parse_recover(text, path)
+    if errors:
+        raise SpecError(errors, {path: Source(path, text if text.endswith("\n") else text + "\n")})
+    return module
 
-    After a syntax error inside a body, the statement's line is blanked and the file is
-    parsed again, so that independent syntax errors on later lines are reported in the
-    same run. Recovery stops at a line that opens or closes a model or block (blanking it
-    would only produce follow-on errors) and when an error does not move forward.
+
+def parse_recover(text: str, path: str = "<string>"
+                  ) -> tuple[S.Module | None, list[Diagnostic], list[int]]:
+    """Parse one .nn file, recovering from syntax errors line by line.
+
+    Returns (module, errors, blanked lines). After a syntax error inside a body, the
+    statement's line is blanked and the file is parsed again, so that independent syntax
+    errors on later lines are reported in the same run; the module is then the parse of
+    the text with those lines blanked (the caller must not trust the items that contained
+    them). Recovery stops at a line that opens or closes a model or block (blanking it would
+    only produce follow-on errors) and when an error does not move forward; the module is
+    None then.
     """
     if not text.endswith("\n"):
         text += "\n"
+    deep = _too_many_brackets(text, path)
+    if deep is not None:
+        return None, [deep], []
     p = parser()
     errors: list = []
+    blanked: list[int] = []
     work = text
+    items = None
     with _lock, gc_paused():
         _builder.file = path
         while True:
@@ -315,9 +426,33 @@ def parse(text: str, path: str = "<string>") -> S.Module:
                 work = _blank_line(work, d.span.line)
                 if work is None or len(errors) >= MAX_SYNTAX_ERRORS:
                     break
-    if errors:
-        raise SpecError(errors, {path: Source(path, text)})
-    return S.Module(path, items)
+                blanked.append(d.span.line)
+    module = S.Module(path, items) if items is not None else None
+    return module, errors, blanked
+
+
+_BRACKETS = re.compile(r'[(\[]|[)\]]|#[^\n]*|"[^"\n]*"?')
+#: Brackets open at once. Deeper input is refused before parsing: the syntax tree could not
+#: be lowered anyway (limits.MAX_NESTING), and parsing 50,000 levels alone takes seconds.
+MAX_BRACKET_DEPTH = 2 * MAX_NESTING
+
+
+def _too_many_brackets(text: str, path: str) -> Diagnostic | None:
+    at = first_too_deep(_BRACKETS, text, "([", ")]", MAX_BRACKET_DEPTH)
+    if at is not None:
+        line, col = line_col(text, at)
+        return Diagnostic("E029", f"brackets nested more than {MAX_BRACKET_DEPTH} levels deep",
+                          Span(path, line, col, line, col + 1),
+                          hint="split the expression into named constants")
+    m = _MINUS_RUN.search(text)
+    if m is not None:
+        line, col = line_col(text, m.start())
+        return Diagnostic("E029", f"more than {MAX_BRACKET_DEPTH} minus signs in a row",
+                          Span(path, line, col, line, col + 1))
+    return None
+
+
+_MINUS_RUN = re.compile(r"(?:-[ \t\f]*){%d}" % (MAX_BRACKET_DEPTH + 1))
 
 
 def _blank_line(text: str, line: int) -> str | None:

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from . import ir
 from .diagnostics import Diagnostic
-from .dims import Dim
+from .dims import Dim, DimTooComplex
 from .layers import REGISTRY, ShapeError, TensorType
 from .layers.base import TupleType
+from .limits import MAX_INT
 from .source import Span
 
 
@@ -47,16 +48,26 @@ def infer_model(model: ir.Model) -> ModelTypes:
     res = ModelTypes(model)
     types = res.types
     for inp in model.inputs:
-        types[inp.id] = TensorType(inp.dims(), inp.dtype) if inp.shape or not inp.span else None
+        types[inp.id] = TensorType(inp.dims(), inp.dtype) if inp.known else None
     producers = {}
     seen: set = set()
     for node in model.nodes:
         producers[node.id] = node
-        ins = [types.get(i) for i in node.inputs]
+        # IR built in Python may break what validation guarantees: a diagnostic, not a crash
+        missing = next((i for i in node.inputs if i not in types), None)
+        if missing is not None or node.op not in REGISTRY:
+            types[node.id] = None
+            what = (f"uses the value {missing!r}, which no input or earlier layer defines"
+                    if missing is not None else f"has the unknown layer kind {node.op!r}")
+            res.diags.append(Diagnostic("E217", f"layer {node.name} {what}", node.where(),
+                                        node.call_notes()))
+            continue
+        ins = [types[i] for i in node.inputs]
         if any(t is None for t in ins):
             types[node.id] = None
             continue
         try:
+            REGISTRY[node.op].check_inputs(node.p, ins)
             if node.op != "item":
                 for t, src in zip(ins, node.inputs):
                     if isinstance(t, TupleType):
@@ -65,7 +76,11 @@ def infer_model(model: ir.Model) -> ModelTypes:
                             f"{_origin(model, producers, src)} returns {len(t.items)} "
                             f"values{what}; name them before use",
                             hint="y, h = ... gives each value a name")
-            types[node.id] = REGISTRY[node.op].infer(node.p, ins)
+            try:
+                out = REGISTRY[node.op].infer(node.p, ins)
+            except DimTooComplex as x:
+                raise ShapeError(f"the output shape is too complex to infer: {x}") from None
+            types[node.id] = _within_int64(out)
         except ShapeError as e:
             types[node.id] = None
             notes = list(e.notes)
@@ -77,6 +92,10 @@ def infer_model(model: ir.Model) -> ModelTypes:
             if key not in seen:  # `a, b = <one-value layer>` fails once, not per name
                 seen.add(key)
                 res.diags.append(d)
+    if model.output and model.output not in types:  # "": lowering reported the body's error
+        span = Span.from_json(model.span) if model.span else None
+        res.diags.append(Diagnostic("E217", f"the output of model {model.name} is the value "
+                                    f"{model.output!r}, which the model does not define", span))
     for a in model.asserts:
         t = types.get(a.value)
         if t is None:
@@ -85,6 +104,17 @@ def infer_model(model: ir.Model) -> ModelTypes:
         if d is not None:
             res.diags.append(d)
     return res
+
+
+def _within_int64(t):
+    """The inferred type, or a ShapeError when a size of it (or a coefficient of a symbolic
+    size) is beyond int64, as torch's sizes are."""
+    for x in (t.items if isinstance(t, TupleType) else [t]):
+        for d in x.shape:
+            if d.max_abs_coeff() > MAX_INT:
+                raise ShapeError(f"the output size {d} is beyond int64",
+                                 hint="sizes are int64 (at most 9,223,372,036,854,775,807)")
+    return t
 
 
 def unify(pattern: list, actual: tuple, binding: dict) -> int | None:
@@ -145,10 +175,18 @@ def infer_program(prog: ir.Program) -> tuple[dict[str, ModelTypes], list[Diagnos
 
 def check_composition(c: ir.Check, results: dict[str, ModelTypes]) -> list[Diagnostic]:
     span = Span.from_json(c.span) if c.span else None
+    # IR built in Python may break what validation guarantees: a diagnostic, not a crash
+    shown = "(".join(c.chain) + ")" * (len(c.chain) - 1)
+    unknown = next((n for n in c.chain if n not in results), None)
+    if unknown is not None:
+        return [Diagnostic("E216", f"check {shown}: there is no model {unknown!r}", span)]
+    if len(c.chain) < 2 or (c.inputs and len(c.inputs) != len(c.chain) - 1):
+        return [Diagnostic("E216", f"check {shown}: a check needs two or more models, and one "
+                           "input name (or none) per model but the innermost", span)]
     chain = list(reversed(c.chain))  # innermost first
     names = list(reversed(c.inputs or [None] * (len(c.chain) - 1)))
     t = results[chain[0]].output()
-    if t is None:
+    if not isinstance(t, TensorType):
         return []
     for i, name in enumerate(chain[1:]):
         outer = results[name]
@@ -159,7 +197,8 @@ def check_composition(c: ir.Check, results: dict[str, ModelTypes]) -> list[Diagn
                 listed = ", ".join(x.name for x in m.inputs)
                 return [Diagnostic("E320", f"{name} takes {len(m.inputs)} inputs ({listed}); "
                                    "say which one receives the inner model's output", span,
-                                   hint=f"check {name}({m.inputs[-1].name}=...)")]
+                                   hint=f"check {name}({m.inputs[-1].name}=...)"
+                                   if m.inputs else None)]
             k = 0
         else:
             idx = [x.name for x in m.inputs]
@@ -182,7 +221,7 @@ def check_composition(c: ir.Check, results: dict[str, ModelTypes]) -> list[Diagn
             return [Diagnostic("E321", f"{name}'s input {m.inputs[k].name} does not fit the "
                                f"output of {inner}", span, notes)]
         out = outer.output()
-        if out is None:
+        if not isinstance(out, TensorType):
             return []
         t = TensorType([d.subs(binding) for d in out.shape], out.dtype)
     return []

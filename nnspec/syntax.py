@@ -15,6 +15,13 @@ class Num:
     span: Span
 
 
+@dataclass(frozen=True, slots=True)
+class BigInt:
+    """An integer literal too long to be a size: only its digit count is kept."""
+
+    digits: int
+
+
 @dataclass(slots=True)
 class Str:
     value: str

@@ -16,12 +16,14 @@ with ``repr``, values are rendered as literals.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import keyword
 import math
 import operator
 import os
 import secrets
+import symtable
 
 import numpy as np
 import torch
@@ -32,29 +34,28 @@ from .. import init as _init
 from ..api import Spec
 from ..util import write_atomic
 from ..dims import Dim
+from ..names import MODULE_ATTRS, PY_BUILTINS, child_name_problem, plain, py_name
 from ..layers import REGISTRY
 from ..layers.base import INT, MODULE, In, Prev, SymDim, TorchCall, TorchModule, TorchPlan
 from .numpy import InputError
 
 __all__ = ["SpecModule", "build_module", "emit_source", "write_source", "InputError"]
 
-# Attributes every nn.Module has (methods and instance state). A child module whose name is
-# one of them cannot be reached with attribute syntax; those set at run time (``training``)
-# cannot be used as a child name at all.
+# Attributes every nn.Module has (methods and data). A child module whose name is one of
+# them cannot be reached with attribute syntax; the data ones (``training``) cannot be used
+# as a child name at all (nnspec.names, shared with ``check``). The installed torch's own
+# list is consulted too, so that generated code stays right under a newer torch.
 _PROBE = nn.Module()
-_MODULE_STATE = frozenset(vars(_PROBE))
 
 
 def _module_attr(name: str) -> bool:
-    return hasattr(_PROBE, name)
+    return name in MODULE_ATTRS or hasattr(_PROBE, name)
 
 
 def _check_child_name(name: str, full: str) -> None:
-    if not name or "." in name:
-        raise ValueError(f"invalid module name {full!r}")
-    if name in _MODULE_STATE:
-        raise ValueError(f"the layer name {full!r} clashes with the torch.nn.Module attribute "
-                         f"{name!r}; rename the layer with `as`")
+    problem = child_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"layer {full!r}: {problem[0]}")
 
 
 # ---- plans -------------------------------------------------------------------------------
@@ -422,8 +423,9 @@ class SpecModule(nn.Module):
                 raise ValueError(f"parameter {k} has shape {tuple(t.shape)}, "
                                  f"expected {w.shape}")
             state[k] = t.to(torch.int64) if w.dtype == INT else t
-        self.to_empty(device="cpu")
+        # convert the (meta) modules first, so that memory is allocated once, in dtype
         self.to(dtype)
+        self.to_empty(device="cpu")
         self.load_state_dict(state, strict=True)
 
     def dynamic_shapes(self, **bounds):
@@ -532,7 +534,11 @@ def build_module(spec: Spec, model: str | None = None, seed: int | None = None,
 
 # ---- source emission ----------------------------------------------------------------------
 
-_RESERVED_LOCALS = frozenset({"self", "dims", "F", "torch", "nn", "getattr"})
+# Names every generated file defines or uses at module level: a class or local variable
+# named like one of them (a model called ``torch`` or ``math``, an input called ``float``)
+# would shadow it. The helpers' own names are added per file (_helper_names).
+_MODULE_NAMES = frozenset({"torch", "nn", "F", "math"}) | PY_BUILTINS
+_RESERVED_LOCALS = _MODULE_NAMES | {"self", "dims"}
 
 
 def _comment(text: str) -> str:
@@ -572,22 +578,30 @@ def _lit(v) -> str:
 
 
 def _attr_ok(name: str) -> bool:
-    return (name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
-            and not _module_attr(name))
+    """``self.name`` reaches the child ``name``: not a keyword, not mangled (``__x`` in a
+    class body), not private (torch's own or a class attribute such as ``__qualname__``),
+    and not an nn.Module attribute (``forward``), which attribute lookup finds first."""
+    return plain(name) and not name.startswith("_") and not _module_attr(name)
+
+
+def _via_modules(name: str) -> bool:
+    """Only ``_modules`` reaches the child: getattr/add_module would find or refuse an
+    attribute of that name (an nn.Module method, ``__qualname__``, a private one)."""
+    return name.startswith("_") or _module_attr(name)
 
 
 def _child(parent: str, name: str) -> str:
     if _attr_ok(name):
         return f"{parent}.{name}"
-    if _module_attr(name):
+    if _via_modules(name):
         return f"{parent}._modules[{_str(name)}]"
-    return f"getattr({parent}, {_str(name)})"
+    return f"getattr({parent}, {_str(name)})"  # a keyword or a digit: "class", "0"
 
 
 def _assign_child(parent: str, name: str, value: str) -> str:
     if _attr_ok(name):
         return f"{parent}.{name} = {value}"
-    if _module_attr(name):  # shadows an nn.Module method: register without the check
+    if _via_modules(name):  # registered without add_module's check
         return f"{parent}._modules[{_str(name)}] = {value}"
     return f"{parent}.add_module({_str(name)}, {value})"
 
@@ -685,10 +699,16 @@ def _helpers_src(plans) -> list[str]:
         needs = getattr(obj, "__nnspec_needs__", ())
         for dep in needs:
             if dep not in refs:
-                out.append(inspect.getsource(_helper(dep)).rstrip())
+                out.append(_helper_source(dep))
                 refs.append(dep)
-        out.append(inspect.getsource(obj).rstrip())
+        out.append(_helper_source(ref))
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _helper_source(ref: str) -> str:
+    """A helper's source (inspect re-reads and re-tokenises its file on every call)."""
+    return inspect.getsource(_helper(ref)).rstrip()
 
 
 _TUPLE_KW = {"kernel_size", "stride", "padding", "dilation", "output_size"}
@@ -737,15 +757,38 @@ def _init_src(ref: str, w) -> str | None:
     raise ValueError(f"unknown initialiser {kind!r}")
 
 
-def _unique(name: str, taken: set) -> str:
-    if not (name.isascii() and name.isidentifier()):
-        name = "v"
-    if keyword.iskeyword(name) or name in _RESERVED_LOCALS:
-        name += "_"
-    while name in taken:
-        name += "_"
-    taken.add(name)
-    return name
+def _helper_names(helpers: list[str]) -> set[str]:
+    """The global names of the copied helper sources, those they define and those they
+    read: a class or local of the generated file must not shadow them (a model named
+    ``ChoGRU`` or ``add_sinusoidal``, a local ``math``). Their own locals do not count."""
+    return set().union(*(_globals_of(src) for src in helpers))
+
+
+@functools.lru_cache(maxsize=None)
+def _globals_of(src: str) -> frozenset[str]:
+    out: set[str] = set()
+    stack = [symtable.symtable(src, "<helper>", "exec")]
+    while stack:
+        table = stack.pop()
+        top = table.get_type() == "module"
+        out.update(s.get_name() for s in table.get_symbols() if top or s.is_global())
+        stack += table.get_children()
+    return frozenset(out)
+
+
+def _class_names(models, reserved: set) -> list[str]:
+    """One distinct class name per model, deterministic: a model whose name is a plain
+    identifier that shadows nothing keeps it, then the others get the first free variant
+    (``torch`` -> ``torch__`` when a model is already called ``torch_``)."""
+    taken: set[str] = set()
+    out: list[str | None] = [None] * len(models)
+    for i, m in enumerate(models):
+        if plain(m.name) and m.name not in reserved and m.name not in taken:
+            out[i] = py_name(m.name, taken)
+    for i, m in enumerate(models):
+        if out[i] is None:
+            out[i] = py_name(m.name, taken, reserved, fallback="Model")
+    return out
 
 
 def emit_source(spec: Spec, model: str | None = None, all_models: bool = False) -> str:
@@ -757,9 +800,13 @@ def emit_source(spec: Spec, model: str | None = None, all_models: bool = False) 
     """
     spec.raise_for_errors()
     models = spec.program.models if all_models else [spec.model(model)]
-    parts = [_emit_class(spec, m) for m in models]
-    helpers = list(dict.fromkeys(h for _, hs, _ in parts for h in hs))
-    lines = [x for head, _, _ in parts for x in head]
+    plans = [_plans(spec, m) for m in models]
+    helpers = list(dict.fromkeys(h for p in plans for h in _helpers_src(p)))
+    module_names = _MODULE_NAMES | _helper_names(helpers)
+    classes = _class_names(models, module_names)
+    parts = [_emit_class(spec, m, p, c, module_names)
+             for m, p, c in zip(models, plans, classes)]
+    lines = [x for head, _ in parts for x in head]
     lines.append("# Regenerate rather than edit: the comments map each line to the spec.")
     lines.append("")
     if helpers:
@@ -767,21 +814,21 @@ def emit_source(spec: Spec, model: str | None = None, all_models: bool = False) 
     lines += ["import torch", "from torch import nn", "import torch.nn.functional as F", "", ""]
     for helper in helpers:
         lines += [helper, "", ""]
-    for i, (_, _, cls) in enumerate(parts):
+    for i, (_, cls) in enumerate(parts):
         if i:
             lines += ["", ""]
         lines += cls
     return "\n".join(lines) + "\n"
 
 
-def _emit_class(spec: Spec, m) -> tuple[list[str], list[str], list[str]]:
-    """(header comment lines, helper sources, class lines) of one model."""
-    plans = _plans(spec, m)
-    cls_name = m.name if (m.name.isascii() and m.name.isidentifier()
-                          and not keyword.iskeyword(m.name)
-                          and m.name not in _RESERVED_LOCALS) else f"{m.name}_"
-    if not (cls_name.isascii() and cls_name.isidentifier()):
-        cls_name = "Model"
+# calls nested in one expression of the generated forward, at most
+_MAX_CHAIN = 32
+
+
+def _emit_class(spec: Spec, m, plans, cls_name: str,
+                module_names: set) -> tuple[list[str], list[str]]:
+    """(header comment lines, class lines) of one model, as class
+    ``cls_name``; its locals avoid ``module_names`` (the file's globals and builtins)."""
     out_t = spec.output_type(m.name)
 
     # __init__: containers then modules, in node order (state_dict order)
@@ -815,7 +862,8 @@ def _emit_class(spec: Spec, m) -> tuple[list[str], list[str], list[str]]:
 
     # forward
     taken: set[str] = set()
-    arg_names = [_unique(inp.name, taken) for inp in m.inputs]
+    reserved = module_names | _RESERVED_LOCALS
+    arg_names = [py_name(inp.name, taken, reserved) for inp in m.inputs]
     var = {inp.id: a for inp, a in zip(m.inputs, arg_names)}
     fwd: list[str] = []
     used = _used_symbols(plans)
@@ -836,10 +884,17 @@ def _emit_class(spec: Spec, m) -> tuple[list[str], list[str], list[str]]:
             last[v] = k
     free: list[str] = []
     fresh = 0
+    tmp = None
     for k, (node, row, plan) in enumerate(plans):
         ins = [var[v] for v in node.inputs]
         expr = None
-        for call in plan.calls:
+        for j, call in enumerate(plan.calls):
+            if j and j % _MAX_CHAIN == 0:
+                # Python's parser refuses more than 200 nested parentheses: add(a, b, ...)
+                # of many tensors is a chain of calls, written in steps
+                tmp = tmp or py_name("t", taken, reserved)
+                fwd.append(f"{tmp} = {expr}")
+                expr = tmp
             expr = _call_src(call, refs.get(node.id), ins, expr)
         if expr is None:
             expr = ins[0]
@@ -850,7 +905,7 @@ def _emit_class(spec: Spec, m) -> tuple[list[str], list[str], list[str]]:
             name = free.pop()
         else:
             fresh += 1
-            name = _unique(f"v{fresh}", taken)
+            name = py_name(f"v{fresh}", taken, reserved)
         free += [var[v] for v in dying]
         var[node.id] = name
         if node.id not in last and node.id != m.output:
@@ -865,8 +920,9 @@ def _emit_class(spec: Spec, m) -> tuple[list[str], list[str], list[str]]:
     source = _comment(m.file) or "a spec"
     if used:
         source += f" (with blocks from {', '.join(os.path.basename(f) for f in used)})"
+    renamed = f" (class {cls_name})" if cls_name != m.name else ""
     head = [
-        f"# {_comment(m.name)}: PyTorch module generated by nnspec from {source}.",
+        f"# {_comment(m.name)}{renamed}: PyTorch module generated by nnspec from {source}.",
         f"# {in_doc} -> {out_t}; {spec.param_count(m.name):,} parameters.",
     ]
     cls = [f"class {cls_name}(nn.Module):", "    def __init__(self):",
@@ -874,7 +930,7 @@ def _emit_class(spec: Spec, m) -> tuple[list[str], list[str], list[str]]:
     cls += [f"        {x}" for x in init_lines]
     cls += ["", f"    def forward(self, {', '.join(arg_names)}):"]
     cls += [f"        {x}" for x in fwd]
-    return head, _helpers_src(plans), cls
+    return head, cls
 
 
 def write_source(spec: Spec, path, model: str | None = None) -> str:

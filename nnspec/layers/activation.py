@@ -112,6 +112,7 @@ class Sigmoid(_Activation):
 
 
 class _Softmax(_Activation):
+    ranks = (1, None)
     positional = ("dim",)
     synonyms = {"axis": "dim"}
     sample_args = {"dim": 1}

@@ -71,7 +71,8 @@ class Attention(LayerKind):
             raise ShapeError(f"heads must divide the width, but {p.heads} does not divide {e}",
                              arg="heads",
                              hint=f"the width {e} splits evenly into "
-                                  f"{', '.join(str(h) for h in _divisors(e))} heads")
+                                  f"{', '.join(str(h) for h in _head_counts(e, p.heads))} "
+                                  f"heads")
         kv = self.extra(p, ins, "kv")
         if kv is not None:
             if kv.rank != 3:
@@ -124,7 +125,10 @@ class Attention(LayerKind):
     def torch(self, p, ins, out):
         e = ins[0].shape[2].value
         kw = {"dropout": p.dropout, "bias": p.bias, "batch_first": True}
-        module = TorchModule("MultiheadAttention", (e, p.heads), kw)
+        # with a key-padding mask, a query may see no key at all: MaskedAttention gives it
+        # the NumPy backend's result (the output bias) in every mode
+        cls = f"{_HELPERS}:MaskedAttention" if p.mask is not None else "MultiheadAttention"
+        module = TorchModule(cls, (e, p.heads), kw)
         kv = In(p.kv) if p.kv is not None else In(0)
         calls = []
         call_kw: dict = {"need_weights": False}
@@ -170,8 +174,9 @@ class Attention(LayerKind):
             masked = masked | (np.asarray(xs[p.mask]) != 0)[:, None, None, :]
         if masked.any():
             scores = np.where(masked, -np.inf, scores)
-        # a query whose keys are all masked attends to nothing: zero weights, as PyTorch's
-        # scaled_dot_product_attention gives (its inference fast path gives NaN instead)
+        # a query whose keys are all masked attends to nothing: zero weights, so its output
+        # is the output projection's bias, as nn.MultiheadAttention's regular path gives
+        # (the torch backend uses attention_torch.MaskedAttention to get it in every mode)
         empty = masked.all(axis=-1, keepdims=True)
         if empty.any():
             scores = np.where(empty, 0.0, scores)
@@ -202,9 +207,23 @@ class Attention(LayerKind):
                  "bias": False}, ins)
 
 
-def _divisors(e: int) -> list[int]:
-    small = [h for h in range(1, e + 1) if e % h == 0]
-    return small[:6] + (["…", e] if len(small) > 7 else small[6:])
+#: How far from the requested head count the hint looks for head counts that divide the
+#: width: the hint stays instant for any width (a width of 10^18 has no cheap divisor list).
+HINT_SCAN = 1000
+
+
+def _head_counts(e: int, heads: int, n: int = 6) -> list[int]:
+    """Up to ``n`` head counts that divide the width ``e``, the nearest to ``heads`` first
+    (scanning at most HINT_SCAN counts each side), listed in increasing order. 1 always
+    divides, so the list is never empty."""
+    found = {1}
+    for step in range(HINT_SCAN + 1):
+        for h in (heads - step, heads + step):
+            if 1 <= h <= e and e % h == 0:
+                found.add(h)
+        if len(found) >= n:
+            break
+    return sorted(sorted(found, key=lambda h: (abs(h - heads), h))[:n])
 
 
 @register

@@ -51,3 +51,35 @@ class LearnedPositions(nn.Embedding):
             raise ValueError(f"the sequence has {t} positions, more than max_len="
                              f"{self.num_embeddings}")
         return x + self.weight[:t]
+
+
+class MaskedAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (the same arguments and state_dict) for a layer with a
+    key-padding mask: a query whose keys are all masked attends to nothing, so its output
+    is the output projection's bias (zeros before the projection), in every mode.
+
+    That is what nn.MultiheadAttention's regular path gives; its inference fast path (eval
+    mode without grad) gives NaN instead. Such rows are computed unmasked, so that no NaN
+    arises anywhere (not in a backward pass either), and then replaced.
+    """
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
+                attn_mask=None, average_attn_weights=True, is_causal=False):
+        empty = None
+        if key_padding_mask is not None:  # [N, S] bool
+            rows = key_padding_mask.all(-1)
+            key_padding_mask = key_padding_mask & ~rows[:, None]
+            empty = rows[:, None, None]
+        elif attn_mask is not None and attn_mask.dim() == 3:  # [N * heads, T, S] bool
+            rows = attn_mask.all(-1)
+            attn_mask = attn_mask & ~rows[..., None]
+            empty = rows.reshape(query.shape[0], -1, rows.shape[-1])[:, 0, :, None]
+        out, weights = super().forward(query, key, value, key_padding_mask=key_padding_mask,
+                                       need_weights=need_weights, attn_mask=attn_mask,
+                                       average_attn_weights=average_attn_weights,
+                                       is_causal=is_causal)
+        if empty is not None:
+            bias = self.out_proj.bias
+            fill = bias if bias is not None else out.new_zeros(())
+            out = torch.where(empty, fill, out)
+        return out, weights

@@ -225,6 +225,15 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
+    @field_validator("*")
+    @classmethod
+    def _finite(cls, v):
+        # NaN or an infinity (1e309) is no layer's argument: a rate, eps or slope that is
+        # not finite would only give NaN or inf outputs (and torch and NumPy disagree there)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"must be a finite number, not {v}")
+        return v
+
 
 def _check_positive(cls, v):
     if v is not None and v < 1:
@@ -262,6 +271,38 @@ class LayerKind:
     # becomes an extra input of the node and the field holds its index in the inputs
     tensor_args: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
+    # ranks the first input may have, (least, most) with most None for no limit, and its
+    # layout for the message ("[N, T, E]"): checked by check_inputs (window layers check
+    # theirs from their spatial rank, see _window.spatial_rank)
+    ranks: ClassVar[tuple[int, int | None]] = (0, None)
+    layout: ClassVar[str] = ""
+
+    def check_inputs(self, p, ins: list) -> None:
+        """What ``infer`` may assume of its inputs, checked before it: the kind's arity plus
+        one input per tensor argument given, each tensor argument's index among those extra
+        inputs, and the first input's rank. Lowering and the IR validation guarantee the
+        count; this keeps a shape rule from ever indexing past its inputs or axes."""
+        given = [a for a in self.tensor_args if getattr(p, a, None) is not None]
+        n = len(ins) - len(given)
+        if (n < 2) if self.arity is None else (n != self.arity):
+            want = "two or more input tensors" if self.arity is None else (
+                f"{self.arity} input tensor{'s' if self.arity != 1 else ''}")
+            more = f" (and one per tensor argument: {', '.join(given)})" if given else ""
+            raise ShapeError(f"{self.name} takes {want}{more}, got {len(ins)}")
+        for a in given:
+            i = getattr(p, a)
+            if not (isinstance(i, int) and n <= i < len(ins)):
+                raise ShapeError(f"{self.name}'s tensor argument {a} refers to input {i}, "
+                                 "which is not one of its extra inputs", arg=a)
+        x = ins[0]
+        least, most = self.ranks
+        if isinstance(x, TensorType) and not (least <= x.rank and (most is None
+                                                                   or x.rank <= most)):
+            if most is not None:
+                need_rank(x, range(least, most + 1), self.name, self.layout)
+            lay = f" ({self.layout})" if self.layout else ""
+            raise ShapeError(f"{self.name} expects an input of rank {least} or more{lay}, "
+                             f"got {x} (rank {x.rank})")
 
     def infer(self, p, ins: list[TensorType]) -> TensorType:
         raise NotImplementedError

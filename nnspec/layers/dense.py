@@ -48,6 +48,7 @@ class Dense(LayerKind):
     positional = ("out",)
     synonyms = {"units": "out", "out_features": "out", "use_bias": "bias"}
     summary = "fully connected layer: dense <out> [bias=false] [init=xavier]"
+    ranks, layout = (1, None), "[*, features]"
 
     class Params(Params):
         out: Int
@@ -59,9 +60,6 @@ class Dense(LayerKind):
     def infer(self, p, ins):
         (x,) = ins
         need_float(x, "dense")
-        if x.rank < 1:
-            from .base import ShapeError
-            raise ShapeError("dense needs an input with at least one axis")
         concrete(x.shape[-1], "dense's input width (the last dim)")
         return TensorType(x.shape[:-1] + (p.out,))
 

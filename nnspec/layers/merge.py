@@ -79,6 +79,7 @@ class Concat(LayerKind):
     arity = None
     synonyms = {"axis": "dim"}
     summary = "concat(a, b, ..., dim=1)"
+    ranks = (1, None)
 
     class Params(Params):
         dim: Int = 1

@@ -24,6 +24,13 @@ from .base import (
 )
 
 
+def _check_eps(cls, v):
+    # not `v <= 0`: NaN compares false to everything, and must be refused too
+    if not v > 0:
+        raise ValueError("must be > 0")
+    return v
+
+
 class _BatchNorm(LayerKind):
     rank: int | None = None
     synonyms = {"affine": "affine", "track_running_stats": "track"}
@@ -35,12 +42,7 @@ class _BatchNorm(LayerKind):
         affine: Bool = True
         track: Bool = True
 
-        @field_validator("eps")
-        @classmethod
-        def _eps(cls, v):
-            if v <= 0:
-                raise ValueError("must be > 0")
-            return v
+        _eps = field_validator("eps")(_check_eps)
 
         @field_validator("momentum")
         @classmethod
@@ -136,6 +138,7 @@ class LayerNorm(LayerKind):
         bias: Bool = True
 
         _axes = positive("axes")
+        _eps = field_validator("eps")(_check_eps)
 
     def infer(self, p, ins):
         x = ins[0]

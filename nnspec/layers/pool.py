@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Optional, Union
 
-from ._window import IntOrTuple, WindowParams, per_dim, show, spatial_out, spatial_rank
+from ._window import (
+    SPATIAL_NAMES,
+    IntOrTuple,
+    WindowParams,
+    per_dim,
+    show,
+    spatial_out,
+    spatial_rank,
+)
 from .base import (
     Bool,
     Int,
@@ -45,10 +53,16 @@ class _Pool(LayerKind):
         pp = per_dim(p.p, n, "p")
         d = per_dim(getattr(p, "d", 1), n, "d")
         for i in range(n):
-            if 2 * pp[i] > d[i] * (k[i] - 1) + 1:
-                raise ShapeError(f"{self.name} padding {pp[i]} is more than half the "
-                                 f"window ({k[i]}); PyTorch rejects it", arg="p",
-                                 hint=f"use p <= {(d[i] * (k[i] - 1) + 1) // 2}")
+            # PyTorch's rule, for max and average pooling alike: the padding is at most
+            # half the kernel size as written, p <= k // 2, whatever the dilation
+            if pp[i] > k[i] // 2:
+                per_axis = n > 1 and (len(set(pp)) > 1 or len(set(k)) > 1)
+                where = f" along the {SPATIAL_NAMES[n][i]}" if per_axis else ""
+                raise ShapeError(f"{self.name} padding {pp[i]}{where} is more than half the "
+                                 f"kernel size {k[i]}: PyTorch needs p <= k // 2 = "
+                                 f"{k[i] // 2} (the dilation does not count)", arg="p",
+                                 hint=f"use p <= {k[i] // 2}, or a larger kernel",
+                                 code="E330")
         return n, k, s, [(x_, x_) for x_ in pp], d
 
     def infer(self, p, ins):

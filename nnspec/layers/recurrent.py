@@ -25,6 +25,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_validator
+
+from ..limits import MAX_NODES
 from .base import (
     FLOAT,
     MODULE,
@@ -63,6 +66,14 @@ class _RecurrentParams(Params):
     h0: Int | None = None
 
     _pos = positive("hidden", "layers")
+
+    @field_validator("layers")
+    @classmethod
+    def _few_layers(cls, v):
+        if v > MAX_NODES:
+            raise ValueError(f"at most {MAX_NODES:,} stacked layers (nnspec's limit of layers "
+                             "per model)")
+        return v
 
     _p = probability("dropout")
 

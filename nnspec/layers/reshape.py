@@ -124,7 +124,9 @@ class Reshape(LayerKind):
 
     def torch(self, p, ins, out):
         dims = tuple(d.value if d.is_const else SymDim(d) for d in p.shape)
-        return TorchPlan(None, [TorchCall(".reshape", (In(0),) + dims)])
+        # `reshape []` is a 0-d tensor (of one element): x.reshape(()), as x.reshape()
+        # takes no empty argument list
+        return TorchPlan(None, [TorchCall(".reshape", (In(0),) + (dims or ((),)))])
 
     def numpy(self, p, w, xs, ctx):
         return xs[0].reshape(tuple(d.evaluate(ctx.env) for d in p.shape))
