@@ -21,15 +21,15 @@ class Diagnostic:
 
     def render(self, sources: dict[str, Source] | None = None) -> str:
         where = f"{self.span}: " if self.span else ""
-        out = [f"{where}{self.severity}: {self.message} [{self.code}]"]
+        out = [f"{where}{self.severity}: {_clip(self.message)} [{self.code}]"]
         src = sources.get(self.span.file) if (sources and self.span) else None
         if src is not None:
             excerpt = src.excerpt(self.span)
             if excerpt:
                 out.append(excerpt)
-        out.extend(f"  {n}" for n in self.notes)
+        out.extend(f"  {_clip(n)}" for n in self.notes)
         if self.hint:
-            out.append(f"  hint: {self.hint}")
+            out.append(f"  hint: {_clip(self.hint)}")
         return "\n".join(out)
 
     def to_dict(self) -> dict:
@@ -70,6 +70,18 @@ def _gh_property(text: str) -> str:
 
 #: Diagnostics rendered in one run (text and github formats); the rest are counted.
 MAX_RENDERED = 100
+
+
+MAX_MESSAGE = 400
+
+
+def _clip(text: str) -> str:
+    """A message line of at most MAX_MESSAGE characters: a name or shape written 50,000
+    characters long is shown by its ends."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    half = MAX_MESSAGE // 2 - 3
+    return f"{text[:half]} ... {text[-half:]}"
 
 
 def render_all(diagnostics: list[Diagnostic], sources: dict[str, Source] | None = None,

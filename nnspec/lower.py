@@ -265,6 +265,9 @@ class Evaluator:
         if isinstance(e, S.Ref):
             v = self.lookup(e.name, env, e.span)
             if shape_ctx and isinstance(v, Word):
+                if e.name in ("floor", "ceil"):
+                    raise Failure("E023", f"{e.name} is a function, not a dimension", e.span,
+                                  hint=f"write {e.name}(a / b)")
                 return Dim.sym(e.name)
             return v
         if isinstance(e, S.Neg):
@@ -517,7 +520,12 @@ class ModelBuilder:
         ev = Evaluator(self.loader, self.scope)
         env: dict = {}
         inputs = []
+        seen_inputs: set = set()
         for inp in syn.inputs:
+            if inp.name in seen_inputs:
+                self.loader.error("E069", f"model {syn.name} has two inputs named {inp.name!r}",
+                                  inp.span)
+            seen_inputs.add(inp.name)
             try:
                 dims = ev.shape(inp.shape, {})
             except Failure as f:
@@ -888,6 +896,10 @@ class ModelBuilder:
                       span)
         env: dict = {}
         params = list(blk.params)
+        names = [prm.name for prm in params]
+        dup = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if dup is not None:
+            self.fail("E069", f"block {name} has two parameters named {dup!r}", blk.span)
         if not params:
             self.fail("E052", f"block {name} has no input parameter", blk.span)
         n_in = len(inputs)

@@ -229,3 +229,25 @@ def test_errors_after_a_failed_input_are_still_reported():
 def test_input_sizes_below_one_are_errors():
     assert errors("model M(x: [N, 0, 3]) {\n    relu\n}\n") == [(1, 12, "E068")]
     assert errors("model M(x: [N, -3]) {\n    relu\n}\n") == [(1, 12, "E068")]
+
+
+def test_floor_and_ceil_are_not_dimension_names():
+    ds = diags("model M(x: [N, 4]) {\n    relu : [N, ceil]\n}\n")
+    assert [(d.span.line, d.span.col, d.code, d.message) for d in ds] == [
+        (2, 16, "E023", "ceil is a function, not a dimension")]
+
+
+def test_duplicate_input_and_parameter_names():
+    assert errors("model R(x: [N, 2], x: [N, 3]) {\n    relu\n}\n") == [(1, 20, "E069")]
+    text = "block B(x, x) {\n    relu\n}\nmodel M(x: [N, 2]) {\n    B()\n}\n"
+    assert [(ln, code) for ln, _, code in errors(text)] == [(1, "E069")]
+
+
+def test_a_50000_character_name_is_clipped_in_the_message():
+    spec = nnspec.loads("model M(x: [N, 4]) {\n    " + "a" * 50_000 + "\n}\n", "t.nn",
+                        strict=False)
+    text = nnspec.SpecError(spec.diagnostics, spec.sources).render()
+    first = text.splitlines()[0]
+    assert first.startswith("t.nn:2:5: error: unknown layer kind 'aaaa")
+    assert " ... " in first and first.endswith("aaaa' [E043]") and len(first) < 450
+    assert len(text) < 1000

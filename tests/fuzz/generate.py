@@ -1,0 +1,799 @@
+"""The differential generator: random *valid* specs, checked against PyTorch.
+
+A spec is a pure function of ``(seed, index)``. The generator tracks the concrete size of
+every axis at the dims it will bind (N, T, S, H, W, L: 1..8), and whether the axis is
+symbolic, so that each layer it adds is valid for PyTorch at those dims: it covers every
+kind of ``nnspec.layers.REGISTRY``, blocks, repetition (``* n``), residuals, concat,
+element-wise products, multi-value layers (``y, h = gru ... state``), attention with
+``mask=``, ``causal`` and ``kv=``, positional encodings, and shape annotations.
+
+For each spec, :func:`differential` reports:
+
+- ``invalid``: ``check`` rejects it (a generator bug or a false error in nnspec; the
+  message tells which);
+- ``shape``: a layer's inferred shape, with the dims substituted, differs from the
+  shape the torch module produces (or torch fails on a layer nnspec accepts);
+- ``backend``: ``crosscheck`` at float64 says the NumPy and torch backends disagree;
+- ``internal``: an exception from nnspec on the way.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from dataclasses import dataclass, field
+
+from .runner import CaseTimeout, Failure, innermost_frame, time_limit
+
+
+@dataclass
+class Ax:
+    """One axis: its size at the bound dims, and the bare symbol it still is (or None)."""
+
+    value: int
+    sym: str | None = None
+    const: bool = True
+
+    def text(self) -> str:
+        if self.const:
+            return str(self.value)
+        return self.sym or "_"
+
+
+def _const(v: int) -> Ax:
+    return Ax(v)
+
+
+def _derived(v: int, symbolic: bool) -> Ax:
+    return Ax(v, None, not symbolic)
+
+
+@dataclass
+class Val:
+    shape: list[Ax]
+    dtype: str = "float"
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def copy(self) -> "Val":
+        return Val([Ax(a.value, a.sym, a.const) for a in self.shape], self.dtype)
+
+    def annotation(self) -> str:
+        return "[" + ", ".join(a.text() for a in self.shape) + "]"
+
+
+@dataclass
+class Generated:
+    seed: int
+    index: int
+    text: str
+    dims: dict[str, int]
+    features: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"generated:{self.seed}:{self.index}"
+
+
+def _out_size(n: int, k: int, s: int, pb: int, pa: int, d: int, ceil: bool = False) -> int:
+    """PyTorch's output size, with its rule for ceil mode (a last window that would start
+    in the right padding is dropped)."""
+    eff = n + pb + pa - d * (k - 1) - 1
+    if eff < 0:
+        return 0
+    if not ceil:
+        return eff // s + 1
+    out = -(-eff // s) + 1
+    if (out - 1) * s >= n + pb:
+        out -= 1
+    return out
+
+
+class _Gen:
+    """Builds one spec: statements of a model body, extra inputs, blocks."""
+
+    def __init__(self, rng: random.Random, dims: dict[str, int]):
+        self.rng = rng
+        self.dims = dims
+        self.lines: list[str] = []
+        self.blocks: list[str] = []
+        self.extra_inputs: list[str] = []
+        self.features: set[str] = set()
+        self.n_names = 0
+        self.after_multi = False  # the last statement named several values
+        self.in_block = False  # a block body cannot see the model's inputs (kv=, mask=, h0=)
+
+    def name(self) -> str:
+        self.n_names += 1
+        return f"v{self.n_names}"
+
+    # ---- single layers ------------------------------------------------------------------
+    # each returns (stage text, output) or None when it does not apply to the input
+
+    def conv(self, x: Val, preserve: bool = False):
+        if x.rank not in (3, 4, 5) or x.dtype != "float" or not x.shape[1].const:
+            return None
+        r = self.rng
+        n = x.rank - 2
+        cin = x.shape[1].value
+        out = cin if preserve else r.randint(1, 6)
+        groups = r.choice([g for g in (1, 1, 2, 3, cin) if cin % g == 0 and out % g == 0])
+        square = n == 1 or r.random() < 0.5
+        k = [r.randint(1, 4)] * n if square else [r.randint(1, 4) for _ in range(n)]
+        ktext = str(k[0]) if square else "(" + ", ".join(map(str, k)) + ")"
+        d = r.choice([1, 1, 2])
+        s = 1 if preserve else r.choice([1, 1, 2, 3])
+        form = "same" if preserve else r.choice(["int", "int", "same", "valid", "tuple", "sides"])
+        if form == "same":
+            s = 1
+        if form == "int":
+            p = r.randint(0, 2)
+            pads = [(p, p)] * n
+            ptext = str(p)
+        elif form == "tuple":
+            pp = [r.randint(0, 2) for _ in range(n)]
+            pads = [(a, a) for a in pp]
+            ptext = "(" + ", ".join(map(str, pp)) + ("," if n == 1 else "") + ")"
+        elif form == "sides":
+            pads = [(r.randint(0, 2), r.randint(0, 2)) for _ in range(n)]
+            ptext = "(" + ", ".join(f"({a}, {b})" for a, b in pads) + ("," if n == 1 else "") \
+                + ")"
+        elif form == "valid":
+            pads = [(0, 0)] * n
+            ptext = "valid"
+        else:
+            pads = None
+            ptext = "same"
+        shape = [x.shape[0], _const(out)]
+        for i in range(n):
+            ax = x.shape[2 + i]
+            if pads is None:
+                shape.append(Ax(ax.value, ax.sym, ax.const))
+                continue
+            v = _out_size(ax.value, k[i], s, *pads[i], d)
+            if v < 1:
+                return None
+            shape.append(_derived(v, not ax.const))
+        kind = r.choice(["conv", f"conv{n}d"])
+        words = [kind, str(out), f"k={ktext}"]
+        if s != 1:
+            words.append(f"s={s}")
+        words.append(f"p={ptext}")
+        if d != 1:
+            words.append(f"d={d}")
+        if groups != 1:
+            words.append(f"groups={groups}")
+        if r.random() < 0.2:
+            words.append("bias=false")
+        if r.random() < 0.2:
+            words.append(f"init={r.choice(['xavier', 'kaiming', 'default'])}")
+        self.features.add(kind)
+        return " ".join(words), Val(shape)
+
+    def pool(self, x: Val, preserve: bool = False):
+        if x.rank not in (3, 4) or x.dtype != "float" or preserve:
+            return None
+        r = self.rng
+        n = x.rank - 2
+        mode = r.choice(["max", "avg"])
+        kind = r.choice([f"{mode}pool", f"{mode}pool{n}d"])
+        self.features.add(kind)
+        if r.random() < 0.12:
+            return f"{kind} global", Val(x.shape[:2] + [_const(1) for _ in range(n)])
+        k = r.randint(1, 3)
+        s = r.choice([None, 1, 2, 3])
+        p = r.randint(0, k // 2)
+        d = r.choice([1, 1, 2]) if mode == "max" else 1
+        ceil = r.random() < 0.4
+        stride = s if s is not None else k
+        shape = list(x.shape[:2])
+        for i in range(n):
+            ax = x.shape[2 + i]
+            v = _out_size(ax.value, k, stride, p, p, d, ceil)
+            if v < 1:
+                return None
+            shape.append(_derived(v, not ax.const))
+        words = [kind, str(k) if r.random() < 0.5 else f"k={k}"]
+        if s is not None:
+            words.append(f"s={s}")
+        if p:
+            words.append(f"p={p}")
+        if d != 1:
+            words.append(f"d={d}")
+        if ceil:
+            words.append("ceil")
+            self.features.add("ceil")
+        if mode == "avg" and r.random() < 0.4:
+            words.append("count_include_pad=false")
+        return " ".join(words), Val(shape)
+
+    def batchnorm(self, x: Val, preserve: bool = False):
+        if x.rank not in (2, 3, 4) or x.dtype != "float" or not x.shape[1].const:
+            return None
+        r = self.rng
+        kind = r.choice(["batchnorm", "batchnorm1d" if x.rank < 4 else "batchnorm2d"])
+        words = [kind]
+        if r.random() < 0.3:
+            words.append("eps=0.001")
+        if r.random() < 0.2:
+            words.append("momentum=0.2")
+        if r.random() < 0.2:
+            words.append("affine=false")
+        others = 1
+        for i, a in enumerate(x.shape):
+            if i != 1:
+                others *= a.value
+        if r.random() < 0.2 and others > 1:  # batch statistics even in eval mode
+            words.append("track=false")
+        self.features.add(kind)
+        return " ".join(words), x.copy()
+
+    def layernorm(self, x: Val, preserve: bool = False):
+        if x.dtype != "float" or x.rank < 2:
+            return None
+        r = self.rng
+        axes = r.choice([1, 1, 2])
+        if axes > x.rank - 1 or not all(a.const for a in x.shape[-axes:]):
+            axes = 1
+            if not x.shape[-1].const:
+                return None
+        words = ["layernorm"] + ([str(axes)] if axes != 1 or r.random() < 0.3 else [])
+        if r.random() < 0.2:
+            words.append("eps=1e-6")
+        if r.random() < 0.2:
+            words.append(r.choice(["affine=false", "bias=false"]))
+        self.features.add("layernorm")
+        return " ".join(words), x.copy()
+
+    def dropout(self, x: Val, preserve: bool = False):
+        if x.dtype != "float":
+            return None
+        self.features.add("dropout")
+        return f"dropout {self.rng.choice(['0.1', '0.5', '0'])}", x.copy()
+
+    def activation(self, x: Val, preserve: bool = False):
+        if x.dtype != "float":
+            return None
+        r = self.rng
+        kind = r.choice(["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "softmax",
+                         "log_softmax", "identity"])
+        self.features.add(kind)
+        text = kind
+        if kind == "leaky_relu" and r.random() < 0.6:
+            text += f" {r.choice(['0.1', '0.2', '1.5'])}"
+        elif kind == "elu" and r.random() < 0.6:
+            text += f" {r.choice(['0.5', '2.0'])}"
+        elif kind == "gelu" and r.random() < 0.4:
+            text += " approximate=tanh"
+        elif kind in ("softmax", "log_softmax") and r.random() < 0.7:
+            text += f" {r.randint(-x.rank, x.rank - 1)}"
+        return text, x.copy()
+
+    def dense(self, x: Val, preserve: bool = False):
+        if x.rank not in (2, 3) or x.dtype != "float" or not x.shape[-1].const:
+            return None
+        r = self.rng
+        out = x.shape[-1].value if preserve else r.randint(1, 8)
+        kind = r.choice(["dense", "dense", "linear"])
+        words = [kind, str(out)]
+        if r.random() < 0.2:
+            words.append("bias=false")
+        if r.random() < 0.2:
+            words.append(f"init={r.choice(['xavier', 'kaiming'])}")
+        self.features.add(kind)
+        return " ".join(words), Val(x.shape[:-1] + [_const(out)])
+
+    def flatten(self, x: Val, preserve: bool = False):
+        if x.rank < 3 or preserve:
+            return None
+        r = self.rng
+        if r.random() < 0.5:
+            start, end, text = 1, x.rank - 1, "flatten"
+        else:
+            start = r.randint(1, x.rank - 2)
+            end = r.randint(start, x.rank - 1)
+            text = f"flatten start={start} end={r.choice([end, end - x.rank])}"
+        merged = x.shape[start:end + 1]
+        v = 1
+        for a in merged:
+            v *= a.value
+        ax = _derived(v, not all(a.const for a in merged))
+        self.features.add("flatten")
+        return text, Val(x.shape[:start] + [ax] + x.shape[end + 1:], x.dtype)
+
+    def reshape(self, x: Val, preserve: bool = False):
+        if x.rank < 2 or preserve or x.shape[0].sym != "N":
+            return None
+        rest = x.shape[1:]
+        total = 1
+        for a in rest:
+            total *= a.value
+        if all(a.const for a in rest):
+            divs = [a for a in range(1, total + 1) if total % a == 0]
+            a = self.rng.choice(divs)
+            if self.rng.random() < 0.5:
+                text, shape = f"reshape [N, {a}, -1]", [x.shape[0], _const(a), _const(total // a)]
+            else:
+                text, shape = f"reshape [N, {a}, {total // a}]", \
+                    [x.shape[0], _const(a), _const(total // a)]
+        else:
+            text, shape = "reshape [N, -1]", [x.shape[0], _derived(total, True)]
+        self.features.add("reshape")
+        return text, Val(shape, x.dtype)
+
+    def last(self, x: Val, preserve: bool = False):
+        if x.rank != 3 or preserve:
+            return None
+        self.features.add("last")
+        return "last", Val([x.shape[0]] + x.shape[2:], x.dtype)
+
+    def recurrent(self, x: Val, preserve: bool = False, multi: bool = False):
+        if x.rank != 3 or x.dtype != "float" or not x.shape[2].const:
+            return None
+        r = self.rng
+        kind = r.choice(["rnn", "gru", "lstm", "simple_rnn"])
+        dirs = 2 if r.random() < 0.3 else 1
+        layers = r.choice([1, 1, 2])
+        hidden = x.shape[2].value // dirs if preserve else r.randint(1, 5)
+        if hidden < 1 or hidden * dirs != x.shape[2].value and preserve:
+            return None
+        words = [kind, str(hidden)]
+        if layers > 1:
+            words.append(f"layers={layers}")
+            if r.random() < 0.3:
+                words.append("dropout=0.5")
+        if dirs == 2:
+            words.append("bidirectional")
+        if r.random() < 0.2:
+            words.append("bias=false")
+        if kind in ("rnn", "simple_rnn") and r.random() < 0.3:
+            words.append("nonlinearity=relu")
+        if kind == "gru" and r.random() < 0.4:
+            words.append(f"reset={r.choice(['before', 'after'])}")
+        if not preserve and not self.in_block and r.random() < 0.3 and x.shape[0].sym == "N":
+            names = ["h0"] + (["c0"] if kind == "lstm" else [])
+            self.n_names += 1
+            for nm in names:
+                inp = f"{nm}_{self.n_names}"
+                self.extra_inputs.append(f"{inp}: [{layers * dirs}, N, {hidden}]")
+                words.append(f"{nm}={inp}")
+            self.features.add("h0")
+        out = Val([x.shape[0], x.shape[1], _const(hidden * dirs)])
+        self.features.add({"simple_rnn": "rnn"}.get(kind, kind))
+        if multi:
+            words.append("state")
+            self.features.add("state")
+            n_states = 2 if kind == "lstm" else 1
+            state = Val([_const(layers * dirs), x.shape[0], _const(hidden)])
+            return " ".join(words), out, [state] * n_states
+        return " ".join(words), out
+
+    def attention(self, x: Val, preserve: bool = False):
+        if x.rank != 3 or x.dtype != "float" or not x.shape[2].const or x.shape[0].sym != "N":
+            return None
+        r = self.rng
+        e = x.shape[2].value
+        heads = r.choice([h for h in range(1, e + 1) if e % h == 0])
+        kind = r.choice(["attention", "attention", "mha"])
+        words = [kind, r.choice([str(heads), f"heads={heads}"])]
+        t = x.shape[1]
+        if t.const or t.sym:
+            tdim = t.text()
+        else:
+            tdim = None
+        keys = None if self.in_block else tdim
+        if not self.in_block and r.random() < 0.3:
+            s = r.choice(["S", str(r.randint(1, 5))])
+            mem = f"mem{self.n_names}"
+            self.extra_inputs.append(f"{mem}: [N, {s}, {e}]")
+            words.append(f"kv={mem}")
+            keys = s
+            self.features.add("kv")
+        elif r.random() < 0.4:
+            words.append("causal")
+            self.features.add("causal")
+        if keys is not None and r.random() < 0.35:
+            m = f"pad{self.n_names}"
+            self.extra_inputs.append(f"{m}: [N, {keys}] int")
+            words.append(f"mask={m}")
+            self.features.add("mask")
+        if r.random() < 0.2:
+            words.append("dropout=0.1")
+        if r.random() < 0.2:
+            words.append("bias=false")
+        self.n_names += 1
+        self.features.add("attention")
+        return " ".join(words), x.copy()
+
+    def positional(self, x: Val, preserve: bool = False):
+        if x.rank != 3 or x.dtype != "float" or not x.shape[2].const:
+            return None
+        r = self.rng
+        kind = r.choice(["positional", "positional", "positional_encoding"])
+        words = [kind]
+        if r.random() < 0.4:
+            words += ["learned", f"max_len={x.shape[1].value + r.randint(0, 3)}"]
+        elif r.random() < 0.2:
+            words.append(f"max_len={x.shape[1].value + r.randint(0, 3)}")
+        if r.random() < 0.4:
+            words.append("scale")
+        self.features.add("positional")
+        return " ".join(words), x.copy()
+
+    LAYERS = ("conv", "pool", "batchnorm", "layernorm", "dropout", "activation", "dense",
+              "flatten", "reshape", "last", "recurrent", "attention", "positional")
+
+    def layer(self, x: Val, preserve: bool = False, tries: int = 12):
+        """A random layer that applies to x (shape-preserving when ``preserve``)."""
+        for _ in range(tries):
+            fn = getattr(self, self.rng.choice(self.LAYERS))
+            got = fn(x, preserve)
+            if got is not None and (not preserve or _same(got[1], x)):
+                return got
+        return self.activation(x) if x.dtype == "float" else None
+
+    # ---- statements --------------------------------------------------------------------
+
+    def statement(self, cur: Val, cur_name: str | None):
+        """Append one statement; returns (new value, its name or None)."""
+        r = self.rng
+        choice = r.random()
+        if self.after_multi:  # `y, h = ...` has no single value: start from a name
+            self.after_multi = False
+            return self.pipeline(cur, cur_name, from_name=True)
+        if cur.dtype != "float":
+            return self.pipeline(cur, cur_name)
+        if choice < 0.12:
+            return self.residual(cur, cur_name)
+        if choice < 0.2:
+            return self.concat(cur, cur_name)
+        if choice < 0.27:
+            return self.repeat(cur)
+        if choice < 0.34:
+            return self.block_call(cur)
+        if choice < 0.4:
+            got = self.recurrent(cur, multi=True)
+            if got is not None:
+                text, out, states = got
+                y = self.name()
+                hs = [self.name() for _ in states]
+                self.lines.append(f"{', '.join([y] + hs)} = {text}")
+                self.after_multi = True
+                self.features.add("item")  # each name is an item node
+                if r.random() < 0.3:  # carry on from a state: [layers*dirs, N, hidden]
+                    return states[0], hs[0]
+                return out, y
+        return self.pipeline(cur, cur_name)
+
+    def pipeline(self, cur: Val, cur_name: str | None, from_name: bool = False):
+        r = self.rng
+        stages = []
+        val = cur
+        for _ in range(r.choice([1, 1, 1, 2, 3])):
+            got = self.layer(val)
+            if got is None:
+                break
+            stages.append(got[0])
+            val = got[1]
+        if not stages:
+            if not from_name:
+                return cur, cur_name
+            stages = ["identity"]
+        text = " | ".join(stages)
+        if r.random() < 0.15:
+            text += "   : " + val.annotation()
+            self.features.add("annotation")
+        if r.random() < 0.4:
+            name = self.name()
+            src = f"{cur_name} | " if cur_name and (from_name or r.random() < 0.5) else ""
+            self.lines.append(f"{name} = {src}{text}")
+            return val, name
+        self.lines.append(f"{cur_name} | {text}" if from_name else text)
+        return val, None
+
+    def _named(self, cur_name: str | None) -> str:
+        """The current value's name (naming it first when it has none)."""
+        if cur_name is not None:
+            return cur_name
+        name = self.name()
+        self.lines.append(f"{name} = identity")
+        return name
+
+    def residual(self, cur: Val, cur_name: str | None):
+        r = self.rng
+        a = self._named(cur_name)
+        stages = []
+        for _ in range(r.choice([1, 2, 3])):
+            got = self.layer(cur, preserve=True)
+            if got is None:
+                break
+            stages.append(got[0])
+        b = self.name()
+        self.lines.append(f"{b} = {a} | {' | '.join(stages) or 'relu'}")
+        form = r.randrange(5)
+        out = self.name()
+        join = [f"relu({b} + {a})", f"{b} + {a}", f"add({b}, {a})", f"({b} * {a})",
+                f"mul({a}, {b}, {a})"][form]
+        self.features.add("mul" if form >= 3 else "add")
+        self.lines.append(f"{out} = {join}")
+        return cur.copy(), out
+
+    def concat(self, cur: Val, cur_name: str | None):
+        r = self.rng
+        a = self._named(cur_name)
+        got = None
+        if cur.rank in (3, 4) and cur.shape[1].const and r.random() < 0.5 and cur.rank == 4:
+            got = self.conv(cur, preserve=True)
+        if got is None:
+            got = self.layer(cur, preserve=True)
+        b = self.name()
+        self.lines.append(f"{b} = {a} | {got[0] if got else 'relu'}")
+        dim = r.randint(1, cur.rank - 1) if cur.rank > 1 else 0
+        if cur.rank > 1 and r.random() < 0.3:
+            dim -= cur.rank
+        ax = cur.shape[dim]
+        shape = [Ax(x.value, x.sym, x.const) for x in cur.shape]
+        shape[dim] = _derived(2 * ax.value, not ax.const)
+        out = self.name()
+        self.lines.append(f"{out} = concat({a}, {b}" + (f", dim={dim})" if dim != 1
+                                                         or r.random() < 0.5 else ")"))
+        self.features.add("concat")
+        return Val(shape), out
+
+    def repeat(self, cur: Val):
+        r = self.rng
+        n = r.randint(1, 3)
+        if r.random() < 0.5:
+            got = self.layer(cur, preserve=True)
+            if got is None:
+                return cur, None
+            self.lines.append(f"{got[0]} * {n}")
+            self.features.add("repeat")
+            return got[1], None
+        got = self.dense(cur) if cur.rank in (2, 3) else None
+        if got is None:
+            return self.pipeline(cur, None)
+        self.lines.append(f"{got[0]} * {n}")
+        self.features.add("repeat")
+        return got[1], None
+
+    def block_call(self, cur: Val):
+        r = self.rng
+        name = f"B{len(self.blocks)}"
+        width = cur.shape[1].value if cur.shape[1].const and cur.rank > 1 else None
+        body = []
+        self.in_block = True
+        for _ in range(r.choice([1, 2, 3])):
+            got = self.layer(cur, preserve=True)
+            if got is None:
+                break
+            body.append(got[0])
+        self.in_block = False
+        if not body:
+            return cur, None
+        params = ["x"]
+        call_args = []
+        if width is not None and cur.rank in (3, 4) and r.random() < 0.6:
+            # a width parameter feeding a 1x1 conv that keeps the channels
+            params.append("c")
+            call_args.append(str(width))
+            body.append(f"conv c k=1 p={r.choice([0, 'same', 'valid'])}")
+            self.features.add("conv")
+        if r.random() < 0.4:
+            params.append("act=1")
+            call_args.append(f"act={r.choice([1, 2])}")
+        residual = r.random() < 0.5
+        lines = [f"block {name}({', '.join(params)}) {{"]
+        if residual:
+            lines.append(f"    y = x | {' | '.join(body)}")
+            lines.append("    return relu(y + x)")
+        else:
+            lines += [f"    {b}" for b in body]
+        lines.append("}")
+        self.blocks.append("\n".join(lines))
+        n = r.choice([1, 1, 2, 3])
+        call = f"{name}({', '.join(call_args)})" + (f" * {n}" if n > 1 or r.random() < 0.3
+                                                    else "")
+        if r.random() < 0.3:
+            call += f" as blk{len(self.blocks)}"
+        self.lines.append(call)
+        self.features.add("block")
+        return cur.copy(), None
+
+
+def _same(a: Val, b: Val) -> bool:
+    return a.rank == b.rank and a.dtype == b.dtype and all(
+        x.value == y.value and x.const == y.const and (x.const or x.sym == y.sym and x.sym)
+        for x, y in zip(a.shape, b.shape))
+
+
+def _start(rng: random.Random, dims: dict[str, int]) -> tuple[str, Val, list[str]]:
+    """The model's main input: (declaration, value, features)."""
+    fam = rng.choice(["image", "image", "image3d", "seq1d", "seq", "seq", "tokens", "vector"])
+
+    def axis(sym: str, lo: int, hi: int) -> Ax:
+        v = rng.randint(lo, hi)
+        if rng.random() < 0.6:
+            dims[sym] = v
+            return Ax(v, sym, False)
+        return Ax(v)
+
+    n = Ax(dims["N"], "N", False)
+    if fam == "image":
+        shape = [n, Ax(rng.randint(1, 4)), axis("H", 3, 8), axis("W", 3, 8)]
+    elif fam == "image3d":
+        shape = [n, Ax(rng.randint(1, 3)), axis("D", 2, 5), axis("H", 2, 5), axis("W", 2, 5)]
+    elif fam == "seq1d":
+        shape = [n, Ax(rng.randint(1, 4)), axis("L", 3, 8)]
+    elif fam == "seq":
+        shape = [n, axis("T", 1, 6), Ax(rng.choice([2, 3, 4, 6, 8]))]
+    elif fam == "tokens":
+        shape = [n, axis("T", 1, 6)]
+        v = Val(shape, "int")
+        return f"x: {v.annotation()} int", v, [fam]
+    else:
+        shape = [n, Ax(rng.randint(1, 8))]
+    v = Val(shape)
+    return f"x: {v.annotation()}", v, [fam]
+
+
+def generate(seed: int, index: int) -> Generated:
+    """The index-th random valid spec of the run with this seed."""
+    rng = random.Random(f"generated:{seed}:{index}")
+    dims = {"N": rng.randint(1, 3)}
+    decl, cur, feats = _start(rng, dims)
+    g = _Gen(rng, dims)
+    name = None
+    if cur.dtype == "int":
+        vocab, width = rng.randint(2, 9), rng.choice([2, 4, 6, 8])
+        pad = f" padding={rng.randint(0, vocab - 1)}" if rng.random() < 0.3 else ""
+        g.lines.append(f"embedding {vocab} {width}{pad}")
+        g.features.add("embedding")
+        cur = Val(cur.shape + [_const(width)])
+    for _ in range(rng.randint(1, 6)):
+        cur, name = g.statement(cur, name)
+    if g.after_multi:
+        g.after_multi = False
+        cur, name = g.pipeline(cur, name, from_name=True)
+    if "S" in " ".join(g.extra_inputs):
+        dims["S"] = rng.randint(1, 5)
+    out_decl = ""
+    if rng.random() < 0.3 and all(a.const or a.sym for a in cur.shape):
+        out_decl = f" -> {cur.annotation()}"
+        g.features.add("output")
+    inputs = ", ".join([decl] + g.extra_inputs)
+    body = "\n".join(f"    {ln}" for ln in g.lines)
+    text = "\n".join(g.blocks + [f"model R({inputs}){out_decl} {{", body, "}", ""])
+    if g.blocks:
+        text = text.replace("}\nmodel", "}\n\nmodel")
+    return Generated(seed, index, text, dict(dims), sorted(set(feats) | g.features))
+
+
+# ---- the differential check ----------------------------------------------------------------
+
+
+def _eval_shape(t, env) -> list:
+    from nnspec.layers.base import TupleType
+
+    if isinstance(t, TupleType):
+        return [_eval_shape(i, env) for i in t.items]
+    return tuple(d.evaluate(env) for d in t.shape)
+
+
+def _runtime_shape(v) -> list:
+    if isinstance(v, (tuple, list)):
+        return [_runtime_shape(i) for i in v]
+    return tuple(v.shape)
+
+
+def differential(g: Generated, limit: float | None = 10.0) -> list[Failure]:
+    """Check the spec, then compare every layer's inferred shape with torch's and the two
+    backends with each other (float64) at the generated dims."""
+    try:
+        with time_limit(limit):
+            return _differential(g)
+    except CaseTimeout as e:
+        return [Failure("timeout", f"Timeout @ {innermost_frame(e.__traceback__, False)}",
+                        f"generated spec over {limit:g} s")]
+
+
+def _differential(g: Generated) -> list[Failure]:
+    import nnspec
+
+    try:
+        spec = nnspec.loads(g.text, "gen.nn", strict=False)
+    except Exception as e:
+        return [_internal(e, "load")]
+    if not spec.ok:
+        d = spec.diagnostics[0]
+        return [Failure("invalid", f"rejected [{d.code}] @ {_first_word(d)}",
+                        d.render(spec.sources)[:600])]
+    model = spec.model().name
+    failures = shape_failures(spec, model, g.dims, g.index)
+    if any(f.kind in ("internal", "invalid") or f.cause.startswith("torch rejects")
+           for f in failures):
+        return failures
+    from nnspec.crosscheck import crosscheck
+
+    try:
+        report = crosscheck(spec, model, "float64", g.index, g.dims)
+    except Exception as e:
+        failures.append(_internal(e, "crosscheck"))
+        return failures
+    bad = report.first_divergence
+    if bad is not None:
+        failures.append(Failure("backend", f"backends differ @ {bad.kind}",
+                                f"{bad.name} [{bad.kind}] line {bad.line}: max abs "
+                                f"{bad.max_abs:.3g}, max rel {bad.max_rel:.3g}",
+                                detail=report.render()))
+    return failures
+
+
+def shape_failures(spec, model: str, dims: dict[str, int], seed: int = 0) -> list[Failure]:
+    """Run the torch module at ``dims`` and compare the shape of every layer's value with
+    the inferred shape evaluated at those dims (the first layer that differs)."""
+    import numpy as np
+
+    try:
+        import torch
+
+        from nnspec.backends.torch import build_module
+        from nnspec.crosscheck import concrete_inputs
+
+        mod = build_module(spec, model, seed=seed, dtype=torch.float64).eval()
+        inputs = concrete_inputs(spec, model, dims, np.float64, seed)
+    except Exception as e:
+        return [_internal(e, "build")]
+    types = spec.types(model).types
+    m = spec.model(model)
+    try:
+        with torch.no_grad():
+            values = mod.trace(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
+    except Exception as e:
+        # torch refused a layer nnspec accepted: if an inferred size at these dims is below
+        # 1, the dims are out of the spec's range (a generator bug), else nnspec is wrong
+        bad = [n for n in m.nodes if types.get(n.id) is not None
+               and any(v < 1 for v in _flat(_eval_shape(types[n.id], dims)))]
+        if bad:
+            return [Failure("invalid", f"size below 1 @ {bad[0].op}",
+                            f"{bad[0].name}: {types[bad[0].id]} at {dims}")]
+        note = " / ".join(getattr(e, "__notes__", [])[-1:])
+        return [Failure("shape", f"torch rejects @ {_note_kind(note, m)}",
+                        f"{type(e).__name__}: {str(e)[:200]} {note}")]
+    for node in m.nodes:
+        want = _eval_shape(types[node.id], dims)
+        got = _runtime_shape(values[node.id])
+        if _flat(want) != _flat(got):
+            ceil = " ceil" if getattr(node.p, "ceil", False) else ""
+            return [Failure(
+                "shape", f"shape @ {node.op}{ceil}",
+                f"{node.name} [{node.op}] line {node.span[1] if node.span else '?'}: inferred "
+                f"{types[node.id]} = {want}, torch {got}")]
+    return []
+
+
+def _flat(x) -> tuple:
+    if isinstance(x, list):
+        return tuple(v for i in x for v in _flat(i))
+    if isinstance(x, tuple) and x and isinstance(x[0], (tuple, list)):
+        return tuple(v for i in x for v in _flat(i))
+    return tuple(x)
+
+
+def _first_word(d) -> str:
+    return " ".join(d.message.split(" ")[:4]) if d.message else "?"
+
+
+def _note_kind(note: str, m) -> str:
+    for node in m.nodes:
+        if f"(layer {node.name})" in note:
+            return node.op
+    return "?"
+
+
+def _internal(e: BaseException, stage: str) -> Failure:
+    return Failure("internal", f"{type(e).__name__} @ {innermost_frame(e.__traceback__)}",
+                   f"[{stage}] {type(e).__name__}: {str(e)[:300]}",
+                   detail="".join(traceback.format_exception(e))[-4000:])
