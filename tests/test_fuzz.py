@@ -20,7 +20,11 @@ from tests.fuzz.runner import run_input  # noqa: E402
 SEED = 20240601
 MUTANTS = 2000
 GENERATED = 200
-LIMIT = 2.0  # seconds per command: the 1 s with a margin for a slow CI machine
+# Seconds per command. The goal is 1 s, and the offline run (`python -m tests.fuzz`, on a
+# quiet machine) holds cases to it; here the limit only catches hangs and blow-ups, with
+# room for a CI machine that runs other work at the same time (the largest inputs, files
+# of 20,000 lines at the 10,000-layer limit, take about 1 s alone and 2-3 s under load).
+LIMIT = 5.0
 
 
 def _report(results: list[dict], total: int) -> str:

@@ -23,6 +23,8 @@ import random
 import traceback
 from dataclasses import dataclass, field
 
+from nnspec.layers import REGISTRY
+
 from .runner import CaseTimeout, Failure, innermost_frame, time_limit
 
 
@@ -169,6 +171,47 @@ class _Gen:
             words.append("bias=false")
         if r.random() < 0.2:
             words.append(f"init={r.choice(['xavier', 'kaiming', 'default'])}")
+        self.features.add(kind)
+        return " ".join(words), Val(shape)
+
+    def convtranspose(self, x: Val, preserve: bool = False):
+        if x.rank not in (3, 4, 5) or x.dtype != "float" or not x.shape[1].const or preserve:
+            return None
+        r = self.rng
+        n = x.rank - 2
+        cin = x.shape[1].value
+        out = r.randint(1, 6)
+        groups = r.choice([g for g in (1, 1, 2, cin) if cin % g == 0 and out % g == 0])
+        k = [r.randint(1, 4) for _ in range(n)]
+        s, d = r.choice([1, 1, 2, 3]), r.choice([1, 1, 2])
+        pads = [(r.randint(0, 2), r.randint(0, 2)) for _ in range(n)]
+        if r.random() < 0.5:
+            pads = [(pads[0][0],) * 2] * n
+        op = [r.randint(0, max(s, d) - 1) if r.random() < 0.4 else 0 for _ in range(n)]
+        shape = [x.shape[0], _const(out)]
+        for i in range(n):
+            ax = x.shape[2 + i]
+            v = (ax.value - 1) * s - sum(pads[i]) + d * (k[i] - 1) + op[i] + 1
+            if not 1 <= v <= 24:
+                return None
+            shape.append(_derived(v, not ax.const))
+        spelling = r.choice(["convtranspose", f"convtranspose{n}d", "deconv",
+                             f"conv_transpose{n}d"])
+        kind = "convtranspose" if spelling in ("convtranspose", "deconv") \
+            else f"convtranspose{n}d"
+        tup = lambda v: "(" + ", ".join(map(str, v)) + ("," if n == 1 else "") + ")"  # noqa
+        words = [spelling, str(out), f"k={tup(k)}", f"s={s}", f"d={d}"]
+        words.append(f"p={pads[0][0]}" if len(set(pads)) == 1 and pads[0][0] == pads[0][1]
+                     else "p=(" + ", ".join(f"({a}, {b})" for a, b in pads)
+                     + ("," if n == 1 else "") + ")")
+        if all(a.const for a in shape[2:]) and r.random() < 0.5:
+            words.append(f"size={tup([a.value for a in shape[2:]])}")
+        elif any(op):
+            words.append(f"output_padding={tup(op)}")
+        if groups != 1:
+            words.append(f"groups={groups}")
+        if r.random() < 0.2:
+            words.append("bias=false")
         self.features.add(kind)
         return " ".join(words), Val(shape)
 
@@ -423,7 +466,8 @@ class _Gen:
         return " ".join(words), x.copy()
 
     LAYERS = ("conv", "pool", "batchnorm", "layernorm", "dropout", "activation", "dense",
-              "flatten", "reshape", "last", "recurrent", "attention", "positional")
+              "flatten", "reshape", "last", "recurrent", "attention", "positional",
+              "convtranspose")
 
     def layer(self, x: Val, preserve: bool = False, tries: int = 12):
         """A random layer that applies to x (shape-preserving when ``preserve``)."""
@@ -609,9 +653,14 @@ def _same(a: Val, b: Val) -> bool:
         for x, y in zip(a.shape, b.shape))
 
 
+# volumes only once the kinds for rank-5 inputs exist
+_FAMILIES = ["image", "image", "seq1d", "seq", "seq", "tokens", "vector"] + (
+    ["image3d"] if "conv3d" in REGISTRY else [])
+
+
 def _start(rng: random.Random, dims: dict[str, int]) -> tuple[str, Val, list[str]]:
     """The model's main input: (declaration, value, features)."""
-    fam = rng.choice(["image", "image", "image3d", "seq1d", "seq", "seq", "tokens", "vector"])
+    fam = rng.choice(_FAMILIES)
 
     def axis(sym: str, lo: int, hi: int) -> Ax:
         v = rng.randint(lo, hi)
