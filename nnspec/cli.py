@@ -253,13 +253,14 @@ def cmd_layers(args) -> int:
     from .layers import REGISTRY
 
     seen = set()
+    width = max(len(k.name) for k in REGISTRY.values())  # one column for every name
     for key in sorted(REGISTRY):
         kind = REGISTRY[key]
         if id(kind) in seen:
             continue
         seen.add(id(kind))
         alias = f" (also {', '.join(kind.aliases)})" if kind.aliases else ""
-        print(f"{kind.name:<14} {kind.summary or (kind.__doc__ or '').strip()}{alias}")
+        print(f"{kind.name:<{width}} {kind.summary or (kind.__doc__ or '').strip()}{alias}")
     return EXIT_OK
 
 

@@ -72,7 +72,7 @@ def _gh_property(text: str) -> str:
 MAX_RENDERED = 100
 
 
-MAX_MESSAGE = 400
+MAX_MESSAGE = 1000
 
 
 def _clip(text: str) -> str:

@@ -10,7 +10,8 @@ it normalises the common cases, see :meth:`Dim.floordiv`).
 Only the standard library is imported: this module sits on the CLI start-up path.
 
 The output-size formula for convolutions and pooling lives here, once:
-:func:`conv_out`, :func:`transposed_conv_out` and :func:`conv_formula`.
+:func:`conv_out`, :func:`transposed_conv_out` and their renderings for errors,
+:func:`conv_formula` and :func:`transposed_conv_formula`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "as_dim",
     "conv_formula",
     "conv_out",
+    "transposed_conv_formula",
     "transposed_conv_out",
 ]
 
@@ -934,3 +936,35 @@ def conv_formula(
             " (the last window would start in the right padding, so it is dropped)"
         )
     return f"F_out = {generic} = {concrete} = {out}"
+
+
+def transposed_conv_formula(
+    f_in: Dim | int,
+    k: int,
+    s: int,
+    pad: tuple[int, int] | int,
+    d: int = 1,
+    output_padding: int = 0,
+) -> str:
+    """Render the :func:`transposed_conv_out` formula with the numbers substituted::
+
+        F_out = (F_in - 1)*s - 2p + d*(k - 1) + output_padding + 1
+              = (1 - 1)*1 - 2*3 + 1*(3 - 1) + 0 + 1 = -3
+
+    (on one line); ``p_before + p_after`` replaces ``2p`` for asymmetric padding. A
+    symbolic ``f_in`` is substituted as text, parenthesised unless it is a single name.
+    """
+    out = transposed_conv_out(f_in, k, s, pad, d, output_padding)
+    before, after = _pads(pad)
+    f = as_dim(f_in)
+    ft = str(f)
+    if not (f.is_const or _IDENT.match(ft)):
+        ft = f"({ft})"
+    if before == after:
+        generic = "(F_in - 1)*s - 2p + d*(k - 1) + output_padding + 1"
+        pads = f"2*{before}"
+    else:
+        generic = "(F_in - 1)*s - p_before - p_after + d*(k - 1) + output_padding + 1"
+        pads = f"{before} - {after}"
+    return (f"F_out = {generic} = ({ft} - 1)*{s} - {pads} + {d}*({k} - 1) + "
+            f"{output_padding} + 1 = {out}")

@@ -876,6 +876,8 @@ class ModelBuilder:
                 v = v.name  # a keyword value such as p=same; the schema validates it
             if isinstance(v, list):
                 v = tuple(v)
+            if isinstance(v, tuple):
+                v = _words_to_names(v)  # `(7, None)`: the schema sees "None", not a Word
             params[key] = v
             arg_spans[key] = a.span
         self.raise_all(fails)
@@ -1000,11 +1002,19 @@ def _arg_hint(kind, kind_name: str, key: str) -> str:
     return "did you mean " + " / ".join(repr(n) for n in names) + "? " + usage
 
 
+def _words_to_names(v: tuple) -> tuple:
+    """A tuple argument with its bare words (at any depth) as their names."""
+    return tuple(x.name if isinstance(x, Word) else _words_to_names(x)
+                 if isinstance(x, tuple) else x for x in v)
+
+
 def _show(v) -> str:
     if isinstance(v, str):
         return v
     if isinstance(v, bool):
         return str(v).lower()
+    if isinstance(v, tuple):  # as written: (3, foo), [H, 2] -> (H, 2), not reprs
+        return "(" + ", ".join(_show(x) for x in v) + ("," if len(v) == 1 else "") + ")"
     return str(v)
 
 

@@ -249,5 +249,5 @@ def test_a_50000_character_name_is_clipped_in_the_message():
     text = nnspec.SpecError(spec.diagnostics, spec.sources).render()
     first = text.splitlines()[0]
     assert first.startswith("t.nn:2:5: error: unknown layer kind 'aaaa")
-    assert " ... " in first and first.endswith("aaaa' [E043]") and len(first) < 450
-    assert len(text) < 1000
+    assert " ... " in first and first.endswith("aaaa' [E043]") and len(first) < 1050
+    assert len(text) < 2500

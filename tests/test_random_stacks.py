@@ -1,8 +1,9 @@
 """Differential test over random layer stacks (hypothesis).
 
-A random stack of conv / pool / norm / activation layers, written as a spec: when nnspec
-accepts it, every inferred shape must equal the shape PyTorch actually produces and the
-NumPy interpreter must agree with PyTorch; when nnspec rejects it, PyTorch must fail too.
+A random stack of conv / transposed conv / pool / adaptive pool / pad / norm / activation
+layers, written as a spec: when nnspec accepts it, every inferred shape must equal the shape
+PyTorch actually produces and the NumPy interpreter must agree with PyTorch; when nnspec
+rejects it, PyTorch must fail too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def conv_layer(draw, rank):
 
 
 @st.composite
+def convtranspose_layer(draw, rank):
+    # stride <= 2 and k <= 3: five of them stay small enough to run
+    k, s, d = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    p, op = draw(st.integers(0, 2)), draw(st.integers(0, 2))  # op >= max(s, d) is refused
+    groups = draw(st.sampled_from([1, 1, 2]))
+    out = draw(st.sampled_from([2, 4, 6]))
+    kind = draw(st.sampled_from(["convtranspose", f"convtranspose{rank}d", "deconv"]))
+    return f"{kind} {out} k={k} s={s} p={p} d={d} output_padding={op} groups={groups}"
+
+
+@st.composite
 def pool_layer(draw, rank):
     k = draw(st.integers(1, 3))
     s = draw(st.integers(1, 3))
@@ -52,6 +64,16 @@ def pool_layer(draw, rank):
 
 
 @st.composite
+def adaptive_or_pad_layer(draw, rank):
+    if draw(st.booleans()):
+        mode = draw(st.sampled_from(["avg", "max"]))
+        kind = draw(st.sampled_from([f"adaptive_{mode}pool", f"adaptive_{mode}pool{rank}d"]))
+        return f"{kind} size={draw(st.integers(1, 6))}"  # larger than the input too
+    mode = draw(st.sampled_from(["constant", "reflect", "replicate", "circular"]))
+    return f"pad p={draw(st.integers(0, 4))} mode={mode}"  # reflect: p < size, as torch
+
+
+@st.composite
 def stack(draw):
     rank = draw(st.sampled_from([1, 2]))
     c = draw(st.sampled_from([2, 4]))
@@ -59,7 +81,8 @@ def stack(draw):
     layers = []
     for _ in range(draw(st.integers(1, 5))):
         layers.append(draw(st.one_of(
-            conv_layer(rank), pool_layer(rank),
+            conv_layer(rank), pool_layer(rank), convtranspose_layer(rank),
+            adaptive_or_pad_layer(rank),
             st.sampled_from(["relu", "tanh", "gelu", "sigmoid", "batchnorm", "identity",
                              "leaky_relu 0.1", "elu", "softmax 1"]))))
     layers += ["flatten", draw(st.sampled_from(["dense 3", "dense 5 | log_softmax"]))]
@@ -118,6 +141,14 @@ def torch_reference(text, spec, x):
 
 def _apply_torch(F, kind, pos, args, t):
     rank = t.dim() - 2
+    if kind.startswith(("convtranspose", "deconv")):
+        k, s, d, p = (int(args[a]) for a in ("k", "s", "d", "p"))
+        op, g = int(args["output_padding"]), int(args["groups"])
+        if t.shape[1] % g:
+            raise ValueError("groups")
+        w = torch.zeros(t.shape[1], int(pos[0]) // g, *[k] * rank, dtype=t.dtype)
+        fn = F.conv_transpose1d if rank == 1 else F.conv_transpose2d
+        return fn(t, w, None, s, p, op, g, d)
     if kind.startswith("conv"):
         k, s, d = int(args["k"]), int(args["s"]), int(args["d"])
         g = int(args["groups"])
@@ -152,6 +183,12 @@ def _apply_torch(F, kind, pos, args, t):
         fn = F.avg_pool1d if rank == 1 else F.avg_pool2d
         return fn(t, k, s, p, ceil_mode=ceil,
                   count_include_pad=args.get("count_include_pad") != "false")
+    if kind.startswith("adaptive_"):
+        size = int(args["size"])
+        fn = getattr(F, f"adaptive_{kind[9:12]}_pool{rank}d")
+        return fn(t, size)
+    if kind == "pad":
+        return F.pad(t, [int(args["p"])] * 2 * rank, mode=args["mode"])
     if kind == "flatten":
         return t.flatten(1)
     if kind == "dense":

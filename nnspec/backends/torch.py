@@ -102,6 +102,8 @@ def _walk_syms(a, acc: set) -> None:
     elif isinstance(a, (tuple, list)):
         for x in a:
             _walk_syms(x, acc)
+    elif isinstance(a, slice):
+        _walk_syms((a.start, a.stop, a.step), acc)
     elif isinstance(a, dict):
         for x in a.values():
             _walk_syms(x, acc)
@@ -174,6 +176,12 @@ def _arg(a):
             return True, d.value
         f = _dim_fn(d)
         return False, lambda ins, prev, env: f(env)
+    if isinstance(a, slice):  # a subscript's bounds (getitem): x[..., a:a + h]
+        bounds = [_arg(x) for x in (a.start, a.stop, a.step)]
+        if all(c for c, _ in bounds):
+            return True, slice(*(v for _, v in bounds))
+        return False, lambda ins, prev, env: slice(
+            *[v if c else v(ins, prev, env) for c, v in bounds])
     if isinstance(a, (tuple, list)):
         parts = [_arg(x) for x in a]
         typ = type(a)
@@ -664,7 +672,24 @@ def _arg_src(a, ins: list[str], prev: str | None) -> str:
     return _lit(a)
 
 
+def _index_src(a, ins: list[str], prev: str | None) -> str:
+    """A subscript as written by hand: ``x[..., 4:68, a:a + w]`` (slices and ``...`` are
+    rendered only here, where they are valid Python)."""
+    if isinstance(a, tuple) and a:
+        inner = ", ".join(_index_src(x, ins, prev) for x in a)
+        return inner + ("," if len(a) == 1 else "")
+    if a is Ellipsis:
+        return "..."
+    if isinstance(a, slice):
+        if a.step is not None:
+            raise ValueError("a slice with a step in a torch plan")
+        return ":".join("" if x is None else _arg_src(x, ins, prev) for x in (a.start, a.stop))
+    return _arg_src(a, ins, prev)
+
+
 def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | None) -> str:
+    if call.fn == "getitem":
+        return f"{_arg_src(call.args[0], ins, prev)}[{_index_src(call.args[1], ins, prev)}]"
     args = [_arg_src(a, ins, prev) for a in call.args]
     for k in call.kwargs:
         if not (k.isidentifier() and not keyword.iskeyword(k)):
@@ -679,8 +704,6 @@ def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | 
             first = f"({first})"
         return f"{first}{call.fn}({', '.join(args[1:] + kws)})"
     func, _ = _resolve_fn(call.fn)
-    if call.fn == "getitem":
-        return f"{args[0]}[{args[1]}]"
     if call.fn.startswith("nnspec."):
         return f"{func.__name__}({', '.join(args + kws)})"
     return f"{call.fn}({', '.join(args + kws)})"

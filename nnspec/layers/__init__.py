@@ -2,15 +2,20 @@
 
 from . import (  # noqa: F401,E402  # noqa: F401,E402
     activation,
+    adaptive,
     attention,  # noqa: F401,E402
     conv,
+    convtranspose,
     dense,
     dropout,
     embedding,
     merge,
     norm,
+    padcrop,
+    pixelshuffle,
     pool,
     recurrent,
     reshape,
+    upsample,
 )
 from .base import REGISTRY, LayerKind, ShapeError, TensorType  # noqa: F401

@@ -18,15 +18,18 @@ IntOrTuple = Union[Int, tuple[Int, ...]]
 PadSpec = Union[Int, str, tuple[Union[Int, tuple[Int, Int]], ...]]
 
 SPATIAL_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
+LAYOUTS = {1: "[N, C, L]", 2: "[N, C, H, W]", 3: "[N, C, D, H, W]"}
 
 
 def spatial_rank(kind, x: TensorType) -> int:
     """Spatial dims of a window layer's [N, C, *spatial] input: fixed by a kind such as
     conv2d (``kind.rank``), or taken from the input's rank for conv / maxpool."""
     if kind.rank is not None:
-        need_rank(x, {kind.rank + 2}, kind.name, "[N, C, L]" if kind.rank == 1 else "[N, C, H, W]")
+        need_rank(x, {kind.rank + 2}, kind.name, LAYOUTS[kind.rank])
         return kind.rank
-    need_rank(x, {3, 4}, kind.name, "[N, C, L] or [N, C, H, W]")
+    most = getattr(kind, "max_spatial", 2)  # spatial dims a rank-generic kind takes
+    need_rank(x, set(range(3, most + 3)), kind.name,
+              ", ".join(LAYOUTS[r] for r in range(1, most)) + f" or {LAYOUTS[most]}")
     return x.rank - 2
 
 

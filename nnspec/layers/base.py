@@ -327,6 +327,12 @@ class LayerKind:
     def sample(self) -> tuple[dict, list[TensorType]]:
         raise NotImplementedError
 
+    def samples(self) -> list[tuple[dict, list[TensorType]]]:
+        """``sample()`` and, where arguments exclude one another (a target size or an
+        explicit output_padding), more samples that give the others: the registry test
+        exercises each argument in the first sample that gives it."""
+        return [self.sample()]
+
     def flags(self) -> tuple[str, ...]:
         return tuple(n for n, f in self.Params.model_fields.items() if f.annotation is bool)
 

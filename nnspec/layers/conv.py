@@ -1,4 +1,4 @@
-"""conv, conv1d, conv2d: convolution over [N, C, *spatial] (torch.nn.Conv1d/Conv2d).
+"""conv, conv1d, conv2d, conv3d: convolution over [N, C, *spatial] (torch.nn.Conv1d/2d/3d).
 
 F_out = floor((F_in + p_before + p_after - d*(k - 1) - 1) / s) + 1 per spatial dim.
 """
@@ -33,6 +33,7 @@ from .dense import bias_init, weight_init
 
 class _Conv(LayerKind):
     rank: int | None = None  # spatial rank; None: taken from the input
+    max_spatial = 3
     positional = ("out",)
     synonyms = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d",
                 "out_channels": "out", "filters": "out"}
@@ -116,7 +117,7 @@ class _Conv(LayerKind):
         return npops.conv_nd(xs[0], w["weight"], w.get("bias"), s, pd, d, p.groups)
 
     def sample(self):
-        shape = (2, 4, 9, 8) if self.rank != 1 else (2, 4, 11)
+        shape = {1: (2, 4, 11), 3: (2, 4, 7, 6, 5)}.get(self.rank, (2, 4, 9, 8))
         n = len(shape) - 2
         return ({"out": 6, "k": 3, "s": 2, "p": ((1, 0),) * n, "d": 2, "groups": 2,
                  "bias": False, "init": "kaiming"}, [TensorType(shape)])
@@ -128,7 +129,7 @@ def _shape_of(a) -> TensorType:
 
 @register
 class Conv(_Conv):
-    """Convolution whose spatial rank (1 or 2) follows the input's rank."""
+    """Convolution whose spatial rank (1, 2 or 3) follows the input's rank."""
 
     name = "conv"
     summary = "convolution: conv <out> k=<k> [s=1] [p=0|same|(..)] [d=1] [groups=1] [bias]"
@@ -146,3 +147,10 @@ class Conv2d(_Conv):
     name = "conv2d"
     rank = 2
     summary = "2-d convolution over [N, C, H, W]"
+
+
+@register
+class Conv3d(_Conv):
+    name = "conv3d"
+    rank = 3
+    summary = "3-d convolution over [N, C, D, H, W]"

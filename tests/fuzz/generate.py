@@ -215,6 +215,117 @@ class _Gen:
         self.features.add(kind)
         return " ".join(words), Val(shape)
 
+    def upsample(self, x: Val, preserve: bool = False):
+        if x.rank not in (3, 4, 5) or x.dtype != "float" or preserve:
+            return None
+        r = self.rng
+        n = x.rank - 2
+        modes = ["nearest", "nearest_exact", ("linear", "bilinear", "trilinear")[n - 1]]
+        if n == 2:
+            modes.append("bicubic")
+        mode = r.choice(modes)
+        kind = r.choice(["upsample", f"upsample{n}d"])
+        spelling = r.choice([kind, "interpolate"]) if kind == "upsample" else kind
+        shape = list(x.shape[:2])
+        if r.random() < 0.6 or not all(a.const for a in x.shape[2:]):
+            scale = r.randint(1, 3)
+            shape += [_derived(a.value * scale, not a.const) for a in x.shape[2:]]
+            words = [spelling, f"scale={scale}"]
+        else:
+            size = [r.randint(1, 9) for _ in range(n)]
+            shape += [_const(v) for v in size]
+            words = [spelling, "size=(" + ", ".join(map(str, size)) + ("," if n == 1 else "")
+                     + ")"]
+        if mode != "nearest" or r.random() < 0.3:
+            words.append(f"mode={mode}")
+        if mode not in ("nearest", "nearest_exact") and r.random() < 0.4:
+            words.append("align_corners")
+        self.features.add(kind)
+        return " ".join(words), Val(shape)
+
+    def pixel_shuffle(self, x: Val, preserve: bool = False):
+        if x.rank != 4 or x.dtype != "float" or preserve or not x.shape[1].const:
+            return None
+        r = self.rng
+        c, h, w = x.shape[1], x.shape[2], x.shape[3]
+        f = r.choice([2, 3])
+        if r.random() < 0.6:
+            # sub-pixel upsampling as super-resolution nets write it: a conv to C*r^2 first
+            c_out = c.value if c.value % (f * f) == 0 else f * f * r.randint(1, 2)
+            head = "" if c_out == c.value else f"conv {c_out} k=1 | "
+            self.features.add("pixel_shuffle")
+            return f"{head}pixel_shuffle {f}", Val([x.shape[0], _const(c_out // (f * f)),
+                                                    _derived(h.value * f, not h.const),
+                                                    _derived(w.value * f, not w.const)])
+        if h.const and w.const and h.value % f == 0 and w.value % f == 0:
+            self.features.add("pixel_unshuffle")
+            return f"pixel_unshuffle {f}", Val([x.shape[0], _const(c.value * f * f),
+                                                _const(h.value // f), _const(w.value // f)])
+        return None
+
+    def adaptive(self, x: Val, preserve: bool = False):
+        if x.rank not in (3, 4, 5) or x.dtype != "float" or preserve:
+            return None
+        r = self.rng
+        n = x.rank - 2
+        mode = r.choice(["avg", "max"])
+        kind = r.choice([f"adaptive_{mode}pool", f"adaptive_{mode}pool{n}d"])
+        spelling = kind.replace(f"adaptive_{mode}pool", r.choice(
+            [f"adaptive_{mode}pool", f"adaptive_{mode}_pool", f"adaptive{mode}pool"]))
+        sizes = [None if r.random() < 0.25 else r.randint(1, 6) for _ in range(n)]
+        if all(s is None for s in sizes) or (r.random() < 0.3 and None not in sizes):
+            sizes = [sizes[0] or r.randint(1, 6)] * n
+            text = str(sizes[0])
+        else:
+            text = "(" + ", ".join(r.choice(["None", "_"]) if s is None else str(s)
+                                   for s in sizes) + ("," if n == 1 else "") + ")"
+        shape = list(x.shape[:2]) + [Ax(a.value, a.sym, a.const) if s is None else _const(s)
+                                     for a, s in zip(x.shape[2:], sizes)]
+        self.features.add(kind)
+        return f"{spelling} {text}", Val(shape)
+
+    def padcrop(self, x: Val, preserve: bool = False):
+        if x.rank not in (3, 4, 5) or x.dtype != "float" or preserve:
+            return None
+        r = self.rng
+        n = x.rank - 2
+        if r.random() < 0.5:
+            mode = r.choice(["constant", "reflect", "replicate", "circular"])
+            most = {"reflect": -1, "circular": 0}.get(mode, 2)
+            pads = [(r.randint(0, max(0, min(2, a.value + most))),
+                     r.randint(0, max(0, min(2, a.value + most)))) for a in x.shape[2:]]
+            text = "(" + ", ".join(f"({a}, {b})" for a, b in pads) + ("," if n == 1 else "") + ")"
+            words = ["pad", text]
+            if mode != "constant":
+                words.append(r.choice([mode, f"mode={mode}"]))
+            elif r.random() < 0.3:
+                words.append("value=0.5")
+            self.features.add("pad")
+            return " ".join(words), Val(list(x.shape[:2]) + [
+                _derived(a.value + pb + pa, not a.const) for a, (pb, pa) in zip(x.shape[2:], pads)])
+        # centre crop: a concrete axis to a size it holds, a symbolic one kept (_)
+        sizes = [r.randint(1, a.value) if a.const else None for a in x.shape[2:]]
+        text = "[" + ", ".join("_" if s is None else str(s) for s in sizes) + "]"
+        self.features.add("crop")
+        return f"crop {text}", Val(list(x.shape[:2]) + [
+            Ax(a.value, a.sym, a.const) if s is None else _const(s)
+            for a, s in zip(x.shape[2:], sizes)])
+
+    def crop_skip(self, cur: Val, cur_name: str | None):
+        """A U-Net skip: a padded copy cropped back to the value's size (crop_like)."""
+        if cur.rank not in (3, 4, 5) or cur.dtype != "float":
+            return None
+        r = self.rng
+        a = self._named(cur_name)
+        pads = [(r.randint(0, 3), r.randint(0, 3)) for _ in range(cur.rank - 2)]
+        b = self.name()
+        self.lines.append(f"{b} = {a} | pad (" + ", ".join(f"({x}, {y})" for x, y in pads)
+                          + ("," if len(pads) == 1 else "") + ")")
+        out = self.name()
+        self.lines.append(f"{out} = crop_like({b}, {a})")
+        self.features |= {"pad", "crop_like"}
+        return cur.copy(), out
+
     def pool(self, x: Val, preserve: bool = False):
         if x.rank not in (3, 4) or x.dtype != "float" or preserve:
             return None
@@ -467,7 +578,7 @@ class _Gen:
 
     LAYERS = ("conv", "pool", "batchnorm", "layernorm", "dropout", "activation", "dense",
               "flatten", "reshape", "last", "recurrent", "attention", "positional",
-              "convtranspose")
+              "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop")
 
     def layer(self, x: Val, preserve: bool = False, tries: int = 12):
         """A random layer that applies to x (shape-preserving when ``preserve``)."""
@@ -509,6 +620,10 @@ class _Gen:
                 if r.random() < 0.3:  # carry on from a state: [layers*dirs, N, hidden]
                     return states[0], hs[0]
                 return out, y
+        if choice < 0.43:
+            got = self.crop_skip(cur, cur_name)
+            if got is not None:
+                return got
         return self.pipeline(cur, cur_name)
 
     def pipeline(self, cur: Val, cur_name: str | None, from_name: bool = False):
