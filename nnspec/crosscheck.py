@@ -439,10 +439,15 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
     with torch.no_grad():
         theirs = mod.trace(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
     report = Report(m.name, np_dtype.name, TOLERANCE[np_dtype.name], dims=dict(env))
+    # a value's scale: the largest finite magnitude on any path into it. Rounding errors are
+    # ~eps times the numbers they came from, so noise that a normalisation or a product
+    # turned into a near-zero result is still measured against those numbers.
+    upstream = {i.id: _max_finite([ours[i.id]]) if i.id in ours else 0.0 for i in m.inputs}
     for node in m.nodes:
         a = ours[node.id]
         b = _to_numpy(theirs[node.id])
-        scale = _max_finite([ours[v] for v in node.inputs])
+        scale = max([upstream.get(v, 0.0) for v in node.inputs] + [0.0])
+        upstream[node.id] = max(scale, _max_finite([a]))
         mx, rel = _errors(b, a, scale)
         t = types.get(node.id)
         expected = _eval_type(t, env) if t is not None else ()

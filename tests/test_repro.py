@@ -147,5 +147,8 @@ def test_crosscheck_passes(path):
     argv = ["crosscheck", "--dtype", "float64", str(path)]
     for k, v in _dims(path).items():
         argv += ["--dim", f"{k}={v}"]
+    seed = [ln for ln in path.read_text().splitlines() if ln.startswith("# seed:")]
+    if seed:
+        argv += ["--seed", seed[0][len("# seed:"):].strip()]
     r = _run_ok(argv, allowed=(0,))
     assert "ok: both backends agree" in r.stdout
