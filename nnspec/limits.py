@@ -20,6 +20,8 @@ MAX_NODES = 10_000
 MAX_EXPANSIONS = 2 * MAX_NODES
 #: Errors reported per model before its lowering stops.
 MAX_MODEL_ERRORS = 50
+#: Words (runs of non-blank characters) of one file: enough for specs at the layer limit.
+MAX_WORDS = 30_000
 #: Integers of a spec (literals, constants, sizes) are int64, as torch's sizes are.
 MAX_INT = 2**63 - 1
 

@@ -776,7 +776,7 @@ class ModelBuilder:
             p = kind.Params.model_validate(params)
         except ValidationError as e:
             fails = []
-            for err in e.errors():
+            for err in e.errors()[:MAX_MODEL_ERRORS]:
                 loc = str(err["loc"][0]) if err["loc"] else None
                 msg = err["msg"]
                 if msg.startswith("Value error, "):
@@ -818,11 +818,13 @@ class ModelBuilder:
         arg_spans: dict = {}
         positional = list(kind.positional)
         flags = kind.flags()
-        fields = kind.Params.model_fields
+        fields = kind.fields()
         extra: dict = {}
         fails: list[Failure] = []
         poisoned = False
         for a, v in values:
+            if len(fails) >= MAX_MODEL_ERRORS:
+                break  # the model's lowering stops at this many errors anyway
             key = kind.synonyms.get(a.key, a.key) if a.key else None
             if v is POISON and key not in kind.tensor_args:
                 poisoned = True  # the argument's own error is reported already
@@ -990,7 +992,7 @@ def _arg_hint(kind, kind_name: str, key: str) -> str:
     (``kernal`` -> did you mean 'kernel_size' / 'k'?), then the usage line."""
     import difflib
 
-    fields = list(kind.Params.model_fields)
+    fields = list(kind.fields())
     found = difflib.get_close_matches(key, fields + list(kind.synonyms), n=1, cutoff=0.5)
     usage = _usage(kind, kind_name)
     if not found:
@@ -1019,7 +1021,7 @@ def _show(v) -> str:
 
 
 def _usage(kind, name) -> str:
-    fields = kind.Params.model_fields
+    fields = kind.fields()
     parts = []
     for f in kind.positional:
         parts.append(f"<{f}>")

@@ -17,7 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import syntax as S
 from .diagnostics import Diagnostic, SpecError
-from .limits import MAX_NESTING, first_too_deep, line_col
+from .limits import MAX_NESTING, MAX_WORDS, first_too_deep, line_col
 from .source import Source, Span
 
 _GRAMMAR_FILE = "nnspec.lark"
@@ -380,6 +380,9 @@ def _expected(exc: UnexpectedInput) -> str:
 
 
 MAX_SYNTAX_ERRORS = 20
+# Recovery parses the file again after each syntax error: it stops once that would have
+# read this many characters in all (a few parses of a large file, 20 of a small one).
+MAX_RECOVERY_CHARS = 200_000
 
 
 def parse(text: str, path: str = "<string>") -> S.Module:
@@ -404,7 +407,7 @@ def parse_recover(text: str, path: str = "<string>"
     """
     if not text.endswith("\n"):
         text += "\n"
-    deep = _too_many_brackets(text, path)
+    deep = _too_many_words(text, path) or _too_many_brackets(text, path)
     if deep is not None:
         return None, [deep], []
     p = parser()
@@ -412,6 +415,7 @@ def parse_recover(text: str, path: str = "<string>"
     blanked: list[int] = []
     work = text
     items = None
+    parsed = 0
     with _lock, gc_paused():
         _builder.file = path
         while True:
@@ -423,8 +427,10 @@ def parse_recover(text: str, path: str = "<string>"
                 if errors and d.span.line <= errors[-1].span.line:
                     break
                 errors.append(d)
+                parsed += len(work)
                 work = _blank_line(work, d.span.line)
-                if work is None or len(errors) >= MAX_SYNTAX_ERRORS:
+                if (work is None or len(errors) >= MAX_SYNTAX_ERRORS
+                        or parsed + len(work) > MAX_RECOVERY_CHARS):
                     break
                 blanked.append(d.span.line)
     module = S.Module(path, items) if items is not None else None
@@ -435,6 +441,20 @@ _BRACKETS = re.compile(r'[(\[]|[)\]]|#[^\n]*|"[^"\n]*"?')
 #: Brackets open at once. Deeper input is refused before parsing: the syntax tree could not
 #: be lowered anyway (limits.MAX_NESTING), and parsing 50,000 levels alone takes seconds.
 MAX_BRACKET_DEPTH = 2 * MAX_NESTING
+
+
+def _too_many_words(text: str, path: str) -> Diagnostic | None:
+    """A file of more than MAX_WORDS words is refused before parsing (parsing alone would
+    take seconds; a spec at the layer limit has a few tens of thousands)."""
+    if len(text.split()) <= MAX_WORDS:
+        return None
+    for i, m in enumerate(re.finditer(r"\S+", text)):
+        if i == MAX_WORDS:
+            line, col = line_col(text, m.start())
+            return Diagnostic("E029", f"the file has more than {MAX_WORDS:,} words; nnspec "
+                              f"reads specs of at most {MAX_WORDS:,}",
+                              Span(path, line, col, line, col + 1))
+    return None  # pragma: no cover - split() and the regex count the same words
 
 
 def _too_many_brackets(text: str, path: str) -> Diagnostic | None:

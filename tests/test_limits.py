@@ -7,7 +7,7 @@ Each input here once crashed nnspec (RecursionError, ValueError from int(), a mi
 from __future__ import annotations
 
 import nnspec
-from nnspec.limits import MAX_NESTING
+from nnspec.limits import MAX_NESTING, MAX_WORDS
 from nnspec.parse import MAX_BRACKET_DEPTH
 
 
@@ -84,7 +84,16 @@ def test_deep_nesting_is_a_located_error_everywhere():
         assert [d.code for d in ds] == ["E029"], (what, [d.render() for d in ds])
         assert any(w in ds[0].message for w in (
             f"nested more than {MAX_NESTING} levels", f"nested more than {MAX_BRACKET_DEPTH}",
-            f"more than {MAX_BRACKET_DEPTH} minus signs")), ds[0].message
+            f"more than {MAX_BRACKET_DEPTH} minus signs", f"more than {MAX_WORDS:,} words")), \
+            ds[0].message
+
+
+def test_a_file_of_too_many_words_is_refused_at_the_first_word_too_many():
+    text = "model M(x: [N, 4]) {\n" + "    relu\n" * MAX_WORDS + "}\n"
+    ds = diags(text)
+    # the header is 5 words (`model`, `M(x:`, `[N,`, `4])`, `{`); word MAX_WORDS + 1 is the
+    # relu on line MAX_WORDS - 3
+    assert [(d.span.line, d.span.col, d.code) for d in ds] == [(MAX_WORDS - 3, 5, "E029")]
 
 
 def test_bracket_depth_error_is_located_at_the_first_bracket_too_deep():
@@ -251,3 +260,14 @@ def test_a_50000_character_name_is_clipped_in_the_message():
     assert first.startswith("t.nn:2:5: error: unknown layer kind 'aaaa")
     assert " ... " in first and first.endswith("aaaa' [E043]") and len(first) < 1050
     assert len(text) < 2500
+
+
+def test_lowering_builds_nodes_as_model_construct_would():
+    from nnspec import ir
+
+    spec = nnspec.loads("model M(x: [N, 4]) {\n    dense 3 bias=false as fc\n    relu\n}\n")
+    assert ir._FAST_BUILD is True  # pydantic's layout is the one the fast path sets up
+    for node in spec.program.models[0].nodes:
+        slow = ir._slow_node(ir.Node, dict(node.__dict__), node.p)
+        assert node == slow and node.model_fields_set == slow.model_fields_set
+        assert node.model_dump_json() == slow.model_dump_json() and node.p is slow.p
