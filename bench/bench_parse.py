@@ -7,7 +7,7 @@ Usage: python bench/bench_parse.py [--reps 5]
                    GC paused as in nnspec.loads, and also as a bare call)
   parse+...+infer  nnspec.loads(text)                              (+ shape inference)
 
-on the 10,000-layer models of bench_shapes (mixes mlp and conv), interleaved, median of
+on the 5,000-layer models of bench_shapes (mixes mlp and conv), interleaved, median of
 --reps, after one warm-up (the LALR parser is built once per process).
 Goal (the project's): parse <= 50 us per line. For reference, a peer DSL does ~455
 layers/s parse + shape-check, i.e. ~2.2 ms per layer.
@@ -25,7 +25,7 @@ from nnspec.parse import gc_paused, parse
 
 GOAL_US = 50.0
 PEER_MS = 1e3 / 455
-N = 10_000
+N = 5_000  # nnspec's limit of layers per model
 
 
 def _paused(fn, *a):

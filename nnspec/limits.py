@@ -15,13 +15,13 @@ from .source import Span
 #: Operators, brackets and calls nested inside one statement (or constant, or input shape).
 MAX_NESTING = 100
 #: Layers of one model once blocks and repetitions are expanded.
-MAX_NODES = 10_000
+MAX_NODES = 5_000
 #: Layer and block expansions of one model (a block that adds no layer still counts).
 MAX_EXPANSIONS = 2 * MAX_NODES
 #: Errors reported per model before its lowering stops.
 MAX_MODEL_ERRORS = 50
 #: Words (runs of non-blank characters) of one file: enough for specs at the layer limit.
-MAX_WORDS = 30_000
+MAX_WORDS = 15_000
 #: Integers of a spec (literals, constants, sizes) are int64, as torch's sizes are.
 MAX_INT = 2**63 - 1
 

@@ -23,7 +23,7 @@ GENERATED = 200
 # Seconds per command. The goal is 1 s, and the offline run (`python -m tests.fuzz`, on a
 # quiet machine) holds cases to it; here the limit only catches hangs and blow-ups, with
 # room for a CI machine that runs other work at the same time (the largest inputs, files
-# of 20,000 lines at the 10,000-layer limit, take about 1 s alone and 2-3 s under load).
+# at the word and layer limits, take up to about 1 s alone and 2-3 s under load).
 LIMIT = 5.0
 
 
