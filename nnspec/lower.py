@@ -75,6 +75,7 @@ class Loader:
         self.sources: dict[str, Source] = {}
         self.scopes: dict[str, FileScope] = {}
         self.diags: list[Diagnostic] = []
+        self.reported: set = set()  # (code, message, span) of the errors in diags
         self._loading: list[str] = []
 
     def error(self, code, msg, span, notes=(), hint=None):
@@ -457,10 +458,9 @@ class ModelBuilder:
         """Record an error of this model (with the block calls that lead to it). The same
         error reached through another call of the same block is reported once."""
         key = (diag.code, diag.message, diag.span)
-        seen = self.loader.__dict__.setdefault("_seen", set())
-        if key in seen:
+        if key in self.loader.reported:
             return
-        seen.add(key)
+        self.loader.reported.add(key)
         diag.notes += [f"in block {b}, called at {sp}" for b, sp in reversed(self.calls)]
         self.loader.diags.append(diag)
         self.n_errors += 1

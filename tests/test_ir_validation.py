@@ -20,7 +20,7 @@ from nnspec.irvalidate import IRError, validate
 from nnspec.layers import REGISTRY, ShapeError, TensorType
 from nnspec.shapes import check_composition, infer_model, infer_program
 
-DATA = Path(__file__).resolve().parent / "data" / "ir"
+DATA = Path(__file__).resolve().parent / "data" / "repro" / "ir"  # the inputs found by fuzzing
 
 SMALL = """\
 model Net(x: [N, 3, 16, 16]) -> [N, 10] {

@@ -19,7 +19,7 @@ from typing import Annotated, Optional, Union
 from pydantic import BeforeValidator
 
 from ..dims import Dim
-from ._window import SPATIAL_NAMES
+from ._window import LAYOUTS, SPATIAL_NAMES
 from .base import (
     Int,
     LayerKind,
@@ -33,9 +33,6 @@ from .base import (
     prod,
     register,
 )
-
-_LAYOUTS = {1: "[N, C, L]", 2: "[N, C, H, W]", 3: "[N, C, D, H, W]"}
-
 
 def _keep_word(v):
     """``(7, None)`` and ``[7, _]`` keep the second dim: the words and shape literal
@@ -73,7 +70,7 @@ class _Adaptive(LayerKind):
 
     def _n(self, x: TensorType) -> int:
         if self.rank is not None:
-            need_rank(x, {self.rank + 2}, self.name, _LAYOUTS[self.rank])
+            need_rank(x, {self.rank + 2}, self.name, LAYOUTS[self.rank])
             return self.rank
         need_rank(x, {3, 4, 5}, self.name, "[N, C, L], [N, C, H, W] or [N, C, D, H, W]")
         return x.rank - 2
