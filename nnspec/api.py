@@ -102,7 +102,7 @@ class Spec:
             if out is None or any(t is None for t in ins):
                 continue
             kind = REGISTRY[node.op]
-            ws = kind.weights(node.p, ins, out)
+            ws = kind.state(node.p, ins, out)
             count = 0
             for w in ws.values():
                 if w.trainable:

@@ -62,6 +62,52 @@ def draw(shapes: dict[str, W], seed: int | None = 0, dtype=np.float32,
             if len(w.init) > 2 and w.init[2] is not None:
                 a[w.init[2]] = 0
             out[key] = a
+        elif kind == "constant":
+            out[key] = np.full(w.shape, w.init[1], dtype=dtype)
+        elif kind == "uniform_range":
+            out[key] = rng.uniform(w.init[1], w.init[2], size=w.shape).astype(dtype, copy=False)
+        elif kind == "gauss":
+            out[key] = rng.normal(w.init[1], w.init[2], size=w.shape).astype(dtype, copy=False)
+        elif kind == "trunc_normal":
+            out[key] = _trunc_normal(rng, w.shape, *w.init[1:]).astype(dtype, copy=False)
+        elif kind == "orthogonal":
+            out[key] = _orthogonal(rng, w.shape, w.init[1]).astype(dtype, copy=False)
         else:
             raise ValueError(f"unknown initialiser {kind!r} for {key}")
     return out
+
+
+def _trunc_normal(rng, shape, mean: float, std: float, a: float, b: float) -> np.ndarray:
+    """N(mean, std) restricted to [a, b], as torch.nn.init.trunc_normal_ (which cuts at
+    the absolute values a and b): redraw the values outside until none is left."""
+    if std == 0:
+        return np.full(shape, mean)
+    out = rng.normal(mean, std, size=shape)
+    bad = (out < a) | (out > b)
+    for _ in range(1000):  # each round keeps at least the in-range mass of N(mean, std)
+        n = int(bad.sum())
+        if n == 0:
+            break
+        out[bad] = rng.normal(mean, std, size=n)
+        bad = (out < a) | (out > b)
+    return np.clip(out, a, b)
+
+
+def _orthogonal(rng, shape, gain: float) -> np.ndarray:
+    """torch.nn.init.orthogonal_: the weight flattened to [size(0), rest] gets orthonormal
+    rows (or columns, whichever are fewer), from the QR decomposition of a normal draw with
+    the signs of R's diagonal folded in, times ``gain``."""
+    rows = shape[0]
+    cols = 1
+    for s in shape[1:]:
+        cols *= s
+    flat = rng.standard_normal(size=(rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    d = np.sign(np.diag(r))
+    d[d == 0] = 1
+    q = q * d
+    if rows < cols:
+        q = q.T
+    return (gain * q).reshape(shape)

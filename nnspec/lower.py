@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from . import initializers as _inits
 from . import ir
 from . import syntax as S
 from .diagnostics import Diagnostic, Failure, suggest, unreadable
@@ -286,10 +287,43 @@ class Evaluator:
             return self.shape(e, env)
         if isinstance(e, S.CallExpr) and e.name in ("floor", "ceil"):
             return self.rounding(e, env, shape_ctx)
+        if isinstance(e, S.CallExpr) and e.name in _inits.NAMES and not shape_ctx:
+            return self.initializer(e, env)
         if isinstance(e, S.CallExpr):
+            best = suggest(e.name, _inits.NAMES)
+            if best is not None:
+                raise Failure("E022", f"{e.name}(...) is not allowed here", e.name_span,
+                              hint=f"did you mean the initialiser {best}(...)?")
             raise Failure("E022", f"{e.name}(...) is not allowed here", e.span,
                           hint="calls of layers and blocks belong in a model or block body")
         raise Failure("E999", f"unsupported expression {type(e).__name__}", e.span)
+
+    def initializer(self, e: S.CallExpr, env: dict) -> _inits.Init:
+        """``normal(0, 0.02)``, ``kaiming_normal(mode=fan_out)``: an initialiser value."""
+        args, kwargs = [], {}
+        for a in e.args:
+            v = self.value(a.value, env)
+            if isinstance(v, Word):
+                v = v.name  # kaiming_normal(mode=fan_out)
+            if isinstance(v, (Tensor, tuple, list, _inits.Init)) or v is POISON:
+                raise Failure("E073", f"{e.name}'s arguments are numbers, got {describe(v)}",
+                              a.span)
+            if a.key is None:
+                if kwargs:
+                    raise Failure("E073", "a positional argument after a keyword argument",
+                                  a.span)
+                args.append(v)
+            elif a.key in kwargs:
+                raise Failure("E050", f"argument {a.key!r} given twice", a.span)
+            else:
+                kwargs[a.key] = v
+        try:
+            return _inits.Init.make(e.name, tuple(args), kwargs)
+        except _inits.InitError as x:
+            raise Failure("E073", str(x), e.span,
+                          hint="the initialisers and their arguments are those of "
+                               "torch.nn.init: normal(mean, std), uniform(a, b), "
+                               "kaiming_normal(a, mode=fan_out), ...") from None
 
     def rounding(self, e: S.CallExpr, env: dict, shape_ctx: bool):
         """floor(a / b) and ceil(a / b): integer division rounded down or up."""
@@ -414,6 +448,8 @@ def describe(v) -> str:
         return f"the string {v!r}"
     if isinstance(v, tuple):
         return "a tuple"
+    if isinstance(v, _inits.Init):
+        return f"the initialiser {v}"
     if isinstance(v, list):
         return "a shape"
     if isinstance(v, Dim):
@@ -953,7 +989,13 @@ class ModelBuilder:
 
     # ---- tensor expressions ------------------------------------------------------
     def expr(self, e, env, prefix):
-        if isinstance(e, S.CallExpr):
+        if isinstance(e, S.CallExpr) and e.name not in REGISTRY and e.name not in env \
+                and e.name not in self.scope.blocks and e.name not in _inits.NAMES:
+            best = suggest(e.name, _inits.NAMES)  # init=normall(0, 1): not a layer call
+            if best is not None and suggest(e.name, REGISTRY) is None:
+                self.fail("E073", f"unknown initialiser {e.name!r}", e.name_span,
+                          hint=f"did you mean {best}(...)?")
+        if isinstance(e, S.CallExpr) and not _is_initializer(e, self.scope):
             return self.apply(e.name, e.args, None, None, e.span, e.name_span, env, None,
                               prefix, call_form=True)
         if isinstance(e, S.BinOp) and _has_tensor_syntax(e):
@@ -976,6 +1018,12 @@ class ModelBuilder:
             if not isinstance(v, Tensor):
                 self.fail("E058", f"{op} needs tensors, got {describe(v)}", span)
         return self.layer(op, [], vals, span, None, prefix)
+
+
+def _is_initializer(e: S.CallExpr, scope) -> bool:
+    """``normal(0, 0.02)`` as an argument is an initialiser, unless a block of that name
+    exists (layer kinds and initialisers have no name in common)."""
+    return e.name in _inits.NAMES and e.name not in scope.blocks
 
 
 def _has_tensor_syntax(e) -> bool:

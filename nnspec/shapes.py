@@ -8,7 +8,7 @@ from . import ir
 from .diagnostics import Diagnostic
 from .dims import Dim, DimTooComplex
 from .layers import REGISTRY, ShapeError, TensorType
-from .layers.base import TupleType
+from .layers.base import DEFAULT_INIT, TupleType
 from .limits import MAX_INT
 from .source import Span
 
@@ -76,11 +76,14 @@ def infer_model(model: ir.Model) -> ModelTypes:
                             f"{_origin(model, producers, src)} returns {len(t.items)} "
                             f"values{what}; name them before use",
                             hint="y, h = ... gives each value a name")
+            kind = REGISTRY[node.op]
             try:
-                out = REGISTRY[node.op].infer(node.p, ins)
+                out = kind.infer(node.p, ins)
             except DimTooComplex as x:
                 raise ShapeError(f"the output shape is too complex to infer: {x}") from None
             types[node.id] = _within_int64(out)
+            if _has_init(node.p):
+                kind.state(node.p, ins, out)  # the spec's initialisers fit the weights
         except ShapeError as e:
             types[node.id] = None
             notes = list(e.notes)
@@ -104,6 +107,11 @@ def infer_model(model: ir.Model) -> ModelTypes:
         if d is not None:
             res.diags.append(d)
     return res
+
+
+def _has_init(p) -> bool:
+    return not (getattr(p, "init", DEFAULT_INIT).is_default
+                and getattr(p, "bias_init", DEFAULT_INIT).is_default)
 
 
 def _within_int64(t):

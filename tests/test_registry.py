@@ -9,6 +9,7 @@ import pytest
 
 import nnspec
 from nnspec.dims import Dim
+from nnspec.initializers import Init
 from nnspec.layers import REGISTRY, ShapeError, TensorType
 from nnspec.layers.base import NumpyCtx, TupleType
 
@@ -49,7 +50,7 @@ def observe(kind, args: dict, ins: list[TensorType]):
     """What each backend can see of a configuration: (shape rule + weights, numpy, torch)."""
     p = kind.Params.model_validate(args)
     out = kind.infer(p, ins)
-    weights = kind.weights(p, ins, out)
+    weights = kind.state(p, ins, out)  # the weights with the spec's initialisers
     rng = np.random.default_rng(0)
 
     def draw(t):
@@ -114,6 +115,8 @@ def test_sample_agrees_across_backends(name, kind, sample):
 def _flip(value, default):
     if isinstance(default, bool):
         return not default
+    if isinstance(default, Init):  # init= / bias_init=: any other initialiser shows
+        return "constant(0.5)"
     return None
 
 

@@ -124,7 +124,7 @@ model Ce(x: [N, 6, H]) {
 
 INITS = """
 model Init(x: [N, 3, 6, 6]) {
-    conv 4 k=3 init=kaiming
+    conv 4 k=3 init=kaiming bias_init=zeros
     flatten
     dense 5 init=xavier
 }
@@ -374,8 +374,10 @@ def test_emit_floor_and_ceil_dims(tmp_path):
 def test_emit_non_default_init(tmp_path):
     spec = nnspec.loads(INITS, "t.nn")
     text = emit_and_check(spec, tmp_path, [(2, 3, 6, 6)], "gen_init")
-    assert "nn.init.uniform_(self.dense_0.weight, " in text
-    assert "nn.init.zeros_(self.dense_0.bias)" in text
+    assert 'nn.init.kaiming_uniform_(self.conv_0.weight, nonlinearity="relu")' in text
+    assert "nn.init.zeros_(self.conv_0.bias)" in text
+    assert "nn.init.xavier_uniform_(self.dense_0.weight)" in text
+    assert "dense_0.bias" not in text  # init= sets weights; the bias keeps torch's default
     gen = import_source(tmp_path / "gen_init.py", "gen_init2")
     net = gen.Init()
     assert torch.count_nonzero(net.conv_0.bias) == 0

@@ -766,20 +766,6 @@ def _module_src(m: TorchModule) -> str:
     return f"nn.{m.cls}({', '.join(args)})"
 
 
-def _init_src(ref: str, w) -> str | None:
-    kind = w.init[0]
-    if kind == "uniform":
-        b = float(w.init[1])
-        return f"nn.init.uniform_({ref}, {_lit(-b)}, {_lit(b)})"
-    if kind == "zeros":
-        return f"nn.init.zeros_({ref})"
-    if kind == "ones":
-        return f"nn.init.ones_({ref})"
-    if kind == "normal":
-        return f"nn.init.normal_({ref}, 0.0, {_lit(float(w.init[1]))})"
-    raise ValueError(f"unknown initialiser {kind!r}")
-
-
 def _helper_names(helpers: list[str]) -> set[str]:
     """The global names of the copied helper sources, those they define and those they
     read: a class or local of the generated file must not shadow them (a model named
@@ -878,10 +864,11 @@ def _emit_class(spec: Spec, m, plans, cls_name: str,
         init_lines.append(_assign_child(ref, parts[-1], _module_src(plan.module)))
         ref = _child(ref, parts[-1])
         refs[node.id] = ref
-        if getattr(node.p, "init", "default") != "default":
-            for suffix, w in row.weights.items():
-                if w.trainable:
-                    init_lines.append(_init_src(f"{ref}.{suffix}", w))
+        kind = REGISTRY[node.op]
+        for suffix, w in row.weights.items():
+            chosen = kind.init_for(node.p, suffix, w)
+            if chosen is not None:  # the spec's initialiser, as nn.init writes it
+                init_lines.append(chosen.torch_src(f"{ref}.{suffix}"))
 
     # forward
     taken: set[str] = set()

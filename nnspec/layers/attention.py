@@ -7,6 +7,8 @@ import math
 from typing import Optional
 
 from .base import (
+    DEFAULT_INIT,
+    InitArg,
     FLOAT,
     INT,
     MODULE,
@@ -57,6 +59,8 @@ class Attention(LayerKind):
         causal: Bool = False
         dropout: float = 0.0
         bias: Bool = True
+        init: InitArg = DEFAULT_INIT
+        bias_init: InitArg = DEFAULT_INIT
 
         _heads = positive("heads")
 
@@ -240,6 +244,7 @@ class Positional(LayerKind):
         learned: Bool = False
         max_len: Optional[Int] = None
         scale: Bool = False
+        init: InitArg = DEFAULT_INIT
 
         _max_len = positive("max_len")
 

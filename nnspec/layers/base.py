@@ -18,7 +18,7 @@ A layer kind is one class in one module of this package:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -30,6 +30,7 @@ from pydantic import (
     field_validator,
 )
 
+from .. import initializers as _inits
 from ..dims import Dim
 
 # Strict scalars: `bias=1` or `out="6"` is an error, never silently converted.
@@ -54,6 +55,21 @@ DimArg = Annotated[Dim, BeforeValidator(_to_dim), PlainSerializer(str, return_ty
 
 FLOAT = "float"
 INT = "int"
+
+
+def _to_init(v):
+    try:
+        return _inits.coerce(v)
+    except _inits.InitError as e:
+        raise ValueError(str(e)) from None
+
+
+# An initialiser argument (``init=normal(0, 0.02)``, ``bias_init=zeros``): stored as its
+# text in the IR. Every kind with weights declares ``init`` and ``bias_init`` fields of
+# this type; LayerKind.state applies them to its weights (see nnspec.initializers).
+InitArg = Annotated[_inits.Init, BeforeValidator(_to_init),
+                    PlainSerializer(str, return_type=str)]
+DEFAULT_INIT = _inits.DEFAULT
 
 
 class _LazyNpops:
@@ -151,7 +167,9 @@ class W:
     """One state_dict entry: its shape and how PyTorch initialises it by default.
 
     init is ("uniform", bound) | ("zeros",) | ("ones",) | ("normal", std) or
-    ("normal", std, row) with that row zeroed (an embedding's padding index).
+    ("normal", std, row) with that row zeroed (an embedding's padding index); initialisers
+    written in a spec add ("constant", v), ("uniform_range", a, b), ("gauss", mean, std),
+    ("trunc_normal", mean, std, a, b) and ("orthogonal", gain).
     """
 
     shape: tuple[int, ...]
@@ -312,6 +330,42 @@ class LayerKind:
 
     def weights(self, p, ins: list[TensorType], out: TensorType) -> dict[str, W]:
         return {}
+
+    def state(self, p, ins: list[TensorType], out: TensorType) -> dict[str, W]:
+        """``weights`` with the spec's initialisers (``init=``, ``bias_init=``) applied: the
+        state_dict entries as both backends draw them. Raises ShapeError when an
+        initialiser cannot apply (xavier on a rank-1 weight)."""
+        ws = self.weights(p, ins, out)
+        if getattr(p, "init", DEFAULT_INIT).is_default and \
+                getattr(p, "bias_init", DEFAULT_INIT).is_default:
+            return ws
+        used = set()
+        for key, w in ws.items():
+            chosen = self.init_for(p, key, w)
+            if chosen is None:
+                continue
+            used.add(_inits.targets(key))
+            try:
+                chosen.check_shape(w.shape, f"{self.name}'s {key}")
+            except _inits.InitError as e:
+                raise ShapeError(str(e), arg=_inits.targets(key), code="E340") from None
+            ws[key] = replace(w, init=chosen.dist(w.shape))
+        for arg in ("init", "bias_init"):
+            chosen = getattr(p, arg, DEFAULT_INIT)
+            if not chosen.is_default and arg not in used:
+                what = "bias" if arg == "bias_init" else "trainable weight"
+                raise ShapeError(f"{arg}={chosen} initialises nothing: this {self.name} has no "
+                                 f"{what}", arg=arg, code="E340",
+                                 hint="remove it, or give the layer its "
+                                      f"{'bias' if arg == 'bias_init' else 'weights'}")
+        return ws
+
+    def init_for(self, p, key: str, w: W):
+        """The spec's initialiser of one state_dict entry, or None for the default."""
+        if not w.trainable or w.dtype == INT:
+            return None
+        chosen = getattr(p, _inits.targets(key), None)
+        return None if chosen is None or chosen.is_default else chosen
 
     def macs(self, p, ins: list[TensorType], out: TensorType) -> Dim | int:
         return 0

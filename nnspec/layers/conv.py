@@ -5,10 +5,10 @@ F_out = floor((F_in + p_before + p_after - d*(k - 1) - 1) / s) + 1 per spatial d
 
 from __future__ import annotations
 
-from typing import Literal
-
 from ._window import IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out, spatial_rank
 from .base import (
+    DEFAULT_INIT,
+    InitArg,
     MODULE,
     Bool,
     In,
@@ -28,7 +28,7 @@ from .base import (
     prod,
     register,
 )
-from .dense import bias_init, weight_init
+from .dense import default_init
 
 
 class _Conv(LayerKind):
@@ -46,7 +46,8 @@ class _Conv(LayerKind):
         d: IntOrTuple = 1
         groups: Int = 1
         bias: Bool = True
-        init: Literal["default", "xavier", "kaiming"] = "default"
+        init: InitArg = DEFAULT_INIT
+        bias_init: InitArg = DEFAULT_INIT
 
         _pos = positive("out", "groups")
 
@@ -77,10 +78,9 @@ class _Conv(LayerKind):
         n, k, s, pd, d = self.geometry(p, x)
         c_in = x.shape[1].value
         fan_in = c_in // p.groups * prod(k)
-        fan_out = p.out // p.groups * prod(k)
-        w = {"weight": W((p.out, c_in // p.groups) + k, weight_init(p.init, fan_in, fan_out))}
+        w = {"weight": W((p.out, c_in // p.groups) + k, default_init(fan_in))}
         if p.bias:
-            w["bias"] = W((p.out,), bias_init(p.init, fan_in))
+            w["bias"] = W((p.out,), default_init(fan_in))
         return w
 
     def macs(self, p, ins, out):

@@ -11,7 +11,7 @@ smaller pad of each dim plus a crop of the rest (``F.pad`` with negative amounts
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Optional, Union
 
 from pydantic import field_validator
 
@@ -27,6 +27,8 @@ from ._window import (
     spatial_rank,
 )
 from .base import (
+    DEFAULT_INIT,
+    InitArg,
     MODULE,
     Bool,
     DimArg,
@@ -46,7 +48,7 @@ from .base import (
     prod,
     register,
 )
-from .dense import bias_init, weight_init
+from .dense import default_init
 
 
 def _where(n: int, i: int) -> str:
@@ -72,7 +74,8 @@ class _ConvTranspose(LayerKind):
         size: Optional[Union[Int, tuple[DimArg, ...]]] = None
         groups: Int = 1
         bias: Bool = True
-        init: Literal["default", "xavier", "kaiming"] = "default"
+        init: InitArg = DEFAULT_INIT
+        bias_init: InitArg = DEFAULT_INIT
 
         _pos = positive("out", "groups")
 
@@ -169,10 +172,9 @@ class _ConvTranspose(LayerKind):
         c_in = x.shape[1].value
         # torch's fans of a [C_in, C_out/groups, *k] weight: dim 1 is the fan-in
         fan_in = p.out // p.groups * prod(k)
-        fan_out = c_in * prod(k)
-        w = {"weight": W((c_in, p.out // p.groups) + k, weight_init(p.init, fan_in, fan_out))}
+        w = {"weight": W((c_in, p.out // p.groups) + k, default_init(fan_in))}
         if p.bias:
-            w["bias"] = W((p.out,), bias_init(p.init, fan_in))
+            w["bias"] = W((p.out,), default_init(fan_in))
         return w
 
     def macs(self, p, ins, out):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
 from .base import (
+    DEFAULT_INIT,
     Bool,
+    InitArg,
     Int,
     LayerKind,
     Params,
@@ -23,20 +22,10 @@ from .base import (
     register,
 )
 
-Init = Literal["default", "xavier", "kaiming"]
-
-
-def weight_init(init: str, fan_in: int, fan_out: int) -> tuple:
-    """Initialiser of a weight matrix: PyTorch's default, or the one the spec names."""
-    if init == "xavier":  # torch.nn.init.xavier_uniform_
-        return ("uniform", math.sqrt(6.0 / (fan_in + fan_out)))
-    if init == "kaiming":  # torch.nn.init.kaiming_uniform_(nonlinearity="relu")
-        return ("uniform", math.sqrt(6.0 / fan_in))
+def default_init(fan_in: int) -> tuple:
+    """PyTorch's default of Linear/Conv weights and biases (the spec may override it with
+    ``init=`` / ``bias_init=``, applied by LayerKind.state)."""
     return ("uniform", fan_in_bound(fan_in))
-
-
-def bias_init(init: str, fan_in: int) -> tuple:
-    return ("uniform", fan_in_bound(fan_in)) if init == "default" else ("zeros",)
 
 
 @register
@@ -47,13 +36,14 @@ class Dense(LayerKind):
     aliases = ("linear",)
     positional = ("out",)
     synonyms = {"units": "out", "out_features": "out", "use_bias": "bias"}
-    summary = "fully connected layer: dense <out> [bias=false] [init=xavier]"
+    summary = "fully connected layer: dense <out> [bias=false] [init=xavier] [bias_init=zeros]"
     ranks, layout = (1, None), "[*, features]"
 
     class Params(Params):
         out: Int
         bias: Bool = True
-        init: Init = "default"
+        init: InitArg = DEFAULT_INIT
+        bias_init: InitArg = DEFAULT_INIT
 
         _out = positive("out")
 
@@ -65,9 +55,9 @@ class Dense(LayerKind):
 
     def weights(self, p, ins, out):
         n_in = ins[0].shape[-1].value
-        w = {"weight": W((p.out, n_in), weight_init(p.init, n_in, p.out))}
+        w = {"weight": W((p.out, n_in), default_init(n_in))}
         if p.bias:
-            w["bias"] = W((p.out,), bias_init(p.init, n_in))
+            w["bias"] = W((p.out,), default_init(n_in))
         return w
 
     def macs(self, p, ins, out):
@@ -82,4 +72,4 @@ class Dense(LayerKind):
         return npops.linear(xs[0], w["weight"], w.get("bias"))
 
     def sample(self):
-        return {"out": 3, "bias": False, "init": "xavier"}, [TensorType((2, 5))]
+        return {"out": 3, "init": "xavier", "bias_init": "zeros"}, [TensorType((2, 5))]

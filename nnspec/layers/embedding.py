@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .base import (
+    DEFAULT_INIT,
+    InitArg,
     INT,
     Int,
     LayerKind,
@@ -36,6 +38,7 @@ class Embedding(LayerKind):
         vocab: Int
         width: Int
         padding: Int | None = None
+        init: InitArg = DEFAULT_INIT
 
         _pos = positive("vocab", "width")
 

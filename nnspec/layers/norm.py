@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import field_validator
 
 from .base import (
+    DEFAULT_INIT,
+    InitArg,
     Bool,
     Int,
     LayerKind,
@@ -41,6 +43,8 @@ class _BatchNorm(LayerKind):
         momentum: float = 0.1
         affine: Bool = True
         track: Bool = True
+        init: InitArg = DEFAULT_INIT
+        bias_init: InitArg = DEFAULT_INIT
 
         _eps = field_validator("eps")(_check_eps)
 
@@ -136,6 +140,8 @@ class LayerNorm(LayerKind):
         eps: float = 1e-5
         affine: Bool = True
         bias: Bool = True
+        init: InitArg = DEFAULT_INIT
+        bias_init: InitArg = DEFAULT_INIT
 
         _axes = positive("axes")
         _eps = field_validator("eps")(_check_eps)

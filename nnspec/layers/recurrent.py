@@ -29,6 +29,8 @@ from pydantic import field_validator
 
 from ..limits import MAX_NODES
 from .base import (
+    DEFAULT_INIT,
+    InitArg,
     FLOAT,
     MODULE,
     Bool,
@@ -64,6 +66,8 @@ class _RecurrentParams(Params):
     bias: Bool = True
     state: Bool = False
     h0: Int | None = None
+    init: InitArg = DEFAULT_INIT
+    bias_init: InitArg = DEFAULT_INIT
 
     _pos = positive("hidden", "layers")
 
