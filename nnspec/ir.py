@@ -190,6 +190,15 @@ class Check(_Base):
     chain: list[str]
     inputs: list[str | None] = []
     span: list = []
+    # the contract on the composition's output (``check Dec(Enc) -> ...``): its exact shape
+    # (dims as text), or the name of an input of the innermost model whose type it returns
+    # ("input": its only input); returns_span locates the contract
+    returns: list[str] | None = None
+    returns_input: str | None = None
+    returns_span: list = []
+
+    _check = field_validator("returns")(classmethod(
+        lambda cls, v: v if v is None else _check_dims(v)))
 
 
 class Program(_Base):

@@ -594,12 +594,22 @@ class _Validator:
 
     def check(self, c, where: tuple, names: set, broken: set) -> ir.Check | None:
         before = len(self.errors)
-        if not self.fields(c, where, ("chain",), ("inputs", "span")):
+        if not self.fields(c, where, ("chain",), ("inputs", "span", "returns",
+                                                  "returns_input", "returns_span")):
             if not isinstance(c, dict):
                 return None
         chain = self.strings(c, "chain", where)
         inputs = self.strings(c, "inputs", where, default=[], nullable=True)
         self.opt_span(c, where)
+        if c.get("returns") is not None:
+            self.dims(c, "returns", where, wildcard=True, size=False)
+        if c.get("returns_input") is not None:
+            self.get(c, "returns_input", where, str)
+        if "returns_span" in c:
+            self.span(c["returns_span"], where + ("returns_span",))
+        if c.get("returns") is not None and c.get("returns_input") is not None:
+            self.err(where + ("returns_input",), "E216", "a check's contract is a shape "
+                     "(returns) or an input's type (returns_input), not both")
         if chain is not _BAD:
             if len(chain) < 2:
                 self.err(where + ("chain",), "E216", "a composition check names two or more "

@@ -1108,7 +1108,19 @@ def lower_scope(loader: Loader, scope: FileScope, models=None) -> ir.Program:
             continue
         if any(n in scope.broken for n in chain):
             continue  # a model of the chain has an error already reported
-        checks.append(ir.Check(chain=chain, inputs=inputs, span=c.span.to_json()))
+        ret: dict = {}
+        if isinstance(c.returns, S.ShapeLit):
+            try:
+                dims = Evaluator(loader, scope).shape(c.returns, {})
+            except Failure as f:
+                loader.diags.append(f.diag)
+                continue
+            ret = {"returns": [str(d) for d in dims]}
+        elif isinstance(c.returns, S.Ref):
+            ret = {"returns_input": c.returns.name}
+        if ret:
+            ret["returns_span"] = c.returns.span.to_json()
+        checks.append(ir.Check(chain=chain, inputs=inputs, span=c.span.to_json(), **ret))
     prog = ir.Program.model_construct(version=ir.IR_VERSION, models=out, checks=checks)
     # models referenced by checks but defined in used files
     names = {m.name for m in out}

@@ -348,7 +348,10 @@ class _Build(Transformer):
         return S.Use(str(c[0])[1:-1], _tok_span(self.file, c[0]))
 
     def check(self, c):
-        return S.Check(c[0], c[0].span)
+        ret = c[1] if len(c) > 1 else None
+        if isinstance(ret, Token):  # -> x: an input of the innermost model
+            ret = S.Ref(str(ret), _tok_span(self.file, ret))
+        return S.Check(c[0], c[0].span, ret)
 
     def start(self, c):
         return list(c)

@@ -232,4 +232,59 @@ def check_composition(c: ir.Check, results: dict[str, ModelTypes]) -> list[Diagn
         if not isinstance(out, TensorType):
             return []
         t = TensorType([d.subs(binding) for d in out.shape], out.dtype)
+    return _check_contract(c, shown, results[chain[0]], t)
+
+
+def _check_contract(c: ir.Check, shown: str, inner: ModelTypes, t: TensorType) -> list:
+    """``check Dec(Enc) -> x`` / ``-> [N, 1, 28, 28]``: the composition returns exactly that
+    type, in the innermost model's symbols (an autoencoder gives back its input's type)."""
+    if c.returns is None and c.returns_input is None:
+        return []
+    span = Span.from_json(c.returns_span or c.span) if (c.returns_span or c.span) else None
+    m = inner.model
+    if c.returns_input is not None:
+        names = [x.name for x in m.inputs]
+        if c.returns_input == "input" and "input" not in names:
+            if len(names) != 1:
+                return [Diagnostic("E323", f"{m.name} has {len(names)} inputs "
+                                   f"({', '.join(names)}); say which one the composition "
+                                   "returns", span, hint=f"check {shown} -> {names[0]}")]
+            k = 0
+        elif c.returns_input in names:
+            k = names.index(c.returns_input)
+        else:
+            return [Diagnostic("E322", f"{m.name} has no input {c.returns_input!r} (its "
+                               f"inputs: {', '.join(names)})", span,
+                               hint="the contract names an input of the innermost model")]
+        want = inner.inputs()[k]
+        if want is None:
+            return []
+        what = f"{m.name}'s input {names[k]}"
+        dims = [str(d) for d in want.shape]
+        pattern = list(want.shape)
+        dtype = want.dtype
+    else:
+        dims = list(c.returns)
+        pattern = _declared(dims)
+        what = "the declared shape"
+        dtype = t.dtype
+    shown_want = "[" + ", ".join(dims) + "]" + ("" if dtype == "float" else f" {dtype}")
+    notes = [f"{shown} gives {t}", f"{what} is {shown_want}"]
+    if len(pattern) != t.rank:
+        return [Diagnostic("E323", f"{shown} returns a rank-{t.rank} tensor, but {what} has "
+                           f"rank {len(pattern)}", span, notes)]
+    if dtype != t.dtype:
+        return [Diagnostic("E323", f"{shown} returns {t.dtype} values, but {what} is {dtype}",
+                           span, notes)]
+    # exact: the symbols are the innermost model's (N stays N), `_` matches anything
+    binding = {s: Dim.sym(s) for d in t.shape for s in d.symbols()}
+    for d in pattern:
+        if d != "_":
+            binding.update({s: Dim.sym(s) for s in d.symbols()})
+    bad = unify(pattern, t.shape, binding)
+    if bad is not None:
+        notes.append(f"dim {bad}: {what} has {dims[bad]}, the composition gives "
+                     f"{t.shape[bad]}")
+        return [Diagnostic("E323", f"{shown} does not return {what} {shown_want}: it gives "
+                           f"{t}", span, notes)]
     return []

@@ -195,6 +195,9 @@ class Use:
 class Check:
     expr: object
     span: Span
+    # ``check Dec(Enc) -> [N, 1, 28, 28]`` (a ShapeLit) or ``-> x`` (a Ref: the innermost
+    # model's input of that name, or ``input`` for its only input); None without ``->``
+    returns: object = None
 
 
 @dataclass(slots=True)
