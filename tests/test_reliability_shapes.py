@@ -16,7 +16,6 @@ from nnspec.crosscheck import _errors, bind_dims, estimate_memory
 from nnspec.dims import Dim
 from nnspec.init import TooLarge
 from nnspec.layers import REGISTRY, TensorType
-from nnspec.layers.base import ShapeError
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -157,19 +156,22 @@ def test_shape_reproducers_agree_with_torch_and_crosscheck_checks_shapes(text, d
 # ---- pooling rules ------------------------------------------------------------------------
 
 
-def test_pool_padding_bound_is_torchs_raw_kernel_rule():
-    text = "model M(x: [N, 1, 8]) {\n    maxpool k=3 p=2 d=2\n}\n"
-    spec = nnspec.loads(text, path="r10.nn", strict=False)
-    (d,) = spec.diagnostics
-    assert (d.code, d.span.line, d.span.col) == ("E330", 2, 17)
-    assert d.message == ("maxpool padding 2 is more than half the kernel size 3: PyTorch needs "
-                         "p <= k // 2 = 1 (the dilation does not count)")
+def test_pool_padding_past_torchs_rule_is_lowered_with_an_explicit_pad():
+    """PyTorch's pooling refuses p > k // 2 (the kernel as written, whatever the dilation);
+    nnspec takes it and lowers it as F.pad (-inf) and the pool with padding 0."""
+    from nnspec.backends.torch import build_module
+
+    spec = nnspec.loads("model M(x: [N, 1, 8]) {\n    maxpool k=3 p=2 d=2\n}\n", path="r10.nn")
+    assert str(spec.output_type()) == "[N, 1, 3]"
+    x = torch.randn(2, 1, 8, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="at most half of kernel size"):
-        F.max_pool1d(torch.zeros(1, 1, 8), 3, 3, 2, dilation=2)
+        F.max_pool1d(x, 3, 3, 2, dilation=2)
+    want = F.max_pool1d(F.pad(x, (2, 2), value=-np.inf), 3, 3, 0, dilation=2)
+    got = build_module(spec, dtype=torch.float64)(x)
+    assert torch.equal(got, want)
+    assert crosscheck(spec, "M", "float64").ok
     for kind in ("maxpool2d", "avgpool2d"):
-        with pytest.raises(ShapeError, match="along the width is more than half the kernel"):
-            _infer(kind, {"k": (3, 5), "p": (1, 3)}, (1, 1, 8, 8))
-        _infer(kind, {"k": (3, 5), "p": (1, 2)}, (1, 1, 8, 8))
+        assert str(_infer(kind, {"k": (3, 5), "p": (1, 3)}, (1, 1, 8, 8))) == "[1, 1, 3, 2]"
 
 
 def test_window_wholly_in_padding_is_minus_inf_in_both_backends():

@@ -1,4 +1,4 @@
-"""batchnorm (1d/2d by input rank) and layernorm."""
+"""batchnorm (1d/2d/3d by input rank) and layernorm."""
 
 from __future__ import annotations
 
@@ -62,8 +62,12 @@ class _BatchNorm(LayerKind):
         if self.rank == 2:
             need_rank(x, {4}, self.name, "[N, C, H, W]")
             return 2
-        need_rank(x, {2, 3, 4}, self.name, "[N, C], [N, C, L] or [N, C, H, W]")
-        return 1 if x.rank < 4 else 2
+        if self.rank == 3:
+            need_rank(x, {5}, self.name, "[N, C, D, H, W]")
+            return 3
+        need_rank(x, {2, 3, 4, 5}, self.name,
+                  "[N, C], [N, C, L], [N, C, H, W] or [N, C, D, H, W]")
+        return 1 if x.rank < 4 else x.rank - 2
 
     def infer(self, p, ins):
         x = ins[0]
@@ -105,7 +109,8 @@ class _BatchNorm(LayerKind):
         return y
 
     def sample(self):
-        shape = {None: (3, 4, 5, 5), 1: (3, 4, 6), 2: (3, 4, 5, 5)}[self.rank]
+        shape = {None: (3, 4, 5, 5), 1: (3, 4, 6), 2: (3, 4, 5, 5), 3: (3, 4, 3, 2, 3)}[
+            self.rank]
         return {"eps": 1e-3, "momentum": 0.2, "affine": True, "track": True}, [TensorType(shape)]
 
 
@@ -124,6 +129,12 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     name = "batchnorm2d"
     rank = 2
+
+
+@register
+class BatchNorm3d(_BatchNorm):
+    name = "batchnorm3d"
+    rank = 3
 
 
 @register

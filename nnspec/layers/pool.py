@@ -1,29 +1,48 @@
-"""maxpool / avgpool (generic, 1d, 2d) and global pooling over [N, C, *spatial].
+"""maxpool / avgpool (generic, 1d, 2d, 3d) and global pooling over [N, C, *spatial].
 
-F_out = floor((F_in + 2p - d*(k - 1) - 1) / s) + 1 per spatial dim (ceil with ``ceil``,
-dropping a last window that would start in the right padding, as PyTorch does).
-``avgpool global`` / ``maxpool global`` reduce every spatial dim to 1.
+F_out = floor((F_in + p_before + p_after - d*(k - 1) - 1) / s) + 1 per spatial dim (ceil
+with ``ceil``, dropping a last window that would start in the right padding, as PyTorch
+does). ``avgpool global`` / ``maxpool global`` reduce every spatial dim to 1.
+
+PyTorch's pooling takes only symmetric padding of at most half the kernel. Other padding
+(``p=((0, 1), (0, 1))``, ``p > k // 2``, ``p=same`` with an even kernel) is the same formula
+on explicit (before, after) pads, lowered in torch as an explicit ``F.pad`` (-inf for max
+pooling, zeros for average pooling) and the pool with padding 0. Its semantics are
+PyTorch's own rule with the two pads put in: the ceil-mode windows are the ones PyTorch
+keeps (a last window that would start in the right padding is dropped, which a pool over
+the padded tensor would keep: that window is cropped off); with ``count_include_pad`` an
+average divides by the window's cells inside the padded extent (the ceil-mode overhang
+past the padding does not count), without it by the input cells in the window only. A
+window wholly in the padding gives -inf for max pooling (as PyTorch does for a dilated
+window) and 0 for average pooling without ``count_include_pad``. nn.AvgPool3d also refuses
+an input smaller than the kernel however it is padded, so a padded 3-d average pool whose
+input size is not known to be at least k takes the F.pad route too.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional
 
+from ..dims import conv_out
 from ._window import (
-    SPATIAL_NAMES,
     IntOrTuple,
+    PadSpec,
     WindowParams,
+    pads,
     per_dim,
     show,
     spatial_out,
     spatial_rank,
 )
 from .base import (
+    MODULE,
     Bool,
-    Int,
+    In,
     LayerKind,
+    Prev,
     ShapeError,
     TensorType,
+    TorchCall,
     TorchModule,
     TorchPlan,
     need_float,
@@ -32,9 +51,18 @@ from .base import (
     register,
 )
 
+#: the torch helper that averages over the input's own cells (count_include_pad=False)
+_REAL_CELLS = "nnspec.layers.pool_torch:avg_pool_real_cells"
+
+
+def show_ints(v: tuple[int, ...]) -> str:
+    """A per-dim value as written: 2 when every dim has it, (2, 3) otherwise."""
+    return str(v[0]) if len(set(v)) == 1 else "(" + ", ".join(map(str, v)) + ")"
+
 
 class _Pool(LayerKind):
-    rank: int | None = None
+    rank: int | None = None  # spatial rank; None: taken from the input
+    max_spatial = 3
     mode: str = "max"
     positional = ("k",)
     synonyms = {"kernel_size": "k", "stride": "s", "padding": "p", "dilation": "d",
@@ -50,20 +78,26 @@ class _Pool(LayerKind):
                              arg="k")
         k = per_dim(p.k, n, "k")
         s = per_dim(p.s if p.s is not None else p.k, n, "s")
-        pp = per_dim(p.p, n, "p")
         d = per_dim(getattr(p, "d", 1), n, "d")
-        for i in range(n):
-            # PyTorch's rule, for max and average pooling alike: the padding is at most
-            # half the kernel size as written, p <= k // 2, whatever the dilation
-            if pp[i] > k[i] // 2:
-                per_axis = n > 1 and (len(set(pp)) > 1 or len(set(k)) > 1)
-                where = f" along the {SPATIAL_NAMES[n][i]}" if per_axis else ""
-                raise ShapeError(f"{self.name} padding {pp[i]}{where} is more than half the "
-                                 f"kernel size {k[i]}: PyTorch needs p <= k // 2 = "
-                                 f"{k[i] // 2} (the dilation does not count)", arg="p",
-                                 hint=f"use p <= {k[i] // 2}, or a larger kernel",
-                                 code="E330")
-        return n, k, s, [(x_, x_) for x_ in pp], d
+        if p.p == "same" and any(x_ != 1 for x_ in s):
+            given = "" if p.s is not None else " (a pooling stride defaults to the kernel size)"
+            raise ShapeError(f"{self.name} p=same needs stride 1, but the stride is "
+                             f"{show_ints(s)}{given}", arg="p", code="E331",
+                             hint="write s=1 for a size-preserving pool, or give the padding "
+                                  "explicitly")
+        return n, k, s, pads(p.p, n, k, d, s), d
+
+    def native(self, k, pd, x) -> bool:
+        """PyTorch's pooling takes these pads itself: symmetric, at most half the kernel as
+        written (whatever the dilation); and nn.AvgPool3d, which also refuses an input
+        smaller than the kernel however it is padded, an input size known to be >= k
+        wherever there is padding."""
+        if not all(a == b and a <= kk // 2 for (a, b), kk in zip(pd, k)):
+            return False
+        if self.mode == "avg" and len(k) == 3:
+            return all(a == 0 or (f.is_const and f.value >= kk)
+                       for f, kk, (a, _) in zip(x.shape[2:], k, pd))
+        return True
 
     def infer(self, p, ins):
         (x,) = ins
@@ -102,13 +136,39 @@ class _Pool(LayerKind):
             n = self._n(x)
             return TorchPlan(TorchModule(f"Adaptive{cap}Pool{n}d", (1,)), [])
         n, k, s, pd, d = self.geometry(p, x)
-        kw = {"kernel_size": k, "stride": s, "padding": tuple(a for a, _ in pd),
-              "ceil_mode": p.ceil}
+        native = self.native(k, pd, x)
+        kw = {"kernel_size": k, "stride": s, "padding": tuple(a for a, _ in pd) if native
+              else (0,) * n, "ceil_mode": p.ceil}
         if self.mode == "max":
             kw["dilation"] = d
-        else:
+        elif native:
             kw["count_include_pad"] = p.count_include_pad
-        return TorchPlan(TorchModule(f"{cap}Pool{n}d", (), kw), [])
+        if native:
+            return TorchPlan(TorchModule(f"{cap}Pool{n}d", (), kw), [])
+        flat = []
+        for a, b in reversed(pd):  # F.pad lists the last dim first
+            flat += [a, b]
+        flat = tuple(flat)
+        if self.mode == "avg" and not p.count_include_pad:
+            mod = None
+            args = {"kernel_size": k, "stride": s}
+            if p.ceil:
+                args["ceil_mode"] = True
+            calls = [TorchCall(_REAL_CELLS, (In(0), flat), args)]
+        else:
+            mod = TorchModule(f"{cap}Pool{n}d", (), kw)
+            fill = {"value": float("-inf")} if self.mode == "max" else {}
+            calls = [TorchCall("F.pad", (In(0), flat), fill), TorchCall(MODULE, (Prev(),))]
+        # a pool over the padded tensor keeps a last ceil-mode window that starts in the
+        # right padding, which PyTorch's rule (and so nnspec's) drops: crop it off
+        spatial = x.shape[2:]
+        over = [conv_out(f + (a + b), kk, ss, 0, dd, p.ceil) != o
+                for f, kk, ss, (a, b), dd, o in zip(spatial, k, s, pd, d, out.shape[2:])]
+        if any(over):
+            index = (Ellipsis,) + tuple(slice(None, o) if c else slice(None)
+                                        for c, o in zip(over, out.shape[2:]))
+            calls.append(TorchCall("getitem", (Prev(), index)))
+        return TorchPlan(mod, calls)
 
     def numpy(self, p, w, xs, ctx):
         x = xs[0]
@@ -125,7 +185,7 @@ class _Pool(LayerKind):
         return npops.avg_pool_nd(x, k, s, pd, p.ceil, p.count_include_pad)
 
     def sample(self):
-        shape = (2, 3, 9, 8) if self.rank != 1 else (2, 3, 10)
+        shape = {1: (2, 3, 10), 3: (2, 3, 7, 6, 5)}.get(self.rank, (2, 3, 9, 8))
         args = {"k": 3, "s": 2, "p": 1, "ceil": True}
         if self.mode == "max":
             args["d"] = 2
@@ -133,11 +193,18 @@ class _Pool(LayerKind):
             args["count_include_pad"] = False
         return args, [TensorType(shape)]
 
+    def samples(self):
+        """Also padding PyTorch's pooling refuses (asymmetric, more than k // 2), in ceil
+        mode where the lowering crops a window off."""
+        args, ins = self.sample()
+        n = ins[0].rank - 2
+        return [(args, ins), ({**args, "p": ((0, 2),) + ((2, 1),) * (n - 1)}, ins)]
+
 
 class MaxParams(WindowParams):
     k: Optional[IntOrTuple] = None
     s: Optional[IntOrTuple] = None
-    p: Union[Int, tuple[Int, ...]] = 0
+    p: PadSpec = 0
     d: IntOrTuple = 1
     ceil: Bool = False
     global_: Bool = False
@@ -148,7 +215,7 @@ class MaxParams(WindowParams):
 class AvgParams(WindowParams):
     k: Optional[IntOrTuple] = None
     s: Optional[IntOrTuple] = None
-    p: Union[Int, tuple[Int, ...]] = 0
+    p: PadSpec = 0
     ceil: Bool = False
     count_include_pad: Bool = True
     global_: Bool = False
@@ -163,10 +230,13 @@ def _flags(self):
 _Pool.flags = _flags
 
 for _mode, _P in (("max", MaxParams), ("avg", AvgParams)):
-    for _rank in (None, 1, 2):
-        _name = f"{_mode}pool" + (f"{_rank}d" if _rank else "")
+    for _rank in (None, 1, 2, 3):
+        _suffix = f"{_rank}d" if _rank else ""
+        _name = f"{_mode}pool{_suffix}"
         _cls = type(_name.capitalize(), (_Pool,), {
             "name": _name, "rank": _rank, "mode": _mode, "Params": _P,
+            "aliases": (f"{_mode}_pool{_suffix}",)
+                       + ((f"average_pool{_suffix}",) if _mode == "avg" else ()),
             "synonyms": {**_Pool.synonyms, "global": "global_"},
             "summary": f"{'max' if _mode == 'max' else 'average'} pooling"
                        + (f" over {_rank}-d inputs" if _rank else

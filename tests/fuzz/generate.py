@@ -327,33 +327,58 @@ class _Gen:
         return cur.copy(), out
 
     def pool(self, x: Val, preserve: bool = False):
-        if x.rank not in (3, 4) or x.dtype != "float" or preserve:
+        if x.rank not in (3, 4, 5) or x.dtype != "float" or preserve:
             return None
         r = self.rng
         n = x.rank - 2
         mode = r.choice(["max", "avg"])
-        kind = r.choice([f"{mode}pool", f"{mode}pool{n}d"])
+        # volumes are rarer inputs: their own kinds get more of them
+        kind = r.choice([f"{mode}pool", f"{mode}pool{n}d"] + [f"{mode}pool3d"] * (n == 3))
         self.features.add(kind)
         if r.random() < 0.12:
             return f"{kind} global", Val(x.shape[:2] + [_const(1) for _ in range(n)])
         k = r.randint(1, 3)
         s = r.choice([None, 1, 2, 3])
-        p = r.randint(0, k // 2)
-        d = r.choice([1, 1, 2]) if mode == "max" else 1
-        ceil = r.random() < 0.4
         stride = s if s is not None else k
+        # within PyTorch's rule (p <= k // 2), or what it refuses (lowered with F.pad):
+        # asymmetric, more than half the kernel, or same (stride 1). Pads stay below the
+        # window's extent ke: a window wholly in the padding (-inf, or 0) is tested in
+        # tests/test_pool3d_padding.py, and downstream it only turns a spec into NaNs
+        d = r.choice([1, 1, 2]) if mode == "max" else 1
+        ke = d * (k - 1) + 1
+        form = r.choice(["int", "int", "sides", "large", "same"])
+        if form == "large" and ke - 1 < k // 2 + 1:
+            form = "sides"
+        if form == "same":  # the extra pad of an even window goes after, as for conv
+            s = stride = 1
+            pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)] * n
+            ptext = "same"
+        elif form == "int":
+            p = r.randint(0, k // 2)
+            pads = [(p, p)] * n
+            ptext = str(p) if p else ""
+        elif form == "large":
+            p = r.randint(k // 2 + 1, ke - 1)
+            pads = [(p, p)] * n
+            ptext = str(p)
+        else:
+            pads = [(r.randint(0, ke - 1), r.randint(0, ke - 1)) for _ in range(n)]
+            ptext = "(" + ", ".join(f"({a}, {b})" for a, b in pads) + ("," if n == 1 else "") \
+                + ")"
+        ceil = r.random() < 0.4
         shape = list(x.shape[:2])
         for i in range(n):
             ax = x.shape[2 + i]
-            v = _out_size(ax.value, k, stride, p, p, d, ceil)
+            v = _out_size(ax.value, k, stride, *pads[i], d, ceil)
             if v < 1:
                 return None
             shape.append(_derived(v, not ax.const))
         words = [kind, str(k) if r.random() < 0.5 else f"k={k}"]
         if s is not None:
             words.append(f"s={s}")
-        if p:
-            words.append(f"p={p}")
+        if ptext:
+            words.append(f"p={ptext}")
+            self.features.add(f"pool-{form}")
         if d != 1:
             words.append(f"d={d}")
         if ceil:
@@ -364,10 +389,11 @@ class _Gen:
         return " ".join(words), Val(shape)
 
     def batchnorm(self, x: Val, preserve: bool = False):
-        if x.rank not in (2, 3, 4) or x.dtype != "float" or not x.shape[1].const:
+        if x.rank not in (2, 3, 4, 5) or x.dtype != "float" or not x.shape[1].const:
             return None
         r = self.rng
-        kind = r.choice(["batchnorm", "batchnorm1d" if x.rank < 4 else "batchnorm2d"])
+        kind = r.choice(["batchnorm", {4: "batchnorm2d", 5: "batchnorm3d"}.get(x.rank,
+                                                                               "batchnorm1d")])
         words = [kind]
         if r.random() < 0.3:
             words.append("eps=0.001")
