@@ -24,6 +24,7 @@ BENCHES = [
     "bench_parse.py",
     "bench_torch_emit.py",
     "bench_numpy_vs_torch.py",
+    "bench_generative.py",
     "bench_sequences.py",
     "bench_macs.py",
 ]

@@ -14,10 +14,15 @@ torch = pytest.importorskip("torch")
 from nnspec.crosscheck import crosscheck  # noqa: E402
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.nn"))
+# the 572x572 U-Net needs ~14 GB and ~0.6 TFLOP in float64 at N=2; test_generative_specs.py
+# cross-checks a small U-Net made of the same blocks instead
+TOO_LARGE = {"unet.nn"}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
 def test_every_spec_agrees_in_float64(path):
+    if path.name in TOO_LARGE:
+        pytest.skip("too large for the suite; its blocks are cross-checked on a small input")
     spec = nnspec.load(str(path))
     for name in spec.model_names:
         try:

@@ -6,6 +6,11 @@ import math
 
 import numpy as np
 
+# Pixels per image below which the batch is folded into one GEMM (measured on the DCGAN
+# generator, batch 16: its 4x4 -> 8x8 layer 3x faster folded; at 16x16 and more, the
+# per-image GEMMs are as fast and the extra copy of the result costs more).
+_FOLD_BELOW = 256
+
 
 def conv_transpose_nd(x, w, b=None, stride=(1,), pads=((0, 0),), dilation=(1,),
                       output_padding=(0,), groups: int = 1) -> np.ndarray:
@@ -34,7 +39,15 @@ def conv_transpose_nd(x, w, b=None, stride=(1,), pads=((0, 0),), dilation=(1,),
     cg_in, c_out = c_in // g, cg_out * g
     kk, p = math.prod(k), math.prod(sp)
     wm = w.reshape(g, cg_in, cg_out * kk).transpose(0, 2, 1)  # [G, Cg_out*K, Cg_in]
-    cols = np.matmul(wm, x.reshape(n, g, cg_in, p))  # [N, G, Cg_out*K, P]
+    if n > 1 and p < _FOLD_BELOW:
+        # few pixels per image (a generator's first upsamplings: 4x4 -> 8x8): one GEMM per
+        # image would be a skinny [Cg_out*K, Cg_in] @ [Cg_in, P] far below BLAS's peak, so
+        # the batch goes into the GEMM's columns and the result is put back in image order
+        xm = x.reshape(n, g, cg_in, p).transpose(1, 2, 0, 3).reshape(g, cg_in, n * p)
+        cols = np.matmul(wm, xm).reshape(g, cg_out * kk, n, p).transpose(2, 0, 1, 3)
+        cols = np.ascontiguousarray(cols)
+    else:
+        cols = np.matmul(wm, x.reshape(n, g, cg_in, p))  # [N, G, Cg_out*K, P]
     cols = cols.reshape((n, c_out) + tuple(k) + tuple(sp))
     full = [(f - 1) * s + d * (kd - 1) + 1 for f, s, d, kd in zip(sp, stride, dilation, k)]
     outs = [L - pb - pa + op for L, (pb, pa), op in zip(full, pads, output_padding)]
