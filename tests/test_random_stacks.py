@@ -1,7 +1,7 @@
 """Differential test over random layer stacks (hypothesis).
 
-A random stack of conv / transposed conv / pool / adaptive pool / pad / norm / activation
-layers, written as a spec: when nnspec accepts it, every inferred shape must equal the shape
+A random stack of conv / transposed conv / pool / adaptive pool / pad / upsample / pixel
+shuffle / norm / activation layers, written as a spec: when nnspec accepts it, every inferred shape must equal the shape
 PyTorch actually produces and the NumPy interpreter must agree with PyTorch; when nnspec
 rejects it, PyTorch must fail too.
 """
@@ -74,6 +74,18 @@ def adaptive_or_pad_layer(draw, rank):
 
 
 @st.composite
+def resample_layer(draw, rank):
+    if rank == 2 and draw(st.booleans()):
+        kind = draw(st.sampled_from(["pixel_shuffle", "pixel_unshuffle"]))
+        return f"{kind} {draw(st.integers(1, 2))}"  # channels or sizes may not divide
+    scale = draw(st.sampled_from(["2", "3", "1.5", "0.5"]))
+    mode = draw(st.sampled_from(["nearest", "nearest_exact",
+                                 "linear" if rank == 1 else "bilinear"]))
+    corners = mode.endswith("linear") and draw(st.booleans())
+    return f"upsample {scale} mode={mode}" + (" align_corners" if corners else "")
+
+
+@st.composite
 def stack(draw):
     rank = draw(st.sampled_from([1, 2]))
     c = draw(st.sampled_from([2, 4]))
@@ -82,7 +94,7 @@ def stack(draw):
     for _ in range(draw(st.integers(1, 5))):
         layers.append(draw(st.one_of(
             conv_layer(rank), pool_layer(rank), convtranspose_layer(rank),
-            adaptive_or_pad_layer(rank),
+            adaptive_or_pad_layer(rank), resample_layer(rank),
             st.sampled_from(["relu", "tanh", "gelu", "sigmoid", "batchnorm", "identity",
                              "leaky_relu 0.1", "elu", "softmax 1"]))))
     layers += ["flatten", draw(st.sampled_from(["dense 3", "dense 5 | log_softmax"]))]
@@ -187,6 +199,13 @@ def _apply_torch(F, kind, pos, args, t):
         size = int(args["size"])
         fn = getattr(F, f"adaptive_{kind[9:12]}_pool{rank}d")
         return fn(t, size)
+    if kind == "upsample":
+        mode = args["mode"].replace("_", "-")
+        corners = True if "align_corners" in pos else (None if mode.startswith("nearest")
+                                                        else False)
+        return F.interpolate(t, scale_factor=float(pos[0]), mode=mode, align_corners=corners)
+    if kind in ("pixel_shuffle", "pixel_unshuffle"):
+        return getattr(F, kind)(t, int(pos[0]))
     if kind == "pad":
         return F.pad(t, [int(args["p"])] * 2 * rank, mode=args["mode"])
     if kind == "flatten":
