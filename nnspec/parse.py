@@ -531,5 +531,26 @@ def _syntax_diag(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
     else:  # pragma: no cover - other Lark errors
         msg = str(exc).splitlines()[0]
     exp = _expected(exc)
+    word = _hyphenated(exc, text)
+    if word is not None:  # mode=nearest-exact: a bare name has no '-'
+        a, b = word.rsplit("-", 1)
+        exp = (f"a name cannot contain '-': write {word.replace('-', '_')} or "
+               f"\"{word}\" (or ({a} - {b}) for a difference)")
     return Diagnostic("E100", f"syntax error: {msg}", Span(path, line, col, line, col + width),
                       hint=exp or None)
+
+
+def _hyphenated(exc: UnexpectedInput, text: str) -> str | None:
+    """``nearest-exact`` when the unexpected token is the name after ``name-``."""
+    if not (isinstance(exc, UnexpectedToken) and exc.token.type == "NAME"):
+        return None
+    start = exc.token.start_pos
+    if start is None or start < 2 or text[start - 1] != "-" or not (
+            text[start - 2].isalnum() or text[start - 2] == "_"):
+        return None
+    i = start - 1
+    while i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_"):
+        i -= 1
+    if not (text[i].isalpha() or text[i] == "_"):
+        return None
+    return text[i:start] + str(exc.token)

@@ -277,3 +277,12 @@ def test_crosscheck(tmp_path):
         assert report.ok and report.first_shape_mismatch is None, report.render()
         assert [r.name for r in report.rows][-3:] == ["pixel_shuffle_1", "upsample_1",
                                                       "upsample_2"]
+
+
+def test_a_hyphenated_mode_says_how_to_write_it():
+    spec = nnspec.loads("model M(x: [N, 3, 8, 8]) {\n    upsample 2 mode=nearest-exact\n}\n",
+                        "u.nn", strict=False)
+    (d,) = spec.diagnostics
+    assert (d.code, d.span.line, d.span.col) == ("E100", 2, 29)
+    assert d.hint == ("a name cannot contain '-': write nearest_exact or \"nearest-exact\" "
+                      "(or (nearest - exact) for a difference)")
