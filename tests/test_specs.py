@@ -358,3 +358,13 @@ def test_every_spec_round_trips_through_the_json_ir(path):
     for name in spec.model_names:
         assert reloaded.param_count(name) == spec.param_count(name)
         assert str(reloaded.output_type(name)) == str(spec.output_type(name))
+
+
+def test_readme_shows_what_check_prints_on_the_bundled_specs(capsys):
+    from nnspec.cli import main
+
+    readme = (SPECS.parent / "README.md").read_text()
+    shown = readme.split("$ nnspec check specs/\n", 1)[1].split("\n", 1)[0]
+    assert main(["check", str(SPECS)]) == 0
+    cap = capsys.readouterr()
+    assert shown in (cap.out + cap.err).splitlines()
