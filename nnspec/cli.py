@@ -218,7 +218,8 @@ def cmd_crosscheck(args) -> int:
         return _fail(spec)
     dims = _parse_dims(args.dim)
     models = [_pick_model(spec, args.model)] if args.model else spec.program.models
-    from .crosscheck import crosscheck, model_symbols
+    from .backends.numpy import NoBackward
+    from .crosscheck import crosscheck, crosscheck_grad, model_symbols
 
     # a --dim must name a symbol of (one of) the models checked
     syms = {m.name: model_symbols(m) for m in models}
@@ -234,7 +235,12 @@ def cmd_crosscheck(args) -> int:
     for m in models:
         mine = {k: v for k, v in dims.items() if k in syms[m.name]}
         try:
-            report = crosscheck(spec, m.name, args.dtype, args.seed, mine)
+            run = crosscheck_grad if args.grad else crosscheck
+            report = run(spec, m.name, args.dtype, args.seed, mine)
+        except NoBackward as e:
+            print(f"nnspec: {m.name}: {e}", file=sys.stderr)
+            status = EXIT_ERRORS
+            continue
         except TooLarge as e:
             print(f"nnspec: {m.name}: {e}", file=sys.stderr)
             status = EXIT_ERRORS
@@ -302,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 2)")
+    p.add_argument("--grad", action="store_true",
+                   help="compare the NumPy backward with torch autograd instead: per "
+                        "parameter, for L = sum(output * c) with a random c")
     p.set_defaults(func=cmd_crosscheck)
 
     p = sub.add_parser("layers", help="list the layer kinds")

@@ -1,9 +1,9 @@
 """Differential test over random layer stacks (hypothesis).
 
 A random stack of conv / transposed conv / pool / adaptive pool / pad / upsample / pixel
-shuffle / norm / activation layers, written as a spec: when nnspec accepts it, every inferred shape must equal the shape
-PyTorch actually produces and the NumPy interpreter must agree with PyTorch; when nnspec
-rejects it, PyTorch must fail too.
+shuffle / norm / activation layers, written as a spec: when nnspec accepts it, every
+inferred shape must equal the shape PyTorch actually produces and the NumPy interpreter
+must agree with PyTorch; when nnspec rejects it, PyTorch must fail too.
 """
 
 from __future__ import annotations

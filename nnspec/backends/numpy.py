@@ -7,6 +7,8 @@ Never imports torch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from .. import init as _init
@@ -17,6 +19,34 @@ from ..layers.base import NumpyCtx
 
 class InputError(ValueError):
     """An input array does not fit the model's declared input."""
+
+
+class NoBackward(NotImplementedError):
+    """A layer of the model has no reference backward."""
+
+
+@dataclass
+class Gradients:
+    """What :meth:`NumpyModel.vjp` returns: the forward's output, and the gradients of
+    the scalar ``sum(output * cotangent)`` for every trainable parameter (state_dict keys;
+    zeros for a parameter the output does not depend on) and every input (None for an int
+    input)."""
+
+    output: object
+    params: dict = field(default_factory=dict)
+    inputs: list = field(default_factory=list)
+    values: dict = field(default_factory=dict)  # with keep=True: value id -> dL/dvalue
+
+
+def _add(a, b):
+    """Accumulate two gradients of one value (tuples for a layer's several values)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, tuple):
+        return tuple(_add(x, y) for x, y in zip(a, b))
+    return a + b
 
 
 def bind_dims(model, arrays) -> dict[str, int]:
@@ -112,3 +142,66 @@ class NumpyModel:
                 for v in free:
                     del values[v]
         return values if trace else values[m.output]
+
+    def vjp(self, *inputs, cotangent, training: bool = False, rng=None,
+            keep: bool = False) -> Gradients:
+        """Forward, then the reference backward of ``sum(output * cotangent)``: the
+        gradients of every trainable parameter and input (see :class:`Gradients`). With
+        ``training``, dropout draws its masks from ``rng`` and batchnorm uses batch
+        statistics (and updates its running ones), as in ``__call__``. With ``keep``, the
+        gradient of every layer's output is kept too (``Gradients.values``)."""
+        missing = sorted({node.op for _, node, _, _ in self._plan
+                          if not REGISTRY[node.op].has_backward})
+        if missing:
+            raise NoBackward(f"no reference backward for: {', '.join(missing)}")
+        m = self.model
+        arrays = [np.asarray(a) for a in inputs]
+        if len(arrays) != len(m.inputs):
+            raise InputError(f"{m.name} takes {len(m.inputs)} input(s), got {len(arrays)}")
+        env = bind_dims(m, arrays)
+        ctx = NumpyCtx(training=training, rng=rng if rng is not None
+                       else np.random.default_rng(), env=env)
+        values = {inp.id: a for inp, a in zip(m.inputs, arrays)}
+        saved: dict = {}
+        for kind, node, keys, _ in self._plan:
+            w = {k: self.params[full] for k, full in keys.items()}
+            ctx.updates = {}
+            ctx.saved = saved[node.id] = {}
+            values[node.id] = kind.numpy(node.p, w, [values[v] for v in node.inputs], ctx)
+            for k, new in ctx.updates.items():
+                self.params[keys[k]] = new
+        out = values[m.output]
+        grads = {m.output: _like(out, cotangent)}
+        pgrads = {k: np.zeros_like(self.params[k]) for k, w in self.state_shapes.items()
+                  if w.trainable and w.dtype != "int"}
+        kept = {}
+        for kind, node, keys, _ in reversed(self._plan):
+            gy = grads.pop(node.id, None)
+            if gy is None:
+                continue  # the output does not depend on this layer
+            if keep:
+                kept[node.id] = gy
+            w = {k: self.params[full] for k, full in keys.items()}
+            ctx.saved = saved[node.id]
+            gxs, gw = kind.backward(node.p, w, [values[v] for v in node.inputs],
+                                    values[node.id], gy, ctx)
+            for k, g in gw.items():
+                pgrads[keys[k]] += g
+            for v, g in zip(node.inputs, gxs):
+                if g is not None:
+                    grads[v] = _add(grads.get(v), g)
+        gin = [None if inp.dtype == "int" else grads.get(inp.id, np.zeros_like(a))
+               for inp, a in zip(m.inputs, arrays)]
+        return Gradients(out, pgrads, gin, kept)
+
+
+def _like(out, cotangent):
+    """The cotangent as the output's structure: an array, or a tuple for several values."""
+    if isinstance(out, tuple):
+        return tuple(None if c is None else np.asarray(c, dtype=o.dtype)
+                     for o, c in zip(out, cotangent))
+    c = np.asarray(cotangent, dtype=out.dtype)
+    if c.shape != out.shape:
+        raise InputError(f"the cotangent must have the output's shape {out.shape}, got "
+                         f"{c.shape}")
+    return c

@@ -19,6 +19,12 @@ from .base import (
 )
 
 
+def _where(cond, a: float, b: float, dtype):
+    import numpy as np
+
+    return np.where(cond, dtype.type(a), dtype.type(b))
+
+
 class _Activation(LayerKind):
     fn: str = ""  # torch function
     torch_kwargs: tuple = ()  # (torch kwarg name, our param name)
@@ -49,6 +55,9 @@ class Relu(_Activation):
     def numpy(self, p, w, xs, ctx):
         return npops.relu(xs[0])
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        return [gy * (xs[0] > 0)], {}  # torch's: no gradient at 0
+
 
 @register
 class LeakyRelu(_Activation):
@@ -65,6 +74,10 @@ class LeakyRelu(_Activation):
     def numpy(self, p, w, xs, ctx):
         return npops.leaky_relu(xs[0], p.slope)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        x = xs[0]
+        return [gy * _where(x > 0, 1.0, p.slope, x.dtype)], {}
+
 
 @register
 class Elu(_Activation):
@@ -80,6 +93,12 @@ class Elu(_Activation):
     def numpy(self, p, w, xs, ctx):
         return npops.elu(xs[0], p.alpha)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]  # d/dx alpha*(exp(x) - 1) = y + alpha for x <= 0
+        return [np.where(x > 0, gy, gy * (y + x.dtype.type(p.alpha)))], {}
+
 
 @register
 class Gelu(_Activation):
@@ -94,6 +113,22 @@ class Gelu(_Activation):
     def numpy(self, p, w, xs, ctx):
         return npops.gelu(xs[0], p.approximate)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]
+        dt = x.dtype.type
+        if p.approximate == "none":  # Phi(x) + x * phi(x)
+            cdf = dt(0.5) * npops.erfc(-x * dt(0.7071067811865476))
+            pdf = np.exp(dt(-0.5) * x * x) * dt(0.3989422804014327)
+            return [gy * (cdf + x * pdf)], {}
+        # 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), t = tanh(inner)
+        k = dt(0.7978845608028654)
+        t = np.tanh(k * (x + dt(0.044715) * x * x * x))
+        d = dt(0.5) * (dt(1) + t) + dt(0.5) * x * (dt(1) - t * t) * k * (
+            dt(1) + dt(3 * 0.044715) * x * x)
+        return [gy * d], {}
+
 
 @register
 class Tanh(_Activation):
@@ -102,6 +137,9 @@ class Tanh(_Activation):
     def numpy(self, p, w, xs, ctx):
         return npops.tanh(xs[0])
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        return [gy * (1 - y * y)], {}
+
 
 @register
 class Sigmoid(_Activation):
@@ -109,6 +147,9 @@ class Sigmoid(_Activation):
 
     def numpy(self, p, w, xs, ctx):
         return npops.sigmoid(xs[0])
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        return [gy * y * (1 - y)], {}
 
 
 class _Softmax(_Activation):
@@ -143,6 +184,10 @@ class Softmax(_Softmax):
     def numpy(self, p, w, xs, ctx):
         return npops.softmax(xs[0], p.dim)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        # dx = y * (gy - sum(gy * y)) along dim
+        return [y * (gy - (gy * y).sum(axis=p.dim, keepdims=True))], {}
+
 
 @register
 class LogSoftmax(_Softmax):
@@ -151,6 +196,12 @@ class LogSoftmax(_Softmax):
 
     def numpy(self, p, w, xs, ctx):
         return npops.log_softmax(xs[0], p.dim)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        # dx = gy - softmax(x) * sum(gy) along dim, softmax(x) = exp(y)
+        return [gy - np.exp(y) * gy.sum(axis=p.dim, keepdims=True)], {}
 
 
 @register
@@ -166,3 +217,6 @@ class Identity(_Activation):
 
     def numpy(self, p, w, xs, ctx):
         return xs[0]
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        return [gy], {}

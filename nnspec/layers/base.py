@@ -236,6 +236,10 @@ class NumpyCtx:
     rng: Any = None
     env: dict = field(default_factory=dict)  # symbol -> int, bound from the inputs
     updates: dict = field(default_factory=dict)  # state_dict key suffix -> new buffer
+    # set when a backward pass follows: the forward kernel may store there what its
+    # backward needs and cannot recompute (the dropout mask it drew); the same dict is
+    # given to ``backward``. None for a forward-only run.
+    saved: dict | None = None
 
 
 class Params(BaseModel):
@@ -375,6 +379,17 @@ class LayerKind:
 
     def numpy(self, p, w: dict, xs: list, ctx: NumpyCtx):
         raise NotImplementedError
+
+    def backward(self, p, w: dict, xs: list, y, gy, ctx: NumpyCtx) -> tuple[list, dict]:
+        """The reference gradients: given ``gy`` = dL/dy for the forward's output ``y``
+        (a tuple with None entries for a layer returning several values), return dL/dx per
+        input (None for an int input or one that gets none) and {weight suffix: dL/dw}
+        for the trainable weights. ``ctx.saved`` is what ``numpy`` stored."""
+        raise NotImplementedError(f"{self.name} has no backward")
+
+    @property
+    def has_backward(self) -> bool:
+        return type(self).backward is not LayerKind.backward
 
     def detail(self, p, ins: list[TensorType]) -> str:
         """The arguments as the summary shows them (explicit, resolved values)."""

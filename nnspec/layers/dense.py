@@ -71,5 +71,14 @@ class Dense(LayerKind):
     def numpy(self, p, w, xs, ctx):
         return npops.linear(xs[0], w["weight"], w.get("bias"))
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        # y = x Wᵀ + b: dx = gy W, dW = Σ gyᵀ x over the leading axes, db = Σ gy
+        x = xs[0]
+        g2 = gy.reshape(-1, gy.shape[-1])
+        grads = {"weight": g2.T @ x.reshape(-1, x.shape[-1])}
+        if p.bias:
+            grads["bias"] = g2.sum(axis=0)
+        return [gy @ w["weight"]], grads
+
     def sample(self):
         return {"out": 3, "init": "xavier", "bias_init": "zeros"}, [TensorType((2, 5))]

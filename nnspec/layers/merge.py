@@ -58,6 +58,9 @@ class Add(_Elementwise):
             out = out + x
         return out
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        return [gy] * len(xs), {}
+
 
 @register
 class Mul(_Elementwise):
@@ -69,6 +72,17 @@ class Mul(_Elementwise):
         for x in xs[2:]:
             out = out * x
         return out
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        # d(x_0 * ... * x_n)/dx_i: the product of the others (not y / x_i: x_i may be 0)
+        out = []
+        for i in range(len(xs)):
+            g = gy
+            for j, x in enumerate(xs):
+                if j != i:
+                    g = g * x
+            out.append(g)
+        return out, {}
 
 
 @register
@@ -109,6 +123,12 @@ class Concat(LayerKind):
 
         return np.concatenate(xs, axis=p.dim)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        cuts = np.cumsum([x.shape[p.dim] for x in xs])[:-1]
+        return list(np.split(gy, cuts, axis=p.dim)), {}
+
     def sample(self):
         return {"dim": 2}, [TensorType((2, 3, 4)), TensorType((2, 3, 4))]
 
@@ -140,6 +160,11 @@ class Item(LayerKind):
 
     def numpy(self, p, w, xs, ctx):
         return xs[0][p.index]
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        g = [None] * len(xs[0])
+        g[p.index] = gy
+        return [tuple(g)], {}
 
     def sample(self):
         return {"index": 1}, [TupleType((TensorType((2, 3)), TensorType((2, 4))))]

@@ -108,6 +108,37 @@ class _BatchNorm(LayerKind):
             ctx.updates["num_batches_tracked"] = w["num_batches_tracked"] + 1
         return y
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        """With batch statistics (training, or no running stats), x̂ = (x - mean) * invstd
+        over M = N * spatial values per channel: dx = invstd / M * (M g - Σg - x̂ Σ(g x̂)),
+        g = gy * weight; with running stats the layer is affine: dx = gy * weight * invstd."""
+        import numpy as np
+
+        x = xs[0]
+        dt = x.dtype
+        axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        batch = ctx.training or not p.track
+        if batch:
+            mean = x.mean(axis=axes, keepdims=True)
+            var = np.mean((x - mean) ** 2, axis=axes, keepdims=True)
+        else:
+            mean = np.asarray(w["running_mean"], dtype=dt).reshape(bshape)
+            var = np.asarray(w["running_var"], dtype=dt).reshape(bshape)
+        invstd = 1.0 / np.sqrt(var + dt.type(p.eps))
+        xhat = (x - mean) * invstd
+        g = gy * np.asarray(w["weight"], dtype=dt).reshape(bshape) if p.affine else gy
+        if batch:
+            m = x.size // x.shape[1]
+            gx = invstd / m * (m * g - g.sum(axis=axes, keepdims=True)
+                               - xhat * (g * xhat).sum(axis=axes, keepdims=True))
+        else:
+            gx = g * invstd
+        grads = {}
+        if p.affine:
+            grads = {"weight": (gy * xhat).sum(axis=axes), "bias": gy.sum(axis=axes)}
+        return [gx], grads
+
     def sample(self):
         shape = {None: (3, 4, 5, 5), 1: (3, 4, 6), 2: (3, 4, 5, 5), 3: (3, 4, 3, 2, 3)}[
             self.rank]
@@ -190,6 +221,31 @@ class LayerNorm(LayerKind):
 
     def numpy(self, p, w, xs, ctx):
         return npops.layer_norm(xs[0], p.axes, w.get("weight"), w.get("bias"), p.eps)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        """x̂ = (x - mean) * invstd over the last ``axes`` dims (M values): dx = invstd / M
+        * (M g - Σg - x̂ Σ(g x̂)) with g = gy * weight; dweight = Σ gy x̂ and dbias = Σ gy
+        over the leading dims."""
+        import numpy as np
+
+        x = xs[0]
+        dt = x.dtype
+        axes = tuple(range(x.ndim - p.axes, x.ndim))
+        lead = tuple(range(x.ndim - p.axes))
+        mean = x.mean(axis=axes, keepdims=True)
+        var = np.mean((x - mean) ** 2, axis=axes, keepdims=True)
+        invstd = 1.0 / np.sqrt(var + dt.type(p.eps))
+        xhat = (x - mean) * invstd
+        g = gy * np.asarray(w["weight"], dtype=dt) if p.affine else gy
+        m = int(np.prod(x.shape[x.ndim - p.axes:]))
+        gx = invstd / m * (m * g - g.sum(axis=axes, keepdims=True)
+                           - xhat * (g * xhat).sum(axis=axes, keepdims=True))
+        grads = {}
+        if p.affine:
+            grads["weight"] = (gy * xhat).sum(axis=lead)
+            if p.bias:
+                grads["bias"] = gy.sum(axis=lead)
+        return [gx], grads
 
     def sample(self):
         return {"axes": 2, "eps": 1e-6, "affine": True, "bias": False}, [TensorType((2, 3, 4))]

@@ -58,6 +58,9 @@ class Flatten(LayerKind):
         s, e = self._axes(p, TensorType(x.shape))
         return x.reshape(x.shape[:s] + (-1,) + x.shape[e + 1:])
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        return [gy.reshape(xs[0].shape)], {}
+
     def sample(self):
         return {"start": 0, "end": 2}, [TensorType((2, 3, 4, 5))]
 
@@ -130,6 +133,9 @@ class Reshape(LayerKind):
 
     def numpy(self, p, w, xs, ctx):
         return xs[0].reshape(tuple(d.evaluate(ctx.env) for d in p.shape))
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        return [gy.reshape(xs[0].shape)], {}
 
     def sample(self):
         return {"shape": (Dim.const(2), Dim.const(-1), Dim.const(5))}, [TensorType((2, 3, 4, 5))]
