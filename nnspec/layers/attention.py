@@ -187,9 +187,83 @@ class Attention(LayerKind):
         attn = npops.softmax(scores, -1)
         if empty.any():
             attn = np.where(empty, 0.0, attn)
-        attn = npops.dropout(attn, p.dropout, ctx.training, ctx.rng)
+        rec = ctx.saved
+        if rec is not None:
+            rec.update(q=q, k=k, v=v, attn=attn, mask=None)
+        if rec is not None and ctx.training and p.dropout > 0:
+            # the same draw as dropout(attn), kept as the scale mask (0 or 1/(1-p))
+            mask = npops.dropout(np.ones_like(attn), p.dropout, True, ctx.rng)
+            rec["mask"] = mask
+            attn = attn * mask
+        else:
+            attn = npops.dropout(attn, p.dropout, ctx.training, ctx.rng)
         y = np.matmul(attn, v).transpose(0, 2, 1, 3).reshape(n, t, e)
+        if rec is not None:
+            rec["y"] = y
         return npops.linear(y, w["out_proj.weight"], w.get("out_proj.bias"))
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        """out = Y W_oᵀ + b_o with Y = (D ⊙ A) V per head, A = softmax(Q Kᵀ / √d) (masked
+        scores -inf; a query with no key has A = 0), D the dropout mask. Backwards: dY =
+        dout W_o, dV = (D ⊙ A)ᵀ dY, dA = D ⊙ (dY Vᵀ), the softmax's dS = A ⊙ (dA - Σ_j dA
+        ⊙ A) (zero where A is), dQ = dS K / √d, dK = dSᵀ Q / √d; then the projections:
+        dW_q = dQᵀ x, dx = dQ W_q, and the same for K and V on kv (which is x for
+        self-attention). The key-padding mask is int and gets no gradient."""
+        import numpy as np
+
+        rec = ctx.saved
+        if not rec or "attn" not in rec:
+            if ctx.training and p.dropout > 0:
+                raise ValueError("attention's backward needs the dropout mask its forward "
+                                 "drew: run the forward with ctx.saved set")
+            from dataclasses import replace
+
+            rec = {}
+            self.numpy(p, w, xs, replace(ctx, saved=rec, updates={}))
+        x = np.asarray(xs[0])
+        kv = np.asarray(xs[p.kv]) if p.kv is not None else x
+        n, t, e = x.shape
+        s = kv.shape[1]
+        h = p.heads
+        d = e // h
+        dt = x.dtype
+        gy = np.asarray(gy, dtype=dt)
+        q, k, v, attn = rec["q"], rec["k"], rec["v"], rec["attn"]
+        w_in = np.asarray(w["in_proj_weight"], dtype=dt)
+        w_out = np.asarray(w["out_proj.weight"], dtype=dt)
+        gw = {"out_proj.weight": gy.reshape(-1, e).T @ rec["y"].reshape(-1, e)}
+        if p.bias:
+            gw["out_proj.bias"] = gy.reshape(-1, e).sum(axis=0)
+        dyh = (gy @ w_out).reshape(n, t, h, d).transpose(0, 2, 1, 3)  # [N, h, T, d]
+        drop = rec["mask"]
+        kept = attn if drop is None else attn * drop
+        dv = np.matmul(kept.transpose(0, 1, 3, 2), dyh)  # [N, h, S, d]
+        da = np.matmul(dyh, v.transpose(0, 1, 3, 2))  # [N, h, T, S]
+        if drop is not None:
+            da *= drop
+        ds = attn * (da - np.sum(da * attn, axis=-1, keepdims=True))
+        ds *= 1.0 / math.sqrt(d)
+        dq = np.matmul(ds, k.transpose(0, 1, 3, 2))  # k is [N, h, d, S]
+        dk = np.matmul(ds.transpose(0, 1, 3, 2), q)  # [N, h, S, d]
+
+        def merge(g, length):
+            return g.transpose(0, 2, 1, 3).reshape(n * length, e)
+
+        dq, dk, dv = merge(dq, t), merge(dk, s), merge(dv, s)
+        x2, kv2 = x.reshape(-1, e), kv.reshape(-1, e)
+        gw["in_proj_weight"] = np.concatenate([dq.T @ x2, dk.T @ kv2, dv.T @ kv2], axis=0)
+        if p.bias:
+            gw["in_proj_bias"] = np.concatenate([dq.sum(0), dk.sum(0), dv.sum(0)])
+        wq, wk, wv = np.split(w_in, 3, axis=0)
+        gx = (dq @ wq).reshape(n, t, e)
+        gkv = (dk @ wk + dv @ wv).reshape(n, s, e)
+        gxs: list = [None] * len(xs)
+        if p.kv is None:
+            gxs[0] = gx + gkv
+        else:
+            gxs[0] = gx
+            gxs[p.kv] = gkv if gxs[p.kv] is None else gxs[p.kv] + gkv
+        return gxs, gw
 
     def detail(self, p, ins):
         parts = [f"heads={p.heads}", f"head_dim={ins[0].shape[2].value // p.heads}"]
@@ -299,6 +373,20 @@ class Positional(LayerKind):
         if p.learned:
             return x + np.asarray(w["weight"], dtype=x.dtype)[:t]
         return x + sinusoidal_table(t, e).astype(x.dtype)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        """y = x·√E (scale) + P[:T]: dx = dy·√E (or dy); a learned table's first T rows get
+        Σ_n dy[n] and the rest zeros."""
+        import numpy as np
+
+        x = np.asarray(xs[0])
+        gy = np.asarray(gy, dtype=x.dtype)
+        gx = gy * math.sqrt(x.shape[2]) if p.scale else gy
+        if not p.learned:
+            return [gx], {}
+        table = np.zeros(np.shape(w["weight"]), gy.dtype)
+        table[:x.shape[1]] = gy.sum(axis=0)
+        return [gx], {"weight": table}
 
     def sample(self):
         return {"learned": True, "max_len": 5, "scale": True}, [TensorType((2, 3, 4))]

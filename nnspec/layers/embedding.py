@@ -82,5 +82,19 @@ class Embedding(LayerKind):
                              f"{p.vocab} rows")
         return np.take(np.asarray(w["weight"]), ids, axis=0)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        """dW[i] = Σ of dy over the positions holding token i (a scatter-add); the padding
+        row gets none, as torch's padding_idx. The ids are ints: no gradient."""
+        import numpy as np
+
+        ids = np.asarray(xs[0]).reshape(-1)
+        gy = np.asarray(gy)
+        table = np.zeros((p.vocab, p.width), gy.dtype)
+        np.add.at(table, ids, gy.reshape(-1, p.width))
+        pad = self._padding(p)
+        if pad is not None:
+            table[pad] = 0
+        return [None], {"weight": table}
+
     def sample(self):
         return {"vocab": 7, "width": 3, "padding": 1}, [TensorType((2, 5), INT)]

@@ -18,7 +18,9 @@ Equations (torch's; h0 and c0 default to zeros):
           c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')
 
 The NumPy kernels project the input of all time steps with one matmul per layer and
-direction, then loop over time.
+direction, then loop over time. Their backward is back-propagation through time: the steps
+in reverse per layer and direction, then each weight's gradient over all steps in one
+matmul (∂L/∂W_ih = Σ_t ∂L/∂gates_t · x_tᵀ).
 """
 
 from __future__ import annotations
@@ -206,6 +208,11 @@ class _Recurrent(LayerKind):
         x = x.astype(dt, copy=False)
         n, steps = x.shape[0], x.shape[1]
         dirs = self._dirs(p)
+        # with a backward to follow: each layer's input, each step's intermediates (by
+        # layer, direction and time) and the inter-layer dropout masks
+        rec = ctx.saved
+        if rec is not None:
+            rec.update(inputs=[], steps={}, masks={})
         init = {}
         for name in self.tensor_args:
             i = getattr(p, name)
@@ -213,6 +220,8 @@ class _Recurrent(LayerKind):
         finals = {name: [] for name in self.tensor_args}
         inp = x
         for k in range(p.layers):
+            if rec is not None:
+                rec["inputs"].append(inp)
             outs = []
             for d in range(dirs):
                 sfx = f"_l{k}" + ("_reverse" if d else "")
@@ -235,22 +244,125 @@ class _Recurrent(LayerKind):
                 ys = np.empty((steps, n, p.hidden), dt)
                 order = range(steps - 1, -1, -1) if d else range(steps)
                 step = self._step
+                caches: list = [None] * steps
                 for t in order:
-                    state = step(p, gi[t], state, w_hh_t, b_hh)
+                    cache = None if rec is None else {"prev": state}
+                    state = step(p, gi[t], state, w_hh_t, b_hh, cache)
+                    caches[t] = cache
                     ys[t] = state["h0"]
+                if rec is not None:
+                    rec["steps"][k, d] = caches
                 ys = ys.transpose(1, 0, 2)
                 outs.append(ys)
                 for name in self.tensor_args:
                     finals[name].append(state[name])
             inp = np.concatenate(outs, axis=2) if dirs == 2 else outs[0]
             if p.dropout > 0 and k < p.layers - 1:
-                inp = npops.dropout(inp, p.dropout, ctx.training, ctx.rng)
+                if rec is not None and ctx.training:
+                    # the same draw as dropout(inp), kept as the scale mask (0 or 1/(1-p))
+                    mask = npops.dropout(np.ones_like(inp), p.dropout, True, ctx.rng)
+                    rec["masks"][k] = mask
+                    inp = inp * mask
+                else:
+                    inp = npops.dropout(inp, p.dropout, ctx.training, ctx.rng)
         if not p.state:
             return inp
         return (inp,) + tuple(np.stack(finals[name], axis=0) for name in self.tensor_args)
 
-    def _step(self, p, gi, state: dict, w_hh_t, b_hh) -> dict:
-        """One time step: gi = W_ih x + b_ih for this step, w_hh_t = W_hhᵀ."""
+    def backward(self, p, w, xs, y, gy, ctx):
+        """Back-propagation through time. Per layer (last first) and direction, the steps
+        run in reverse: each gives the gradient of its gate pre-activations from the input
+        projection (dgi) and from the recurrent one (dgh), and dL/dh, dL/dc of the step
+        before. Then, over all steps at once, dW_ih = Σ_t dgi_tᵀ x_t, dW_hh = Σ_t dgh_tᵀ
+        h_{t-1}, the biases' gradients are the sums of dgi and dgh, and the layer's input
+        gets dgi W_ih. Between layers the gradient goes through the dropout mask the
+        forward drew; what reaches the first step is h0's (c0's) gradient."""
+        import numpy as np
+
+        rec = self._record(p, w, xs, ctx)
+        x = rec["inputs"][0]
+        dt = x.dtype
+        n, steps = x.shape[0], x.shape[1]
+        dirs, hd = self._dirs(p), p.hidden
+        if p.state:
+            g_out, g_fin = gy[0], list(gy[1:])
+        else:
+            g_out, g_fin = gy, [None] * len(self.tensor_args)
+        out = y[0] if p.state else y
+        g = np.zeros_like(out) if g_out is None else np.asarray(g_out, dtype=dt)
+        g_init = {name: np.zeros((p.layers * dirs, n, hd), dt) for name in self.tensor_args}
+        gw: dict = {}
+        for k in range(p.layers - 1, -1, -1):
+            if k in rec["masks"]:
+                g = g * rec["masks"][k]
+            inp = rec["inputs"][k]
+            inp_tm = inp.transpose(1, 0, 2).reshape(steps * n, -1)
+            g_in = np.zeros(inp_tm.shape, dt)
+            for d in range(dirs):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                w_ih = np.asarray(w["weight_ih" + sfx], dtype=dt)
+                w_hh = np.asarray(w["weight_hh" + sfx], dtype=dt)
+                caches = rec["steps"][k, d]
+                g_h = g[:, :, d * hd:(d + 1) * hd].transpose(1, 0, 2)
+                dstate = {}
+                for j, name in enumerate(self.tensor_args):
+                    gf = g_fin[j]
+                    dstate[name] = (np.zeros((n, hd), dt) if gf is None
+                                    else np.array(gf[k * dirs + d], dtype=dt))
+                dgi = np.empty((steps, n, self.gates * hd), dt)
+                dgh = np.empty_like(dgi)
+                order = range(steps) if d else range(steps - 1, -1, -1)
+                for t in order:
+                    dstate["h0"] = dstate["h0"] + g_h[t]
+                    dgi[t], dgh[t], dstate = self._step_back(p, caches[t], dstate, w_hh)
+                for name in self.tensor_args:
+                    g_init[name][k * dirs + d] = dstate[name]
+                dgi_flat = dgi.reshape(steps * n, -1)
+                gw["weight_ih" + sfx] = dgi_flat.T @ inp_tm
+                gw["weight_hh" + sfx] = self._grad_whh(p, dgh, caches)
+                if p.bias:
+                    gw["bias_ih" + sfx] = dgi_flat.sum(axis=0)
+                    gw["bias_hh" + sfx] = dgh.reshape(steps * n, -1).sum(axis=0)
+                g_in += dgi_flat @ w_ih
+            g = g_in.reshape(steps, n, -1).transpose(1, 0, 2)
+        gxs: list = [None] * len(xs)
+        gxs[0] = g if np.issubdtype(np.asarray(xs[0]).dtype, np.floating) else None
+        for name in self.tensor_args:
+            i = getattr(p, name)
+            if i is not None:
+                gxs[i] = g_init[name] if gxs[i] is None else gxs[i] + g_init[name]
+        return gxs, gw
+
+    def _record(self, p, w, xs, ctx) -> dict:
+        """What the forward stored for the backward; rerun it when nothing was stored (an
+        evaluation-mode call: a training run's dropout masks cannot be drawn again)."""
+        if ctx.saved and "steps" in ctx.saved:
+            return ctx.saved
+        if ctx.training and p.dropout > 0:
+            raise ValueError(f"{self.name}'s backward needs the dropout masks its forward "
+                             "drew: run the forward with ctx.saved set")
+        from dataclasses import replace
+
+        rec: dict = {}
+        self.numpy(p, w, xs, replace(ctx, saved=rec, updates={}))
+        return rec
+
+    def _grad_whh(self, p, dgh, caches):
+        """dW_hh = Σ_t dgh_tᵀ h_{t-1}, all steps in one matmul."""
+        import numpy as np
+
+        h_prev = np.stack([c["prev"]["h0"] for c in caches])
+        return dgh.reshape(-1, dgh.shape[-1]).T @ h_prev.reshape(-1, p.hidden)
+
+    def _step_back(self, p, cache: dict, dstate: dict, w_hh):
+        """One step backwards: from dL/d(state after the step) to (dgi, dgh, dL/d(state
+        before)); dgi and dgh are the gradients of the gate pre-activations' input and
+        recurrent parts (they differ where a gate multiplies one of them)."""
+        raise NotImplementedError
+
+    def _step(self, p, gi, state: dict, w_hh_t, b_hh, cache: dict | None = None) -> dict:
+        """One time step: gi = W_ih x + b_ih for this step, w_hh_t = W_hhᵀ; stores in
+        ``cache`` (when given) what ``_step_back`` needs."""
         raise NotImplementedError
 
     # ---- registry sample -----------------------------------------------------------
@@ -300,14 +412,24 @@ class RNN(_Recurrent):
     def _extra_detail(self, p):
         return [f"nonlinearity={p.nonlinearity}"]
 
-    def _step(self, p, gi, state, w_hh_t, b_hh):
+    def _step(self, p, gi, state, w_hh_t, b_hh, cache=None):
         import numpy as np
 
         a = state["h0"] @ w_hh_t
         a += gi
         if b_hh is not None:
             a += b_hh
-        return {"h0": np.tanh(a, out=a) if p.nonlinearity == "tanh" else np.maximum(a, 0, out=a)}
+        h = np.tanh(a, out=a) if p.nonlinearity == "tanh" else np.maximum(a, 0, out=a)
+        if cache is not None:
+            cache["h"] = h
+        return {"h0": h}
+
+    def _step_back(self, p, cache, dstate, w_hh):
+        """da = dh' ⊙ act'(a), from h' itself: 1 - h'² (tanh) or [h' > 0] (relu);
+        dh = da W_hh."""
+        h = cache["h"]
+        da = dstate["h0"] * ((1 - h * h) if p.nonlinearity == "tanh" else (h > 0))
+        return da, da, {"h0": da @ w_hh}
 
     def _sample_extra(self):
         return {"nonlinearity": "relu"}
@@ -336,7 +458,7 @@ class GRU(_Recurrent):
     def _extra_detail(self, p):
         return [f"reset={p.reset}"]
 
-    def _step(self, p, gi, state, w_hh_t, b_hh):
+    def _step(self, p, gi, state, w_hh_t, b_hh, cache=None):
         import numpy as np
 
         h = state["h0"]
@@ -347,13 +469,18 @@ class GRU(_Recurrent):
                 gh += b_hh
             rz = _sigmoid_(gi[:, :2 * hd] + gh[:, :2 * hd])
             n = gh[:, 2 * hd:]
+            if cache is not None:
+                cache["hn"] = n.copy()  # W_hn h + b_hn, before the reset gate
             n *= rz[:, :hd]
         else:
             gh = h @ w_hh_t[:, :2 * hd]
             if b_hh is not None:
                 gh += b_hh[:2 * hd]
             rz = _sigmoid_(gi[:, :2 * hd] + gh)
-            n = (rz[:, :hd] * h) @ w_hh_t[:, 2 * hd:]
+            rh = rz[:, :hd] * h
+            if cache is not None:
+                cache["rh"] = rh
+            n = rh @ w_hh_t[:, 2 * hd:]
             if b_hh is not None:
                 n += b_hh[2 * hd:]
         n += gi[:, 2 * hd:]
@@ -361,7 +488,52 @@ class GRU(_Recurrent):
         out = h - n  # h' = (1 - z) n + z h = n + z (h - n)
         out *= rz[:, hd:]
         out += n
+        if cache is not None:
+            cache["rz"], cache["n"] = rz, n
         return {"h0": out}
+
+    def _step_back(self, p, cache, dstate, w_hh):
+        """From h' = n + z ⊙ (h - n): dn = dh' ⊙ (1 - z), dz = dh' ⊙ (h - n), and h gets
+        dh' ⊙ z directly; dn_pre = dn ⊙ (1 - n²), dσ = σ (1 - σ). reset=after: dr =
+        dn_pre ⊙ (W_hn h + b_hn) and the recurrent n-part gets dn_pre ⊙ r; reset=before:
+        d(r ⊙ h) = dn_pre W_hn gives dr = d(r ⊙ h) ⊙ h and h another d(r ⊙ h) ⊙ r."""
+        import numpy as np
+
+        hd = p.hidden
+        h = cache["prev"]["h0"]
+        rz, n = cache["rz"], cache["n"]
+        r, z = rz[:, :hd], rz[:, hd:]
+        dh = dstate["h0"]
+        dn_pre = dh * (1 - z) * (1 - n * n)
+        drz = np.empty_like(rz)
+        drz[:, hd:] = dh * (h - n)
+        dh_prev = dh * z
+        if p.reset == "after":
+            drz[:, :hd] = dn_pre * cache["hn"]
+            drz *= rz * (1 - rz)
+            dgh = np.concatenate([drz, dn_pre * r], axis=1)
+            dh_prev += dgh @ w_hh
+        else:
+            drh = dn_pre @ w_hh[2 * hd:]
+            drz[:, :hd] = drh * h
+            drz *= rz * (1 - rz)
+            dgh = np.concatenate([drz, dn_pre], axis=1)
+            dh_prev += drh * r
+            dh_prev += drz @ w_hh[:2 * hd]
+        dgi = np.concatenate([drz, dn_pre], axis=1)
+        return dgi, dgh, {"h0": dh_prev}
+
+    def _grad_whh(self, p, dgh, caches):
+        """reset=before: the n-rows' recurrent input is r ⊙ h_{t-1}, not h_{t-1}."""
+        import numpy as np
+
+        if p.reset == "after":
+            return super()._grad_whh(p, dgh, caches)
+        hd = p.hidden
+        h_prev = np.stack([c["prev"]["h0"] for c in caches]).reshape(-1, hd)
+        rh = np.stack([c["rh"] for c in caches]).reshape(-1, hd)
+        flat = dgh.reshape(-1, dgh.shape[-1])
+        return np.concatenate([flat[:, :2 * hd].T @ h_prev, flat[:, 2 * hd:].T @ rh], axis=0)
 
     def _sample_extra(self):
         return {"reset": "before"}
@@ -398,7 +570,7 @@ class LSTM(_Recurrent):
             calls.append(TorchCall("getitem", (Prev(), 0)))
         return TorchPlan(self._module(p, ins[0]), calls)
 
-    def _step(self, p, gi, state, w_hh_t, b_hh):
+    def _step(self, p, gi, state, w_hh_t, b_hh, cache=None):
         import numpy as np
 
         hd = p.hidden
@@ -411,7 +583,30 @@ class LSTM(_Recurrent):
         g = np.tanh(a[:, 2 * hd:3 * hd], out=a[:, 2 * hd:3 * hd])
         c = a[:, hd:2 * hd] * state["c0"]
         c += a[:, :hd] * g
-        return {"h0": a[:, 3 * hd:] * np.tanh(c), "c0": c}
+        tc = np.tanh(c)
+        if cache is not None:
+            cache["gates"], cache["tc"] = a, tc
+        return {"h0": a[:, 3 * hd:] * tc, "c0": c}
+
+    def _step_back(self, p, cache, dstate, w_hh):
+        """From h' = o ⊙ tanh(c'), c' = f ⊙ c + i ⊙ g: do = dh' ⊙ tanh(c'), dc' += dh' ⊙ o
+        ⊙ (1 - tanh²(c')), then di = dc' ⊙ g, df = dc' ⊙ c, dg = dc' ⊙ i, dc = dc' ⊙ f;
+        through σ (σ (1 - σ)) and tanh (1 - g²); dh = da W_hh."""
+        import numpy as np
+
+        hd = p.hidden
+        a, tc = cache["gates"], cache["tc"]
+        i, f, g, o = a[:, :hd], a[:, hd:2 * hd], a[:, 2 * hd:3 * hd], a[:, 3 * hd:]
+        dh = dstate["h0"]
+        dc = dstate["c0"] + dh * o * (1 - tc * tc)
+        da = np.empty_like(a)
+        da[:, :hd] = dc * g
+        da[:, hd:2 * hd] = dc * cache["prev"]["c0"]
+        da[:, 2 * hd:3 * hd] = dc * i * (1 - g * g)
+        da[:, 3 * hd:] = dh * tc
+        da[:, :2 * hd] *= a[:, :2 * hd] * (1 - a[:, :2 * hd])
+        da[:, 3 * hd:] *= o * (1 - o)
+        return da, da, {"h0": da @ w_hh, "c0": dc * f}
 
     def _sample_extra(self):
         return {"c0": 2}
@@ -444,6 +639,17 @@ class Last(LayerKind):
 
     def numpy(self, p, w, xs, ctx):
         return xs[0][:, -1]
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        """The gradient lands on the last step; the other steps get zeros."""
+        import numpy as np
+
+        x = np.asarray(xs[0])
+        if not np.issubdtype(x.dtype, np.floating):
+            return [None], {}
+        gx = np.zeros_like(x)
+        gx[:, -1] = gy
+        return [gx], {}
 
     def sample(self):
         return {}, [TensorType((2, 3, 4))]
