@@ -255,6 +255,39 @@ def cmd_crosscheck(args) -> int:
     return status
 
 
+def cmd_train(args) -> int:
+    from . import training as T
+
+    if not args.overfit_batch:
+        raise UsageError("train needs a mode: --overfit-batch (train on one random batch "
+                         "and check that the loss falls)")
+    if args.steps < 1 or args.steps > 100_000:
+        raise UsageError(f"--steps must be in [1, 100000], got {args.steps}")
+    spec = _load(args.spec)
+    if spec.diagnostics:
+        return _fail(spec)
+    dims = _parse_dims(args.dim)
+    if args.model:
+        models = [_pick_model(spec, args.model)]
+    else:
+        models = [m for m in spec.program.models if T.training_for(spec.program, m.name)]
+    if not models:
+        raise UsageError(f"{args.spec} has no train section (train Model(...) {{ loss ... }})")
+    from .crosscheck import model_symbols
+    from .trainer import overfit
+
+    status = EXIT_OK
+    for m in models:
+        if T.training_for(spec.program, m.name) is None:
+            raise UsageError(f"model {m.name} has no train section")
+        mine = {k: v for k, v in dims.items() if k in model_symbols(m)}
+        report = overfit(spec, m.name, args.steps, args.seed, mine)
+        print(report.render())
+        if not report.ok:
+            status = EXIT_ERRORS
+    return status
+
+
 def cmd_layers(args) -> int:
     from .layers import REGISTRY
 
@@ -312,6 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare the NumPy backward with torch autograd instead: per "
                         "parameter, for L = sum(output * c) with a random c")
     p.set_defaults(func=cmd_crosscheck)
+
+    p = sub.add_parser("train", help="check trainability: train on one batch "
+                                     "(--overfit-batch)")
+    p.add_argument("spec")
+    p.add_argument("--overfit-batch", action="store_true",
+                   help="train the emitted module on one random batch with the declared "
+                        "loss and optimiser; exit 1 if the loss does not fall by 10%% or a "
+                        "parameter never gets a gradient")
+    p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")
+    p.add_argument("--model", help="the model to train (default: every model with a "
+                                   "train section)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="size of a symbolic dim (default 4)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("layers", help="list the layer kinds")
     p.set_defaults(func=cmd_layers)

@@ -201,10 +201,36 @@ class Check(_Base):
         lambda cls, v: v if v is None else _check_dims(v)))
 
 
+class LossTerm(_Base):
+    """``weight * loss(args..., params)`` of a train section's loss; args name the model's
+    output (``output``), its inputs or the section's targets."""
+
+    weight: float = 1.0
+    loss: str
+    args: list[str]
+    params: dict[str, Any] = {}
+    span: list = []
+
+
+class Training(_Base):
+    """``train Model(targets...) { loss ...; optimizer ...; clip ...; schedule ... }``; the
+    optimiser, clip and schedule are the arguments of nnspec.training's schemas."""
+
+    model: str
+    targets: list[Input] = []
+    terms: list[LossTerm] = []
+    optimizer: str | None = None
+    optimizer_params: dict[str, Any] = {}
+    clip: dict[str, Any] | None = None
+    schedule: dict[str, Any] | None = None
+    span: list = []
+
+
 class Program(_Base):
     version: int = IR_VERSION
     models: list[Model] = []
     checks: list[Check] = []
+    trainings: list[Training] = []
 
     def model(self, name: str) -> Model:
         for m in self.models:

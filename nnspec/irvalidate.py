@@ -354,7 +354,7 @@ class _Validator:
     # ---- program -----------------------------------------------------------------------
 
     def program(self, data) -> ir.Program:
-        if not self.fields(data, (), (), ("version", "models", "checks")):
+        if not self.fields(data, (), (), ("version", "models", "checks", "trainings")):
             if not isinstance(data, dict):
                 return ir.Program()
         version = self.get(data, "version", (), int, ir.IR_VERSION)
@@ -389,7 +389,71 @@ class _Validator:
             check = self.check(c, ("checks", j), all_names, broken)
             if check is not None:
                 ok_checks.append(check)
-        return ir.Program(version=ir.IR_VERSION, models=good, checks=ok_checks)
+        ok_trainings = []
+        trainings = self.get(data, "trainings", (), list, [])
+        for j, t in enumerate(trainings if trainings is not _BAD else []):
+            got = self.training(t, ("trainings", j), all_names, broken)
+            if got is not None:
+                ok_trainings.append(got)
+        return ir.Program(version=ir.IR_VERSION, models=good, checks=ok_checks,
+                          trainings=ok_trainings)
+
+    def training(self, t, where: tuple, names: set, broken: set) -> ir.Training | None:
+        """A train section: its model exists, its targets' shapes parse, each loss is known
+        with valid parameters, and the settings fit nnspec.training's schemas."""
+        from . import training as T
+        from .losses import LOSSES
+
+        before = len(self.errors)
+        if not isinstance(t, dict):
+            self.err(where, "E201", f"must be an object, got {_type_name(t)}")
+            return None
+        try:
+            got = ir.Training.model_validate(t)
+        except ValidationError as e:
+            self.pydantic_errors(e, where)
+            return None
+        if got.model not in names:
+            self.err(where + ("model",), "E216", f"unknown model {_short(got.model)}")
+        for i, tg in enumerate(t.get("targets", [])):
+            self.dims(tg, "shape", where + ("targets", i), wildcard=False, size=True)
+        for i, term in enumerate(got.terms):
+            at = where + ("terms", i)
+            kind = LOSSES.get(term.loss)
+            if kind is None:
+                self.err(at + ("loss",), "E216", f"unknown loss {_short(term.loss)}")
+                continue
+            if len(term.args) != kind.arity:
+                self.err(at + ("args",), "E216", f"{kind.name} takes {kind.arity} tensors, "
+                         f"got {len(term.args)}")
+            try:
+                kind.Params.model_validate(term.params)
+            except ValidationError as e:
+                self.pydantic_errors(e, at + ("params",))
+        checks = []
+        if got.optimizer is not None:
+            if got.optimizer not in T.OPTIMIZERS:
+                self.err(where + ("optimizer",), "E216",
+                         f"unknown optimizer {_short(got.optimizer)}")
+            else:
+                checks.append((T.OPTIMIZERS[got.optimizer], got.optimizer_params,
+                               "optimizer_params", None))
+        if got.clip is not None:
+            checks.append((T.Clip, got.clip, "clip", T.check_clip))
+        if got.schedule is not None:
+            checks.append((T.Schedule, got.schedule, "schedule", T.check_schedule))
+        for schema, value, key, rule in checks:
+            try:
+                p = schema.model_validate(value)
+            except ValidationError as e:
+                self.pydantic_errors(e, where + (key,))
+                continue
+            problem = rule(p) if rule else None
+            if problem:
+                self.err(where + (key,), "E216", problem)
+        if len(self.errors) != before or got.model in broken:
+            return None
+        return got
 
     def model(self, m, where: tuple) -> ir.Model | None:
         before = len(self.errors)

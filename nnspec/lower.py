@@ -201,6 +201,8 @@ class Loader:
                 self._define(scope, "models", item.name, item, item.span)
             elif isinstance(item, S.Check):
                 scope.__dict__.setdefault("checks", []).append(item)
+            elif isinstance(item, S.Train):
+                scope.__dict__.setdefault("trainings", []).append(item)
 
     def _define(self, scope: FileScope, table: str, name: str, value, span: Span,
                 vspan: Span | None = None, imported: bool = False):
@@ -1121,11 +1123,21 @@ def lower_scope(loader: Loader, scope: FileScope, models=None) -> ir.Program:
         if ret:
             ret["returns_span"] = c.returns.span.to_json()
         checks.append(ir.Check(chain=chain, inputs=inputs, span=c.span.to_json(), **ret))
-    prog = ir.Program.model_construct(version=ir.IR_VERSION, models=out, checks=checks)
+    trainings = []
+    for t in scope.__dict__.get("trainings", []):
+        if t.model in scope.broken:
+            continue  # the model's errors are reported already
+        from .trainlower import lower_training
+
+        got = lower_training(loader, scope, t, Evaluator(loader, scope))
+        if got is not None:
+            trainings.append(got)
+    prog = ir.Program.model_construct(version=ir.IR_VERSION, models=out, checks=checks,
+                                      trainings=trainings)
     # models referenced by checks but defined in used files
     names = {m.name for m in out}
-    for c in checks:
-        for n in c.chain:
+    for c in checks + trainings:
+        for n in (c.chain if isinstance(c, ir.Check) else [c.model]):
             if n not in names:
                 syn = scope.models[n]
                 prog.models.append(ModelBuilder(loader, scope, syn).build())

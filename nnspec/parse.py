@@ -344,6 +344,25 @@ class _Build(Transformer):
     def const(self, c):
         return S.Const(str(c[0]), c[1], self._sp(c))
 
+    def tloss(self, c):
+        return ("loss", c[1], self._sp(c))
+
+    def tset(self, c):
+        return S.Setting(str(c[0]), [a for a in c[1:] if a is not None], self._sp(c),
+                         _tok_span(self.file, c[0]))
+
+    def train(self, c):
+        tok = c[0]
+        if tok.type == "CALL":
+            name, sp = self._callname(tok)
+            targets, rest = c[1] or [], c[2:]
+        else:
+            name, sp = str(tok), _tok_span(self.file, tok)
+            targets, rest = [], c[1:]
+        losses = [(x[1], x[2]) for x in rest if isinstance(x, tuple)]
+        settings = [x for x in rest if isinstance(x, S.Setting)]
+        return S.Train(name, targets, losses, settings, sp, sp, self.file)
+
     def use(self, c):
         return S.Use(str(c[0])[1:-1], _tok_span(self.file, c[0]))
 

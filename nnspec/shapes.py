@@ -178,7 +178,65 @@ def infer_program(prog: ir.Program) -> tuple[dict[str, ModelTypes], list[Diagnos
     diags = [d for r in results.values() for d in r.diags]
     for c in prog.checks:
         diags.extend(check_composition(c, results))
+    for t in getattr(prog, "trainings", ()):
+        diags.extend(check_training(t, results))
     return results, diags
+
+
+def training_types(t: ir.Training, results: dict[str, ModelTypes]) -> dict | None:
+    """The types of a train section's named values (``output``, the model's inputs, the
+    targets), or None when the model's own types are unknown."""
+    res = results.get(t.model)
+    if res is None:
+        return None
+    out = res.output()
+    if out is None:
+        return None
+    types = {"output": out}
+    for inp, ty in zip(res.model.inputs, res.inputs()):
+        types[inp.name] = ty
+    for tg in t.targets:
+        types[tg.name] = TensorType(tg.dims(), tg.dtype)
+    return types
+
+
+def check_training(t: ir.Training, results: dict[str, ModelTypes]) -> list[Diagnostic]:
+    """Every loss term's tensors fit its loss (class indices [N] int for logits [N, C],
+    equal shapes for mse, ...); a located error per term."""
+    from .losses import LOSSES
+
+    span = Span.from_json(t.span) if t.span else None
+    if t.model not in results:
+        return [Diagnostic("E216", f"train: there is no model {t.model!r}", span)]
+    types = training_types(t, results)
+    if types is None:
+        return []
+    out = []
+    for term in t.terms:
+        where = Span.from_json(term.span) if term.span else span
+        kind = LOSSES.get(term.loss)
+        missing = next((a for a in term.args if a not in types), None)
+        if kind is None or missing is not None:
+            what = f"unknown loss {term.loss!r}" if kind is None else (
+                f"{term.loss} uses {missing!r}, which is no value of the section")
+            out.append(Diagnostic("E216", f"train {t.model}: {what}", where))
+            continue
+        ins = [types[a] for a in term.args]
+        if any(x is None for x in ins):
+            continue
+        if any(isinstance(x, TupleType) for x in ins):
+            out.append(Diagnostic("E350", f"{term.loss} takes tensors, but a value has "
+                                  "several (name them in the model and return one)", where))
+            continue
+        try:
+            kind.check(kind.Params.model_validate(term.params), ins)
+        except ShapeError as e:
+            notes = [f"{a} is {x}" for a, x in zip(term.args, ins)] + list(e.notes)
+            out.append(Diagnostic("E350" if e.code == "E300" else e.code, e.message, where,
+                                  notes, e.hint))
+        except ValueError as e:  # IR built in Python: parameters the schema refuses
+            out.append(Diagnostic("E216", f"train {t.model}: {term.loss}: {e}", where))
+    return out
 
 
 def check_composition(c: ir.Check, results: dict[str, ModelTypes]) -> list[Diagnostic]:

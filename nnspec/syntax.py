@@ -201,6 +201,29 @@ class Check:
 
 
 @dataclass(slots=True)
+class Setting:
+    """A line of a train section other than the loss: ``optimizer adam lr=1e-3``."""
+
+    name: str
+    args: list  # Arg
+    span: Span
+    name_span: Span
+
+
+@dataclass(slots=True)
+class Train:
+    """``train Model(targets...) { loss ...; optimizer ...; ... }``."""
+
+    model: str
+    targets: list  # Input
+    loss: list  # (expr, span) per ``loss`` line
+    settings: list  # Setting
+    span: Span
+    name_span: Span
+    file: str = ""
+
+
+@dataclass(slots=True)
 class Module:
     """One parsed .nn file."""
 

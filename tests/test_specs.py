@@ -60,6 +60,7 @@ def test_spec_loads_without_diagnostics(path):
     ("vgg16.nn", "VGG16", 138_357_544),
     ("resnet18.nn", "ResNet18", 11_689_512),
     ("keras_mlp.nn", "KerasMLP", 100 * 64 + 64 + 64 * 10 + 10),
+    ("dqn.nn", "DQN", 1_693_362),
     ("dcgan.nn", "Generator", 3_576_704),
     ("dcgan.nn", "Discriminator", 2_765_568),
     ("unet.nn", "UNet", 31_030_658),

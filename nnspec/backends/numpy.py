@@ -36,6 +36,8 @@ class Gradients:
     params: dict = field(default_factory=dict)
     inputs: list = field(default_factory=list)
     values: dict = field(default_factory=dict)  # with keep=True: value id -> dL/dvalue
+    loss: float | None = None  # grad(): the train section's loss
+    targets: dict = field(default_factory=dict)  # grad(): dL/dtarget (None: an int target)
 
 
 def _add(a, b):
@@ -150,6 +152,53 @@ class NumpyModel:
         ``training``, dropout draws its masks from ``rng`` and batchnorm uses batch
         statistics (and updates its running ones), as in ``__call__``. With ``keep``, the
         gradient of every layer's output is kept too (``Gradients.values``)."""
+        arrays, values, saved, ctx = self._forward_saved(inputs, training, rng)
+        out = values[self.model.output]
+        return self._backward(arrays, values, saved, ctx, _like(out, cotangent), keep)
+
+    def grad(self, *inputs, targets: dict | None = None, training: bool = False,
+             rng=None) -> Gradients:
+        """The train section's loss for a batch and its reference gradients: every
+        trainable parameter's, and every float input's (an input the loss reads as a
+        target, an autoencoder's x, gets that term's gradient too). ``targets`` maps the
+        section's target names to arrays. ``Gradients.loss`` is the loss's value."""
+        from .. import training as T
+        from ..losses import LOSSES
+
+        t = T.training_for(self.spec.program, self.model.name)
+        if t is None:
+            raise InputError(f"model {self.model.name} has no train section")
+        targets = dict(targets or {})
+        want = [tg.name for tg in t.targets]
+        if sorted(targets) != sorted(want):
+            raise InputError(f"the train section of {self.model.name} takes the targets "
+                             f"{', '.join(want) or '(none)'}, got {', '.join(targets) or '(none)'}")
+        arrays, values, saved, ctx = self._forward_saved(inputs, training, rng)
+        m = self.model
+        out = values[m.output]
+        env = {"output": out, **{i.name: a for i, a in zip(m.inputs, arrays)},
+               **{k: np.asarray(v) for k, v in targets.items()}}
+        total = 0.0
+        genv: dict = {}
+        for term in t.terms:
+            kind = LOSSES[term.loss]
+            p = kind.Params.model_validate(term.params)
+            xs = [env[a] for a in term.args]
+            total += term.weight * float(kind.numpy(p, xs))
+            for a, g in zip(term.args, kind.backward(p, xs)):
+                if g is not None:
+                    g = term.weight * np.asarray(g, dtype=np.asarray(env[a]).dtype)
+                    genv[a] = genv[a] + g if a in genv else g
+        cot = genv.get("output", np.zeros_like(out))
+        got = self._backward(arrays, values, saved, ctx, cot, False)
+        for i, (inp, g) in enumerate(zip(m.inputs, got.inputs)):
+            if g is not None and inp.name in genv:
+                got.inputs[i] = g + genv[inp.name]
+        got.loss = total
+        got.targets = {k: genv.get(k) for k in want}
+        return got
+
+    def _forward_saved(self, inputs, training, rng):
         missing = sorted({node.op for _, node, _, _ in self._plan
                           if not REGISTRY[node.op].has_backward})
         if missing:
@@ -170,8 +219,12 @@ class NumpyModel:
             values[node.id] = kind.numpy(node.p, w, [values[v] for v in node.inputs], ctx)
             for k, new in ctx.updates.items():
                 self.params[keys[k]] = new
+        return arrays, values, saved, ctx
+
+    def _backward(self, arrays, values, saved, ctx, cotangent, keep) -> Gradients:
+        m = self.model
         out = values[m.output]
-        grads = {m.output: _like(out, cotangent)}
+        grads = {m.output: cotangent}
         pgrads = {k: np.zeros_like(self.params[k]) for k, w in self.state_shapes.items()
                   if w.trainable and w.dtype != "int"}
         kept = {}

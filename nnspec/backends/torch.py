@@ -48,8 +48,12 @@ __all__ = ["SpecModule", "build_module", "emit_source", "write_source", "InputEr
 _PROBE = nn.Module()
 
 
+# the methods a train section adds to the module (SpecModule has them always)
+_TRAIN_METHODS = frozenset({"loss", "configure_optimizer", "clip_gradients"})
+
+
 def _module_attr(name: str) -> bool:
-    return name in MODULE_ATTRS or hasattr(_PROBE, name)
+    return name in MODULE_ATTRS or name in _TRAIN_METHODS or hasattr(_PROBE, name)
 
 
 def _check_child_name(name: str, full: str) -> None:
@@ -340,6 +344,7 @@ class SpecModule(nn.Module):
         m = spec.model(model)
         self.model_name = m.name
         self.spec_model = m
+        self.__dict__["_spec_program"] = spec.program
         plans = _plans(spec, m)
         n_in = len(m.inputs)
         slot = {inp.id: i for i, inp in enumerate(m.inputs)}
@@ -521,6 +526,69 @@ class SpecModule(nn.Module):
 
     def extra_repr(self) -> str:
         return f"model={self.model_name}"
+
+    # ---- the spec's train section (see nnspec.training), as the emitted source has it --
+    def _training(self):
+        from .. import training as T
+
+        t = T.training_for(self.__dict__["_spec_program"], self.model_name)
+        if t is None:
+            raise AttributeError(f"model {self.model_name} has no train section")
+        return t
+
+    def loss(self, *values):
+        """The section's loss of (output, targets..., inputs used): see training.loss_args."""
+        from .. import training as T
+        from ..losses import LOSSES
+
+        t = self._training()
+        names = T.loss_args(t, self.spec_model)
+        if len(values) != len(names):
+            raise TypeError(f"loss takes {len(names)} tensors ({', '.join(names)}), got "
+                            f"{len(values)}")
+        env = dict(zip(names, values))
+        total = None
+        for term in t.terms:
+            kind = LOSSES[term.loss]
+            v = kind.torch(kind.Params.model_validate(term.params),
+                           [env[a] for a in term.args])
+            v = v if term.weight == 1.0 else term.weight * v
+            total = v if total is None else total + v
+        return total
+
+    def configure_optimizer(self):
+        """The section's optimiser (and scheduler, when it has one: then a pair)."""
+        from .. import training as T
+
+        t = self._training()
+        if t.optimizer is None:
+            raise AttributeError(f"the train section of {self.model_name} has no optimizer")
+        opt = T.OPTIMIZERS[t.optimizer]
+        optimizer = getattr(torch.optim, opt.torch_name)(
+            self.parameters(), **T.optimizer_kwargs(opt.model_validate(t.optimizer_params)))
+        sched = T.Schedule.model_validate(t.schedule or {})
+        lrs = torch.optim.lr_scheduler
+        main = None
+        if sched.kind == "step":
+            main = lrs.StepLR(optimizer, step_size=sched.size, gamma=sched.gamma)
+        elif sched.kind == "cosine":
+            main = lrs.CosineAnnealingLR(optimizer, T_max=sched.steps, eta_min=sched.min_lr)
+        if sched.warmup:
+            warm = lrs.LinearLR(optimizer, start_factor=sched.start, total_iters=sched.warmup)
+            main = warm if main is None else lrs.SequentialLR(
+                optimizer, [warm, main], milestones=[sched.warmup])
+        return optimizer if main is None else (optimizer, main)
+
+    def clip_gradients(self):
+        from .. import training as T
+
+        t = self._training()
+        if t.clip is None:
+            raise AttributeError(f"the train section of {self.model_name} has no clip")
+        c = T.Clip.model_validate(t.clip)
+        if c.norm is not None:
+            return torch.nn.utils.clip_grad_norm_(self.parameters(), c.norm)
+        return torch.nn.utils.clip_grad_value_(self.parameters(), c.value)
 
 
 def _as_tensor(v) -> torch.Tensor:
@@ -940,7 +1008,51 @@ def _emit_class(spec: Spec, m, plans, cls_name: str,
     cls += [f"        {x}" for x in init_lines]
     cls += ["", f"    def forward(self, {', '.join(arg_names)}):"]
     cls += [f"        {x}" for x in fwd]
+    cls += _training_src(spec, m)
     return head, cls
+
+
+def _training_src(spec: Spec, m) -> list[str]:
+    """``loss(...)``, ``configure_optimizer()`` and ``clip_gradients()`` from the model's
+    train section, as a person writes them; nothing without a section."""
+    from .. import training as T
+    from ..losses import LOSSES
+
+    t = T.training_for(spec.program, m.name)
+    if t is None:
+        return []
+    taken: set[str] = set()
+    names = {a: py_name(a, taken, _RESERVED_LOCALS) for a in T.loss_args(t, m)}
+    parts = []
+    for term in t.terms:
+        kind = LOSSES[term.loss]
+        src = kind.torch_src(kind.Params.model_validate(term.params),
+                             [names[a] for a in term.args])
+        w = term.weight
+        if w == 1.0:
+            parts.append(("+", src))
+        elif w == -1.0:
+            parts.append(("-", src))
+        else:
+            parts.append(("-" if w < 0 else "+", f"{abs(w)!r} * {src}"))
+    expr = ""
+    for i, (sign, src) in enumerate(parts):
+        expr += (f"-{src}" if sign == "-" else src) if i == 0 else f" {sign} {src}"
+    out = ["", f"    def loss(self, {', '.join(names.values())}):",
+           f"        return {expr or 'torch.zeros(())'}"]
+    if t.optimizer is not None:
+        opt = T.OPTIMIZERS[t.optimizer].model_validate(t.optimizer_params)
+        out += ["", "    def configure_optimizer(self):",
+                f"        optimizer = {T.optimizer_src(t.optimizer, opt)}"]
+        sched = T.schedule_src(T.Schedule.model_validate(t.schedule or {}))
+        if sched is not None:
+            out += [f"        scheduler = {sched}", "        return optimizer, scheduler"]
+        else:
+            out += ["        return optimizer"]
+    if t.clip is not None:
+        out += ["", "    def clip_gradients(self):",
+                f"        return {T.clip_src(T.Clip.model_validate(t.clip))}"]
+    return out
 
 
 def write_source(spec: Spec, path, model: str | None = None) -> str:
