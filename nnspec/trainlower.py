@@ -171,7 +171,8 @@ def _call(e: S.CallExpr, weight: float, names: list, ev) -> ir.LossTerm:
                       if key else f"invalid arguments for {kind.name}: {er['msg']}",
                       next((a.span for a in e.args if a.key == key), e.span)) from None
     return ir.LossTerm(weight=weight, loss=kind.name, args=args,
-                       params=p.model_dump(exclude_defaults=True), span=e.span.to_json())
+                       params=p.model_dump(mode="json", exclude_defaults=True),
+                       span=e.span.to_json())
 
 
 def _setting(s: S.Setting, ev) -> dict:
@@ -204,7 +205,8 @@ def _setting(s: S.Setting, ev) -> dict:
                 raise Failure("E078", f"optimizer {name} takes keyword arguments "
                               f"({', '.join(schema.model_fields)})", span)
         p = _validate(schema, kw, f"optimizer {name}", s)
-        return {"optimizer": name, "optimizer_params": p.model_dump(exclude_defaults=True)}
+        return {"optimizer": name,
+                "optimizer_params": p.model_dump(mode="json", exclude_defaults=True)}
     if s.name == "clip":
         if pos:
             raise Failure("E078", "clip takes norm=<max norm> or value=<max element>",

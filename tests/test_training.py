@@ -55,7 +55,7 @@ def test_the_section_is_in_the_ir():
     assert [(x.weight, x.loss, x.args, x.params) for x in t.terms] == [
         (1.0, "cross_entropy", ["output", "label"], {"label_smoothing": 0.1}),
         (0.5, "mse", ["output", "soft"], {})]
-    assert (t.optimizer, t.optimizer_params) == ("adam", {"lr": 0.002, "betas": (0.8, 0.99)})
+    assert (t.optimizer, t.optimizer_params) == ("adam", {"lr": 0.002, "betas": [0.8, 0.99]})
     assert t.clip == {"norm": 1.5}
     assert t.schedule == {"kind": "cosine", "steps": 100, "warmup": 10}
     back = nnspec.Spec.from_ir(spec.program.to_json()) if hasattr(nnspec.Spec, "from_ir") \
@@ -249,3 +249,24 @@ def test_bundled_specs_overfit_one_batch(path):
     for t in spec.program.trainings:
         report = overfit(spec, t.model, steps=40)
         assert report.ok, report.render()
+
+
+def test_the_ir_round_trips_and_is_validated(tmp_path, capsys):
+    from nnspec.cli import main
+    from nnspec.ir import Program
+
+    spec = nnspec.loads(CLASSIFIER, "c.nn")
+    text = spec.program.to_json()
+    assert Program.from_json(text).model_dump() == spec.program.model_dump()
+    data = json.loads(text)
+    data["trainings"][0]["terms"][0]["loss"] = "cross_entropi"
+    data["trainings"][0]["optimizer_params"]["lr"] = -1.0
+    data["trainings"][0]["clip"] = {"norm": 1.0, "value": 2.0}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(data, indent=1))
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr()
+    err = out.out + out.err
+    assert "trainings[0].terms[0].loss: unknown loss 'cross_entropi' [E216]" in err
+    assert "trainings[0].optimizer_params.lr" in err
+    assert "clip takes one of norm=<max total norm> or value=<max element> [E216]" in err
