@@ -337,6 +337,16 @@ def avg_pool_nd(
         if divisor_override == 0:
             raise ValueError("divisor_override must be non-zero")
         return total / x.dtype.type(divisor_override)
+    div = _avg_divisor(x, k, stride, pads, outs, count_include_pad)
+    if np.any(div <= 0):  # windows with no element: ATen leaves them at 0
+        safe = np.where(div > 0, div, 1)
+        return np.where(div > 0, total / safe, 0).astype(x.dtype, copy=False)
+    total /= div
+    return total
+
+
+def _avg_divisor(x, k, stride, pads, outs, count_include_pad) -> np.ndarray:
+    r = len(k)
     sp = x.shape[x.ndim - r :]
     div = np.ones((), dtype=np.int64)
     for i in range(r):
@@ -344,12 +354,93 @@ def avg_pool_nd(
             sp[i], k[i], stride[i], pads[i][0], pads[i][1], outs[i], count_include_pad
         )
         div = np.multiply.outer(div, d)
-    div = div.astype(x.dtype)
-    if np.any(div <= 0):  # windows with no element: ATen leaves them at 0
-        safe = np.where(div > 0, div, 1)
-        return np.where(div > 0, total / safe, 0).astype(x.dtype, copy=False)
-    total /= div
-    return total
+    return div.astype(x.dtype)
+
+
+# ---- backward of the window kernels (loops over kernel offsets, never over pixels) ----
+
+
+def _offsets(k, stride, dilation, outs):
+    """For each kernel offset (row-major, as PyTorch scans a window): the slices of the
+    padded input that the offset reads for every output position."""
+    import itertools
+
+    for off in itertools.product(*(range(kk) for kk in k)):
+        yield tuple(slice(j * d, j * d + s * (o - 1) + 1, s)
+                    for j, d, s, o in zip(off, dilation, stride, outs)), off
+
+
+def _crop(gp, x_shape, pads):
+    """The gradient of the padded input cut back to the input (the pads get none)."""
+    r = len(pads)
+    sl = tuple(slice(pb, pb + n) for (pb, _), n in zip(pads, x_shape[len(x_shape) - r:]))
+    return gp[(Ellipsis,) + sl]
+
+
+def conv_nd_backward(x, w, gy, stride, pads, dilation, groups: int = 1):
+    """Gradients of ``conv_nd``: (dx, dw). Per kernel offset, the input slice it reads
+    (x_k, [N, C_in, *out]) gives dw[:, :, k] = Σ_{n,p} gy x_kᵀ, and dx at those positions
+    gets wᵀ[:, :, k] gy; groups split the channels."""
+    x = _float_array(x)
+    dt = x.dtype
+    w = np.asarray(w, dtype=dt)
+    r = w.ndim - 2
+    stride, dilation, pads = _tuple(stride, r, "s"), _tuple(dilation, r, "d"), _pads(pads, r)
+    n, c = x.shape[:2]
+    c_out, cg = w.shape[:2]
+    g = int(groups)
+    og = c_out // g
+    xp = pad_nd(x, pads, 0.0)
+    outs = gy.shape[2:]
+    gxp = np.zeros_like(xp)
+    gw = np.zeros_like(w)
+    p = int(np.prod(outs))
+    gyg = gy.reshape(n, g, og, p)
+    for sl, off in _offsets(w.shape[2:], stride, dilation, outs):
+        xs = xp[(slice(None), slice(None)) + sl].reshape(n, g, cg, p)
+        # [G, og, cg] = Σ_n,p gy[n, g, og, p] xs[n, g, cg, p]
+        gw[(slice(None), slice(None)) + off] = np.einsum(
+            "ngop,ngcp->goc", gyg, xs, optimize=True).reshape(c_out, cg)
+        wk = w[(slice(None), slice(None)) + off].reshape(g, og, cg)
+        gxs = np.einsum("goc,ngop->ngcp", wk, gyg, optimize=True)
+        gxp[(slice(None), slice(None)) + sl] += gxs.reshape((n, c) + tuple(outs))
+    return _crop(gxp, x.shape, pads), gw
+
+
+def max_pool_nd_backward(x, gy, k, stride, pads, dilation, ceil_mode: bool = False):
+    """Gradient of ``max_pool_nd``: each window's gradient goes to its maximum, the first
+    one in scan order when several are equal (as PyTorch)."""
+    x = _float_array(x)
+    r = len(k)
+    stride, dilation, pads = _tuple(stride, r, "s"), _tuple(dilation, r, "d"), _pads(pads, r)
+    xp, outs = _pool_prepare(x, k, stride, pads, dilation, ceil_mode, -np.inf)
+    lead = (slice(None),) * (x.ndim - r)
+    y = _separable_reduce(xp, k, stride, dilation, outs, np.maximum)
+    gxp = np.zeros_like(xp)
+    taken = np.zeros(y.shape, dtype=bool)
+    for sl, _ in _offsets(k, stride, dilation, outs):
+        hit = (xp[lead + sl] == y) & ~taken
+        taken |= hit
+        gxp[lead + sl] += np.where(hit, gy, 0)
+    return _crop(gxp, x.shape, pads)
+
+
+def avg_pool_nd_backward(x, gy, k, stride, pads, ceil_mode: bool = False,
+                         count_include_pad: bool = True):
+    """Gradient of ``avg_pool_nd``: each window's gradient over its divisor, spread over
+    the cells it covers."""
+    x = _float_array(x)
+    r = len(k)
+    stride, pads = _tuple(stride, r, "s"), _pads(pads, r)
+    ones = (1,) * r
+    xp, outs = _pool_prepare(x, k, stride, pads, ones, ceil_mode, 0.0)
+    div = _avg_divisor(x, k, stride, pads, outs, count_include_pad)
+    g = np.where(div > 0, gy / np.where(div > 0, div, 1), 0).astype(x.dtype, copy=False)
+    lead = (slice(None),) * (x.ndim - r)
+    gxp = np.zeros_like(xp)
+    for sl, _ in _offsets(k, stride, ones, outs):
+        gxp[lead + sl] += g
+    return _crop(gxp, x.shape, pads)
 
 
 def adaptive_avg_pool_global(x, spatial_rank: int) -> np.ndarray:

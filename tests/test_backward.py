@@ -146,3 +146,38 @@ def test_crosscheck_grad_from_the_command_line(tmp_path, capsys):
     path.write_text(MLP)
     assert main(["crosscheck", "--grad", str(path)]) == 0
     assert "ok: NumPy's backward agrees" in capsys.readouterr().out
+
+
+WINDOWS = """
+model W(x: [N, 4, 11, 10]) {
+    conv 6 k=3 s=2 p=((1, 0), (2, 1)) d=2 groups=2 | relu
+    maxpool k=3 s=2 p=1 d=2 ceil
+    conv 4 k=2 p=same bias=false
+    avgpool k=3 s=2 p=((0, 2), (1, 1)) ceil count_include_pad=false
+    a = maxpool k=2 p=((0, 1), (1, 0))
+    b = a | avgpool k=2 s=1 p=1
+    maxpool global
+}
+model V(x: [N, 2, 9]) {
+    conv1d 3 k=4 s=3 p=2 | avgpool1d k=3 s=2 ceil | conv1d 2 k=1 | avgpool global
+}
+model D(x: [N, 2, 5, 6, 4]) {
+    conv3d 3 k=2 s=(1, 2, 1) p=1 | maxpool3d k=2 | avgpool3d k=(1, 2, 1) p=(0, 1, 0)
+}
+"""
+
+
+@pytest.mark.parametrize("model, shape", [("W", (2, 4, 11, 10)), ("V", (3, 2, 9)),
+                                          ("D", (2, 2, 5, 6, 4))])
+def test_window_kinds_agree_with_torch_autograd(model, shape):
+    spec = nnspec.loads(WINDOWS, "w.nn")
+    x = np.random.default_rng(3).standard_normal(shape)
+    check_autograd(spec, [x], model)
+
+
+def test_lenet_gradients_agree_with_torch_autograd():
+    from pathlib import Path
+
+    spec = nnspec.load(str(Path(__file__).resolve().parent.parent / "specs" / "lenet5.nn"))
+    x = np.random.default_rng(4).standard_normal((2, 1, 32, 32))
+    check_autograd(spec, [x])

@@ -116,6 +116,14 @@ class _Conv(LayerKind):
         n, k, s, pd, d = self.geometry(p, _shape_of(xs[0]))
         return npops.conv_nd(xs[0], w["weight"], w.get("bias"), s, pd, d, p.groups)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        n, k, s, pd, d = self.geometry(p, _shape_of(xs[0]))
+        gx, gw = npops.conv_nd_backward(xs[0], w["weight"], gy, s, pd, d, p.groups)
+        grads = {"weight": gw}
+        if p.bias:
+            grads["bias"] = gy.sum(axis=(0,) + tuple(range(2, gy.ndim)))
+        return [gx], grads
+
     def sample(self):
         shape = {1: (2, 4, 11), 3: (2, 4, 7, 6, 5)}.get(self.rank, (2, 4, 9, 8))
         n = len(shape) - 2

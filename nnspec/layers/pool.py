@@ -184,6 +184,25 @@ class _Pool(LayerKind):
             return npops.max_pool_nd(x, k, s, pd, d, p.ceil)
         return npops.avg_pool_nd(x, k, s, pd, p.ceil, p.count_include_pad)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]
+        t = TensorType(x.shape)
+        if p.global_:
+            if self.mode == "avg":
+                return [np.broadcast_to(gy / np.prod(x.shape[2:]), x.shape).copy()], {}
+            # the first maximum of each channel, in scan order, as torch
+            flat = x.reshape(x.shape[:2] + (-1,))
+            first = flat.argmax(axis=-1)
+            g = np.zeros_like(flat)
+            np.put_along_axis(g, first[..., None], gy.reshape(gy.shape[:2] + (1,)), axis=-1)
+            return [g.reshape(x.shape)], {}
+        n, k, s, pd, d = self.geometry(p, t)
+        if self.mode == "max":
+            return [npops.max_pool_nd_backward(x, gy, k, s, pd, d, p.ceil)], {}
+        return [npops.avg_pool_nd_backward(x, gy, k, s, pd, p.ceil, p.count_include_pad)], {}
+
     def sample(self):
         shape = {1: (2, 3, 10), 3: (2, 3, 7, 6, 5)}.get(self.rank, (2, 3, 9, 8))
         args = {"k": 3, "s": 2, "p": 1, "ceil": True}
