@@ -25,6 +25,7 @@ BENCHES = [
     "bench_torch_emit.py",
     "bench_numpy_vs_torch.py",
     "bench_generative.py",
+    "bench_backward.py",
     "bench_sequences.py",
     "bench_macs.py",
 ]
