@@ -357,6 +357,17 @@ def _avg_divisor(x, k, stride, pads, outs, count_include_pad) -> np.ndarray:
     return div.astype(x.dtype)
 
 
+def gather_backward(move, x_shape, gy) -> np.ndarray:
+    """The gradient of an op that only moves (or repeats) elements: crop, pad, pixel
+    shuffle. ``move`` applied to the index of every input element says where each output
+    element comes from (-1: a constant fill); the gradient sums gy back there."""
+    n = int(np.prod(x_shape))
+    src = np.asarray(move(np.arange(n, dtype=np.int64).reshape(x_shape)))
+    keep = src >= 0
+    g = np.bincount(src[keep].ravel(), weights=np.asarray(gy)[keep].ravel(), minlength=n)
+    return g.reshape(x_shape).astype(np.asarray(gy).dtype, copy=False)
+
+
 # ---- backward of the window kernels (loops over kernel offsets, never over pixels) ----
 
 

@@ -181,3 +181,17 @@ def test_lenet_gradients_agree_with_torch_autograd():
     spec = nnspec.load(str(Path(__file__).resolve().parent.parent / "specs" / "lenet5.nn"))
     x = np.random.default_rng(4).standard_normal((2, 1, 32, 32))
     check_autograd(spec, [x])
+
+
+MOVES = """
+model P(x: [N, 8, 6, 5]) {
+    a = x | pad ((1, 2), (2, 0)) reflect | pad 1 replicate | pad ((0, 1), (1, 1)) circular
+    b = a | pad 1 value=0.5 | crop [7, 6] | pixel_shuffle 2 | pixel_unshuffle 2
+    crop_like(b, x) | tanh
+}
+"""
+
+
+def test_moving_kinds_agree_with_torch_autograd():
+    spec = nnspec.loads(MOVES, "p.nn")
+    check_autograd(spec, [np.random.default_rng(5).standard_normal((2, 8, 6, 5))])

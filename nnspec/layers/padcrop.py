@@ -34,6 +34,7 @@ from .base import (
     TorchCall,
     TorchPlan,
     need_float,
+    npops,
     register,
 )
 
@@ -155,6 +156,10 @@ class Crop(LayerKind):
                          for d, t in zip(x.shape[2:], p.size))
         return _crop_np(x, want)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        want = y.shape[2:]
+        return [npops.gather_backward(lambda i: _crop_np(i, want), xs[0].shape, gy)], {}
+
     def sample(self):
         return {"size": (Dim.const(4), None)}, [TensorType((2, 3, 7, 5))]
 
@@ -182,6 +187,13 @@ class CropLike(LayerKind):
 
     def numpy(self, p, w, xs, ctx):
         return _crop_np(xs[0], xs[1].shape[2:])
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        want = xs[1].shape[2:]  # only the reference's shape is used: its gradient is zero
+        return [npops.gather_backward(lambda i: _crop_np(i, want), xs[0].shape, gy),
+                np.zeros_like(xs[1])], {}
 
     def sample(self):
         return {}, [TensorType((2, 3, 7, 6)), TensorType((2, 1, 4, 3))]
@@ -301,6 +313,18 @@ class Pad(LayerKind):
             return np.pad(x, widths, constant_values=p.value)
         return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge",
                                        "circular": "wrap"}[p.mode])
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]
+        widths = [(0, 0)] * 2 + self.pads(p, TensorType(x.shape))
+        if p.mode == "constant":
+            move = lambda i: np.pad(i, widths, constant_values=-1)  # noqa: E731
+        else:
+            mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[p.mode]
+            move = lambda i: np.pad(i, widths, mode=mode)  # noqa: E731
+        return [npops.gather_backward(move, x.shape, gy)], {}
 
     def sample(self):
         return {"p": ((1, 2), 0), "mode": "reflect"}, [TensorType((2, 3, 5, 4))]

@@ -17,6 +17,7 @@ from .base import (
     TorchModule,
     TorchPlan,
     need_float,
+    npops,
     positive,
     register,
 )
@@ -50,6 +51,12 @@ class _Shuffle(LayerKind):
 
         fn = _interp.pixel_shuffle if self.up else _interp.pixel_unshuffle
         return fn(xs[0], p.r)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        from . import _interp
+
+        fn = _interp.pixel_shuffle if self.up else _interp.pixel_unshuffle
+        return [npops.gather_backward(lambda i: fn(i, p.r), xs[0].shape, gy)], {}
 
     def torch(self, p, ins, out):
         return TorchPlan(TorchModule("PixelShuffle" if self.up else "PixelUnshuffle", (p.r,)),
