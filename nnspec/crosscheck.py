@@ -396,6 +396,20 @@ def _to_numpy(v):
     return v.detach().cpu().numpy()
 
 
+def _prepare(spec: Spec, model, dtype: str, dims, limit):
+    """(model, dtype, bound dims) after the checks that come before any allocation: the
+    spec's errors, the dims, the memory estimate against ``limit``, the shape rules at the
+    bound dims."""
+    spec.raise_for_errors()
+    m = spec.model(model)
+    np_dtype = np.dtype(dtype)
+    env = bind_dims(spec, m.name, dims)
+    est = estimate_memory(spec, m.name, env, np_dtype)
+    check_memory(est, np_dtype, env, available_memory() if limit == "auto" else limit)
+    check_at_dims(spec, m.name, env)
+    return m, np_dtype, env
+
+
 def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", seed: int = 0,
                dims: dict[str, int] | None = None, limit: int | None | str = "auto") -> Report:
     """Both backends, the same weights (drawn from ``seed``) and inputs; per-layer errors
@@ -407,13 +421,7 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
     limit); above it, ``init.TooLarge`` is raised with the estimate, before anything is
     allocated.
     """
-    spec.raise_for_errors()
-    m = spec.model(model)
-    np_dtype = np.dtype(dtype)
-    env = bind_dims(spec, m.name, dims)
-    est = estimate_memory(spec, m.name, env, np_dtype)
-    check_memory(est, np_dtype, env, available_memory() if limit == "auto" else limit)
-    check_at_dims(spec, m.name, env)
+    m, np_dtype, env = _prepare(spec, model, dtype, dims, limit)
     types = spec.types(m.name).types
 
     import torch
@@ -535,13 +543,7 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
     """NumPy's reference backward against torch autograd: the same weights, inputs (from
     ``seed``) and a random cotangent c, in eval mode; the gradients of L = sum(output * c)
     for every trainable parameter and float input, and of every layer's output."""
-    spec.raise_for_errors()
-    m = spec.model(model)
-    np_dtype = np.dtype(dtype)
-    env = bind_dims(spec, m.name, dims)
-    est = estimate_memory(spec, m.name, env, np_dtype)
-    check_memory(est, np_dtype, env, available_memory() if limit == "auto" else limit)
-    check_at_dims(spec, m.name, env)
+    m, np_dtype, env = _prepare(spec, model, dtype, dims, limit)
 
     import torch
 

@@ -23,17 +23,23 @@ def _draw(t, rng):
     return rng.standard_normal(shape)
 
 
-def _weights(kind, p, ins, out, rng):
-    ws = kind.state(p, ins, out)
+def draw_params(shapes: dict, rng) -> dict:
+    """Random float64 weights for state_dict entries (W specs): normal draws, a running
+    variance kept positive, int buffers zero."""
     w = {}
-    for k, spec in ws.items():
+    for k, spec in shapes.items():
         if spec.dtype == "int":
             w[k] = np.zeros(spec.shape, np.int64)
         elif k.endswith("running_var"):
             w[k] = np.abs(rng.standard_normal(spec.shape)) + 0.5
         else:
             w[k] = rng.standard_normal(spec.shape)
-    return w, ws
+    return w
+
+
+def _weights(kind, p, ins, out, rng):
+    ws = kind.state(p, ins, out)
+    return draw_params(ws, rng), ws
 
 
 def _dot(y, c) -> float:
@@ -122,15 +128,7 @@ def check_autograd(spec, inputs: list, model: str | None = None, training: bool 
     from nnspec.backends.torch import build_module
 
     rng = np.random.default_rng(seed)
-    shapes = spec.state_shapes(model)
-    params = {}
-    for k, s in shapes.items():
-        if s.dtype == "int":
-            params[k] = np.zeros(s.shape, np.int64)
-        elif k.endswith("running_var"):
-            params[k] = np.abs(rng.standard_normal(s.shape)) + 0.5
-        else:
-            params[k] = rng.standard_normal(s.shape)
+    params = draw_params(spec.state_shapes(model), rng)
     ref = NumpyModel(spec, model, params={k: v.copy() for k, v in params.items()},
                      dtype=np.float64)
     mod = build_module(spec, model, params=params, dtype=torch.float64)
