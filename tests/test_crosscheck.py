@@ -11,7 +11,7 @@ import nnspec
 from nnspec.init import TooLarge
 
 torch = pytest.importorskip("torch")
-from nnspec.crosscheck import crosscheck  # noqa: E402
+from nnspec.crosscheck import crosscheck, crosscheck_grad  # noqa: E402
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.nn"))
 # the 572x572 U-Net needs ~14 GB and ~0.6 TFLOP in float64 at N=2; test_generative_specs.py
@@ -32,6 +32,30 @@ def test_every_spec_agrees_in_float64(path):
             continue
         assert report.ok, report.render()
         assert len(report.rows) == len(spec.model(name).nodes)
+
+
+# one image is enough for the 224-pixel networks and the 100 M-parameter Transformer: the
+# batch's accumulation is checked on the others, at N = 2
+ONE_IMAGE = {"vgg16.nn", "alexnet.nn", "resnet18.nn", "transformer_base.nn"}
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_spec_gradients_agree_in_float64(path):
+    """crosscheck --grad: every parameter's and float input's gradient, NumPy's reference
+    backward against torch autograd, within the float64 tolerance (rel 1e-8)."""
+    if path.name in TOO_LARGE:
+        pytest.skip("too large for the suite; test_generative_specs.py checks a small U-Net")
+    spec = nnspec.load(str(path))
+    for name in spec.model_names:
+        try:
+            report = crosscheck_grad(spec, name, "float64", seed=0,
+                                     dims={"N": 1 if path.name in ONE_IMAGE else 2})
+        except TooLarge:
+            assert path.name == "dense_1e12.nn"
+            continue
+        assert report.ok, report.render()
+        trainable = {k for k, w in spec.state_shapes(name).items() if w.trainable}
+        assert {r.name for r in report.params if r.kind == "param"} == trainable
 
 
 def test_float32_tolerance_and_report():

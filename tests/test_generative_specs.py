@@ -253,7 +253,7 @@ def test_dcgan_crosscheck(model):
 def test_transposed_conv_kernel_folds_the_batch_alike(monkeypatch, n, side, groups):
     # small images (side 3, 4) take the batch-folded GEMM, 17x17 the per-image one; both
     # equal torch's and each other
-    from nnspec.layers import _convtranspose_np as ct
+    from nnspec import npops as ct
 
     rng = np.random.default_rng(side)
     x = rng.standard_normal((n, 4, side, side + 1))
@@ -466,6 +466,14 @@ def test_tiny_unet_crosscheck():
     report = crosscheck(tiny_unet(), "TinyUNet", "float64", seed=0, dims={"N": 2})
     assert report.ok, report.render()
     assert report.first_shape_mismatch is None
+
+
+def test_tiny_unet_gradients_agree():
+    from nnspec.crosscheck import crosscheck_grad
+
+    report = crosscheck_grad(tiny_unet(), "TinyUNet", "float64", seed=0, dims={"N": 2})
+    assert report.ok, report.render()
+    assert len(report.params) > 20  # every conv's weight and bias, and the input
 
 
 def test_tiny_unet_matches_torch(tmp_path):

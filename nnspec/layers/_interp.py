@@ -127,6 +127,38 @@ def interpolate(x, sizes: tuple[int, ...], mode: str, align_corners: bool,
     return x
 
 
+def _axis_matrix(n_in: int, n_out: int, mode: str, align_corners: bool,
+                 factor: float | None, rank: int, ft) -> np.ndarray:
+    """The [n_out, n_in] matrix of one axis's interpolation: the taps' weights added at
+    their (possibly repeated or clamped) source indices."""
+    m = np.zeros((n_out, n_in), dtype=ft)
+    rows = np.arange(n_out)
+    if mode in ("nearest", "nearest-exact"):
+        m[rows, nearest_index(n_in, n_out, factor, mode == "nearest-exact", rank, ft)] = 1
+        return m
+    taps = cubic_taps if mode == "bicubic" else linear_taps
+    for i, w in zip(*taps(n_in, n_out, factor, align_corners, ft)):
+        np.add.at(m, (rows, i), w)
+    return m
+
+
+def interpolate_backward(x, sizes: tuple[int, ...], mode: str, align_corners: bool,
+                         factors: tuple[float | None, ...], gy) -> np.ndarray:
+    """Gradient of :func:`interpolate`: the forward is, per spatial axis, a product with a
+    fixed [out, in] matrix, so the gradient applies the transposes, axis by axis. A nearest
+    mode's matrix is a gather (one 1 per row), so its transpose sums each output's gradient
+    into the input position it copied."""
+    x = np.asarray(x)
+    ft = x.dtype.type if np.issubdtype(x.dtype, np.floating) else np.float64
+    g = np.asarray(gy, dtype=ft)
+    n = len(sizes)
+    for a in reversed(range(n)):
+        ax = x.ndim - n + a
+        m = _axis_matrix(x.shape[ax], sizes[a], mode, align_corners, factors[a], n, ft)
+        g = np.moveaxis(np.tensordot(g, m, axes=([ax], [0])), -1, ax)
+    return np.ascontiguousarray(g)
+
+
 def pixel_shuffle(x, r: int) -> np.ndarray:
     """[*, C*r*r, H, W] -> [*, C, H*r, W*r] (channel c*r*r + i*r + j goes to (h*r + i,
     w*r + j)), as nn.PixelShuffle."""

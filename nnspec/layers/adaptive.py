@@ -130,6 +130,13 @@ class _Adaptive(LayerKind):
         x = xs[0]
         return adaptive_pool(x, self.sizes(p, TensorType(x.shape)), self.mode)
 
+    def backward(self, p, w, xs, y, gy, ctx):
+        x = xs[0]
+        sizes = self.sizes(p, TensorType(x.shape))
+        if self.mode == "max":
+            return [adaptive_max_pool_backward(x, sizes, gy)], {}
+        return [adaptive_avg_pool_backward(x, sizes, gy)], {}
+
     def sample(self):
         if self.rank == 1:
             return {"size": 3}, [TensorType((2, 3, 7))]
@@ -172,6 +179,76 @@ def _pool_axis(x, axis: int, out: int, mode: str):
     # where, not a 0/1 product: an infinite input outside the bin must not give 0*inf = nan
     total = np.where(keep, g, 0).sum(axis=axis + 1)
     return total / length.astype(x.dtype).reshape((out,) + pad)
+
+
+def _bins(n: int, out: int):
+    """Per bin of an axis of length n pooled to out: (start, length) arrays."""
+    import numpy as np
+
+    i = np.arange(out)
+    start = i * n // out
+    return start, -(-(i + 1) * n // out) - start
+
+
+def adaptive_avg_pool_backward(x, sizes, gy):
+    """Gradient of adaptive average pooling: linear and separable, so axis by axis gy is
+    multiplied by the transpose of the [F_out, F_in] averaging matrix (1/length on each
+    bin's positions)."""
+    import numpy as np
+
+    g = np.asarray(gy, dtype=x.dtype)
+    for i, out in enumerate(sizes):
+        n = x.shape[2 + i]
+        if out is None or n == out:
+            continue
+        start, length = _bins(n, out)
+        pos = np.arange(n)
+        inside = (pos >= start[:, None]) & (pos < (start + length)[:, None])
+        a = np.where(inside, 1.0 / length[:, None], 0.0).astype(x.dtype)  # [out, n]
+        g = np.moveaxis(np.tensordot(g, a, axes=([2 + i], [0])), -1, 2 + i)
+    return np.ascontiguousarray(g)
+
+
+def adaptive_max_pool_backward(x, sizes, gy):
+    """Gradient of adaptive max pooling: each bin's gradient goes to its maximum over the
+    whole box, the first one in row-major order when several are equal (as PyTorch, which
+    scans a bin row by row); the box is gathered with one index array per axis, a short bin
+    repeating its last position after its real ones so that a repeat is never first."""
+    import numpy as np
+
+    r = len(sizes)
+    sp = x.shape[2:]
+    idx = []
+    for i, out in enumerate(sizes):
+        n = sp[i]
+        if out is None or n == out:
+            idx.append(np.arange(n)[:, None])
+            continue
+        start, length = _bins(n, out)
+        j = np.arange(int(length.max()))
+        idx.append(start[:, None] + np.minimum(j, length[:, None] - 1))
+    outs = tuple(a.shape[0] for a in idx)
+    lens = tuple(a.shape[1] for a in idx)
+    # index grids of shape [*outs, *lens], one per axis
+    grids = []
+    for i, a in enumerate(idx):
+        shape = [1] * (2 * r)
+        shape[i], shape[r + i] = a.shape
+        grids.append(a.reshape(shape))
+    box = x[(slice(None), slice(None)) + tuple(grids)]  # [N, C, *outs, *lens]
+    lead = x.shape[:2] + outs
+    first = box.reshape(lead + (-1,)).argmax(axis=-1)  # row-major over the box
+    at = np.unravel_index(first, lens)
+    flat = np.zeros(lead, dtype=np.int64)
+    for i in range(r):
+        o = np.arange(outs[i]).reshape((1, 1) + tuple(outs[i] if k == i else 1
+                                                     for k in range(r)))
+        flat = flat * sp[i] + np.broadcast_to(idx[i], idx[i].shape)[o, at[i]]
+    nc = x.shape[0] * x.shape[1]
+    base = (np.arange(nc) * math.prod(sp)).reshape(x.shape[:2] + (1,) * r)
+    gx = np.bincount((flat + base).ravel(), weights=np.asarray(gy).ravel(),
+                     minlength=nc * math.prod(sp))
+    return gx.reshape(x.shape).astype(x.dtype, copy=False)
 
 
 _ALIASES = {"avg": ("adaptiveavgpool", "adaptive_avg_pool", "adaptive_average_pool"),

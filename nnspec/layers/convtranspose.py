@@ -212,13 +212,26 @@ class _ConvTranspose(LayerKind):
         return out + ("" if p.bias else " bias=false")
 
     def numpy(self, p, w, xs, ctx):
-        from ._convtranspose_np import conv_transpose_nd
+        from ..npops import conv_transpose_nd
 
         if isinstance(p.size, tuple):  # a symbolic target size, at the bound dims
             p = p.model_copy(update={"size": tuple(Dim.const(x.evaluate(ctx.env))
                                                    for x in p.size)})
         n, k, s, pd, d, op = self.geometry(p, TensorType(xs[0].shape))
         return conv_transpose_nd(xs[0], w["weight"], w.get("bias"), s, pd, d, op, p.groups)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        from ..npops import conv_transpose_nd_backward
+
+        if isinstance(p.size, tuple):
+            p = p.model_copy(update={"size": tuple(Dim.const(x.evaluate(ctx.env))
+                                                   for x in p.size)})
+        n, k, s, pd, d, op = self.geometry(p, TensorType(xs[0].shape))
+        gx, gw = conv_transpose_nd_backward(xs[0], w["weight"], gy, s, pd, d, op, p.groups)
+        grads = {"weight": gw}
+        if p.bias:
+            grads["bias"] = gy.sum(axis=(0,) + tuple(range(2, gy.ndim)))
+        return [gx], grads
 
     def _shape(self):
         return {1: (2, 4, 6), 3: (2, 4, 3, 4, 3)}.get(self.rank, (2, 4, 5, 4))

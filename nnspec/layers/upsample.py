@@ -263,16 +263,27 @@ class _Upsample(LayerKind):
         size = tuple(SymDim(d) for d in sizes)
         return TorchPlan(None, [TorchCall("F.interpolate", (In(0),), {**kw, "size": size})])
 
-    def numpy(self, p, w, xs, ctx):
-        from . import _interp
-
-        x = xs[0]
-        sizes = self.sizes(p, TensorType(x.shape))  # a symbolic size= binds from the inputs
+    def _plan(self, p, x, ctx):
+        """(output sizes, the scale factors torch uses for the coordinates) at the bound
+        dims: a symbolic size= binds from the inputs."""
+        sizes = self.sizes(p, TensorType(x.shape))
         n = len(sizes)
         scales = ((None,) * n if p.size is not None or p.recompute
                   else tuple(float(s) for s in _per_dim(p.scale, n, "scale")))
-        return _interp.interpolate(x, tuple(d.evaluate(ctx.env) for d in sizes), p.mode,
-                                   p.align_corners, scales)
+        return tuple(d.evaluate(ctx.env) for d in sizes), scales
+
+    def numpy(self, p, w, xs, ctx):
+        from . import _interp
+
+        sizes, scales = self._plan(p, xs[0], ctx)
+        return _interp.interpolate(xs[0], sizes, p.mode, p.align_corners, scales)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        from . import _interp
+
+        sizes, scales = self._plan(p, xs[0], ctx)
+        return [_interp.interpolate_backward(xs[0], sizes, p.mode, p.align_corners, scales,
+                                             gy)], {}
 
     def sample(self):
         shape = {None: (2, 3, 5, 4), 1: (2, 3, 5), 2: (2, 3, 5, 4), 3: (2, 2, 3, 4, 2)}
