@@ -241,9 +241,15 @@ class BCEWithLogits(_Elementwise):
 # ---- classification -----------------------------------------------------------------------
 
 
-class _CEParams(_Params):
-    label_smoothing: float = 0.0
+class _ClassParams(_Params):
     ignore_index: int = -100
+    # the class axis of the scores: torch's is 1 ([N, C, d...]); -1 takes per-token scores
+    # [N, T, C] against indices [N, T] (the emitted code moves the axis to 1)
+    dim: int = 1
+
+
+class _CEParams(_ClassParams):
+    label_smoothing: float = 0.0
 
     @field_validator("label_smoothing")
     @classmethod
@@ -253,18 +259,26 @@ class _CEParams(_Params):
         return v
 
 
-def _class_target(name: str, x: TensorType, y: TensorType, probabilities: bool) -> None:
+def _class_target(name: str, p, x: TensorType, y: TensorType, probabilities: bool) -> None:
     _float(x, f"{name}'s input")
     if x.rank < 2:
         raise ShapeError(f"{name} takes scores [N, C] (or [N, C, d1, ...]), got {x}")
-    want = TensorType(x.shape[:1] + x.shape[2:], INT)
+    if not -x.rank <= p.dim < x.rank or p.dim % x.rank == 0:
+        raise ShapeError(f"{name}'s class axis dim={p.dim} is not an axis 1 to {x.rank - 1} "
+                         f"of {x}", hint="dim=1 for [N, C, ...] scores, dim=-1 for [N, T, C]")
+    d = p.dim % x.rank
+    want = TensorType(x.shape[:d] + x.shape[d + 1:], INT)
     if y.dtype == INT:
         if y.shape != want.shape:
             raise ShapeError(f"{name} takes class indices {want} for {x}, got {y}",
-                             hint="the class axis is 1: indices have the other dims")
+                             hint=f"the class axis is {p.dim}: indices have the other dims"
+                             + (" (per-token scores [N, T, C]: dim=-1)" if d == 1 else ""))
         return
     if not probabilities:
         raise ShapeError(f"{name} takes class indices {want} for {x}, got {y}")
+    if d != 1:
+        raise ShapeError(f"{name} with dim={p.dim} takes class indices {want}; class "
+                         f"probabilities need the class axis at 1, got {y}")
     if y.shape != x.shape:
         raise ShapeError(f"{name} takes class indices {want} or class probabilities "
                          f"{TensorType(x.shape)} for {x}, got {y}")
@@ -279,18 +293,54 @@ def _onehot(y, c: int, dtype):
     return (np.expand_dims(y, 1) == classes).astype(dtype)
 
 
-class CrossEntropy(LossKind):
+class _ClassLoss(LossKind):
+    """A loss over a class axis: computed with the axis moved to 1, as torch's functions
+    take it (``dim=-1``: ``F.cross_entropy(logits.movedim(-1, 1), target)``)."""
+
+    def numpy(self, p, xs):
+        import numpy as np
+
+        return self.value(p, [np.moveaxis(xs[0], p.dim, 1), xs[1]])
+
+    def backward(self, p, xs):
+        import numpy as np
+
+        gs = self.grads(p, [np.moveaxis(xs[0], p.dim, 1), xs[1]])
+        return [np.moveaxis(gs[0], 1, p.dim)] + gs[1:]
+
+    def value(self, p, xs) -> float:
+        raise NotImplementedError
+
+    def grads(self, p, xs) -> list:
+        raise NotImplementedError
+
+    def _torch_kwargs(self, p) -> dict:
+        return p.model_dump(exclude_defaults=True, exclude={"dim"})
+
+    def torch(self, p, ts):
+        import torch.nn.functional as F
+
+        x = ts[0] if p.dim == 1 else ts[0].movedim(p.dim, 1)
+        return getattr(F, self.torch_fn)(x, *ts[1:], **self._torch_kwargs(p))
+
+    def torch_src(self, p, args):
+        x = args[0] if p.dim == 1 else f"{args[0]}.movedim({p.dim}, 1)"
+        kw = _kwargs(p.model_copy(update={"dim": 1}))
+        return f"F.{self.torch_fn}({', '.join([x] + args[1:] + kw)})"
+
+
+class CrossEntropy(_ClassLoss):
     """-Σ_c t_c log softmax(x)_c over the class axis 1, with t the one-hot index (or the
     given probabilities) smoothed to (1 - ε) t + ε / C; the mean is over the targets (the
     ones not equal to ignore_index)."""
 
     name, aliases, torch_fn = "cross_entropy", ("ce", "cross_entropy_loss"), "cross_entropy"
     summary = ("cross-entropy of logits [N, C] with indices [N] int or probabilities [N, C]:"
-               " cross_entropy(logits, target, label_smoothing=0, ignore_index=-100)")
+               " cross_entropy(logits, target, label_smoothing=0, ignore_index=-100, dim=1)")
     Params = _CEParams
 
     def check(self, p, ins):
-        _class_target(self.name, ins[0], ins[1], probabilities=True)
+        _class_target(self.name, p, ins[0], ins[1], probabilities=True)
 
     def _parts(self, p, xs):
         import numpy as np
@@ -311,14 +361,14 @@ class CrossEntropy(LossKind):
             count = float(x.size // c)
         return logp, t, count
 
-    def numpy(self, p, xs):
+    def value(self, p, xs):
         logp, t, count = self._parts(p, xs)
         total = float(-(t * logp).sum())
         if p.reduction == "sum":
             return total
         return total / count if count else float("nan")
 
-    def backward(self, p, xs):
+    def grads(self, p, xs):
         import numpy as np
 
         logp, t, count = self._parts(p, xs)
@@ -329,11 +379,11 @@ class CrossEntropy(LossKind):
         return [gx, -(1 - p.label_smoothing) * logp * k]
 
 
-class _NLLParams(_Params):
-    ignore_index: int = -100
+class _NLLParams(_ClassParams):
+    pass
 
 
-class NLL(LossKind):
+class NLL(_ClassLoss):
     """-x[y] for log-probabilities x over the class axis 1; the mean is over the targets
     not equal to ignore_index."""
 
@@ -342,7 +392,7 @@ class NLL(LossKind):
     Params = _NLLParams
 
     def check(self, p, ins):
-        _class_target(self.name, ins[0], ins[1], probabilities=False)
+        _class_target(self.name, p, ins[0], ins[1], probabilities=False)
 
     def _t(self, p, xs):
         x, y = xs
@@ -351,12 +401,12 @@ class NLL(LossKind):
 
         return _onehot(y, x.shape[1], x.dtype) * np.expand_dims(mask, 1), float(mask.sum())
 
-    def numpy(self, p, xs):
+    def value(self, p, xs):
         t, count = self._t(p, xs)
         total = float(-(t * xs[0]).sum())
         return total if p.reduction == "sum" else (total / count if count else float("nan"))
 
-    def backward(self, p, xs):
+    def grads(self, p, xs):
         t, count = self._t(p, xs)
         k = 1.0 if p.reduction == "sum" else (1.0 / count if count else float("nan"))
         return [-t * k, None]

@@ -71,26 +71,47 @@ class OverfitReport:
         return "\n".join(lines)
 
 
-def _targets(spec: Spec, t, env: dict, rng) -> list:
-    """Random targets fitting the loss: class indices below the output's class count for
-    a classification loss, values in [0, 1) otherwise (probabilities fit bce and kl)."""
+def _classes(spec: Spec, t, term, env: dict) -> int:
+    """The class count of a classification term: the size of its scores' class axis (the
+    loss's ``dim``, torch's 1 by default), 2 when it is not known."""
     out_t = spec.output_type(t.model)
-    classes = 2
-    if out_t is not None and out_t.rank >= 2 and out_t.shape[1].is_const:
-        classes = out_t.shape[1].value
+    first = term.args[0] if term.args else "output"
+    if first != "output" or out_t is None or out_t.rank < 2:
+        return 2
+    d = out_t.shape[int(term.params.get("dim", 1)) % out_t.rank]
+    try:
+        return int(d.evaluate({**env, **{s: env.get(s, 2) for s in d.symbols()}}))
+    except (KeyError, ValueError):
+        return 2
+
+
+def _targets(spec: Spec, t, env: dict, rng) -> list:
+    """Random targets fitting the loss: class indices below the scores' class count for a
+    classification loss, values in [0, 1) otherwise (probabilities fit bce and kl)."""
     arrays = []
     for tg in t.targets:
         shape = [d.evaluate({**env, **{s: env.get(s, 2) for s in d.symbols()}})
                  for d in tg.dims()]
-        used = [term.loss for term in t.terms if tg.name in term.args]
+        terms = [term for term in t.terms if tg.name in term.args]
+        used = [term.loss for term in terms]
         if tg.dtype == "int":
-            high = classes if any(u in _CLASS_TARGETS for u in used) else 2
+            high = min([_classes(spec, t, term, env) for term in terms
+                        if term.loss in _CLASS_TARGETS] or [2])
             arrays.append(rng.integers(0, high, size=shape))
         elif "cosine_embedding" in used:
             arrays.append(rng.choice([-1.0, 1.0], size=shape).astype(np.float32))
         else:
             arrays.append(rng.random(size=shape).astype(np.float32))
     return arrays
+
+
+def _as_targets(t, m, inputs: list, rng) -> list:
+    """Float inputs that a loss compares the output with (an autoencoder's ``bce(output,
+    x)``) drawn in [0, 1) like targets, so that they fit bce and kl_div."""
+    compared = {a for term in t.terms for a in term.args[1:]}
+    return [rng.random(size=x.shape).astype(x.dtype)
+            if i.name in compared and i.dtype != "int" else x
+            for i, x in zip(m.inputs, inputs)]
 
 
 def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0,
@@ -109,9 +130,9 @@ def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0
     env = bind_dims(spec, m.name, {**{s: 4 for s in _symbols(m)}, **(dims or {})})
     torch.manual_seed(seed)
     mod = build_module(spec, m.name, seed=seed).train()
-    inputs = [torch.from_numpy(np.ascontiguousarray(a))
-              for a in concrete_inputs(spec, m.name, env, np.float32, seed)]
     rng = np.random.default_rng(seed + 2)
+    inputs = [torch.from_numpy(np.ascontiguousarray(a)) for a in
+              _as_targets(t, m, concrete_inputs(spec, m.name, env, np.float32, seed), rng)]
     targets = [torch.from_numpy(a) for a in _targets(spec, t, env, rng)]
     used = T.loss_args(t, m)[1 + len(t.targets):]
     by_name = {i.name: x for i, x in zip(m.inputs, inputs)}

@@ -215,8 +215,14 @@ def test_each_bad_name_is_reported_once_and_lowering_goes_on():
 
 def test_the_frozen_lists_are_torch_nn_module_attributes():
     probe = torch.nn.Module()
-    assert MODULE_ATTRS == set(dir(probe))
-    assert MODULE_DATA == {n for n in dir(probe) if not callable(getattr(probe, n))}
+    # torch.export / dynamo, once used in the process, tag nn.Module with a private
+    # ``___needs_generation_tag_patch`` attribute: not a name a user's layer meets
+    names = {n for n in dir(probe) if not n.startswith("___")}
+    assert MODULE_ATTRS == names
+    # __weakref__ is data; it holds a (callable) weak reference once something, such as
+    # dynamo, keeps one to the module
+    assert MODULE_DATA == {n for n in names
+                           if n == "__weakref__" or not callable(getattr(probe, n))}
     assert set(vars(probe)) <= MODULE_DATA
 
 

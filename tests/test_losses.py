@@ -22,6 +22,8 @@ IDX = np.array([0, 2, 1, 2])
 IDX_IGN = np.array([0, -100, 1, 2])
 LOGITS3 = RNG.standard_normal((2, 3, 5))
 IDX3 = RNG.integers(0, 3, (2, 5))
+TOKENS = RNG.standard_normal((2, 5, 3))  # per-token scores [N, T, C]
+TOKENS_IDX = np.array([[0, 2, 1, -100, 2], [1, 1, 0, 2, -100]])
 PROBS = np.exp(X) / np.exp(X).sum(1, keepdims=True)
 LOGP = np.log(PROBS)
 V = RNG.random((4, 3))
@@ -36,7 +38,10 @@ CASES = [
     ("cross_entropy", {"ignore_index": 2}, [X, IDX]),
     ("cross_entropy", {}, [LOGITS3, IDX3]),
     ("cross_entropy", {"label_smoothing": 0.3}, [X, PROBS]),
+    ("cross_entropy", {"dim": -1, "label_smoothing": 0.1}, [TOKENS, TOKENS_IDX]),
+    ("cross_entropy", {"dim": 2, "reduction": "sum"}, [TOKENS, TOKENS_IDX]),
     ("nll", {}, [LOGP, IDX_IGN]), ("nll", {"reduction": "sum"}, [LOGP, IDX]),
+    ("nll", {"dim": -1}, [TOKENS, TOKENS_IDX]),
     ("kl_div", {"reduction": "batchmean"}, [LOGP, T / T.sum(1, keepdims=True)]),
     ("kl_div", {"log_target": True}, [LOGP, np.log(T)]),
     ("kl_div", {"reduction": "mean"}, [LOGP, T]),
@@ -47,6 +52,10 @@ CASES = [
 
 
 def _torch_reference(name, p, ts):
+    if "dim" in p:  # written out as a person does: the class axis moved to torch's 1
+        x, y = ts
+        return _torch_reference(name, {k: v for k, v in p.items() if k != "dim"},
+                                [x.transpose(1, 2), y])
     if name == "kl_normal":
         mu, lv = ts
         per = -0.5 * (1 + lv - mu.pow(2) - lv.exp())
@@ -101,6 +110,7 @@ def test_emitted_expressions_read_as_written():
     assert src("cross_entropy", label_smoothing=0.1) == \
         "F.cross_entropy(out, y, label_smoothing=0.1)"
     assert src("smooth_l1") == "F.smooth_l1_loss(out, y)"
+    assert src("cross_entropy", dim=-1) == "F.cross_entropy(out.movedim(-1, 1), y)"
     assert src("mse", reduction="sum") == 'F.mse_loss(out, y, reduction="sum")'
     assert src("kl_normal") == "(-0.5 * (1 + y - out.pow(2) - y.exp())).flatten(1).sum(dim=1)" \
         ".mean()"
@@ -132,6 +142,33 @@ def test_shape_rules(name, ins, message):
     with pytest.raises(ShapeError) as e:
         kind.check(kind.Params(), ins)
     assert e.value.message == message
+
+
+@pytest.mark.parametrize("dim, ins, message", [
+    (-1, [_t("N", "T", 10), _t("N", "T", 10)],
+     "cross_entropy with dim=-1 takes class indices [N, T] int; class probabilities need the "
+     "class axis at 1, got [N, T, 10]"),
+    (-1, [_t("N", "T", 10), _t("N", 10, dtype="int")],
+     "cross_entropy takes class indices [N, T] int for [N, T, 10], got [N, 10] int"),
+    (0, [_t("N", 10), _t("N", dtype="int")],
+     "cross_entropy's class axis dim=0 is not an axis 1 to 1 of [N, 10]"),
+    (3, [_t("N", "T", 10), _t("N", "T", dtype="int")],
+     "cross_entropy's class axis dim=3 is not an axis 1 to 2 of [N, T, 10]"),
+])
+def test_class_axis_rules(dim, ins, message):
+    kind = LOSSES["cross_entropy"]
+    with pytest.raises(ShapeError) as e:
+        kind.check(kind.Params(dim=dim), ins)
+    assert e.value.message == message
+
+
+def test_per_token_indices_hint_at_the_class_axis():
+    kind = LOSSES["cross_entropy"]
+    with pytest.raises(ShapeError) as e:
+        kind.check(kind.Params(), [_t("N", "T", 10), _t("N", "T", dtype="int")])
+    assert e.value.message == ("cross_entropy takes class indices [N, 10] int for [N, T, 10], "
+                               "got [N, T] int")
+    assert "dim=-1" in e.value.hint
 
 
 def test_symbolic_shapes_that_fit():

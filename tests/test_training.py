@@ -238,7 +238,44 @@ TRAINED_SPECS = sorted(p for p in SPECS.glob("*.nn") if "\ntrain " in p.read_tex
 
 
 def test_bundled_specs_have_training_sections():
-    assert {p.name for p in TRAINED_SPECS} >= {"lenet5.nn", "dqn.nn"}
+    assert {p.name for p in TRAINED_SPECS} >= {"lenet5.nn", "dqn.nn", "seq2seq_gru.nn",
+                                               "autoencoder_mlp.nn"}
+
+
+@pytest.mark.parametrize("path", TRAINED_SPECS, ids=lambda p: p.name)
+def test_bundled_specs_loss_gradients_equal_autograd(path):
+    """NumpyModel.grad of each bundled train section (its loss over the output, targets and
+    inputs) against autograd through the module's own loss(), float64, small dims."""
+    from nnspec import training as T
+    from nnspec.crosscheck import bind_dims, concrete_inputs
+    from nnspec.trainer import _as_targets, _symbols, _targets
+
+    spec = nnspec.load(str(path))
+    for t in spec.program.trainings:
+        m = spec.model(t.model)
+        env = bind_dims(spec, m.name, {s: 3 for s in _symbols(m)})
+        rng = np.random.default_rng(5)
+        inputs = _as_targets(t, m, concrete_inputs(spec, m.name, env, np.float64, 1), rng)
+        targets = [a.astype(np.float64) if a.dtype.kind == "f" else a
+                   for a in _targets(spec, t, env, rng)]
+        mod = build_module(spec, m.name, seed=2, dtype=torch.float64)
+        ref = NumpyModel(spec, m.name, dtype=np.float64,
+                         params={k: v.detach().numpy().copy()
+                                 for k, v in mod.state_dict().items()})
+        got = ref.grad(*inputs, targets={tg.name: a for tg, a in zip(t.targets, targets)})
+        xs = [torch.tensor(a, requires_grad=a.dtype.kind == "f") for a in inputs]
+        by_name = {i.name: x for i, x in zip(m.inputs, xs)}
+        used = T.loss_args(t, m)[1 + len(t.targets):]
+        loss = mod.loss(mod(*xs), *[torch.from_numpy(a) for a in targets],
+                        *[by_name[n] for n in used])
+        loss.backward()
+        assert got.loss == pytest.approx(loss.item(), rel=1e-10)
+        for k, p in mod.named_parameters():
+            np.testing.assert_allclose(got.params[k], p.grad.numpy(), rtol=1e-8, atol=1e-12,
+                                       err_msg=f"{path.name}: {k}")
+        for g, x in zip(got.inputs, xs):
+            if x.requires_grad:
+                np.testing.assert_allclose(g, x.grad.numpy(), rtol=1e-8, atol=1e-12)
 
 
 @pytest.mark.parametrize("path", TRAINED_SPECS, ids=lambda p: p.name)
