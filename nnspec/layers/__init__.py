@@ -16,6 +16,7 @@ from . import (  # noqa: F401,E402  # noqa: F401,E402
     pool,
     recurrent,
     reshape,
+    tensorops,
     upsample,
 )
 from .base import REGISTRY, LayerKind, ShapeError, TensorType  # noqa: F401

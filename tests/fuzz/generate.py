@@ -602,9 +602,59 @@ class _Gen:
         self.features.add("positional")
         return " ".join(words), x.copy()
 
+    def tensorop(self, x: Val, preserve: bool = False):
+        """transpose / permute of the axes after the batch, or a reduction over some of
+        them (mean, sum, amax, amin; keepdim or not), keeping the batch and one axis."""
+        if x.rank < 3 or x.dtype != "float":
+            return None
+        r = self.rng
+        kind = r.choice(["transpose", "permute", "mean", "sum", "amax", "amin"])
+        if kind == "transpose":
+            a, b = r.sample(range(1, x.rank), 2)
+            shape = x.copy().shape
+            shape[a], shape[b] = shape[b], shape[a]
+            a, b = (v - x.rank if r.random() < 0.3 else v for v in (a, b))
+            self.features.add("transpose")
+            return f"{r.choice(['transpose', 'swapaxes'])} {a} {b}", Val(shape)
+        if kind == "permute":
+            rest = list(range(1, x.rank))
+            r.shuffle(rest)
+            order = [0] + rest
+            self.features.add("permute")
+            return (f"permute ({', '.join(map(str, order))})",
+                    Val([x.copy().shape[i] for i in order]))
+        if preserve:
+            return None
+        axes = sorted(r.sample(range(1, x.rank), r.randint(1, x.rank - 2)))
+        keep = r.random() < 0.5
+        shape = [(_const(1) if keep else None) if i in axes else a
+                 for i, a in enumerate(x.copy().shape)]
+        words = [r.choice([kind, {"amax": "max", "amin": "min"}.get(kind, kind)])]
+        shown = [a - x.rank if r.random() < 0.3 else a for a in axes]
+        words.append(str(shown[0]) if len(shown) == 1 and r.random() < 0.5
+                     else "dim=(" + ", ".join(map(str, shown)) + ("," if len(shown) == 1
+                                                                   else "") + ")")
+        if keep:
+            words.append(r.choice(["keepdim", "keepdim=true"]))
+        self.features.add(kind)
+        return " ".join(words), Val([a for a in shape if a is not None])
+
+    def matmul_self(self, cur: Val, cur_name: str | None):
+        """A Gram matrix: the value times its transpose over the last two axes."""
+        if cur.rank < 3 or cur.dtype != "float":
+            return None
+        a = self._named(cur_name)
+        t = self.name()
+        self.lines.append(f"{t} = {a} | transpose -2 -1")
+        out = self.name()
+        self.lines.append(f"{out} = {self.rng.choice(['matmul', 'bmm'])}({a}, {t})")
+        self.features |= {"transpose", "matmul"}
+        shape = cur.copy().shape
+        return Val(shape[:-1] + [Ax(shape[-2].value, shape[-2].sym, shape[-2].const)]), out
+
     LAYERS = ("conv", "pool", "batchnorm", "layernorm", "dropout", "activation", "dense",
               "flatten", "reshape", "last", "recurrent", "attention", "positional",
-              "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop")
+              "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop", "tensorop")
 
     def layer(self, x: Val, preserve: bool = False, tries: int = 12):
         """A random layer that applies to x (shape-preserving when ``preserve``)."""
@@ -648,6 +698,10 @@ class _Gen:
                 return out, y
         if choice < 0.43:
             got = self.crop_skip(cur, cur_name)
+            if got is not None:
+                return got
+        if choice < 0.46:
+            got = self.matmul_self(cur, cur_name)
             if got is not None:
                 return got
         return self.pipeline(cur, cur_name)
