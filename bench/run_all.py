@@ -28,6 +28,7 @@ BENCHES = [
     "bench_backward.py",
     "bench_sequences.py",
     "bench_macs.py",
+    "bench_lsp.py",
 ]
 
 

@@ -310,6 +310,18 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
+def _command_module(name: str):
+    import importlib
+
+    return importlib.import_module(f"nnspec.{name}")
+
+
+def _run_command(name: str):
+    def run(args) -> int:
+        return _command_module(name).run(args)
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nnspec", description="Declarative model-spec compiler.")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
@@ -360,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 4)")
     p.set_defaults(func=cmd_train)
+
+    # commands implemented in their own modules: each defines add_arguments(p) and run(args)
+    for name, help_ in (("lsp", "run the language server (stdio)"),):
+        p = sub.add_parser(name, help=help_)
+        _command_module(name).add_arguments(p)
+        p.set_defaults(func=_run_command(name))
 
     p = sub.add_parser("layers", help="list the layer kinds")
     p.set_defaults(func=cmd_layers)

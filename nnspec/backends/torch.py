@@ -24,6 +24,7 @@ import operator
 import os
 import secrets
 import symtable
+import sys
 
 import numpy as np
 import torch
@@ -335,67 +336,21 @@ class SpecModule(nn.Module):
     under the layer's dotted name, and a forward that runs a plan compiled once.
 
     Weights come from ``params`` or are drawn from ``seed`` (see :func:`build_module`).
+    The module pickles (``pickle``, ``torch.save``, ``copy.deepcopy``) as its submodules
+    plus the spec's IR, from which the copy compiles its plan again: no .nn file is read.
     """
 
+    # the attributes _compile derives from the spec (closures among them): never pickled
+    _COMPILED = ("model_name", "spec_model", "_spec_program", "_shapes", "locations",
+                 "line_map", "_steps", "_ids", "_n_slots", "_out", "_inputs", "_checks",
+                 "_sym_src", "_same", "_pending")
+
     def __init__(self, spec: Spec, model: str | None = None, seed: int | None = None,
-                 params: dict | None = None, dtype: torch.dtype = torch.float32):
+                 params: dict | None = None, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None):
         super().__init__()
         spec.raise_for_errors()
-        m = spec.model(model)
-        self.model_name = m.name
-        self.spec_model = m
-        self.__dict__["_spec_program"] = spec.program
-        plans = _plans(spec, m)
-        n_in = len(m.inputs)
-        slot = {inp.id: i for i, inp in enumerate(m.inputs)}
-        for k, (node, _, _) in enumerate(plans):
-            slot[node.id] = n_in + k
-        last: dict[str, int] = {}
-        for k, (node, _, _) in enumerate(plans):
-            for v in node.inputs:
-                last[v] = k
-        # where each step comes from, and a line -> layers index of the spec
-        self.locations: list[tuple[str, int, str, str]] = []
-        self.line_map: dict[tuple[str, int], list[str]] = {}
-        steps = []
-        modules = []
-        for k, (node, _, plan) in enumerate(plans):
-            mod = None
-            if plan.module is not None:
-                with torch.device("meta"):
-                    mod = _make_module(plan.module)
-                modules.append((node.name, mod))
-            run = _compile_plan(plan)
-            ins = tuple(slot[v] for v in node.inputs)
-            free = tuple(sorted({slot[v] for v in node.inputs if last.get(v) == k
-                                 and v != m.output}))
-            steps.append((run, mod, ins, n_in + k, free))
-            file, line, text = _where(node)
-            self.locations.append((file, line, text, node.name))
-            self.line_map.setdefault((file, line), []).append(node.name)
-        self._steps = steps
-        self._ids = [inp.id for inp in m.inputs] + [node.id for node, _, _ in plans]
-        self._n_slots = n_in + len(plans)
-        self._out = slot[m.output]
-        self._inputs = [(inp.name, inp.dims(), inp.span, inp.shape) for inp in m.inputs]
-        self._checks = [(name, len(dims), tuple((ax, d.value) for ax, d in enumerate(dims)
-                                                if d.is_const), span, shape)
-                        for name, dims, span, shape in self._inputs]
-        self._sym_src = _symbol_sources(m)
-        # later plain occurrences of a symbol must agree with its first one
-        self._same = [(i, ax, str(d)) for i, (_, dims, _, _) in enumerate(self._inputs)
-                      for ax, d in enumerate(dims)
-                      if not d.is_const and str(d) in d.symbols()
-                      and self._sym_src[str(d)] != (i, ax)]
-        used = _used_symbols(plans)
-        missing = sorted(used - self._sym_src.keys())
-        if missing:
-            raise ValueError(f"the symbol {missing[0]} is used by a layer but is not a dim of "
-                             "the model's inputs")
-        self._pending = [(i, ax, _dim_fn(d), d) for i, (_, dims, _, _) in
-                         enumerate(self._inputs) for ax, d in enumerate(dims)
-                         if not d.is_const and str(d) not in d.symbols()
-                         and d.symbols() <= self._sym_src.keys()]
+        modules = self._compile(spec, spec.model(model), made=None)
         # register the submodules last: names may shadow nn.Module methods (``forward``)
         for name, mod in modules:
             parts = name.split(".")
@@ -411,14 +366,92 @@ class SpecModule(nn.Module):
             if parts[-1] in parent._modules:
                 raise ValueError(f"the layer name {name!r} is used twice")
             parent._modules[parts[-1]] = mod
-        self._load(spec.state_shapes(m.name), seed, params, dtype)
+        self._load(self._shapes, seed, params, dtype, device)
 
-    def _load(self, shapes: dict, seed, params, dtype) -> None:
-        """Materialise the (meta) submodules and load the given or drawn weights."""
+    def _compile(self, spec: Spec, m, made: nn.Module | None) -> list:
+        """Compile the plan of model ``m``; returns [(layer name, submodule)].
+
+        The submodules are new (on the meta device) when ``made`` is None, else those
+        already registered under ``made`` (an unpickled copy's), checked against the plan.
+        """
+        # set in __dict__, not via setattr: a layer may have one of these names
+        attrs = self.__dict__
+        attrs["model_name"] = m.name
+        attrs["spec_model"] = m
+        attrs["_spec_program"] = spec.program
+        attrs["_shapes"] = spec.state_shapes(m.name)
+        plans = _plans(spec, m)
+        n_in = len(m.inputs)
+        slot = {inp.id: i for i, inp in enumerate(m.inputs)}
+        for k, (node, _, _) in enumerate(plans):
+            slot[node.id] = n_in + k
+        last: dict[str, int] = {}
+        for k, (node, _, _) in enumerate(plans):
+            for v in node.inputs:
+                last[v] = k
+        # where each step comes from, and a line -> layers index of the spec
+        locations: list[tuple[str, int, str, str]] = []
+        line_map: dict[tuple[str, int], list[str]] = {}
+        attrs["locations"], attrs["line_map"] = locations, line_map
+        steps = []
+        modules = []
+        for k, (node, _, plan) in enumerate(plans):
+            mod = None
+            if plan.module is not None:
+                if made is None:
+                    with torch.device("meta"):
+                        mod = _make_module(plan.module)
+                else:
+                    mod = _registered(made, node.name, _module_cls(plan.module))
+                modules.append((node.name, mod))
+            run = _compile_plan(plan)
+            ins = tuple(slot[v] for v in node.inputs)
+            free = tuple(sorted({slot[v] for v in node.inputs if last.get(v) == k
+                                 and v != m.output}))
+            steps.append((run, mod, ins, n_in + k, free))
+            file, line, text = _where(node)
+            locations.append((file, line, text, node.name))
+            line_map.setdefault((file, line), []).append(node.name)
+        attrs["_steps"] = steps
+        attrs["_ids"] = [inp.id for inp in m.inputs] + [node.id for node, _, _ in plans]
+        attrs["_n_slots"] = n_in + len(plans)
+        attrs["_out"] = slot[m.output]
+        attrs["_inputs"] = [(inp.name, inp.dims(), inp.span, inp.shape) for inp in m.inputs]
+        attrs["_checks"] = [(name, len(dims), tuple((ax, d.value) for ax, d in enumerate(dims)
+                                                    if d.is_const), span, shape)
+                            for name, dims, span, shape in self._inputs]
+        attrs["_sym_src"] = _symbol_sources(m)
+        # later plain occurrences of a symbol must agree with its first one
+        attrs["_same"] = [(i, ax, str(d)) for i, (_, dims, _, _) in enumerate(self._inputs)
+                          for ax, d in enumerate(dims)
+                          if not d.is_const and str(d) in d.symbols()
+                          and self._sym_src[str(d)] != (i, ax)]
+        used = _used_symbols(plans)
+        missing = sorted(used - self._sym_src.keys())
+        if missing:
+            raise ValueError(f"the symbol {missing[0]} is used by a layer but is not a dim of "
+                             "the model's inputs")
+        attrs["_pending"] = [(i, ax, _dim_fn(d), d) for i, (_, dims, _, _) in
+                             enumerate(self._inputs) for ax, d in enumerate(dims)
+                             if not d.is_const and str(d) not in d.symbols()
+                             and d.symbols() <= self._sym_src.keys()]
+        return modules
+
+    def _load(self, shapes: dict, seed, params, dtype, device) -> None:
+        """Materialise the (meta) submodules on ``device`` and load the given or drawn
+        weights; on the meta device only record the seed (see reset_parameters)."""
         keys = list(self.state_dict(keep_vars=True))
         if keys != list(shapes):
             raise RuntimeError("the torch modules' state_dict keys differ from the spec's: "
                                f"{keys} != {list(shapes)}")
+        device = torch.device("cpu" if device is None else device)
+        if device.type == "meta":
+            if params is not None:
+                raise ValueError("params cannot be loaded on the meta device: load them after "
+                                 "module.to_empty(device=...)")
+            self.__dict__["seed"] = secrets.randbits(63) if seed is None else seed
+            self.to(dtype)
+            return
         if params is None:
             if seed is None:
                 seed = secrets.randbits(63)
@@ -438,22 +471,93 @@ class SpecModule(nn.Module):
             state[k] = t.to(torch.int64) if w.dtype == INT else t
         # convert the (meta) modules first, so that memory is allocated once, in dtype
         self.to(dtype)
-        self.to_empty(device="cpu")
+        self.to_empty(device=device)
         self.load_state_dict(state, strict=True)
+
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Draw every state_dict entry again, in place, as ``build_module(seed=)`` does
+        (``module.seed`` when ``seed`` is None), keeping each tensor's device and dtype.
+
+        This initialises a module built on the meta device once it has memory, and works
+        on the sharded (DTensor) parameters of ``fully_shard`` too, each rank keeping its
+        shard of the same full draw::
+
+            net = build_module(spec, seed=0, device="meta")  # nothing allocated or drawn
+            net.to_empty(device="cpu")
+            net.reset_parameters()                            # == build_module(spec, seed=0)
+        """
+        tensors = self.state_dict(keep_vars=True)
+        if list(tensors) != list(self._shapes):
+            raise RuntimeError("the module's state_dict keys differ from its spec's: "
+                               f"{list(tensors)} != {list(self._shapes)}")
+        if any(t.is_meta for t in tensors.values()):
+            raise RuntimeError("the module is on the meta device, where weights have no "
+                               "memory: call module.to_empty(device=...) first")
+        seed = self.seed if seed is None else seed
+        floats = [t.dtype for t in tensors.values() if t.is_floating_point()]
+        np_dtype = np.float64 if floats and floats[0] == torch.float64 else np.float32
+        drawn = _init.draw(self._shapes, seed, np_dtype)
+        dtensor = None
+        if "torch.distributed.tensor" in sys.modules:  # else no tensor can be a DTensor
+            from torch.distributed.tensor import DTensor, distribute_tensor
+
+            dtensor = DTensor
+        with torch.no_grad():
+            for k, t in tensors.items():
+                full = _as_tensor(drawn.pop(k)).to(device=t.device, dtype=t.dtype)
+                if dtensor is not None and isinstance(t, dtensor):
+                    full = distribute_tensor(full, t.device_mesh, t.placements)
+                t.copy_(full)
+        self.__dict__["seed"] = seed
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        for k in self._COMPILED:
+            state.pop(k, None)
+        state["_nnspec_ir"] = self._spec_program.to_json(indent=None)
+        state["_nnspec_model"] = self.model_name
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore the submodules, then compile the plan from the pickled IR (validated
+        as any IR input is: nothing in it is executed)."""
+        from ..api import from_ir
+
+        state = dict(state)
+        ir_json = state.pop("_nnspec_ir", None)
+        name = state.pop("_nnspec_model", None)
+        if not isinstance(ir_json, str) or not isinstance(name, str):
+            raise ValueError("not a pickled nnspec SpecModule: its spec IR is missing")
+        super().__setstate__(state)
+        spec = from_ir(ir_json, "<pickled SpecModule>").raise_for_errors()
+        self._compile(spec, spec.model(name), made=self)
+        keys = list(self.state_dict(keep_vars=True))
+        if keys != list(self._shapes):
+            raise ValueError("the pickled module's state_dict keys differ from its spec's")
 
     def dynamic_shapes(self, **bounds):
         """``dynamic_shapes`` for :func:`torch.export.export`: every input dim that is a bare
         symbol (``N``) becomes one ``torch.export.Dim`` per symbol, shared across inputs.
-        ``bounds`` maps a symbol to ``(min, max)``.
+        ``bounds`` maps a symbol to ``(min, max)`` (either may be None), or to None to keep
+        it static: torch specialises some layers to their input's size (the time axis of
+        ``nn.GRU``/``nn.LSTM``/``nn.RNN``), and export refuses such a symbol as dynamic.
 
             >>> ep = torch.export.export(net, (x,), dynamic_shapes=net.dynamic_shapes())
+            >>> ep = torch.export.export(net, (tokens,), dynamic_shapes=net.dynamic_shapes(
+            ...     T=None))                                   # GRUSentiment: T static
         """
+        unknown = sorted(set(bounds) - self._sym_src.keys())
+        if unknown:
+            raise ValueError(f"model {self.model_name} has no input dim {unknown[0]} (its "
+                             f"symbols: {', '.join(sorted(self._sym_src)) or 'none'})")
         made = {}
         per_input = []
         for _, dims, _, _ in self._inputs:
             spec = {}
             for ax, d in enumerate(dims):
                 name = str(d)
+                if name in bounds and bounds[name] is None:
+                    continue
                 if not d.is_const and name in d.symbols():
                     if name not in made:
                         lo, hi = bounds.get(name, (None, None))
@@ -591,6 +695,18 @@ class SpecModule(nn.Module):
         return torch.nn.utils.clip_grad_value_(self.parameters(), c.value)
 
 
+def _registered(root: nn.Module, name: str, cls) -> nn.Module:
+    """The submodule registered under the dotted ``name``, which must be a ``cls``."""
+    mod = root
+    for part in name.split("."):
+        mod = mod._modules.get(part) if isinstance(mod, nn.Module) else None
+        if mod is None:
+            raise ValueError(f"the module has no layer {name!r}")
+    if type(mod) is not cls:
+        raise ValueError(f"layer {name!r} is a {type(mod).__name__}, expected {cls.__name__}")
+    return mod
+
+
 def _as_tensor(v) -> torch.Tensor:
     if isinstance(v, torch.Tensor):
         return v.detach()
@@ -598,14 +714,21 @@ def _as_tensor(v) -> torch.Tensor:
 
 
 def build_module(spec: Spec, model: str | None = None, seed: int | None = None,
-                 params: dict | None = None, dtype: torch.dtype = torch.float32) -> SpecModule:
+                 params: dict | None = None, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> SpecModule:
     """The model as an ``nn.Module`` whose ``state_dict`` keys are ``spec.state_shapes()``.
 
     Weights come from ``params`` (arrays or tensors keyed by state_dict name) or are drawn
     with :func:`nnspec.init.draw` from ``seed`` (the same weights as ``NumpyModel(seed=)``;
     a random seed when None, kept as ``module.seed``).
+
+    ``device`` (default CPU) is where the weights are allocated, in ``dtype``. On
+    ``"meta"`` nothing is allocated and nothing is drawn, whatever the model's size (for
+    sharding it before it has memory, or for ``torch.export`` of its graph): give it
+    memory with ``module.to_empty(device=...)``, then ``module.reset_parameters()`` draws
+    the weights ``build_module(seed=)`` would have (``params`` are refused on meta).
     """
-    return SpecModule(spec, model, seed=seed, params=params, dtype=dtype)
+    return SpecModule(spec, model, seed=seed, params=params, dtype=dtype, device=device)
 
 
 # ---- source emission ----------------------------------------------------------------------
