@@ -152,6 +152,20 @@ class Sigmoid(_Activation):
         return [gy * y * (1 - y)], {}
 
 
+@register
+class Silu(_Activation):
+    """x * sigmoid(x) (SiLU, also called swish): LLaMA's and SwiGLU's gate."""
+    name, fn, summary = "silu", "F.silu", "x * sigmoid(x) (also swish)"
+    aliases = ("swish",)
+
+    def numpy(self, p, w, xs, ctx):
+        return xs[0] * npops.sigmoid(xs[0])
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        s = npops.sigmoid(xs[0])
+        return [gy * s * (1 + xs[0] * (1 - s))], {}
+
+
 class _Softmax(_Activation):
     ranks = (1, None)
     positional = ("dim",)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from pydantic import field_validator
 
 from .base import (
@@ -168,6 +170,18 @@ class BatchNorm3d(_BatchNorm):
     rank = 3
 
 
+def _last_axes(name: str, p, x):
+    """The input of a normalisation over its last ``p.axes`` dims, which must be concrete
+    (they are the weight's shape)."""
+    need_float(x, name)
+    if p.axes > x.rank:
+        raise ShapeError(f"{name} over {p.axes} axes needs a rank >= {p.axes} input, got {x}",
+                         arg="axes")
+    for d in x.shape[-p.axes:]:
+        concrete(d, f"{name}'s normalised dims")
+    return x
+
+
 @register
 class LayerNorm(LayerKind):
     """Normalises over the last ``axes`` dims (torch.nn.LayerNorm)."""
@@ -189,14 +203,7 @@ class LayerNorm(LayerKind):
         _eps = field_validator("eps")(_check_eps)
 
     def infer(self, p, ins):
-        x = ins[0]
-        need_float(x, "layernorm")
-        if p.axes > x.rank:
-            raise ShapeError(f"layernorm over {p.axes} axes needs a rank >= {p.axes} input, "
-                             f"got {x}", arg="axes")
-        for d in x.shape[-p.axes:]:
-            concrete(d, "layernorm's normalised dims")
-        return x
+        return _last_axes(self.name, p, ins[0])
 
     def _shape(self, p, x):
         return tuple(d.value for d in x.shape[-p.axes:])
@@ -249,3 +256,81 @@ class LayerNorm(LayerKind):
 
     def sample(self):
         return {"axes": 2, "eps": 1e-6, "affine": True, "bias": False}, [TensorType((2, 3, 4))]
+
+
+@register
+class RMSNorm(LayerKind):
+    """Root-mean-square normalisation over the last ``axes`` dims (torch.nn.RMSNorm):
+    y = x / sqrt(mean(x²) + eps) * weight, no centring and no bias (LLaMA, T5)."""
+
+    name = "rmsnorm"
+    aliases = ("rms_norm",)
+    positional = ("axes",)
+    synonyms = {"elementwise_affine": "affine"}
+    summary = ("RMS normalisation over the last axes: rmsnorm [axes=1] [eps] (eps: the "
+               "dtype's machine epsilon by default, as torch)")
+
+    class Params(Params):
+        axes: Int = 1
+        eps: Optional[float] = None
+        affine: Bool = True
+        init: InitArg = DEFAULT_INIT
+
+        _axes = positive("axes")
+
+        @field_validator("eps")
+        @classmethod
+        def _eps(cls, v):
+            return v if v is None else _check_eps(cls, v)
+
+    infer = LayerNorm.infer
+    _shape = LayerNorm._shape
+
+    def weights(self, p, ins, out):
+        return {"weight": W(self._shape(p, ins[0]), ("ones",))} if p.affine else {}
+
+    def macs(self, p, ins, out):
+        return prod(ins[0].shape) * 2
+
+    def torch(self, p, ins, out):
+        kw = {} if p.eps is None else {"eps": p.eps}
+        if not p.affine:
+            kw["elementwise_affine"] = False
+        return TorchPlan(TorchModule("RMSNorm", (self._shape(p, ins[0]),), kw), [])
+
+    def _parts(self, p, x):
+        """(axes, 1 / sqrt(mean(x²) + eps)) in x's dtype."""
+        import numpy as np
+
+        axes = tuple(range(x.ndim - p.axes, x.ndim))
+        eps = np.finfo(x.dtype).eps if p.eps is None else p.eps
+        ms = np.mean(x * x, axis=axes, keepdims=True)
+        return axes, (1.0 / np.sqrt(ms + x.dtype.type(eps))).astype(x.dtype)
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = xs[0]
+        y = x * self._parts(p, x)[1]
+        return y * np.asarray(w["weight"], dtype=x.dtype) if p.affine else y
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        """With r = (mean(x²) + eps)^-1/2 over M values and g = gy * weight:
+        dx = r g - x r³ Σ(g x) / M; dweight = Σ gy x r over the leading dims."""
+        import numpy as np
+
+        x = xs[0]
+        axes, r = self._parts(p, x)
+        g = gy * np.asarray(w["weight"], dtype=x.dtype) if p.affine else gy
+        m = int(np.prod(x.shape[x.ndim - p.axes:]))
+        gx = r * g - x * r ** 3 * (g * x).sum(axis=axes, keepdims=True) / m
+        grads = {}
+        if p.affine:
+            grads["weight"] = (gy * x * r).sum(axis=tuple(range(x.ndim - p.axes)))
+        return [gx], grads
+
+    def sample(self):
+        return {"axes": 2, "eps": 1e-6}, [TensorType((2, 3, 4))]
+
+    def samples(self):
+        return [self.sample(), ({"affine": False}, [TensorType((3, 5))])]

@@ -257,10 +257,15 @@ class _Gen:
             return f"{head}pixel_shuffle {f}", Val([x.shape[0], _const(c_out // (f * f)),
                                                     _derived(h.value * f, not h.const),
                                                     _derived(w.value * f, not w.const)])
-        if h.const and w.const and h.value % f == 0 and w.value % f == 0:
+        if h.const and w.const and h.value >= f and w.value >= f:
+            # space-to-depth of a size the factor divides: crop to it first when needed
+            sh, sw = h.value - h.value % f, w.value - w.value % f
+            head = "" if (sh, sw) == (h.value, w.value) else f"crop [{sh}, {sw}] | "
             self.features.add("pixel_unshuffle")
-            return f"pixel_unshuffle {f}", Val([x.shape[0], _const(c.value * f * f),
-                                                _const(h.value // f), _const(w.value // f)])
+            if head:
+                self.features.add("crop")
+            return f"{head}pixel_unshuffle {f}", Val([x.shape[0], _const(c.value * f * f),
+                                                       _const(sh // f), _const(sw // f)])
         return None
 
     def adaptive(self, x: Val, preserve: bool = False):
@@ -419,12 +424,14 @@ class _Gen:
             axes = 1
             if not x.shape[-1].const:
                 return None
-        words = ["layernorm"] + ([str(axes)] if axes != 1 or r.random() < 0.3 else [])
+        kind = r.choice(["layernorm", "layernorm", "rmsnorm"])
+        words = [kind] + ([str(axes)] if axes != 1 or r.random() < 0.3 else [])
         if r.random() < 0.2:
             words.append("eps=1e-6")
         if r.random() < 0.2:
-            words.append(r.choice(["affine=false", "bias=false"]))
-        self.features.add("layernorm")
+            words.append(r.choice(["affine=false", "bias=false" if kind == "layernorm"
+                                   else "affine=false"]))
+        self.features.add(kind)
         return " ".join(words), x.copy()
 
     def dropout(self, x: Val, preserve: bool = False):
@@ -438,7 +445,7 @@ class _Gen:
             return None
         r = self.rng
         kind = r.choice(["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "softmax",
-                         "log_softmax", "identity"])
+                         "log_softmax", "identity", "silu"])
         self.features.add(kind)
         text = kind
         if kind == "leaky_relu" and r.random() < 0.6:
