@@ -787,17 +787,13 @@ class ModelBuilder:
 
     def layer(self, kind_name, values, inputs, span, alias, prefix):
         kind = REGISTRY[kind_name]
-        arity = kind.arity
-        if arity is not None and len(inputs) != arity:
-            self.fail("E044", f"{kind_name} takes {arity} input tensor"
-                      f"{'s' if arity != 1 else ''}, got {len(inputs)}", span)
-        if arity is None and len(inputs) < 2:
-            self.fail("E044", f"{kind_name} takes two or more input tensors, got {len(inputs)}",
-                      span)
         inputs = list(inputs)
         p, arg_spans, extra = self.layer_params(kind, kind_name, values, span, len(inputs))
         if p is POISON:
             return POISON
+        problem = kind.input_count_problem(p, len(inputs))
+        if problem is not None:
+            self.fail("E044", problem.replace(kind.name, kind_name, 1), span)
         inputs.extend(extra.values())
         return self.node(kind, p, inputs, span, prefix, alias, arg_spans)
 
@@ -1004,14 +1000,27 @@ class ModelBuilder:
             a = self.expr(e.left, env, prefix)
             b = self.expr(e.right, env, prefix)
             if isinstance(a, Tensor) or isinstance(b, Tensor) or POISON in (a, b):
-                ops = {"+": "add", "*": "mul"}
+                ops = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
                 if e.op not in ops:
-                    self.fail("E057", f"tensors support + and * (element-wise), not {e.op}",
+                    self.fail("E057", f"tensors support + - * / (element-wise), not {e.op}",
                               e.span)
+                number = next((v for v in (a, b) if _is_number(v)), None)
+                if number is not None and POISON not in (a, b):
+                    return self.scalar_op(ops[e.op], b if number is a else a, float(number),
+                                          number is a, e.span, prefix)
                 return self.elementwise(ops[e.op], [a, b], e.span, prefix)
             return Evaluator(self.loader, self.scope).arith(e, a, b)
         v = Evaluator(self.loader, self.scope).value(e, env)
         return v
+
+    def scalar_op(self, op, x, number: float, reverse: bool, span, prefix):
+        """``(x * 0.5)``, ``(1 - x)``: one tensor and a number (first when ``reverse``)."""
+        if not isinstance(x, Tensor):
+            self.fail("E058", f"{op} needs a tensor, got {describe(x)}", span)
+        kind = REGISTRY[op]
+        commutes = "reverse" not in kind.Params.model_fields
+        p = kind.Params(other=number) if commutes else kind.Params(other=number, reverse=reverse)
+        return self.node(kind, p, [x], span, prefix, None, {})
 
     def elementwise(self, op, vals, span, prefix):
         if any(v is POISON for v in vals):
@@ -1020,6 +1029,10 @@ class ModelBuilder:
             if not isinstance(v, Tensor):
                 self.fail("E058", f"{op} needs tensors, got {describe(v)}", span)
         return self.layer(op, [], vals, span, None, prefix)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _is_initializer(e: S.CallExpr, scope) -> bool:

@@ -302,6 +302,15 @@ class LayerKind:
     ranks: ClassVar[tuple[int, int | None]] = (0, None)
     layout: ClassVar[str] = ""
 
+    def input_count_problem(self, p, n: int) -> str | None:
+        """Why ``n`` input tensors (tensor arguments aside) do not fit, or None."""
+        if self.arity is not None and n != self.arity:
+            return (f"{self.name} takes {self.arity} input tensor"
+                    f"{'s' if self.arity != 1 else ''}, got {n}")
+        if self.arity is None and n < 2:
+            return f"{self.name} takes two or more input tensors, got {n}"
+        return None
+
     def check_inputs(self, p, ins: list) -> None:
         """What ``infer`` may assume of its inputs, checked before it: the kind's arity plus
         one input per tensor argument given, each tensor argument's index among those extra

@@ -3,7 +3,12 @@ and item (one value of a layer that returns several)."""
 
 from __future__ import annotations
 
+from typing import Optional
+
+from pydantic import model_validator
+
 from .base import (
+    Bool,
     In,
     Int,
     LayerKind,
@@ -20,69 +25,185 @@ from .base import (
 )
 
 
+def broadcast_shapes(name: str, ins: list[TensorType]) -> TensorType:
+    """NumPy's broadcasting of the inputs' shapes (symbolically), each checked float."""
+    from .tensorops import broadcast
+
+    out = ins[0]
+    need_float(out, name)
+    for other in ins[1:]:
+        need_float(other, name)
+        out = TensorType(broadcast(out, other, name))
+    return out
+
+
+def _reverse(p) -> bool:
+    return getattr(p, "reverse", False)
+
+
+class _NumberFirstParams(Params):
+    """sub and div are not commutative: ``(1 - x)`` is other=1 with reverse."""
+
+    other: Optional[float] = None
+    reverse: Bool = False
+
+    @model_validator(mode="after")
+    def _reverse_needs_a_number(self):
+        if self.reverse and self.other is None:
+            raise ValueError("reverse puts the number other= first: give other=")
+        return self
+
+
 class _Elementwise(LayerKind):
+    """An element-wise operation of tensors that broadcast as NumPy's do, or of one tensor
+    and a number (``other``; ``reverse``: the number comes first, as in ``(1 - x)``)."""
+
     arity = None
+    most: int | None = None  # the most tensor inputs (None: any number)
     fn = ""
-    sym = ""
+
+    class Params(Params):
+        other: Optional[float] = None
+
+    def input_count_problem(self, p, n):
+        if p.other is not None:
+            return None if n == 1 else (f"{self.name} of a number takes one input tensor, "
+                                        f"got {n}")
+        if self.most is not None and n > self.most:
+            return f"{self.name} takes {self.most} input tensors, got {n}"
+        return super().input_count_problem(p, n)
+
+    def check_inputs(self, p, ins):
+        problem = self.input_count_problem(p, len(ins))
+        if problem is not None:
+            raise ShapeError(problem)
+        if p.other is None:
+            super().check_inputs(p, ins)
 
     def infer(self, p, ins):
-        first = ins[0]
-        for other in ins[1:]:
-            if other.shape != first.shape:
-                raise ShapeError(f"cannot {self.name} tensors of shapes {first} and {other}",
-                                 hint="both operands must have the same shape")
-            need_float(other, self.name)
-        need_float(first, self.name)
-        return first
+        self.check_inputs(p, ins)  # a number, or tensors: never both nor neither
+        if p.other is not None:
+            need_float(ins[0], self.name)
+            return ins[0]
+        return broadcast_shapes(self.name, ins)
 
     def macs(self, p, ins, out):
-        return prod(out.shape) * (len(ins) - 1)
+        return prod(out.shape) * max(len(ins) - 1, 1)
 
     def torch(self, p, ins, out):
+        if p.other is not None:
+            args = (p.other, In(0)) if _reverse(p) else (In(0), p.other)
+            return TorchPlan(None, [TorchCall(self.fn, args)])
         calls = [TorchCall(self.fn, (In(0), In(1)))]
         calls += [TorchCall(self.fn, (Prev(), In(i))) for i in range(2, len(ins))]
         return TorchPlan(None, calls)
 
+    def operands(self, p, xs):
+        """The operands in order, a number as an array of the tensor's dtype."""
+        import numpy as np
+
+        if p.other is None:
+            return list(xs)
+        c = np.asarray(p.other, dtype=xs[0].dtype)
+        return [c, xs[0]] if _reverse(p) else [xs[0], c]
+
+    def grads(self, p, xs, gs):
+        """Per-operand gradients -> per-input ones, each summed back to its input's shape."""
+        from .tensorops import unbroadcast
+
+        if p.other is not None:
+            gs = gs[1:] if _reverse(p) else gs[:1]
+        return [unbroadcast(g, x.shape) for g, x in zip(gs, xs)]
+
     def sample(self):
-        return {}, [TensorType((2, 3)), TensorType((2, 3))]
+        return {}, [TensorType((2, 3, 4)), TensorType((3, 1))]
+
+    def samples(self):
+        # `(x + 0.5)` and `(x * -2)` lower to other= with one tensor
+        return [self.sample(), ({"other": -2.0}, [TensorType((2, 3))])]
 
 
 @register
 class Add(_Elementwise):
     """a + b (written `y + x` in a spec)"""
-    name, fn, summary = "add", "torch.add", "element-wise sum: y + x, or add(a, b, ...)"
+    name, fn, summary = "add", "torch.add", "element-wise sum: y + x, (x + 1), or add(a, b, ...)"
 
     def numpy(self, p, w, xs, ctx):
-        out = xs[0] + xs[1]
-        for x in xs[2:]:
+        ops = self.operands(p, xs)
+        out = ops[0] + ops[1]
+        for x in ops[2:]:
             out = out + x
         return out
 
     def backward(self, p, w, xs, y, gy, ctx):
-        return [gy] * len(xs), {}
+        return self.grads(p, xs, [gy] * max(len(xs), 2)), {}
+
+
+@register
+class Sub(_Elementwise):
+    """a - b (written `(y - x)` in a spec)"""
+    name, fn, summary = "sub", "torch.sub", "element-wise difference: (y - x), (1 - x), sub(a, b)"
+    most = 2
+    Params = _NumberFirstParams
+
+    def samples(self):
+        return [self.sample(), ({"other": 0.5, "reverse": True}, [TensorType((2, 3))]),
+                ({"other": -2.0}, [TensorType((2, 3))])]
+
+    def numpy(self, p, w, xs, ctx):
+        a, b = self.operands(p, xs)
+        return a - b
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        return self.grads(p, xs, [gy, -gy]), {}
 
 
 @register
 class Mul(_Elementwise):
     """a * b (written `(y * x)` in a spec)"""
-    name, fn, summary = "mul", "torch.mul", "element-wise product: (y * x), or mul(a, b, ...)"
+    name, fn = "mul", "torch.mul"
+    summary = "element-wise product: (y * x), (x * 0.5), mul(a, b, ...)"
 
     def numpy(self, p, w, xs, ctx):
-        out = xs[0] * xs[1]
-        for x in xs[2:]:
+        ops = self.operands(p, xs)
+        out = ops[0] * ops[1]
+        for x in ops[2:]:
             out = out * x
         return out
 
     def backward(self, p, w, xs, y, gy, ctx):
         # d(x_0 * ... * x_n)/dx_i: the product of the others (not y / x_i: x_i may be 0)
+        ops = self.operands(p, xs)
         out = []
-        for i in range(len(xs)):
+        for i in range(len(ops)):
             g = gy
-            for j, x in enumerate(xs):
+            for j, x in enumerate(ops):
                 if j != i:
                     g = g * x
             out.append(g)
-        return out, {}
+        return self.grads(p, xs, out), {}
+
+
+@register
+class Div(_Elementwise):
+    """a / b (written `(y / x)` in a spec)"""
+    name, fn, summary = "div", "torch.div", "element-wise quotient: (y / x), (x / 2), div(a, b)"
+    most = 2
+    Params = _NumberFirstParams
+
+    def numpy(self, p, w, xs, ctx):
+        a, b = self.operands(p, xs)
+        return a / b
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        a, b = self.operands(p, xs)
+        return self.grads(p, xs, [gy / b, -gy * a / (b * b)]), {}
+
+    def samples(self):
+        # a divisor away from 0, so that finite differences are well conditioned
+        return [({"other": 0.5, "reverse": True}, [TensorType((2, 3))]),
+                ({"other": -2.0}, [TensorType((2, 3))])]
+
 
 
 @register

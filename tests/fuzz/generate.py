@@ -711,6 +711,10 @@ class _Gen:
             got = self.matmul_self(cur, cur_name)
             if got is not None:
                 return got
+        if choice < 0.5:
+            got = self.arith(cur, cur_name)
+            if got is not None:
+                return got
         return self.pipeline(cur, cur_name)
 
     def pipeline(self, cur: Val, cur_name: str | None, from_name: bool = False):
@@ -764,6 +768,32 @@ class _Gen:
                 f"mul({a}, {b}, {a})"][form]
         self.features.add("mul" if form >= 3 else "add")
         self.lines.append(f"{out} = {join}")
+        return cur.copy(), out
+
+    def arith(self, cur: Val, cur_name: str | None):
+        """Element-wise arithmetic with numbers and broadcasting: a centring by a kept
+        mean, a quotient by a positive tensor, scalings and (1 - x)."""
+        if cur.dtype != "float":
+            return None
+        r = self.rng
+        a = self._named(cur_name)
+        out = self.name()
+        form = r.randrange(4)
+        if form == 0 and cur.rank >= 2:
+            m = self.name()
+            self.lines.append(f"{m} = {a} | mean dim=-1 keepdim")
+            self.lines.append(f"{out} = ({a} - {m})")
+            self.features |= {"mean", "sub"}
+        elif form == 1:
+            self.lines.append(f"{out} = ({a} / (1 + ({a} * {a})))")
+            self.features |= {"div", "add", "mul"}
+        elif form == 2:
+            c = r.choice(["0.5", "2", "-1.5"])
+            self.lines.append(f"{out} = {r.choice([f'({a} * {c})', f'({c} * {a})'])}")
+            self.features.add("mul")
+        else:
+            self.lines.append(f"{out} = {r.choice([f'(1 - {a})', f'({a} / 4)', f'({a} - 0.5)'])}")
+            self.features |= {"sub", "div"} if "/" in self.lines[-1] else {"sub"}
         return cur.copy(), out
 
     def concat(self, cur: Val, cur_name: str | None):
