@@ -696,6 +696,8 @@ class ModelBuilder:
             if chained:
                 self.discarded(st.span)
             return self.expr(st.expr, env, prefix)
+        if isinstance(st, S.Index):
+            return self.index(st, env, prefix, chained)
         if isinstance(st, S.Layer):
             bound = env.get(st.name, self.scope.consts.get(st.name))
             if st.name in env or st.name in self.scope.consts:
@@ -709,6 +711,39 @@ class ModelBuilder:
                 self.fail("E038", f"{st.name!r} is {describe(bound)}, not a tensor", st.name_span)
         return self.apply(st.name, st.args, st.rep, st.alias, st.span, st.name_span,
                           env, inp, prefix, call_form=isinstance(st, S.Call), chained=chained)
+
+    def index(self, st: S.Index, env: dict, prefix: str, chained: bool):
+        """``x[:, 0]``: an index node of the named value x."""
+        if st.name not in env:
+            best = suggest(st.name, [k for k, v in env.items() if isinstance(v, Tensor)])
+            self.fail("E048", f"unknown name {st.name!r}: only named values can be indexed",
+                      st.name_span, hint=f"did you mean {best!r}?" if best else None)
+        if chained:
+            self.discarded(st.span)
+        bound = env[st.name]
+        if bound is POISON:
+            return POISON
+        if not isinstance(bound, Tensor):
+            self.fail("E038", f"{st.name!r} is {describe(bound)}, not a tensor", st.name_span)
+        ev = Evaluator(self.loader, self.scope)
+
+        def integer(e):
+            v = ev.value(e, env)
+            if isinstance(v, bool) or not isinstance(v, int):
+                self.fail("E046", f"an index or slice bound is an integer, got {describe(v)}",
+                          e.span)
+            return v
+
+        items = []
+        for it in st.items:
+            if it is Ellipsis:
+                items.append("...")
+            elif isinstance(it, tuple):
+                items.append(tuple(None if e is None else integer(e) for e in it))
+            else:
+                items.append(integer(it))
+        return self.node(REGISTRY["index"], {"items": tuple(items)}, [bound], st.span, prefix,
+                         st.alias, {})
 
     def apply(self, name, args, rep, alias, span, name_span, env, inp, prefix, call_form=False,
               chained=False):

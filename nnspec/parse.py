@@ -26,7 +26,8 @@ _lock = threading.Lock()
 
 # Human names for the grammar's terminals, for "expected ..." messages.
 _TERMINAL_WORDS = {
-    "NAME": "a name", "CALL": "a call like name(", "INT": "an integer", "FLOAT": "a number",
+    "NAME": "a name", "CALL": "a call like name(", "INDEX": "an index like name[",
+    "ELLIPSIS": "'...'", "INT": "an integer", "FLOAT": "a number",
     "STRING": 'a string in "quotes"', "_NL": "end of line", "$END": "end of file",
     "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "LSQB": "'['",
     "RSQB": "']'", "COMMA": "','", "COLON": "':'", "EQUAL": "'='", "VBAR": "'|'",
@@ -285,6 +286,26 @@ class _Build(Transformer):
     def group(self, c):
         alias = c[4]
         return S.Group(c[1], c[3], str(alias) if alias is not None else None, self._sp(c))
+
+    def index(self, c):
+        tok = c[0]
+        name = str(tok)[:-1]
+        nsp = Span(self.file, tok.line, tok.column, tok.line, tok.column + len(name))
+        alias = c[3]
+        return S.Index(name, c[1], str(alias) if alias is not None else None, self._sp(c), nsp)
+
+    def subscripts(self, c):
+        return [x for x in c if x is not None]
+
+    def sub_index(self, c):
+        return c[0]
+
+    def sub_slice(self, c):
+        # [start] ":" [stop] [":" [step]]: five children, None where a part is absent
+        return (c[0], c[2], c[4])
+
+    def sub_ellipsis(self, c):
+        return Ellipsis
 
     def plus(self, c):
         return S.Plus(c[0], c[1], self._sp(c))

@@ -117,6 +117,19 @@ class Group:
 
 
 @dataclass(slots=True)
+class Index:
+    """``name[subscripts]`` as a pipeline stage: Python's indexing of a named value. Each
+    subscript is an expression (an index), a (start, stop, step) tuple of expressions or
+    None, or ``...``."""
+
+    name: str
+    items: list
+    alias: str | None
+    span: Span
+    name_span: Span
+
+
+@dataclass(slots=True)
 class Plus:
     """``a + b`` at pipeline level: element-wise sum of two stages."""
 

@@ -43,7 +43,20 @@ def spec_for(kind, args: dict, ins: list[TensorType]) -> str:
                    + (names[v] if k in tensor_keys else lit(v)) for k, v in args.items()
                    if v is not None)
     call = f"{kind.name}({', '.join(main + ([kw] if kw else []))})"
+    if kind.name == "index":  # written as a subscript of a named value: x0[:, -1, 1::2]
+        call = f"{names[0]}[{_subscripts(args['items'])}]"
     return f"model M({inputs}) {{\n    {call}\n}}\n"
+
+
+def _subscripts(items) -> str:
+    def one(it):
+        if it == "...":
+            return "..."
+        if isinstance(it, tuple):
+            start, stop, step = ("" if v is None else str(v) for v in it)
+            return f"{start}:{stop}" + (f":{step}" if step else "")
+        return str(it)
+    return ", ".join(one(it) for it in items)
 
 
 def observe(kind, args: dict, ins: list[TensorType]):

@@ -872,9 +872,8 @@ def _index_src(a, ins: list[str], prev: str | None) -> str:
     if a is Ellipsis:
         return "..."
     if isinstance(a, slice):
-        if a.step is not None:
-            raise ValueError("a slice with a step in a torch plan")
-        return ":".join("" if x is None else _arg_src(x, ins, prev) for x in (a.start, a.stop))
+        text = ":".join("" if x is None else _arg_src(x, ins, prev) for x in (a.start, a.stop))
+        return text + ("" if a.step is None else f":{_arg_src(a.step, ins, prev)}")
     return _arg_src(a, ins, prev)
 
 

@@ -9,7 +9,7 @@ naming the dims (E360-E365).
 
 from __future__ import annotations
 
-from typing import Annotated, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BeforeValidator
 
@@ -356,3 +356,110 @@ class Matmul(LayerKind):
     def samples(self):
         return [self.sample(), ({}, [TensorType((4,)), TensorType((2, 4, 3))]),
                 ({}, [TensorType((2, 3, 4)), TensorType((4,))])]
+
+
+def _subscripts(v):
+    """IR/JSON form of subscripts -> the schema's: lists are (start, stop, step) slices."""
+    if isinstance(v, list):
+        return tuple(tuple(x) if isinstance(x, list) else x for x in v)
+    return v
+
+
+Subscript = Union[Int, tuple[Optional[Int], Optional[Int], Optional[Int]], Literal["..."]]
+
+
+def _slice_len(d: Dim, start, stop, step):
+    """The length of d[start:stop:step] (step >= 1). On a concrete axis, Python's; on a
+    symbolic one, bounds past the end are assumed inside it (``:k`` is k long)."""
+    if d.is_const:
+        return Dim.const(len(range(*slice(start, stop, step).indices(d.value))))
+    lo = Dim.const(0) if start is None else (d + start if start < 0 else Dim.const(start))
+    hi = d if stop is None else (d + stop if stop < 0 else Dim.const(stop))
+    n = hi - lo
+    return n if step == 1 else (n + (step - 1)) // step
+
+
+@register
+class Index(LayerKind):
+    """Python's indexing of a named value, as torch's: ``x[:, 0]``, ``x[:, -1]``,
+    ``x[..., :k]``, ``x[:, 1:5:2]``; an integer drops its axis, a slice keeps it (steps >= 1,
+    as torch allows), ``...`` stands for the axes not written."""
+
+    name = "index"
+    aliases = ("getitem",)
+    positional = ("items",)
+    summary = "indexing of a named value: x[:, 0], x[..., :k], x[:, ::2]"
+
+    class Params(Params):
+        items: Annotated[tuple[Subscript, ...], BeforeValidator(_subscripts)]
+
+    def _axes(self, p, x: TensorType):
+        """(axis, subscript) for every axis the subscripts name, ellipsis expanded."""
+        items = list(p.items)
+        if items.count("...") > 1:
+            raise ShapeError("an index can have one ... only", code="E366")
+        named = len(items) - items.count("...")
+        if named > x.rank:
+            raise ShapeError(f"too many indices for {x}: {named} for {x.rank} axes",
+                             code="E366")
+        if "..." in items:
+            i = items.index("...")
+            items[i:i + 1] = [(None, None, None)] * (x.rank - named)
+        items += [(None, None, None)] * (x.rank - len(items))
+        return list(enumerate(items))
+
+    def infer(self, p, ins):
+        (x,) = ins
+        shape = []
+        for ax, it in self._axes(p, x):
+            d = x.shape[ax]
+            if isinstance(it, int):
+                if d.is_const and not -d.value <= it < d.value:
+                    raise ShapeError(f"index {it} is out of range for axis {ax} of {x} "
+                                     f"(size {d.value})", code="E366",
+                                     hint=f"indices run from {-d.value} to {d.value - 1}")
+                continue
+            start, stop, step = it
+            step = 1 if step is None else step
+            if step < 1:
+                raise ShapeError(f"the step {step} on axis {ax}: torch takes steps of 1 or "
+                                 "more", code="E367", hint="flip the axis instead")
+            n = _slice_len(d, start, stop, step)
+            if n.is_const and n.value < 1:
+                raise ShapeError(f"the slice {_show_slice(it)} of axis {ax} of {x} is empty",
+                                 code="E367")
+            shape.append(n)
+        return TensorType(tuple(shape), x.dtype)
+
+    def _index(self, p):
+        return tuple(Ellipsis if it == "..." else slice(*it) if isinstance(it, tuple) else it
+                     for it in p.items)
+
+    def torch(self, p, ins, out):
+        return TorchPlan(None, [TorchCall("getitem", (In(0), self._index(p)))])
+
+    def numpy(self, p, w, xs, ctx):
+        return xs[0][self._index(p)]
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        gx = np.zeros_like(xs[0], dtype=np.asarray(gy).dtype)
+        gx[self._index(p)] = gy  # basic indexing: every element once
+        return [gx], {}
+
+    def detail(self, p, ins):
+        return "[" + ", ".join("..." if it == "..." else _show_slice(it)
+                               if isinstance(it, tuple) else str(it) for it in p.items) + "]"
+
+    def sample(self):
+        return {"items": ((None, None, None), -1, (1, None, 2))}, [TensorType((2, 3, 5))]
+
+    def samples(self):
+        return [self.sample(), ({"items": ("...", 0)}, [TensorType((2, 3, 4))])]
+
+
+def _show_slice(it) -> str:
+    start, stop, step = it
+    text = ("" if start is None else str(start)) + ":" + ("" if stop is None else str(stop))
+    return text + (f":{step}" if step is not None else "")

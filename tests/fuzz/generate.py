@@ -715,6 +715,10 @@ class _Gen:
             got = self.arith(cur, cur_name)
             if got is not None:
                 return got
+        if choice < 0.53:
+            got = self.subscript(cur, cur_name)
+            if got is not None:
+                return got
         return self.pipeline(cur, cur_name)
 
     def pipeline(self, cur: Val, cur_name: str | None, from_name: bool = False):
@@ -795,6 +799,35 @@ class _Gen:
             self.lines.append(f"{out} = {r.choice([f'(1 - {a})', f'({a} / 4)', f'({a} - 0.5)'])}")
             self.features |= {"sub", "div"} if "/" in self.lines[-1] else {"sub"}
         return cur.copy(), out
+
+    def subscript(self, cur: Val, cur_name: str | None):
+        """Python indexing of a named value on an axis after the batch: an index (dropping
+        the axis) or a slice with a step, on a concrete axis; ``...`` for the others."""
+        if cur.rank < 3 or cur.dtype != "float":
+            return None
+        r = self.rng
+        axes = [i for i in range(1, cur.rank) if cur.shape[i].const]
+        if not axes:
+            return None
+        ax = r.choice(axes)
+        n = cur.shape[ax].value
+        shape = cur.copy().shape
+        if r.random() < 0.4:
+            item = str(r.randrange(-n, n))
+            del shape[ax]
+        else:
+            start, step = r.randrange(0, n), r.choice([None, 1, 2, 3])
+            item = f"{start}:" + (f":{step}" if step else "")
+            shape[ax] = _const(len(range(start, n, step or 1)))
+        if ax == cur.rank - 1 and r.random() < 0.5:
+            text = f"..., {item}"
+        else:
+            text = ", ".join([":"] * ax + [item])
+        a = self._named(cur_name)
+        out = self.name()
+        self.lines.append(f"{out} = {a}[{text}]")
+        self.features.add("index")
+        return Val(shape), out
 
     def concat(self, cur: Val, cur_name: str | None):
         r = self.rng
