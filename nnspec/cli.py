@@ -1,6 +1,10 @@
-"""The command line: ``nnspec check | summary | compile | crosscheck | layers | schema``.
+"""The command line: ``nnspec check | summary | compile | crosscheck | train | fmt | graph |
+lsp | layers | schema``.
 
-``check`` never imports torch; only ``compile --target torch`` and ``crosscheck`` do.
+``check`` never imports torch; ``crosscheck`` and ``train`` do, and without torch installed
+they say which extra to install (exit 2). A path ``-`` reads the spec from standard input,
+named ``<stdin>`` in diagnostics. Every JSON output carries ``"version"`` and has a JSON
+Schema in ``nnspec/schemas/`` (``nnspec schema check|summary|ir``).
 Exit status: 0 ok, 1 errors in a spec (or a failed crosscheck), 2 usage, 3 internal error.
 """
 
@@ -13,9 +17,51 @@ import sys
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
+#: The version of the JSON that ``check --format json`` and ``summary --json`` print; it
+#: changes when a change is not backwards compatible (schemas in nnspec/schemas/).
+JSON_VERSION = 1
+
+#: What a command that needs torch says when torch cannot be imported.
+TORCH_EXTRA = "this needs the torch extra: pip install 'nnspec[torch]'"
+
+#: The path that means standard input, and the name diagnostics give it.
+STDIN, STDIN_NAME = "-", "<stdin>"
+
 
 class UsageError(Exception):
     pass
+
+
+def _require_torch(command: str) -> None:
+    """A usage error naming the extra to install when torch cannot be imported (a core
+    install), before any work is done."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UsageError(f"{command}: {TORCH_EXTRA}") from None
+
+
+def _is_torch_missing(e: BaseException) -> bool:
+    name = getattr(e, "name", None) or ""
+    return isinstance(e, ImportError) and (name == "torch" or name.startswith("torch."))
+
+
+_stdin_text: str | None = None
+
+
+def _read_stdin() -> str:
+    """Standard input as spec text, read once (``check - -`` checks it once), with the
+    limits and decoding of a spec file; raises UnreadableSource as read_source does."""
+    global _stdin_text
+    if _stdin_text is None:
+        from .source import MAX_FILE_BYTES, UnreadableSource, decode_source
+
+        data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise UnreadableSource("E005", f"{STDIN_NAME} is too large for a spec (over "
+                                   f"{MAX_FILE_BYTES // 2**20} MiB)")
+        _stdin_text = decode_source(data)
+    return _stdin_text
 
 
 def _spec_files(paths: list[str]) -> list[str]:
@@ -23,7 +69,10 @@ def _spec_files(paths: list[str]) -> list[str]:
     link found in a folder is followed only to a file whose name ends with .nn too)."""
     files = []
     for p in paths:
-        if os.path.isdir(p):
+        if p == STDIN:
+            if STDIN not in files:
+                files.append(p)
+        elif os.path.isdir(p):
             for root, dirs, names in os.walk(p):
                 dirs.sort()
                 files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith(".nn")
@@ -35,9 +84,26 @@ def _spec_files(paths: list[str]) -> list[str]:
     return files
 
 
+def _load_stdin():
+    from . import api
+    from .diagnostics import unreadable
+    from .source import UnreadableSource
+
+    try:
+        text = _read_stdin()
+    except (OSError, UnreadableSource) as e:
+        diag, shown = unreadable(STDIN_NAME, e)
+        return api.Spec(None, {}, [diag], {STDIN_NAME: shown} if shown else {})
+    if text.lstrip().startswith("{"):  # the IR as JSON (`compile --target json` piped in)
+        return api.from_ir(text, STDIN_NAME)
+    return api.loads(text, STDIN_NAME, strict=False)
+
+
 def _load(path: str, strict: bool = False):
     from . import api
 
+    if path == STDIN:
+        return _load_stdin()
     if not os.path.lexists(path):
         raise UsageError(f"no such file: {path}")
     if path.endswith(".json"):
@@ -84,12 +150,18 @@ def cmd_check(args) -> int:
                 print(d.github())
     n = len(all_diags)
     if args.format == "json":
-        print(json.dumps({"files": len(files), "models": n_models, "error_count": n,
+        print(json.dumps({"version": JSON_VERSION, "files": len(files), "models": n_models,
+                          "error_count": n,
                           "errors": [d.to_dict() for d in all_diags[:MAX_JSON_ERRORS]]},
                          indent=2))
+    elif args.format == "sarif":
+        from . import __version__
+        from .diagnostics import sarif
+
+        print(json.dumps(sarif(all_diags[:MAX_JSON_ERRORS], __version__, n), indent=2))
     elif n > MAX_RENDERED:
         print(more_line(n - MAX_RENDERED))
-    if args.format != "json" and not args.quiet:
+    if args.format not in ("json", "sarif") and not args.quiet:
         status = "no errors" if not n else f"{n:,} error{'s' if n != 1 else ''}"
         print(f"nnspec: checked {len(files)} file{'s' if len(files) != 1 else ''}, "
               f"{n_models} model{'s' if n_models != 1 else ''}: {status}", file=sys.stderr)
@@ -102,61 +174,173 @@ def _pick_model(spec, name):
     return spec.model(name)
 
 
-def _summary_rows(spec, model):
+def _dim_json(d):
+    """A dim as JSON: a number when it is one, its text when symbolic (``"N"``)."""
+    return d.value if d.is_const else str(d)
+
+
+def _shape_json(t):
+    """A type's dims as JSON; a tuple type (``y, h = gru ... state``) as a list of them."""
+    if t is None:
+        return None
+    if hasattr(t, "items"):
+        return [_shape_json(i) for i in t.items]
+    return [_dim_json(d) for d in t.shape]
+
+
+def _maybe_dim(d):
+    return None if d is None else _dim_json(d)
+
+
+def _summary_json(s) -> dict:
+    """One model of ``summary --json`` (nnspec/schemas/summary.json)."""
     from .util import fmt_count
 
-    rows = []
-    for r in spec.layers(model.name):
-        rows.append({
-            "name": r.name, "kind": r.kind, "line": r.node.span[1] if r.node.span else None,
-            "args": r.node.kind.detail(r.node.p, r.inputs),
-            "output": r.output.dims_text(), "output_text": str(r.output), "params": r.params,
-            "macs": str(r.macs), "macs_text": fmt_count(r.macs)})
-    return rows
+    m = s.model
+    total = s.params + s.non_trainable
+    rows = [{"name": r.name, "kind": r.kind, "line": r.line, "args": r.args,
+             "inputs": [_shape_json(t) for t in r.inputs], "output": _shape_json(r.output),
+             "output_text": str(r.output), "params": r.params + r.non_trainable,
+             "trainable": r.params, "non_trainable": r.non_trainable, "buffers": r.buffers,
+             "param_percent": round(100 * (r.params + r.non_trainable) / total, 4)
+             if total else 0.0,
+             "macs": _dim_json(r.macs), "macs_text": fmt_count(r.macs), "layers": r.layers}
+            for r in s.rows]
+    return {"model": m.name,
+            "inputs": [{"name": i.name, "shape": [_dim_json(d) for d in i.dims()],
+                        "dtype": i.dtype} for i in m.inputs],
+            "output": _shape_json(s.output), "layers": rows,
+            "params": total, "trainable": s.params, "non_trainable": s.non_trainable,
+            "buffers": s.buffers, "macs": _dim_json(s.macs), "dtype": s.dtype,
+            "weight_bytes": s.weight_bytes, "batch_dim": s.batch,
+            "activation_bytes": {"inference": _maybe_dim(s.inference_bytes),
+                                 "training": _maybe_dim(s.training_bytes)}}
+
+
+def fmt_bytes(n, units: str = "binary") -> str:
+    """Bytes in binary (KiB, MiB: powers of 1024) or SI (kB, MB: powers of 1000) units; a
+    symbolic size (a Dim) as its formula in bytes, a missing one as ``?``."""
+    from .util import fmt_count
+
+    if n is None:
+        return "?"
+    if not isinstance(n, int):
+        if not n.is_const:
+            return f"{fmt_count(n)} B"
+        n = n.value
+    base, names = (1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB")) if units == "binary" \
+        else (1000, ("B", "kB", "MB", "GB", "TB", "PB"))
+    if n < base:
+        return f"{n} B"
+    value, i = float(n), 0
+    while value >= base and i < len(names) - 1:
+        value /= base
+        i += 1
+    return f"{value:,.1f} {names[i]}"
+
+
+def _clip_cell(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[:(keep + 1) // 2] + "..." + text[len(text) - keep // 2:]
+
+
+#: The width of ``summary --narrow``.
+NARROW_COLUMNS = 100
+
+
+def _table(head, rows, right: set[int], width: int | None) -> list[str]:
+    """Aligned columns; with ``width``, the text columns that are widest are cut (in their
+    middle, ``...``) until a line fits."""
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    if width is not None:
+        shrinkable = [i for i in range(len(head)) if i not in right]
+        while 2 + sum(widths) + 2 * (len(widths) - 1) > width:
+            i = max(shrinkable, key=lambda k: widths[k])
+            if widths[i] <= 8:
+                break
+            widths[i] -= 1
+    out = []
+    for j, row in enumerate([head, *rows]):
+        cells = [_clip_cell(str(c), widths[i]) for i, c in enumerate(row)]
+        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+                 for i, c in enumerate(cells)]
+        out.append("  " + "  ".join(cells).rstrip())
+        if j == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return out
+
+
+def _summary_text(s, units: str, narrow_width: int | None) -> list[str]:
+    from .util import fmt_count
+
+    m = s.model
+    total = s.params + s.non_trainable
+
+    def pct(r) -> str:
+        return f"{100 * (r.params + r.non_trainable) / total:.1f}%" if total else "-"
+
+    ins = ", ".join(f"{i.name}: [{', '.join(i.shape)}]" + (f" {i.dtype}" if i.dtype != "float"
+                                                          else "") for i in m.inputs)
+    lines = [f"model {m.name}({ins}) -> {s.output}"]  # a tuple for `gru 8 state`
+    first_in = [str(r.inputs[0]) if r.inputs else "" for r in s.rows]
+    if narrow_width is None:
+        head = ("name", "kind", "args", "input", "output", "params", "%", "MACs")
+        rows = [(r.name, r.kind, r.args, x, str(r.output), f"{r.params + r.non_trainable:,}",
+                 pct(r), fmt_count(r.macs)) for r, x in zip(s.rows, first_in)]
+        lines += _table(head, rows, {5, 6, 7}, None)
+    else:
+        head = ("name", "kind", "output", "params", "%", "MACs")
+        rows = [(r.name, r.kind, str(r.output), f"{r.params + r.non_trainable:,}", pct(r),
+                 fmt_count(r.macs)) for r in s.rows]
+        lines += _table(head, rows, {3, 4, 5}, narrow_width)
+    lines.append(f"  total: {total:,} parameters ({s.params:,} trainable, "
+                 f"{s.non_trainable:,} non-trainable), {s.buffers:,} in buffers")
+    lines.append(f"  MACs: {fmt_count(s.macs)}")
+    lines.append(f"  weights: {fmt_bytes(s.weight_bytes, units)} in {s.dtype}")
+    per = f"per sample ({s.batch} = 1)" if s.batch else "per pass"
+    lines.append(f"  activations {per}: {fmt_bytes(s.inference_bytes, units)} inference, "
+                 f"{fmt_bytes(s.training_bytes, units)} training")
+    if s.inference_bytes is None:
+        syms = sorted({x for r in s.rows for t in [r.output] for x in _type_symbols(t)}
+                      - {s.batch})
+        lines.append(f"  (the inference peak depends on {', '.join(syms)}: give a size with "
+                     f"--dim {syms[0] if syms else 'T'}=SIZE)")
+    if narrow_width is not None:  # a long formula (MACs of several symbols) is cut too
+        lines = [_clip_cell(line, narrow_width) for line in lines]
+    return lines
+
+
+def _type_symbols(t) -> set[str]:
+    if hasattr(t, "items"):
+        return set().union(*(_type_symbols(i) for i in t.items))
+    return set().union(*(d.symbols() for d in t.shape)) if t.shape else set()
 
 
 def cmd_summary(args) -> int:
-    from .util import fmt_count
+    import shutil
 
     spec = _load(args.spec)
     if spec.diagnostics:
         return _fail(spec)
+    if args.depth is not None and args.depth < 1:
+        raise UsageError(f"--depth must be at least 1, got {args.depth}")
+    dims = _parse_dims(args.dim)
     models = [_pick_model(spec, args.model)] if args.model else spec.program.models
-    out = []
-    for m in models:
-        rows = _summary_rows(spec, m)
-        total = spec.param_count(m.name)
-        macs = spec.macs(m.name)
-        types = spec.types(m.name)
-        from .init import nbytes
-
-        info = {"model": m.name,
-                "inputs": {i.name: [str(d) for d in i.dims()] for i in m.inputs},
-                "input_dtypes": {i.name: i.dtype for i in m.inputs},
-                "output": types.output().dims_text(), "layers": rows, "params": total,
-                "macs": str(macs),
-                "weight_bytes_float32": nbytes(spec.state_shapes(m.name), "float32")}
-        out.append(info)
-        if args.json:
-            continue
-        head = ("name", "kind", "args", "output", "params", "MACs")
-        table = [head] + [(r["name"], r["kind"], r["args"], r["output_text"],
-                           f"{r['params']:,}", r["macs_text"]) for r in rows]
-        widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
-        ins = ", ".join(f"{i.name}: [{', '.join(i.shape)}]" + (f" {i.dtype}" if i.dtype != "float"
-                                                              else "") for i in m.inputs)
-        print(f"model {m.name}({ins}) -> {types.output()}")  # a tuple for `gru 8 state`
-        for j, row in enumerate(table):
-            cells = [str(c).ljust(widths[i]) if i < 4 else str(c).rjust(widths[i])
-                     for i, c in enumerate(row)]
-            print("  " + "  ".join(cells).rstrip())
-            if j == 0:
-                print("  " + "  ".join("-" * w for w in widths))
-        print(f"  total: {total:,} parameters, {fmt_count(macs)} MACs, "
-              f"{info['weight_bytes_float32'] / 2**20:,.1f} MiB of float32 weights")
-        print()
+    summaries = [spec.summary(m.name, args.dtype, args.depth, dims) for m in models]
     if args.json:
-        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
+        print(json.dumps({"version": JSON_VERSION,
+                          "models": [_summary_json(s) for s in summaries]}, indent=2))
+        return EXIT_OK
+    narrow = NARROW_COLUMNS if args.narrow else None
+    if narrow is None and sys.stdout.isatty():
+        columns = shutil.get_terminal_size().columns
+        wide = max(len(line) for s in summaries for line in _summary_text(s, args.units, None))
+        narrow = columns if wide > columns else None
+    for s in summaries:
+        print("\n".join(_summary_text(s, args.units, narrow)))
+        print()
     return EXIT_OK
 
 
@@ -174,7 +358,7 @@ def cmd_compile(args) -> int:
     else:
         if args.model:
             _pick_model(spec, args.model)
-        from .backends.torch import emit_source
+        from .emit import emit_source
 
         text = emit_source(spec, args.model, all_models=args.model is None)
     if args.output and args.output not in STDOUT_NAMES:
@@ -182,7 +366,8 @@ def cmd_compile(args) -> int:
             write_atomic(args.output, text)
         except OutputError as e:
             raise UsageError(str(e)) from None
-        print(f"nnspec: wrote {args.output}", file=sys.stderr)
+        if not args.quiet:
+            print(f"nnspec: wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -213,6 +398,7 @@ def cmd_crosscheck(args) -> int:
     from .diagnostics import SpecError
     from .init import TooLarge
 
+    _require_torch("crosscheck")
     spec = _load(args.spec)
     if spec.diagnostics:
         return _fail(spec)
@@ -249,7 +435,8 @@ def cmd_crosscheck(args) -> int:
             print(e.render(), file=sys.stderr)
             status = EXIT_ERRORS
             continue
-        print(report.render())
+        if not (args.quiet and report.ok):
+            print(report.render())
         if not report.ok:
             status = EXIT_ERRORS
     return status
@@ -263,6 +450,7 @@ def cmd_train(args) -> int:
                          "and check that the loss falls)")
     if args.steps < 1 or args.steps > 100_000:
         raise UsageError(f"--steps must be in [1, 100000], got {args.steps}")
+    _require_torch("train")
     spec = _load(args.spec)
     if spec.diagnostics:
         return _fail(spec)
@@ -282,7 +470,8 @@ def cmd_train(args) -> int:
             raise UsageError(f"model {m.name} has no train section")
         mine = {k: v for k, v in dims.items() if k in model_symbols(m)}
         report = overfit(spec, m.name, args.steps, args.seed, mine)
-        print(report.render())
+        if not (args.quiet and report.ok):
+            print(report.render())
         if not report.ok:
             status = EXIT_ERRORS
     return status
@@ -303,11 +492,38 @@ def cmd_layers(args) -> int:
     return EXIT_OK
 
 
-def cmd_schema(args) -> int:
-    from .ir import json_schema
+#: The JSON outputs with a published schema (nnspec/schemas/NAME.json).
+SCHEMAS = ("ir", "check", "summary")
 
-    print(json.dumps(json_schema(), indent=2))
+
+def load_schema(name: str) -> dict:
+    """The JSON Schema of an output: ``ir`` (``compile --target json``; generated from the
+    pydantic IR), ``check`` (``check --format json``) or ``summary`` (``summary --json``)."""
+    if name == "ir":
+        from .ir import json_schema
+
+        return json_schema()
+    from importlib.resources import files
+
+    return json.loads((files("nnspec") / "schemas" / f"{name}.json").read_text("utf-8"))
+
+
+def cmd_schema(args) -> int:
+    print(json.dumps(load_schema(args.output), indent=2))
     return EXIT_OK
+
+
+class _Version(argparse.Action):
+    """``--version``: the version is looked up only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import __version__
+
+        print(f"nnspec {__version__}")
+        parser.exit()
 
 
 def _command_module(name: str):
@@ -322,45 +538,77 @@ def _run_command(name: str):
     return run
 
 
+def _add_spec(p, what: str = "the spec file (.nn, or the IR as .json); - reads stdin") -> None:
+    p.add_argument("spec", help=what)
+
+
+def _add_quiet(p, what: str) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help=what)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nnspec", description="Declarative model-spec compiler.")
+    ap.add_argument("--version", action=_Version, help="print the version and exit")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                            help="the command (nnspec COMMAND --help for its options)")
 
     p = sub.add_parser("check", help="parse and shape-check specs (files or folders)")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--format", choices=("text", "json", "github"), default="text")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="spec files, folders (searched for .nn files) or - for stdin")
+    p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text",
+                   help="text (default), json, github (Actions annotations) or sarif "
+                        "(SARIF 2.1.0, for code-scanning uploads)")
+    _add_quiet(p, "no summary line")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("summary", help="per-layer shapes, parameters and MACs")
-    p.add_argument("spec")
-    p.add_argument("--model")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs and memory")
+    _add_spec(p)
+    p.add_argument("--model", help="the model to summarise (default: every model)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (nnspec schema summary) instead of a table")
+    p.add_argument("--depth", type=int, metavar="K",
+                   help="fold layers whose dotted name has more than K parts into one row "
+                        "per block call (torchinfo's depth)")
+    p.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"),
+                   default="float32", help="element type for the byte figures "
+                                           "(default float32; int tensors are int64)")
+    p.add_argument("--units", choices=("binary", "si"), default="binary",
+                   help="byte units: binary (KiB, MiB; the default) or si (kB, MB)")
+    p.add_argument("--narrow", action="store_true",
+                   help=f"fit the table in {NARROW_COLUMNS} columns (no args and input "
+                        "columns; automatic on a narrower terminal)")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="bind a symbolic dim for the activation figures (the batch dim is 1)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("compile", help="emit PyTorch source (or the IR as JSON)")
-    p.add_argument("spec")
+    _add_spec(p)
     p.add_argument("-o", "--output", help="output file (default: stdout)")
-    p.add_argument("--target", choices=("torch", "json"))
+    p.add_argument("--target", choices=("torch", "json"),
+                   help="torch (PyTorch source) or json (the IR); default: from -o's suffix")
     p.add_argument("--model", help="the model to emit (default: every model)")
+    _add_quiet(p, "no 'wrote FILE' line")
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("crosscheck", help="run both backends and compare layer by layer")
-    p.add_argument("spec")
-    p.add_argument("--model")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("crosscheck", help="run both backends and compare layer by layer "
+                                          "(needs torch)")
+    _add_spec(p)
+    p.add_argument("--model", help="the model to check (default: every model)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="the dtype both backends run in (default float64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 2)")
     p.add_argument("--grad", action="store_true",
                    help="compare the NumPy backward with torch autograd instead: per "
                         "parameter, for L = sum(output * c) with a random c")
+    _add_quiet(p, "print nothing when the check passes")
     p.set_defaults(func=cmd_crosscheck)
 
     p = sub.add_parser("train", help="check trainability: train on one batch "
-                                     "(--overfit-batch)")
-    p.add_argument("spec")
+                                     "(--overfit-batch; needs torch)")
+    _add_spec(p)
     p.add_argument("--overfit-batch", action="store_true",
                    help="train the emitted module on one random batch with the declared "
                         "loss and optimiser; exit 1 if the loss does not fall by 10%% or a "
@@ -368,13 +616,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")
     p.add_argument("--model", help="the model to train (default: every model with a "
                                    "train section)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 4)")
+    _add_quiet(p, "print nothing when the check passes")
     p.set_defaults(func=cmd_train)
 
     # commands implemented in their own modules: each defines add_arguments(p) and run(args)
-    for name, help_ in (("lsp", "run the language server (stdio)"),):
+    for name, help_ in (("fmt", "format specs in the canonical layout (--check for CI)"),
+                        ("lsp", "run the language server (stdio)")):
         p = sub.add_parser(name, help=help_)
         _command_module(name).add_arguments(p)
         p.set_defaults(func=_run_command(name))
@@ -382,12 +632,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("layers", help="list the layer kinds")
     p.set_defaults(func=cmd_layers)
 
-    p = sub.add_parser("schema", help="print the JSON Schema of the IR")
+    p = sub.add_parser("schema", help="print the JSON Schema of an output (default: the IR)")
+    p.add_argument("output", nargs="?", choices=SCHEMAS, default="ir",
+                   help="ir (compile --target json), check (check --format json) or summary "
+                        "(summary --json)")
     p.set_defaults(func=cmd_schema)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _stdin_text
+    _stdin_text = None  # each run reads its own standard input
     ap = build_parser()
     try:
         args = ap.parse_args(argv)
@@ -403,6 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception as e:  # an internal failure is a bug: one line, no traceback
+        if _is_torch_missing(e) and not args.debug:  # a core install: not a bug
+            print(f"nnspec: error: {args.command}: {TORCH_EXTRA}", file=sys.stderr)
+            return EXIT_USAGE
         if args.debug:
             raise
         print(f"nnspec: internal error: {type(e).__name__}: {e} (this is a bug in nnspec; "

@@ -151,3 +151,55 @@ def suggest(word: str, choices) -> str | None:
 
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+#: The SARIF version ``check --format sarif`` writes, and its schema's address.
+SARIF_VERSION = "2.1.0"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_SARIF_LEVELS = {"error": "error", "warning": "warning", "note": "note", "info": "note"}
+
+
+def _sarif_uri(path: str) -> str:
+    """A file name as a SARIF ``uri`` (a URI reference, relative as given: generated reports
+    get committed and uploaded, so no absolute path is added)."""
+    from urllib.parse import quote
+
+    return quote(path.replace("\\", "/"), safe="/:._-~")
+
+
+def sarif(diagnostics: list[Diagnostic], tool_version: str,
+          error_count: int | None = None) -> dict:
+    """A SARIF 2.1.0 log of one ``check`` run, for code-scanning uploads (GitHub, GitLab,
+    Azure DevOps): one result per diagnostic, its notes and hint in the message text, the
+    span as a region in code points (columns 1-based, the end exclusive, as nnspec's are).
+    ``error_count`` is the total when ``diagnostics`` is a prefix of them."""
+    rules: dict[str, dict] = {}
+    results = []
+    for d in diagnostics:
+        rules.setdefault(d.code, {"id": d.code, "name": f"nnspec{d.code}",
+                                  "defaultConfiguration": {"level": "error"}})
+        text = d.message
+        if d.notes:
+            text += "\n" + "\n".join(d.notes)
+        if d.hint:
+            text += f"\nhint: {d.hint}"
+        result: dict = {"ruleId": d.code, "ruleIndex": list(rules).index(d.code),
+                        "level": _SARIF_LEVELS.get(d.severity, "error"),
+                        "message": {"text": text}}
+        if d.span:
+            s = d.span
+            result["locations"] = [{"physicalLocation": {
+                "artifactLocation": {"uri": _sarif_uri(s.file)},
+                "region": {"startLine": s.line, "startColumn": s.col,
+                           "endLine": max(s.end_line, s.line),
+                           "endColumn": max(s.end_col, s.col + (s.end_line <= s.line))}}}]
+        results.append(result)
+    run: dict = {
+        "tool": {"driver": {"name": "nnspec", "version": tool_version,
+                            "informationUri": "https://pypi.org/project/nnspec/",
+                            "rules": list(rules.values())}},
+        "columnKind": "unicodeCodePoints",
+        "results": results}
+    if error_count is not None and error_count > len(results):
+        run["properties"] = {"error_count": error_count}
+    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}

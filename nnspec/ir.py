@@ -177,6 +177,18 @@ class Model(_Base):
     output: str
     asserts: list[Assert] = []
     span: list = []
+    # What lowering knows and the IR does not keep, for the source emitter's names (not
+    # serialised: empty for an IR read from JSON). value_names: (scope prefix, value id) ->
+    # the spec name the value was assigned to there; block_args: block instance prefix ->
+    # (block name, {tensor parameter: value id}, {other parameter: value}).
+    _value_names: dict = PrivateAttr(default_factory=dict)
+    _block_args: dict = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other) -> bool:
+        """The IR's fields only: a model read back from JSON equals the one lowered."""
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def node_map(self) -> dict[str, Node]:
         return {n.id: n for n in self.nodes}

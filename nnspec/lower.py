@@ -485,6 +485,9 @@ class ModelBuilder:
         self.taken: dict[str, set] = {}
         self.counts: dict[tuple, int] = {}
         self.calls: list[tuple[str, Span]] = []  # the block calls being expanded
+        # for the source emitter's names (ir.Model._value_names, _block_args)
+        self.value_names: dict[tuple[str, str], str] = {}
+        self.block_args: dict[str, tuple] = {}
         self.expansions = 0
         self.n_errors = 0
 
@@ -607,9 +610,11 @@ class ModelBuilder:
                                               span=syn.out_shape.span.to_json(), what="output"))
             except Failure as f:
                 self.loader.diags.append(f.diag)
-        return ir.Model.model_construct(
+        model = ir.Model.model_construct(
             name=syn.name, file=syn.file, inputs=inputs, nodes=self.nodes, output=output,
             asserts=self.asserts, span=syn.span.to_json())
+        model._value_names, model._block_args = self.value_names, self.block_args
+        return model
 
     def body(self, stmts: list[S.Stmt], env: dict, current, prefix: str):
         ev = Evaluator(self.loader, self.scope)
@@ -618,6 +623,7 @@ class ModelBuilder:
             if result is not None:
                 self.loader.error("E034", "statement after return is never reached", st.span)
                 break
+            first = len(self.nodes)
             try:
                 v = self.pipeline(st.pipeline, env, current, prefix)
             except _Reported:
@@ -639,6 +645,7 @@ class ModelBuilder:
                     pass
                 else:
                     env[st.target] = v
+                    self.name_values(prefix, first, v, st.target)
             current = v
             if st.kind == "return":
                 result = v
@@ -668,9 +675,22 @@ class ModelBuilder:
             else:
                 item = POISON
             env[name] = item
+            if isinstance(item, Tensor):
+                self.value_names.setdefault((prefix, item.id), name)
             if i == 0:
                 first = item
         return first
+
+    def name_values(self, prefix: str, first: int, v, name: str) -> None:
+        """Record ``name`` for the statement's value and for the layers it made in this
+        scope (nodes[first:] outside nested blocks): ``y = x | conv | relu`` in the emitted
+        forward is ``y = self.conv(x)``, ``y = F.relu(y)``."""
+        depth = len(self.calls)
+        for node in self.nodes[first:]:
+            if len(node.called_from) == depth:
+                self.value_names.setdefault((prefix, node.id), name)
+        if isinstance(v, Tensor):
+            self.value_names.setdefault((prefix, v.id), name)
 
     # ---- pipelines -------------------------------------------------------------
     def pipeline(self, pl: S.Pipeline, env: dict, current, prefix: str):
@@ -1011,6 +1031,9 @@ class ModelBuilder:
             else:
                 self.fail("E056", f"block {name} needs the argument {prm.name!r}", span)
         inst = self.name_for(prefix, name.lower(), alias, span)
+        self.block_args[inst] = (
+            name, {k: v.id for k, v in env.items() if isinstance(v, Tensor)},
+            {k: v for k, v in env.items() if not isinstance(v, Tensor) and v is not POISON})
         self.depth += 1
         self.calls.append((name, span))
         try:

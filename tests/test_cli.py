@@ -75,13 +75,17 @@ def test_summary_text_and_json():
     assert "total: 61,706 parameters" in r.stdout
     r = run("summary", "specs/lenet5.nn", "--json")
     data = json.loads(r.stdout)
-    assert data["params"] == 61706
-    assert data["layers"][0] == {
+    assert data["version"] == 1 and len(data["models"]) == 1
+    assert data["models"][0]["params"] == 61706
+    assert data["models"][0]["layers"][0] == {
         "name": "conv_0", "kind": "conv", "line": 3,
         "args": "out=6 k=(5, 5) s=(1, 1) pads=((0, 0), (0, 0))",
-        "output": ["N", "6", "28", "28"], "output_text": "[N, 6, 28, 28]", "params": 156,
+        "inputs": [["N", 1, 32, 32]],
+        "output": ["N", 6, 28, 28], "output_text": "[N, 6, 28, 28]", "params": 156,
+        "trainable": 156, "non_trainable": 0, "buffers": 0,
+        "param_percent": round(100 * 156 / 61706, 4),
         "macs": "117600*N",
-        "macs_text": "117,600*N"}
+        "macs_text": "117,600*N", "layers": 1}
 
 
 def test_compile_json_round_trip(tmp_path):
@@ -89,7 +93,7 @@ def test_compile_json_round_trip(tmp_path):
     r = run("compile", "specs/lenet5.nn", "--target", "json", "-o", str(out))
     assert r.returncode == 0, r.stderr
     r = run("summary", str(out), "--json")
-    assert json.loads(r.stdout)["params"] == 61706
+    assert json.loads(r.stdout)["models"][0]["params"] == 61706
 
 
 def test_compile_writes_atomically(tmp_path, monkeypatch):

@@ -96,7 +96,7 @@ def test_size_resolves_output_padding_statically():
     assert "output_padding=(1, 0)" in emit_source(s)
     assert str(layer.output) == "[N, 2, 2*H, 2*W - 1]"
     s = one("convtranspose 2 k=3 s=2 p=1 size=8", "[N, 4, 4, 4]")
-    assert "output_padding=1)" in emit_source(s)
+    assert "output_padding=1" in emit_source(s)
 
 
 def test_weights_layout_init_and_macs():

@@ -205,11 +205,13 @@ def test_emitted_source_calls_nn_init(tmp_path):
     for line in [
         "nn.init.normal_(self.convtranspose_0.weight, 0.0, 0.02)",
         "nn.init.normal_(self.batchnorm_0.weight, 1.0, 0.02)",
-        "nn.init.normal_(self.up_0.convtranspose_0.weight, 0.0, 0.02)",
         "nn.init.orthogonal_(self.convtranspose_1.weight)",
         "nn.init.constant_(self.convtranspose_1.bias, 0.1)",
     ]:
         assert line in text
+    # the block's own layer, initialised in its class (the model's and Up's convtranspose_0)
+    assert "class Up(nn.Module)" in text
+    assert text.count("nn.init.normal_(self.convtranspose_0.weight, 0.0, 0.02)") == 2
     assert "batchnorm_0.bias" not in text  # only what the spec sets
     (tmp_path / "gen_g.py").write_text(text)
     gen = import_source(tmp_path / "gen_g.py", "gen_g")

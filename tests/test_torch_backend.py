@@ -340,7 +340,7 @@ def test_emit_lenet(tmp_path):
     assert "class LeNet5(nn.Module):" in text
     assert "lenet5.nn:3  conv 6 k=5  -> [N, 6, 28, 28]" in text
     imports = [ln for ln in text.splitlines() if ln.startswith(("import", "from"))]
-    assert imports == ["import torch", "from torch import nn", "import torch.nn.functional as F"]
+    assert imports == ["import torch", "import torch.nn.functional as F", "from torch import nn"]
     # PyTorch's own default init: an instance's weights are in the default bounds
     gen = import_source(tmp_path / "gen_lenet.py", "gen_lenet2")
     w = gen.LeNet5().conv_0.weight
@@ -352,7 +352,8 @@ def test_emit_blocks_symbols_and_pads(tmp_path):
                           "gen_misc")
     assert 'dims = {"N": x.shape[0]}' in text
     assert 'reshape(dims["N"], 4, -1)' in text
-    assert 'getattr(self.layer1, "0")' in text
+    assert "self.layer1 = nn.ModuleList([Res() for _ in range(2)])" in text
+    assert "for layer in self.layer1:" in text
     sub = tmp_path / "convs"
     sub.mkdir()
     text = emit_and_check(nnspec.loads(CONVS, "t.nn"), sub, [(2, 4, 11, 10)], "gen_convs",

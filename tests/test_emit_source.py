@@ -1,0 +1,280 @@
+"""The emitted PyTorch source (nnspec.emit): written without torch, one class per block,
+repetitions as nn.ModuleList and a loop, lines within 100 columns, lint-clean, and for
+every bundled spec the same state_dict keys and outputs as the in-process build_module."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _util import import_source
+import nnspec
+from nnspec import emit
+from nnspec.emit import NN_SIGNATURES, emit_source
+from nnspec.layers import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted((ROOT / "specs").glob("*.nn"))
+# above this many parameters a model's outputs are not compared here (its keys and shapes
+# still are, on the meta device): the large ones are cross-checked elsewhere
+OUTPUT_PARAMS = 15_000_000
+# symbols at small sizes: 16 for the spatial ones (ESPCN's H, W), 3 time steps
+SMALL = {"N": 2, "T": 3, "S": 4, "H": 16, "W": 16}
+
+
+def _blocks_used(spec, models) -> set[str]:
+    return {c[0] for m in models for n in spec.model(m).nodes for c in n.called_from}
+
+
+@pytest.fixture(scope="module")
+def sources():
+    """spec file name -> (spec, emitted source of every model), loaded from the repository
+    root with a relative path, as on the command line."""
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        specs = {p.name: nnspec.load(f"specs/{p.name}") for p in SPECS}
+        return {k: (s, emit_source(s, all_models=True)) for k, s in specs.items()}
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_spec_reads_like_hand_written_pytorch(path, sources):
+    spec, src = sources[path.name]
+    ast.parse(src)
+    lines = src.splitlines()
+    assert max(len(x) for x in lines) <= emit.WIDTH
+    assert str(ROOT) not in src and "/stdlib/" not in src  # never an absolute path
+    assert lines[0].startswith(f"# {spec.model_names[0]}") and f"specs/{path.name}" in lines[0]
+    classes = re.findall(r"^class (\w+)\(nn\.Module\):", src, re.M)
+    for block in _blocks_used(spec, spec.model_names):
+        assert block in classes, f"block {block} has no class"
+    assert classes[-len(spec.model_names):] == spec.model_names
+    # no generated container modules or digit attributes: blocks are classes, repetitions
+    # ModuleLists
+    assert "nn.Module()" not in src and 'getattr(self' not in src
+    # every spec line a layer comes from is named in a comment (the spec's own file as
+    # given, an imported one by its name)
+    for m in spec.model_names:
+        for node in spec.model(m).nodes:
+            file = f"specs/{path.name}" if node.span[0] == f"specs/{path.name}" \
+                else os.path.basename(node.span[0])
+            assert f"# {file}:{node.span[1]}  " in src, (node.name, node.span)
+
+
+def test_the_emitted_files_are_ruff_clean(sources, tmp_path):
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install ruff)")
+    for name, (_, src) in sources.items():
+        (tmp_path / f"gen_{name[:-3]}.py").write_text(src)
+    r = subprocess.run([ruff, "check", "--isolated", "--no-cache", "--line-length", "100",
+                        "--extend-select", "E,W,F,I,B", str(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # ruff really looks at them: an unused import is found
+    (tmp_path / "bad.py").write_text("import os\n")
+    r = subprocess.run([ruff, "check", "--isolated", "--no-cache", str(tmp_path / "bad.py")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "F401" in r.stdout
+
+
+def _inputs(spec, name):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    out = []
+    for inp in spec.model(name).inputs:
+        env = {s: SMALL.get(s, 2) for d in inp.dims() for s in d.symbols()}
+        shape = [d.evaluate(env) for d in inp.dims()]
+        if inp.dtype == "int":
+            out.append(torch.from_numpy(rng.integers(0, 2, size=shape)))
+        else:
+            out.append(torch.from_numpy(rng.standard_normal(shape)))
+    return out
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_every_spec_has_build_modules_keys_and_outputs(path, sources, tmp_path):
+    torch = pytest.importorskip("torch")
+    from nnspec.backends.torch import build_module
+
+    spec, src = sources[path.name]
+    file = tmp_path / f"gen_{path.stem}.py"
+    file.write_text(src)
+    gen = import_source(file, f"gen_{path.stem}")
+    for name in spec.model_names:
+        with torch.device("meta"):  # nothing allocated: dense_1e12 has 10^12 weights
+            net = getattr(gen, name)()
+        state = net.state_dict()
+        shapes = spec.state_shapes(name)
+        assert list(state) == list(shapes)
+        assert [tuple(t.shape) for t in state.values()] == [w.shape for w in shapes.values()]
+        if spec.param_count(name) > OUTPUT_PARAMS:
+            continue
+        ref = build_module(spec, name, seed=0, dtype=torch.float64).eval()
+        assert list(ref.state_dict()) == list(state)
+        net.load_state_dict(ref.state_dict(), assign=True)
+        net.eval()
+        xs = _inputs(spec, name)
+        with torch.no_grad():
+            want, got = ref(*xs), net(*xs)
+        for a, b in zip(*(v if isinstance(v, tuple) else (v,) for v in (want, got))):
+            torch.testing.assert_close(b, a, rtol=0, atol=0)
+
+
+def test_blocks_become_classes_with_their_parameters(sources):
+    _, src = sources["resnet18.nn"]
+    assert "class Basic(nn.Module):\n    def __init__(self, c):" in src
+    assert "self.conv1 = nn.Conv2d(c, c, kernel_size=3, padding=1, bias=False)" in src
+    assert "class Layer(nn.Module):\n    def __init__(self, in_channels, c):" in src
+    assert "self.layer1 = nn.ModuleList([Basic(64) for _ in range(2)])" in src
+    assert "        for layer in self.layer1:\n            x = layer(x)\n" in src
+    assert "self.layer2 = Layer(in_channels=64, c=128)" in src
+    # the spec's value names: y = x | conv ..., r = x | conv ...
+    assert "y = self.conv1(x)" in src and "r = self.downsample_conv(x)" in src
+    _, src = sources["dcgan.nn"]
+    # a keyword that is at its default in one instance and not in another is a parameter,
+    # named after the block's parameter that gives it
+    assert "self.up1 = Up(in_channels=100, c=512, stride=1, pad=0)" in src
+    assert "stride=stride, padding=pad, bias=False" in src
+    _, src = sources["transformer_base.nn"]
+    assert "self.layers = nn.ModuleList([DecoderLayer() for _ in range(6)])" in src
+    assert "        for layer in self.layers:\n            x = layer(x, mem)\n" in src
+    assert "def forward(self, x, mem):" in src
+    assert "(with blocks\n#   from transformer.nn)." in src
+    _, src = sources["causal_lm.nn"]
+    assert "self.h = nn.ModuleList([GPTBlock() for _ in range(6)])" in src
+    assert "for layer in self.h:" in src
+
+
+def test_a_repeated_layer_is_a_module_list():
+    text = "model M(x: [N, 4]) {\n    dense 4 * 3 as fc\n    relu\n}\n"
+    src = emit_source(nnspec.loads(text, "m.nn"))
+    assert "self.fc = nn.ModuleList([nn.Linear(4, 4) for _ in range(3)])" in src
+    assert "x = self.fc[2](x)" in src
+
+
+def test_instances_that_differ_in_structure_get_a_class_each(sources):
+    _, src = sources["vgg16.nn"]  # Stage(c, n) with n = 2 and n = 3 convolutions
+    assert "class Stage(nn.Module):" in src and "class Stage2(nn.Module):" in src
+    assert "self.stage1 = Stage(in_channels=3, c=64)" in src
+    assert "self.stage3 = Stage2(in_channels=128, c=256)" in src
+
+
+def test_the_header_never_names_an_absolute_path(tmp_path):
+    spec = nnspec.load(str(ROOT / "specs" / "lenet5.nn"))
+    cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        assert "from specs/lenet5.nn." in emit_source(spec)
+        os.chdir(tmp_path)  # not below: the file's name alone
+        src = emit_source(spec)
+    finally:
+        os.chdir(cwd)
+    assert "from lenet5.nn." in src and "lenet5.nn:3  conv 6 k=5" in src
+    assert str(ROOT) not in src
+
+
+def test_compile_never_imports_torch(tmp_path):
+    out = tmp_path / "out.py"
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "nnspec", "compile",
+                        "specs/lenet5.nn", "-o", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "nnspec.emit" in imported and "nnspec.cli" in imported
+    assert not any(m == "torch" or m.startswith("torch.") for m in imported)
+    assert "class LeNet5(nn.Module):" in out.read_text()
+
+
+def test_the_emitter_module_never_imports_torch_or_numpy(tmp_path):
+    code = ("import sys, nnspec\nfrom nnspec.emit import write_source\n"
+            "for f in ('transformer_base', 'gru_sentiment', 'superres', 'causal_lm'):\n"
+            "    write_source(nnspec.load(f'specs/{f}.nn'), sys.argv[1])\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "x.py")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_the_frozen_signatures_are_torchs():
+    torch = pytest.importorskip("torch")
+    from nnspec.backends.torch import _module_cls
+
+    for cls_name, frozen in NN_SIGNATURES.items():
+        cls = _module_cls(emit.TorchModule(cls_name))
+        try:
+            params = inspect.signature(cls.__init__).parameters
+        except (TypeError, ValueError):
+            params = {}
+        want = tuple((k, emit._R if p.default is inspect.Parameter.empty else p.default)
+                     for k, p in params.items() if k != "self"
+                     and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        assert frozen == want, cls_name
+        assert isinstance(cls, type) and issubclass(cls, torch.nn.Module)
+
+
+def test_every_module_class_a_layer_builds_is_known():
+    used = set()
+    for kind in REGISTRY.values():
+        try:
+            samples = kind.samples()
+        except NotImplementedError:
+            continue
+        for params, ins in samples:
+            p = kind.Params.model_validate(params)
+            plan = kind.torch(p, ins, kind.infer(p, ins))
+            if plan.module is not None:
+                used.add(plan.module.cls)
+    for path in SPECS:
+        spec = nnspec.load(str(path))
+        for name in spec.model_names:
+            used |= {plan.module.cls for _, _, plan in emit._plans(spec, spec.model(name))
+                     if plan.module is not None}
+    assert used and used <= NN_SIGNATURES.keys(), sorted(used - NN_SIGNATURES.keys())
+
+
+def test_helper_sources_are_read_without_importing_them():
+    pytest.importorskip("torch")
+    import importlib
+
+    for mod_name in ("nnspec.layers.attention_torch", "nnspec.layers.pool_torch",
+                     "nnspec.layers.recurrent_torch"):
+        mod = importlib.import_module(mod_name)
+        defs = emit._helper_module(mod_name)
+        assert defs
+        for name, (src, _) in defs.items():
+            assert src == inspect.getsource(getattr(mod, name)).rstrip(), name
+    # a helper is copied after those it calls
+    name, _, deps = emit._helper_def("nnspec.layers.recurrent_torch:ChoGRU")
+    assert name == "ChoGRU" and all(d.startswith("nnspec.layers.recurrent_torch:") for d in deps)
+    with pytest.raises(ValueError):
+        emit._helper_def("os:system")
+
+
+@pytest.mark.parametrize("code", [
+    "self.conv1 = nn.ConvTranspose2d(in_channels, c, kernel_size=4, stride=stride, "
+    "padding=pad, bias=False, dilation=(1, 2))",
+    'self._modules["__register_a_rather_long_name_for_a_child_module_here__"] = '
+    "nn.ModuleList([nn.Linear(4, 4) for _ in range(2)])",
+    "x = (a_rather_long_variable_name + another_rather_long_variable_name + yet_another + b)",
+    'y = F.interpolate(x, size=(2 * dims["H"], dims["W"]), mode="nearest", '
+    "align_corners=None, antialias=False)[..., 1:-1, 2:3]",
+])
+def test_long_lines_are_broken_without_changing_the_code(code):
+    lines = emit._fit(code, 8)
+    assert max(len(x) for x in lines) <= emit.WIDTH or len(lines) == 1
+    assert ast.dump(ast.parse("\n".join(x.strip() for x in lines))) == \
+        ast.dump(ast.parse(code))

@@ -1,0 +1,154 @@
+"""``nnspec summary``: its figures against torchinfo's and against sums done by hand, block
+folding, units, the narrow table and the one-shape JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import nnspec
+from nnspec import cli
+from nnspec.dims import Dim
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.nn"))
+
+
+def _summary_json(capsys, *args) -> dict:
+    assert cli.main(["summary", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("spec, model, size", [
+    ("lenet5.nn", "LeNet5", (1, 1, 32, 32)),
+    ("resnet18.nn", "ResNet18", (1, 3, 224, 224)),
+])
+def test_params_split_and_layer_shapes_match_torchinfo(spec, model, size):
+    torchinfo = pytest.importorskip("torchinfo")
+    from nnspec.backends.torch import build_module
+
+    loaded = nnspec.load(str(ROOT / "specs" / spec))
+    module = build_module(loaded, model, seed=0)
+    stats = torchinfo.summary(module, input_size=size, depth=100, verbose=0,
+                              device="cpu", col_names=("output_size", "num_params"))
+    ours = loaded.summary(model)
+    assert ours.params + ours.non_trainable == stats.total_params
+    assert ours.params == stats.trainable_params
+    assert ours.non_trainable == stats.total_params - stats.trainable_params
+    assert ours.buffers == sum(b.numel() for b in module.buffers())
+    assert ours.weight_bytes == sum(t.numel() * t.element_size()
+                                    for t in module.state_dict().values()
+                                    if t.is_floating_point()) + \
+        8 * sum(t.numel() for t in module.state_dict().values() if not t.is_floating_point())
+    names = {id(m): n for n, m in module.named_modules()}
+    rows = {r.name: r for r in ours.rows}
+    seen = set()
+    for info in stats.summary_list:
+        if not info.is_leaf_layer:
+            continue
+        name = names[id(info.module)]
+        row = rows[name]  # every torch module is a row of the summary
+        seen.add(name)
+        assert [d.evaluate({"N": 1}) for d in row.output.shape] == list(info.output_size), name
+        assert row.params == info.trainable_params, name
+    assert {r.name for r in ours.rows if r.params} <= seen
+    assert len(seen) >= (7 if model == "LeNet5" else 40)  # tanh is no module
+
+
+def test_lenet_memory_and_bytes_by_hand(capsys):
+    s = nnspec.load(str(ROOT / "specs" / "lenet5.nn")).summary()
+    outputs = {"conv_0": 6 * 28 * 28, "tanh_0": 6 * 28 * 28, "avgpool_0": 6 * 14 * 14,
+               "conv_1": 16 * 10 * 10, "tanh_1": 16 * 10 * 10, "avgpool_1": 16 * 5 * 5,
+               "dense_0": 120, "tanh_2": 120, "dense_1": 84, "tanh_3": 84, "dense_2": 10}
+    image = 32 * 32
+    # training: the input and every layer's output but flatten's (a view of its input)
+    assert s.training_bytes == Dim.const(4 * (image + sum(outputs.values())))
+    # inference: a chain, so the peak is the largest input + output of one layer (tanh_0)
+    pairs = [image + outputs["conv_0"]] + [a + b for a, b in zip(
+        list(outputs.values()), list(outputs.values())[1:])]
+    assert s.inference_bytes == Dim.const(4 * max(pairs)) == Dim.const(4 * 2 * 6 * 28 * 28)
+    assert s.weight_bytes == 4 * 61706 and s.batch == "N"
+    data = _summary_json(capsys, str(ROOT / "specs" / "lenet5.nn"), "--dtype", "float64")
+    m = data["models"][0]
+    assert m["weight_bytes"] == 8 * 61706 and m["dtype"] == "float64"
+    assert m["activation_bytes"] == {"inference": 8 * 2 * 6 * 28 * 28,
+                                     "training": 8 * (image + sum(outputs.values()))}
+    assert [r["params"] for r in m["layers"]] == [156, 0, 0, 2416, 0, 0, 0, 48120, 0, 10164,
+                                                  0, 850]
+    assert abs(sum(r["param_percent"] for r in m["layers"]) - 100) < 1e-6
+    assert m["layers"][0]["inputs"] == [["N", 1, 32, 32]]
+    assert m["layers"][0]["output"] == ["N", 6, 28, 28] and m["macs"] == "422824*N"
+
+
+def test_symbolic_memory_is_a_formula_or_unknown_until_bound(capsys):
+    path = str(ROOT / "specs" / "gru_sentiment.nn")
+    m = _summary_json(capsys, path)["models"][0]
+    assert m["activation_bytes"]["inference"] is None
+    assert isinstance(m["activation_bytes"]["training"], str) and "T" in m["activation_bytes"][
+        "training"]
+    bound = _summary_json(capsys, path, "--dim", "T=10")["models"][0]["activation_bytes"]
+    assert isinstance(bound["inference"], int) and isinstance(bound["training"], int)
+    assert bound["training"] == Dim.parse(m["activation_bytes"]["training"]).evaluate({"T": 10})
+    assert cli.main(["summary", path]) == 0
+    out = capsys.readouterr().out
+    assert "? inference" in out and "--dim T=SIZE" in out
+
+
+def test_depth_folds_block_calls():
+    spec = nnspec.load(str(ROOT / "specs" / "resnet18.nn"))
+    full = spec.summary()
+    one = spec.summary(depth=1)
+    assert [r.name for r in one.rows] == ["conv1", "bn1", "relu_0", "maxpool_0", "layer1",
+                                          "layer2", "layer3", "layer4", "avgpool_0",
+                                          "flatten_0", "fc"]
+    by = {r.name: r for r in one.rows}
+    assert by["layer1"].kind == "Basic * 2" and by["layer2"].kind == "Layer"
+    for name in ("layer1", "layer2", "layer3", "layer4"):
+        members = [r for r in full.rows if r.name.startswith(name + ".")]
+        assert by[name].params == sum(r.params for r in members)
+        assert by[name].buffers == sum(r.buffers for r in members)
+        assert by[name].layers == len(members)
+        assert by[name].output == members[-1].output
+    assert str(by["layer2"].inputs[0]) == "[N, 64, 56, 56]"
+    assert sum(r.params for r in one.rows) == full.params == 11689512
+    assert one.macs == full.macs
+    two = spec.summary(depth=2)
+    assert [r.name for r in two.rows if r.name.startswith("layer4")] == [
+        "layer4.down_0", "layer4.basic_0"]
+    assert [r.kind for r in two.rows if r.name.startswith("layer4")] == ["Down", "Basic"]
+    assert len(spec.summary(depth=10).rows) == len(full.rows)
+    assert cli.main(["summary", str(ROOT / "specs" / "resnet18.nn"), "--depth", "0"]) == 2
+
+
+def test_units():
+    assert cli.fmt_bytes(1536, "binary") == "1.5 KiB"
+    assert cli.fmt_bytes(1536, "si") == "1.5 kB"
+    assert cli.fmt_bytes(999, "si") == "999 B"
+    assert cli.fmt_bytes(46796608, "si") == "46.8 MB"
+    assert cli.fmt_bytes(46796608, "binary") == "44.6 MiB"
+    assert cli.fmt_bytes(None) == "?"
+    assert cli.fmt_bytes(Dim.parse("2568*T + 2056")) == "2,568*T + 2,056 B"
+
+
+def test_narrow_table_fits_100_columns_for_every_bundled_spec(capsys):
+    for path in SPECS:
+        assert cli.main(["summary", "--narrow", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "total:" in out
+        too_wide = [line for line in out.splitlines() if len(line) > 100]
+        assert not too_wide, (path.name, too_wide[:1])
+
+
+def test_json_has_one_shape_and_numbers_as_numbers(capsys):
+    one = _summary_json(capsys, str(ROOT / "specs" / "lenet5.nn"))
+    two = _summary_json(capsys, str(ROOT / "specs" / "autoencoder_mlp.nn"))
+    assert one.keys() == two.keys() == {"version", "models"}
+    assert len(one["models"]) == 1 and len(two["models"]) >= 2
+    for m in one["models"] + two["models"]:
+        assert isinstance(m["params"], int) and isinstance(m["weight_bytes"], int)
+        for row in m["layers"]:
+            assert all(isinstance(d, int) or not d.isdigit() for d in row["output"])
+    huge = _summary_json(capsys, str(ROOT / "specs" / "dense_1e12.nn"))["models"][0]
+    assert huge["params"] == 1_000_001_000_000
