@@ -29,6 +29,8 @@ BENCHES = [
     "bench_sequences.py",
     "bench_macs.py",
     "bench_lsp.py",
+    "bench_graph.py",
+    "bench_compile_cold.py",
 ]
 
 

@@ -624,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # commands implemented in their own modules: each defines add_arguments(p) and run(args)
     for name, help_ in (("fmt", "format specs in the canonical layout (--check for CI)"),
+                        ("graph", "draw the network: SVG, DOT or HTML (Graphviz)"),
                         ("lsp", "run the language server (stdio)")):
         p = sub.add_parser(name, help=help_)
         _command_module(name).add_arguments(p)
