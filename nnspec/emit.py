@@ -26,6 +26,7 @@ import importlib.util
 import keyword
 import math
 import os
+import re
 import symtable
 from dataclasses import dataclass, field
 
@@ -291,10 +292,18 @@ def _fn_name(fn: str) -> str:
     raise ValueError(f"unknown torch call {fn!r}")
 
 
+# element-wise arithmetic of two operands, written with its operator as by hand: y + x
+_INFIX = {"torch.add": "+", "torch.sub": "-", "torch.mul": "*", "torch.div": "/"}
+_OPERAND = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*|-?[0-9]+(\.[0-9]*)?(e[-+]?[0-9]+)?")
+
+
 def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | None) -> str:
     if call.fn == "getitem":
         return f"{_arg_src(call.args[0], ins, prev)}[{_index_src(call.args[1], ins, prev)}]"
     args = [_arg_src(a, ins, prev) for a in call.args]
+    if call.fn in _INFIX and len(args) == 2 and not call.kwargs:
+        a, b = (x if _OPERAND.fullmatch(x) else f"({x})" for x in args)
+        return f"{a} {_INFIX[call.fn]} {b}"
     for k in call.kwargs:
         if not (k.isidentifier() and not keyword.iskeyword(k)):
             raise ValueError(f"invalid keyword argument {k!r}")
