@@ -39,6 +39,20 @@ def interleaved(fns: dict, reps: int, warmup: int = 1,
     return times
 
 
+def run_timed(cmd, env, cwd) -> float:
+    """Wall seconds of one subprocess run of ``cmd`` (its output captured); a failure ends
+    the benchmark with that output."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout.decode()}"
+                         f"{p.stderr.decode()}")
+    return t
+
+
 def med(xs) -> float:
     return statistics.median(xs)
 

@@ -22,24 +22,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
-from _common import ROOT, fmt_s, machine, med, result, wait_quiet
+from _common import ROOT, fmt_s, machine, med, result, run_timed as run, wait_quiet
 
 GOAL = 0.5
 CHECK = [sys.executable, "-m", "nnspec", "check", "specs/"]
 IMPORT = [sys.executable, "-c", "import lark, pydantic"]
 BARE = [sys.executable, "-c", "pass"]
-
-
-def run(cmd, env, cwd) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout.decode()}"
-                         f"{p.stderr.decode()}")
-    return t
 
 
 def measure(env, reps: int, cwd) -> dict[str, list[float]]:

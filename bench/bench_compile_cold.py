@@ -19,9 +19,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
-from _common import ROOT, fmt_s, machine, med, result, wait_quiet
+from _common import ROOT, fmt_s, machine, med, result, run_timed as run, wait_quiet
 
 GOAL = 1.5
 SPECS = ["specs/lenet5.nn", "specs/resnet18.nn", "specs/transformer_base.nn"]
@@ -33,16 +32,6 @@ def commands(spec: str, out: str) -> dict[str, list[str]]:
     return {"check": [sys.executable, "-m", "nnspec", "check", "-q", spec],
             "compile": [sys.executable, "-m", "nnspec", "compile", "-q", spec, "-o", out],
             "api": [sys.executable, "-c", api, spec, out]}
-
-
-def run(cmd, env, cwd) -> float:
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout.decode()}"
-                         f"{p.stderr.decode()}")
-    return t
 
 
 def torch_imported(cmd, env, cwd) -> bool:

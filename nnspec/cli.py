@@ -345,8 +345,6 @@ def cmd_summary(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .util import STDOUT_NAMES, OutputError, write_atomic
-
     spec = _load(args.spec)
     if spec.diagnostics:
         return _fail(spec)
@@ -361,16 +359,24 @@ def cmd_compile(args) -> int:
         from .emit import emit_source
 
         text = emit_source(spec, args.model, all_models=args.model is None)
-    if args.output and args.output not in STDOUT_NAMES:
-        try:
-            write_atomic(args.output, text)
-        except OutputError as e:
-            raise UsageError(str(e)) from None
-        if not args.quiet:
-            print(f"nnspec: wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    _write_output(args.output, text, args.quiet)
     return EXIT_OK
+
+
+def _write_output(path: str | None, text: str, quiet: bool, what: str = "") -> None:
+    """``text`` to the file ``path`` (atomically; a bad path is a usage error) with a
+    ``wrote`` line unless ``quiet``, or to stdout without a path or for ``-``."""
+    from .util import STDOUT_NAMES, OutputError, write_atomic
+
+    if not path or path in STDOUT_NAMES:
+        sys.stdout.write(text)
+        return
+    try:
+        write_atomic(path, text)
+    except OutputError as e:
+        raise UsageError(str(e)) from None
+    if not quiet:
+        print(f"nnspec: wrote {path}{what}", file=sys.stderr)
 
 
 _DIM_DIGITS = 30  # a size of more digits is far beyond int64: refused without int()

@@ -616,8 +616,7 @@ def render(spec, fmt: str, model: str | None = None, depth: int | None = None
 
 
 def run(args) -> int:
-    from .cli import EXIT_OK, EXIT_USAGE, UsageError, _fail, _load, _pick_model
-    from .util import STDOUT_NAMES, OutputError, write_atomic
+    from .cli import EXIT_OK, EXIT_USAGE, UsageError, _fail, _load, _pick_model, _write_output
 
     if args.depth is not None and args.depth < 0:
         raise UsageError(f"--depth must be 0 or more, got {args.depth}")
@@ -636,13 +635,5 @@ def run(args) -> int:
         print(f"nnspec: note: {len(g.nodes):,} nodes: blocks are drawn without cluster boxes "
               f"above {CLUSTER_LIMIT:,} (Graphviz lays them out slowly); --depth folds "
               "them", file=sys.stderr)
-    if args.output and args.output not in STDOUT_NAMES:
-        try:
-            write_atomic(args.output, text)
-        except OutputError as e:
-            raise UsageError(str(e)) from None
-        if not args.quiet:
-            print(f"nnspec: wrote {args.output} ({len(g.nodes):,} nodes)", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    _write_output(args.output, text, args.quiet, f" ({len(g.nodes):,} nodes)")
     return EXIT_OK
