@@ -113,6 +113,7 @@ def grammar() -> dict:
                 "patterns": [
                     {"include": "#comment"}, {"include": "#shape"}, {"include": "#number"},
                     {"include": "#call"},
+                    {"name": "punctuation.separator.ellipsis.nnspec", "match": "\\.\\.\\."},
                     {"name": "variable.other.dim.nnspec", "match": f"\\b{NAME}\\b"},
                     {"include": "#operator"}, {"include": "#punctuation"},
                 ],
@@ -129,6 +130,8 @@ def grammar() -> dict:
                 word("support.function.initializer", NAMES),
                 word("support.type.optimizer", OPTIMIZERS),
                 {"include": "#call"},
+                {"name": "variable.other.member.nnspec",  # weight=wte.weight: a tie
+                 "match": f"\\b{NAME}(?:\\.{NAME})+\\b"},
                 {"name": "variable.other.nnspec", "match": f"\\b{NAME}\\b"},
                 {"include": "#operator"}, {"include": "#punctuation"},
             ]},

@@ -13,7 +13,7 @@ The backends are separate imports: ``nnspec.backends.torch`` (needs torch) and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import ir
 from .diagnostics import Diagnostic, SpecError
@@ -102,10 +102,12 @@ class Spec:
             if out is None or any(t is None for t in ins):
                 continue
             kind = REGISTRY[node.op]
-            ws = kind.state(node.p, ins, out)
+            ws = {} if node.shared else kind.state(node.p, ins, out)  # a layer applied again
+            if node.ties:
+                ws = _tied(ws, node.ties)
             count = 0
             for w in ws.values():
-                if w.trainable:
+                if w.trainable and not w.tied:
                     n = 1
                     for s in w.shape:
                         n *= s
@@ -141,40 +143,68 @@ class Spec:
         return out
 
 
+def _tied(ws: dict[str, W], ties: dict) -> dict[str, W]:
+    """A layer's state_dict entries with its ties: an entry tied as it is stays, naming the
+    entry it is (torch lists a tied parameter under both keys); one tied transposed is not
+    the layer's at all (it takes the other layer's matrix as an argument)."""
+    out = {}
+    for k, w in ws.items():
+        tie = ties.get(k)
+        if tie is None:
+            out[k] = w
+        elif not tie[2]:
+            out[k] = replace(w, tied=f"{tie[0]}.{tie[1]}")
+    return out
+
+
 def _finish(prog, loader) -> Spec:
     diags = list(loader.diags)
     results = {}
     if prog is not None:
         results, more = infer_program(prog)
         diags.extend(more)
+    loader.note_overrides(diags)  # an error may come from a --const value: say so
     diags.sort(key=lambda d: (d.span.file, d.span.line, d.span.col) if d.span else ("", 0, 0))
     return Spec(prog, results, diags, loader.sources)
 
 
-def load(path: str, strict: bool = True) -> Spec:
-    """Load, lower and shape-check a .nn file. With strict, raise SpecError on any error."""
+def load(path: str, strict: bool = True, consts: dict | None = None) -> Spec:
+    """Load, lower and shape-check a .nn file. With strict, raise SpecError on any error.
+
+    ``consts`` sets constants of the file (``{"layers": 2}``) in place of its ``const``
+    statements, as ``--const`` does; constants computed from them follow. A name the file
+    does not define itself, or a value that is not a literal (int, float, bool, str or a
+    tuple of them), raises ConstError (a ValueError), whatever ``strict`` is."""
     with gc_paused():
-        prog, loader = lower_file(str(path))
+        prog, loader = lower_file(str(path), consts)
         spec = _finish(prog, loader)
     return spec.raise_for_errors() if strict else spec
 
 
-def loads(text: str, path: str = "<string>", strict: bool = True) -> Spec:
+def loads(text: str, path: str = "<string>", strict: bool = True,
+          consts: dict | None = None) -> Spec:
     """Like :func:`load`, from text."""
     with gc_paused():
-        prog, loader = lower_text(text, path)
+        prog, loader = lower_text(text, path, consts)
         spec = _finish(prog, loader)
     return spec.raise_for_errors() if strict else spec
 
 
-def from_ir(prog: ir.Program | str | bytes | dict, path: str = "<ir>") -> Spec:
+def from_ir(prog: ir.Program | str | bytes | dict, path: str = "<ir>",
+            consts: dict | None = None) -> Spec:
     """A Spec from an IR program: a Program, or its JSON (text, or already decoded).
 
     The IR is an input like a spec's text: it is validated first (see irvalidate), every
     problem is a diagnostic located at ``path`` (with the JSON path of the value at fault),
-    and a model with an error in its IR is left out before shape inference.
+    and a model with an error in its IR is left out before shape inference. Its constants
+    were resolved when it was made, so ``consts`` (if not empty) raises ConstError.
     """
     from .irvalidate import validate
+    from .overrides import ConstError
+
+    if consts:
+        raise ConstError(f"--const {next(iter(consts))}: {path} is IR, whose constants are "
+                         "resolved already; constants are set on a .nn spec")
 
     valid, diags = validate(prog, path)
     with gc_paused():
@@ -192,7 +222,8 @@ ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
 INT_ITEMSIZE = 8
 #: Kinds whose output is a view of their first input (or that very tensor): they allocate
 #: nothing, and their input stays alive as long as they are.
-VIEW_KINDS = frozenset({"flatten", "reshape", "identity", "item", "transpose", "permute", "index"})
+VIEW_KINDS = frozenset({"flatten", "reshape", "identity", "item", "transpose", "permute", "index",
+                        "split", "chunk"})
 #: Kinds that are views at inference only (dropout returns its input in eval mode).
 EVAL_VIEW_KINDS = VIEW_KINDS | {"dropout"}
 
@@ -355,13 +386,19 @@ def _summarise(spec: "Spec", name: str | None, dtype: str, depth: int | None,
     for r in spec.layers(m.name):
         buffers = 0
         for w in r.weights.values():
+            if w.tied:
+                continue  # the memory of the parameter it is tied to
             n = _numel(w.shape)
             weight_bytes += n * (INT_ITEMSIZE if w.dtype == "int" else itemsize)
             if not w.trainable:
                 buffers += n
+        args = r.node.kind.detail(r.node.p, r.inputs)
+        ties = " ".join(f"{k}={o}.{ok}{'.T' if t else ''}" for k, (o, ok, t) in
+                        r.node.ties.items())
+        args = " ".join(filter(None, [args, ties, "(shared)" if r.node.shared else ""]))
         rows.append(SummaryRow(r.name, r.kind, r.node.span[1] if r.node.span else None,
-                               r.node.kind.detail(r.node.p, r.inputs), r.inputs, r.output,
-                               r.params, 0, buffers, r.macs, node_id=r.node.id))
+                               args, r.inputs, r.output, r.params, 0, buffers, r.macs,
+                               node_id=r.node.id))
     nodes = {n.id: n for n in m.nodes}
     batch = None
     if m.inputs and m.inputs[0].shape:

@@ -47,6 +47,8 @@ def _is_torch_missing(e: BaseException) -> bool:
 
 
 _stdin_text: str | None = None
+#: The constants this run sets (``--const NAME=VALUE``), for every spec it loads.
+_consts: dict = {}
 
 
 def _read_stdin() -> str:
@@ -95,11 +97,22 @@ def _load_stdin():
         diag, shown = unreadable(STDIN_NAME, e)
         return api.Spec(None, {}, [diag], {STDIN_NAME: shown} if shown else {})
     if text.lstrip().startswith("{"):  # the IR as JSON (`compile --target json` piped in)
-        return api.from_ir(text, STDIN_NAME)
-    return api.loads(text, STDIN_NAME, strict=False)
+        return api.from_ir(text, STDIN_NAME, consts=_consts)
+    return api.loads(text, STDIN_NAME, strict=False, consts=_consts)
 
 
 def _load(path: str, strict: bool = False):
+    """The spec (or IR) at ``path``, with this run's ``--const`` values; a constant the spec
+    does not define is a usage error."""
+    from .overrides import ConstError
+
+    try:
+        return _load_spec(path, strict)
+    except ConstError as e:
+        raise UsageError(str(e)) from None
+
+
+def _load_spec(path: str, strict: bool):
     from . import api
 
     if path == STDIN:
@@ -115,8 +128,8 @@ def _load(path: str, strict: bool = False):
         except (OSError, ValueError, UnreadableSource) as e:
             diag, shown = unreadable(path, e)
             return api.Spec(None, {}, [diag], {path: shown} if shown else {})
-        return api.from_ir(text, path)  # bad IR: diagnostics with the JSON path, exit 1
-    return api.load(path, strict=strict)
+        return api.from_ir(text, path, consts=_consts)  # bad IR: located diagnostics, exit 1
+    return api.load(path, strict=strict, consts=_consts)
 
 
 #: Errors that ``check --format json`` lists (it counts them all).
@@ -548,6 +561,13 @@ def _add_spec(p, what: str = "the spec file (.nn, or the IR as .json); - reads s
     p.add_argument("spec", help=what)
 
 
+def _add_consts(p) -> None:
+    p.add_argument("--const", action="append", metavar="NAME=VALUE",
+                   help="set a constant of the spec (its own `const NAME = ...`; the "
+                        "constants computed from it follow): a number, true/false, a "
+                        "\"string\" or a tuple; repeatable")
+
+
 def _add_quiet(p, what: str) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help=what)
 
@@ -565,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text",
                    help="text (default), json, github (Actions annotations) or sarif "
                         "(SARIF 2.1.0, for code-scanning uploads)")
+    _add_consts(p)
     _add_quiet(p, "no summary line")
     p.set_defaults(func=cmd_check)
 
@@ -586,6 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "columns; automatic on a narrower terminal)")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="bind a symbolic dim for the activation figures (the batch dim is 1)")
+    _add_consts(p)
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("compile", help="emit PyTorch source (or the IR as JSON)")
@@ -594,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=("torch", "json"),
                    help="torch (PyTorch source) or json (the IR); default: from -o's suffix")
     p.add_argument("--model", help="the model to emit (default: every model)")
+    _add_consts(p)
     _add_quiet(p, "no 'wrote FILE' line")
     p.set_defaults(func=cmd_compile)
 
@@ -609,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grad", action="store_true",
                    help="compare the NumPy backward with torch autograd instead: per "
                         "parameter, for L = sum(output * c) with a random c")
+    _add_consts(p)
     _add_quiet(p, "print nothing when the check passes")
     p.set_defaults(func=cmd_crosscheck)
 
@@ -625,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 4)")
+    _add_consts(p)
     _add_quiet(p, "print nothing when the check passes")
     p.set_defaults(func=cmd_train)
 
@@ -634,6 +659,8 @@ def build_parser() -> argparse.ArgumentParser:
                         ("lsp", "run the language server (stdio)")):
         p = sub.add_parser(name, help=help_)
         _command_module(name).add_arguments(p)
+        if name == "graph":  # graph loads a spec (through _load); fmt and lsp do not
+            _add_consts(p)
         p.set_defaults(func=_run_command(name))
 
     p = sub.add_parser("layers", help="list the layer kinds")
@@ -648,14 +675,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global _stdin_text
+    global _stdin_text, _consts
     _stdin_text = None  # each run reads its own standard input
+    _consts = {}
     ap = build_parser()
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
     try:
+        if getattr(args, "const", None):
+            from .overrides import ConstError, parse_flags
+
+            try:
+                _consts = parse_flags(args.const)
+            except ConstError as e:
+                raise UsageError(str(e)) from None
         return args.func(args)
     except UsageError as e:
         print(f"nnspec: error: {e}", file=sys.stderr)

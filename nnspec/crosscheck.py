@@ -306,6 +306,10 @@ def estimate_memory(spec: Spec, model: str | None, env: dict[str, int], dtype) -
             kv = ins[node.p.kv] if node.p.kv is not None else ins[0]
             s = kv.shape[1].evaluate(env) if kv is not None else t
             temp = max(temp, 4 * _numel((n, node.p.heads, t, s)) * item)
+        elif node.op == "sdpa" and out is not None and len(ins) > 1 and ins[1] is not None:
+            # the [..., T, S] scores and weights of q [..., T, D] and k [..., S, D]
+            lead = [d.evaluate(env) for d in out.shape[:-1]]
+            temp = max(temp, 4 * _numel(lead + [ins[1].shape[-2].evaluate(env)]) * item)
         elif node.op.startswith("conv") and ins and ins[0] is not None and out is not None:
             k = node.p.k if isinstance(node.p.k, tuple) else (node.p.k,) * (ins[0].rank - 2)
             shape = [d.evaluate(env) for d in ins[0].shape]

@@ -28,12 +28,13 @@ import math
 import os
 import re
 import symtable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .api import Spec
 from .dims import Dim
 from .layers import REGISTRY
-from .layers.base import MODULE, In, Prev, SymDim, TorchCall, TorchModule, TorchPlan
+from .layers.base import (MODULE, In, ParamRef, Prev, SymDim, TorchCall, TorchModule,
+                          TorchPlan)
 from .names import MODULE_ATTRS, PY_BUILTINS, child_name_problem, plain, py_name
 from .util import write_atomic
 
@@ -82,6 +83,10 @@ _sig("", "GRU", "LSTM", "RNN")
 _sig("normalized_shape eps=1e-05 elementwise_affine=True bias=True device=None dtype=None",
      "LayerNorm")
 _sig("in_features out_features bias=True device=None dtype=None", "Linear")
+_sig("in_features out_features bias=True", "nnspec.layers.dense_torch:TransposedLinear")
+_sig("embed_dim num_heads kv_heads=None dropout=0.0 bias=True qkv='packed' causal=False "
+     "scale=None rope=False rope_theta=10000.0 rope_layout='half'",
+     "nnspec.layers.attention_torch:SDPAttention")
 _sig("kernel_size stride=None padding=0 dilation=1 return_indices=False ceil_mode=False",
      "MaxPool1d", "MaxPool2d", "MaxPool3d")
 _sig("embed_dim num_heads dropout=0.0 bias=True add_bias_kv=False add_zero_attn=False "
@@ -123,7 +128,13 @@ def _plans(spec: Spec, model):
         r = rows.get(node.id)
         if r is None:
             raise ValueError(f"layer {node.name} has no inferred type; the spec has errors")
-        plan = REGISTRY[node.op].torch(node.p, r.inputs, r.output)
+        kind = REGISTRY[node.op]
+        flipped = [(k, t) for k, t in node.ties.items() if t[2]]
+        if flipped:  # weight=enc.weight.T: the other layer's matrix is an argument
+            (key, (owner, okey, _)), = flipped
+            plan = kind.torch_tied(node.p, r.inputs, r.output, ParamRef(f"{owner}.{okey}"))
+        else:
+            plan = kind.torch(node.p, r.inputs, r.output)
         calls = list(plan.calls)
         if not calls and plan.module is not None:
             calls = [TorchCall(MODULE, (In(0),))]
@@ -244,7 +255,18 @@ def _dim_src(d: Dim) -> str:
     return out
 
 
+class _NameClash(ValueError):
+    """Two modules of one class body under one name: the block structure read from the
+    names and calls does not fit (an IR written by hand); the model is emitted flat."""
+
+
+class _Code(str):
+    """Source text that stands as it is in a call (another layer's parameter)."""
+
+
 def _arg_src(a, ins: list[str], prev: str | None) -> str:
+    if isinstance(a, _Code):
+        return str(a)
     if isinstance(a, In):
         return ins[a.index]
     if isinstance(a, Prev):
@@ -300,6 +322,8 @@ _OPERAND = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*|-?[0-9]+(\.[0-9]*)?(e[-+]?[0-9]+
 def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | None) -> str:
     if call.fn == "getitem":
         return f"{_arg_src(call.args[0], ins, prev)}[{_index_src(call.args[1], ins, prev)}]"
+    if call.fn == "tuple":  # several values returned as one: (a, b)
+        return "(" + ", ".join(_arg_src(a, ins, prev) for a in call.args) + ")"
     args = [_arg_src(a, ins, prev) for a in call.args]
     if call.fn in _INFIX and len(args) == 2 and not call.kwargs:
         a, b = (x if _OPERAND.fullmatch(x) else f"({x})" for x in args)
@@ -593,9 +617,11 @@ class _Scope:
     height: int = 0
     cls: _Class | None = None
     values: list = field(default_factory=list)  # its class's constructor arguments
+    reuse: _Scope | None = None  # the instance this one applies again (shared weights)
+    names: set = field(default_factory=set)     # the layer names inside (descendants too)
 
 
-def _tree(plans) -> _Scope:
+def _tree(plans, flat: bool = False) -> _Scope:
     """The model's scope with its block instances as children, from the dotted layer names
     and ``called_from`` (a repetition ``Basic(64) * 2 as layer1`` gives the instances
     layer1.0 and layer1.1). A name or call that does not fit (an IR written by hand) leaves
@@ -606,7 +632,7 @@ def _tree(plans) -> _Scope:
     for k, (node, _, _) in enumerate(plans):
         parts = node.name.split(".")
         cur, i = root, 0
-        for c in (tuple(c) for c in reversed(node.called_from)):  # outermost first
+        for c in () if flat else (tuple(c) for c in reversed(node.called_from)):  # outermost 1st
             if not c or i >= len(parts) - 1:
                 break
             j = i + 1
@@ -614,15 +640,29 @@ def _tree(plans) -> _Scope:
                 j += 1
             path = ".".join(parts[:j])
             s = scopes.get(path)
-            if s is None:
+            if s is not None and node.shared and s.parent is cur and (
+                    node.name in s.names or s.call != c):
+                # the instance applied again (``x2 | tower``): a call of the same module
+                s = scopes[path] = _Scope(path, str(c[0]), c, cur, reuse=s.reuse or s)
+                cur.items.append(("inst", s, _rel(path, cur)))
+            elif s is None:
                 s = scopes[path] = _Scope(path, str(c[0]), c, cur)
                 cur.items.append(("inst", s, _rel(path, cur)))
             elif s.call != c or s.parent is not cur or not _within(prev, s):
                 break  # left and entered again, or another call: not one block instance
+            s.names.add(node.name)
             cur, i = s, j
         cur.items.append(("node", k, _rel(node.name, cur)))
         prev = cur
     return root
+
+
+def _path_ref(path: str, parent: str = "self") -> str:
+    """``self.encoder.fc.weight`` for the dotted path of a module or parameter below
+    ``parent``."""
+    for part in path.split("."):
+        parent = _child(parent, part)
+    return parent
 
 
 def _within(s: _Scope | None, outer: _Scope) -> bool:
@@ -702,6 +742,7 @@ class _Raw:
     args: list            # forward's argument names after self (dims included)
     key: tuple = ()
     slots: list = field(default_factory=list)
+    nums: list = field(default_factory=list)  # per forward line: its _Num literals
 
 
 class _Emitter:
@@ -778,13 +819,16 @@ class _Emitter:
             kind, x, local = item
             if kind == "node" and plans[x][2].module is None:
                 continue
+            if kind == "node" and plans[x][0].shared or kind == "inst" and x.reuse is not None:
+                refs[idx] = _path_ref(local)  # applied again: the module made before
+                continue
             group = lists.get(idx)
             if group is not None:
                 name, members, pos = group
                 ref = f"{_child('self', name)}[{pos}]"
                 if pos == 0:
                     if name in registered or name in containers:
-                        raise ValueError(f"the layer name {name!r} is used twice")
+                        raise _NameClash(f"the layer name {name!r} is used twice")
                     elems = [value_of(s.items[j]) for j in members]
                     init.append(_assign_pieces("self", name, _list_pieces(elems)))
                     registered.add(name)
@@ -795,14 +839,14 @@ class _Emitter:
                     sub = ".".join(parts[:j + 1])
                     _check_child_name(part, sub)
                     if sub in registered:
-                        raise ValueError(f"the layer name {sub!r} is used twice")
+                        raise _NameClash(f"the layer name {sub!r} is used twice")
                     if sub not in containers:
                         init.append(_assign_pieces(parent, part, ["nn.Module()"]))
                         containers.add(sub)
                     parent = _child(parent, part)
                 _check_child_name(parts[-1], local)
                 if local in registered or local in containers:
-                    raise ValueError(f"the layer name {local!r} is used twice")
+                    raise _NameClash(f"the layer name {local!r} is used twice")
                 registered.add(local)
                 init.append(_assign_pieces(parent, parts[-1], value_of(item)))
                 ref = _child(parent, parts[-1])
@@ -811,15 +855,16 @@ class _Emitter:
                 node, row, _ = plans[x]
                 layer = REGISTRY[node.op]
                 for suffix, w in row.weights.items():
+                    if w.tied:  # lm_head.weight = wte.weight: one Parameter
+                        init.append([f"{_path_ref(suffix, ref)} = "
+                                     f"{_path_ref(_rel(w.tied, s))}"])
+                        continue
                     chosen = layer.init_for(node.p, suffix, w)
                     if chosen is not None:  # the spec's initialiser, as nn.init writes it
                         init.append([chosen.torch_src(f"{ref}.{suffix}")])
         fwd, args = self.forward(s, m, plans, refs, lists)
         raw = _Raw(init, fwd, args)
-        raw.slots = [p for line in init for p in line if isinstance(p, _Slot)]
-        raw.key = (s.block, tuple(tuple("\0" if isinstance(p, _Slot) else p for p in line)
-                                  for line in init),
-                   tuple((i, c, n) for i, c, n, _ in fwd), tuple(args))
+        _slots_and_key(raw, s.block)
         return raw
 
     def forward(self, s: _Scope, m, plans, refs, lists) -> tuple[list, list]:
@@ -867,6 +912,7 @@ class _Emitter:
             else:
                 args.append("dims")
         tmp = None
+        returned = False
         k = 0
         while k < len(s.items):
             kind, x, local = s.items[k]
@@ -890,6 +936,10 @@ class _Emitter:
                 node, _, plan = plans[x]
                 expr = None
                 for j, call in enumerate(plan.calls):
+                    if any(isinstance(a, ParamRef) for a in call.args):
+                        call = replace(call, args=tuple(
+                            _Code(_path_ref(_rel(a.key, s))) if isinstance(a, ParamRef) else a
+                            for a in call.args))
                     if j and j % _MAX_CHAIN == 0:
                         # Python's parser refuses more than 200 nested parentheses:
                         # add(a, b, ...) of many tensors is a chain of calls, in steps
@@ -912,7 +962,23 @@ class _Emitter:
                 fallback = local.split(".")[0]
             shape = self.shape(m, out_id)
             drop(dying)
+            unpacked = self.unpacking(s, m, k, out_id, plans, reads, last)
+            if unpacked is not None:  # s, p = self.heads(x): one name per value
+                targets = ["_"] * unpacked[0]
+                for j in unpacked[1]:
+                    item = plans[s.items[j][1]][0]
+                    if item.id in last:
+                        targets[item.p.index] = pick(
+                            names.get((prefix, item.id)) or f"v{item.p.index}", item.id)
+                fwd.append((0, f"{', '.join(targets)} = {expr}", note, shape))
+                k = unpacked[1][-1] + 1
+                continue
             k += 1
+            if kind == "node" and node.op == "pack" and out_id == s.output \
+                    and k == len(s.items):
+                fwd.append((0, f"return {', '.join(ins)}", note, shape))  # return a, b
+                returned = True
+                continue
             if out_id not in last:  # never read: a dead branch, computed as build_module does
                 fwd.append((0, expr, note, shape))
                 continue
@@ -920,9 +986,25 @@ class _Emitter:
             if base is None and dying and dying[0] == reads[k - 1][0]:
                 base = var[dying[0]]
             fwd.append((0, f"{pick(base or fallback, out_id)} = {expr}", note, shape))
-        if s.output is not None:
+        if s.output is not None and not returned:
             fwd.append((0, f"return {var[s.output]}", None, None))
         return fwd, args
+
+    def unpacking(self, s: _Scope, m, k: int, out_id: str, plans, reads, last):
+        """(number of values, item indexes) when item k makes several values that only the
+        ``item`` nodes right after it read, each value at most once: ``a, b = <call>``."""
+        j, got, seen = k + 1, [], set()
+        while j < len(s.items) and s.items[j][0] == "node" and reads[j] == [out_id]:
+            item = plans[s.items[j][1]][0]
+            if item.op != "item" or item.p.index in seen:
+                break
+            seen.add(item.p.index)
+            got.append(j)
+            j += 1
+        if not got or last.get(out_id) != got[-1] or out_id == s.output:
+            return None
+        t = self.spec.types(m.name).types.get(out_id)
+        return len(getattr(t, "items", ())) or max(seen) + 1, got
 
     def loop_count(self, s: _Scope, k: int, lists, reads, last) -> int:
         """n when items k..k+n-1 are a repetition ``B(...) * n as name`` of one class that
@@ -948,32 +1030,49 @@ class _Emitter:
     def finish(self, block: str, members: list[tuple[_Scope, _Raw]], models: dict) -> None:
         """One class for instances of a block that render alike: a literal that differs
         between them becomes a constructor parameter (one per distinct column of values:
-        a conv's in and out channels that are equal in every instance are one)."""
+        a conv's in and out channels that are equal in every instance are one). A literal
+        of ``forward`` that differs is a parameter too, kept on ``self`` (U-Net's crop)."""
         s0, raw0 = members[0]
         n = len(raw0.slots)
         texts = [tuple(raw.slots[j].text for _, raw in members) for j in range(n)]
+        where = [(i, q) for i, line in enumerate(raw0.nums) for q in range(len(line))]
+        ftexts = [tuple(raw.nums[i][q].text for _, raw in members) for i, q in where]
         calls = [(getattr(models[id(sc)], "_block_args", None) or {}).get(sc.path)
                  for sc, _ in members]
         reserved = self.module_names | _RESERVED_LOCALS | self.class_names
+        # an attribute must not be a child's name or an nn.Module attribute (``training``)
+        attr_reserved = reserved | MODULE_ATTRS | _TRAIN_METHODS | {
+            local.split(".")[0] for _, _, local in s0.items}
+        wanted: dict[tuple, list] = {}  # a column of differing values -> [name, on self]
+        for counts in (False, True):  # the counts of loops last, as a block lists them
+            for j in range(n):
+                if len(set(texts[j])) > 1 and isinstance(raw0.slots[j], _Count) == counts:
+                    wanted.setdefault(texts[j], [raw0.slots[j].name, False])
+        for (i, q), col in zip(where, ftexts):
+            if len(set(col)) > 1:
+                wanted.setdefault(col, [raw0.nums[i][q].name, False])[1] = True
         taken: set[str] = set()
         param_of: dict[tuple, str] = {}
-        slot_param: dict[int, str] = {}
-        first_slot: dict[str, int] = {}
-        for j in range(n):
-            if len(set(texts[j])) == 1:
-                continue
-            if texts[j] not in param_of:
-                want = _param_name(raw0.slots[j].name, texts[j], calls)
-                p = param_of[texts[j]] = py_name(want, taken, reserved)
-                first_slot[p] = j
-            slot_param[j] = param_of[texts[j]]
-        params = list(first_slot)
+        for col, (natural, on_self) in wanted.items():
+            want = _param_name(natural, col, calls)
+            if on_self:
+                want = want.lstrip("_") or "value"
+            param_of[col] = py_name(want, taken, attr_reserved if on_self else reserved)
+        slot_param = {j: param_of[texts[j]] for j in range(n) if texts[j] in param_of}
+        num_param = {w: param_of[col] for w, col in zip(where, ftexts) if col in param_of}
+        params = list(param_of.values())
+        on_self = [param_of[col] for col, (_, attr) in wanted.items() if attr]
         cls = _Class(self.class_name(block), params, s0.symbols)
         for sc, raw in members:
+            got = {}
+            for j, p in slot_param.items():
+                got.setdefault(p, raw.slots[j].value)
+            for (i, q), p in num_param.items():
+                got.setdefault(p, raw.nums[i][q].value)
             sc.cls = cls
-            sc.values = [raw.slots[first_slot[p]].value for p in params]
+            sc.values = [got[p] for p in params]
         shapes = [{raw.fwd[i][3] for _, raw in members} for i in range(len(raw0.fwd))]
-        cls.lines = self.class_lines(cls, raw0, slot_param, shapes)
+        cls.lines = self.class_lines(cls, raw0, slot_param, shapes, num_param, on_self)
         self.classes.append(cls)
 
     def class_name(self, base: str, fallback: str = "Block") -> str:
@@ -985,19 +1084,32 @@ class _Emitter:
         self.class_names.add(name)
         return name
 
-    def class_lines(self, cls: _Class, raw: _Raw, slot_param: dict, shapes: list) -> list:
+    def class_lines(self, cls: _Class, raw: _Raw, slot_param: dict, shapes: list,
+                    num_param: dict | None = None, on_self: list | None = None) -> list:
+        """The class's source. ``slot_param``: slot index -> the parameter it is written as;
+        ``num_param``: (forward line, literal) -> the parameter on ``self`` written there;
+        ``on_self``: the parameters kept as attributes, for forward."""
         out = [f"class {cls.name}(nn.Module):",
                *_fit(f"def __init__({', '.join(['self'] + cls.params)}):", 4),
                "        super().__init__()"]
+        out += [f"        {_child('self', p)} = {p}" for p in on_self or ()]
         first = 0
         for line in raw.init:
             def text_of(p: _Slot, j: int, first=first) -> str:
                 return _slot_text(p, slot_param.get(first + j))
 
-            out += _fit(_render(line, text_of), 8)
+            indent = 8
+            if line and line[0] is _INDENT:  # the body of a loop in __init__
+                line, indent = line[1:], 12
+            out += _fit(_render(line, text_of), indent)
             first += sum(isinstance(p, _Slot) for p in line)
         out += ["", *_fit(f"def forward({', '.join(['self'] + raw.args)}):", 4)]
         for i, (indent, code, note, _) in enumerate(raw.fwd):
+            nums = raw.nums[i] if num_param and i < len(raw.nums) else ()
+            for q in reversed(range(len(nums))):
+                p = num_param.get((i, q))
+                if p is not None:
+                    code = code[:nums[q].start] + _child("self", p) + code[nums[q].end:]
             shape = next(iter(shapes[i])) if len(shapes[i]) == 1 else None
             out += _with_note(code, 8 + 4 * indent, note, shape)
         return out
@@ -1020,6 +1132,369 @@ def _param_name(natural: str, values: tuple, calls: list) -> str:
     return natural
 
 
+# ---- which instances share a class: literals of forward, repetition counts ---------------
+
+
+class _Indent:
+    """Starts a line of ``__init__`` that is the body of a loop (one level deeper)."""
+
+
+_INDENT = _Indent()
+
+
+@dataclass(frozen=True)
+class _Num:
+    """A number literal in a line of forward (at ``start:end``, its unary minus included):
+    where the instances of a block differ in it, it becomes a constructor parameter kept
+    on ``self``; ``name`` is what that parameter would be called."""
+
+    start: int
+    end: int
+    text: str
+    name: str
+
+    @property
+    def value(self):
+        return ast.literal_eval(self.text)
+
+
+# a string literal (skipped), or a number that is no part of a name or attribute
+_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|'
+                     r'(?<![\w.)\]])(-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)(?![\w.])')
+_KEYWORD = re.compile(r"(?<![=!<>])\b([A-Za-z_]\w*)=$")
+_CALLEE = re.compile(r"([A-Za-z_]\w*)$")
+
+
+def _numbers(code: str) -> list[_Num]:
+    out = []
+    for m in _NUMBER.finditer(code):
+        if m.group(1) is not None:
+            start, end = m.span(1)
+            out.append(_Num(start, end, m.group(1), _num_name(code, start, end)))
+    return out
+
+
+def _num_name(code: str, start: int, end: int) -> str:
+    """A name for the number at ``code[start:end]`` from where it stands: the keyword it is
+    given to (``dim``), the part of a slice (``start``, ``stop``, ``step``) or ``index``
+    in a subscript, ``n`` for ``range``, ``<function>_arg`` for another call."""
+    before = code[:start].rstrip()
+    kw = _KEYWORD.search(before)
+    if kw:
+        return kw.group(1)
+    opens: list[int] = []
+    sep = -1
+    for i, ch, _ in _scan(code[:start]):
+        if ch in "([{":
+            opens.append(i)
+        elif ch in ")]}" and opens:
+            opens.pop()
+        elif ch == "," and opens:
+            sep = i
+    if not opens:
+        return "value"
+    o = opens[-1]
+    if code[o] == "[" and o and (code[o - 1].isalnum() or code[o - 1] in "_)]"):
+        colons = code[max(o, sep) + 1:start].count(":")
+        if colons:
+            return "stop" if colons == 1 else "step"
+        return "start" if code[end:].lstrip().startswith(":") else "index"
+    callee = _CALLEE.search(code[:o]) if code[o] == "(" else None
+    if callee is None:
+        return "value"
+    return "n" if callee.group(1) == "range" else f"{callee.group(1)}_arg"
+
+
+def _template(line: list) -> tuple:
+    return tuple("\0" if isinstance(p, _Slot) else p for p in line)
+
+
+def _code_template(code: str, nums: list[_Num]) -> str:
+    for num in reversed(nums):
+        code = code[:num.start] + "\0" + code[num.end:]
+    return code
+
+
+def _slots_and_key(raw: _Raw, block: str | None) -> None:
+    """Fill in ``raw``'s slots, forward literals and key: instances with equal keys (equal
+    but for their slots and forward literals) share one class."""
+    raw.slots = [p for line in raw.init for p in line if isinstance(p, _Slot)]
+    raw.nums = [_numbers(code) for _, code, _, _ in raw.fwd]
+    raw.key = (block, tuple(_template(line) for line in raw.init),
+               tuple((i, _code_template(c, nums), n)
+                     for (i, c, n, _), nums in zip(raw.fwd, raw.nums)),
+               tuple(raw.args))
+
+
+# A child of a repetition: ``self.convrelu_1 = ConvRelu(c=c)`` in __init__ (an unnamed
+# ``ConvRelu(c) * n``: its children are named ``convrelu_<i>``), and its call in forward
+_RUN_CHILD = re.compile(r"self\.([A-Za-z_]\w*)_(0|[1-9][0-9]*) = ")
+_RUN_CALL = re.compile(r"([A-Za-z_]\w*) = self\.([A-Za-z_]\w*)_(0|[1-9][0-9]*)"
+                       r"\(([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)\)")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Children ``base_<start>`` .. ``base_<start + count - 1>`` of one class, each made on
+    one line of __init__ (from ``init``) and called on one line of forward (from ``fwd``),
+    one after the other: ``x = self.base_<i>(x, ...)``."""
+
+    base: str
+    start: int
+    count: int
+    init: int
+    fwd: int
+
+
+def _run_child(line: list) -> tuple | None:
+    """(base, index, the rest of the line as a template) of a child of a repetition made
+    by this line of __init__: a block instance with its arguments as plain slots."""
+    if len(line) < 2 or not isinstance(line[0], str):
+        return None
+    m = _RUN_CHILD.fullmatch(line[0])
+    if m is None or any(isinstance(p, _Slot) and p.kw for p in line):
+        return None
+    return m.group(1), int(m.group(2)), _template(line[1:])
+
+
+def _runs(raw: _Raw) -> list[_Run]:
+    out = []
+    i = 0
+    while i < len(raw.init):
+        got = _run_child(raw.init[i])
+        if got is None:
+            i += 1
+            continue
+        base, start, tpl = got
+        j = i + 1
+        while j < len(raw.init) and _run_child(raw.init[j]) == (base, start + j - i, tpl):
+            j += 1
+        count = j - i
+        for f, line in enumerate(raw.fwd):
+            m = _RUN_CALL.fullmatch(line[1])
+            if m and m.group(2) == base and int(m.group(3)) == start:
+                if _chained(raw.fwd[f:f + count], base, start, count):
+                    out.append(_Run(base, start, count, i, f))
+                break
+        i = j
+    return out
+
+
+def _chained(lines: list, base: str, start: int, count: int) -> bool:
+    """The forward lines call base_<start> .. in turn, each on the previous one's value
+    (``x = self.b_0(x)``, ``x = self.b_1(x)``), with the same other arguments and note."""
+    if len(lines) != count:
+        return False
+    head = None
+    for k, (indent, code, note, _) in enumerate(lines):
+        m = _RUN_CALL.fullmatch(code)
+        if indent or m is None or m.group(2) != base or int(m.group(3)) != start + k:
+            return False
+        target, args = m.group(1), m.group(4)
+        if args.split(", ")[0] != target or (head is not None and head != (target, args, note)):
+            return False
+        head = (target, args, note)
+    return True
+
+
+def _folded_key(raw: _Raw, runs: list[_Run]) -> tuple:
+    """``raw.key`` with each repetition's children as one item whatever their count."""
+    at_init = {r.init: r for r in runs}
+    at_fwd = {r.fwd: r for r in runs}
+    init, fwd = [], []
+    i = 0
+    while i < len(raw.init):
+        r = at_init.get(i)
+        init.append(("run", r.base, r.start, _template(raw.init[i][1:])) if r
+                     else raw.key[1][i])
+        i += r.count if r else 1
+    i = 0
+    while i < len(raw.fwd):
+        r = at_fwd.get(i)
+        fwd.append(("run", r.base, r.start, raw.fwd[i][1].split(" = ")[0], raw.fwd[i][2])
+                   if r else raw.key[2][i])
+        i += r.count if r else 1
+    return raw.key[0], tuple(init), tuple(fwd), raw.key[3]
+
+
+def _merge_groups(groups: dict, models: dict) -> list[list]:
+    """The members of each class to write: a group of instances with one key, or several
+    groups of one block that differ only in the counts of repetitions of a child
+    (``ConvRelu(c) * n``), written as one class with a loop over the children."""
+    folded: dict[tuple, list] = {}
+    for members in groups.values():
+        raw = members[0][1]
+        runs = _runs(raw)
+        key = _folded_key(raw, runs) if runs else ("once", id(members))
+        folded.setdefault(key, []).append((members, runs))
+    out = []
+    for parts in folded.values():
+        merged = _fold(parts, models) if len(parts) > 1 else None
+        if merged is None:
+            out += [members for members, _ in parts]
+        else:
+            out.append(merged)
+    return out
+
+
+def _fold(parts: list, models: dict) -> list | None:
+    """The members of several groups rewritten alike, each repetition whose count differs
+    between them as a loop; None when the children of a repetition differ in another way
+    than the first from the rest (which ``a if i == 0 else b`` writes)."""
+    members = [m for group, _ in parts for m in group]
+    runs = [rs for group, rs in parts for _ in group]  # each member's repetitions
+    calls = [(getattr(models[id(sc)], "_block_args", None) or {}).get(sc.path)
+             for sc, _ in members]
+    words: set[str] = set()  # the loop variable must be none of forward's names
+    for (_, raw), call in zip(members, calls):
+        for _, code, _, _ in raw.fwd:
+            words.update(re.findall(r"[A-Za-z_]\w*", code))
+        words.update(call[2] if call else ())
+    loop = next((v for v in ("i", "j", "k", "idx") if v not in words), None) or \
+        py_name("i", set(), words)
+    plans = []
+    for k in range(len(runs[0])):
+        if len({rs[k].count for rs in runs}) > 1:
+            plan = _loop_plan([raw for _, raw in members], [rs[k] for rs in runs], calls)
+            if plan is None:
+                return None
+            plans.append((k, plan))
+    out = [(sc, _looped(raw, [(rs[k], plan) for k, plan in plans], loop, call))
+           for (sc, raw), rs, call in zip(members, runs, calls)]
+    _close_rests([raw for _, raw in out])
+    return out
+
+
+def _close_rests(raws: list[_Raw]) -> None:
+    """The later children's arguments of an instance with one child are never used: give
+    them the values of a column that agrees with the others' wherever they have them (VGG's
+    ``c``), so that no parameter is made for them alone."""
+    slots = [raw.slots for raw in raws]
+    for j, slot in enumerate(slots[0]):
+        if not isinstance(slot, _Rest) or not any(getattr(s[j], "open", False) for s in slots):
+            continue
+        known = [s for s in slots if not getattr(s[j], "open", False)]
+        same = next((k for k in range(len(slots[0])) if k != j
+                     and not any(isinstance(s[k], _Rest) and s[k].open for s in slots)
+                     and all(s[k].text == s[j].text for s in known)), None)
+        if same is None:
+            continue
+        for raw, s in zip(raws, slots):
+            if getattr(s[j], "open", False):
+                _replace_slot(raw, j, _Rest(s[same].value, s[j].name))
+    for raw in raws:
+        _slots_and_key(raw, raw.key[0])
+
+
+def _replace_slot(raw: _Raw, j: int, new: _Slot) -> None:
+    n = 0
+    for line in raw.init:
+        for k, p in enumerate(line):
+            if isinstance(p, _Slot):
+                if n == j:
+                    line[k] = new
+                    return
+                n += 1
+
+
+class _Count(_Slot):
+    """The count of a loop in __init__ (``for i in range(n)``)."""
+
+
+@dataclass(frozen=True)
+class _Rest(_Slot):
+    """An argument of the children after the first in a loop in __init__ (the ``c`` of
+    ``in_channels if i == 0 else c``); ``open`` where the instance has one child only."""
+
+    open: bool = False
+
+
+@dataclass(frozen=True)
+class _LoopPlan:
+    """How one repetition is written as a loop: per argument of a child, whether the first
+    child's differs from the others' (``in_channels if i == 0 else c``); the block
+    parameter its count follows, with the difference (``range(n - 1)``), if one does."""
+
+    first: tuple
+    param: str | None = None
+    offset: int = 0
+
+
+def _loop_plan(raws: list, runs: list[_Run], calls: list) -> _LoopPlan | None:
+    first = None
+    for raw, r in zip(raws, runs):
+        cols = [[p.text for p in line if isinstance(p, _Slot)]
+                for line in raw.init[r.init:r.init + r.count]]
+        if any(c != cols[-1] for c in cols[1:]):
+            return None
+        diff = [a != b for a, b in zip(cols[0], cols[-1])]
+        first = diff if first is None else [a or b for a, b in zip(first, diff)]
+    best = None
+    if all(c is not None for c in calls):
+        for pname in calls[0][2]:
+            vals = [c[2].get(pname) for c in calls]
+            if all(type(v) is int for v in vals):
+                offs = {r.count - v for r, v in zip(runs, vals)}
+                if len(offs) == 1 and (best is None or abs(next(iter(offs))) < abs(best[1])):
+                    best = (pname, offs.pop())
+    return _LoopPlan(tuple(first or ()), *(best or (None, 0)))
+
+
+def _plus(k: int) -> str:
+    return "" if k == 0 else f" + {k}" if k > 0 else f" - {-k}"
+
+
+def _looped(raw: _Raw, plans: list, loop: str, call) -> _Raw:
+    """``raw`` with each repetition of ``plans`` as a loop in __init__ that registers its
+    children under their names, and a loop in forward that calls them in turn."""
+    at_init = {r.init: (r, plan) for r, plan in plans}
+    at_fwd = {r.fwd: (r, plan) for r, plan in plans}
+    init: list = []
+    i = 0
+    while i < len(raw.init):
+        if i not in at_init:
+            init.append(raw.init[i])
+            i += 1
+            continue
+        r, plan = at_init[i]
+        count = _Count(call[2][plan.param] if plan.param else r.count,
+                       plan.param or f"n_{r.base}")
+        head = f"for {loop} in range({r.start}, " if r.start else f"for {loop} in range("
+        init.append([head, count, f"{_plus(r.start + plan.offset)}):"])
+        rest = [p for p in raw.init[i + r.count - 1] if isinstance(p, _Slot)]
+        body: list = [_INDENT, f'self.add_module(f"{r.base}_{{{loop}}}", ']
+        q = 0
+        for p in raw.init[i][1:]:
+            if isinstance(p, _Slot) and plan.first[q]:
+                other = rest[q] if r.count > 1 else p
+                body += [p, f" if {loop} == {r.start} else ",
+                         _Rest(other.value, other.name, open=r.count == 1)]
+            else:
+                body.append(p)
+            q += isinstance(p, _Slot)
+        init.append(body + [")"])
+        i += r.count
+    fwd: list = []
+    i = 0
+    while i < len(raw.fwd):
+        if i not in at_fwd:
+            fwd.append(raw.fwd[i])
+            i += 1
+            continue
+        r, plan = at_fwd[i]
+        m = _RUN_CALL.fullmatch(raw.fwd[i][1])
+        count = call[2][plan.param] if plan.param else r.count
+        head = f"{r.start}, " if r.start else ""
+        fwd.append((0, f"for {loop} in range({head}{count}{_plus(r.start + plan.offset)}):",
+                    raw.fwd[i][2], raw.fwd[i + r.count - 1][3]))
+        fwd.append((1, f'{m.group(1)} = self.get_submodule(f"{r.base}_{{{loop}}}")'
+                       f"({m.group(4)})", None, None))
+        i += r.count
+    out = _Raw(init, fwd, raw.args)
+    _slots_and_key(out, raw.key[0])
+    return out
+
+
 def _instance_pieces(s: _Scope) -> list:
     """``Basic(<64>)``: the class of instance s with its constructor arguments as slots."""
     cls = s.cls
@@ -1032,7 +1507,9 @@ def _instance_pieces(s: _Scope) -> list:
 def _list_pieces(elems: list[list]) -> list:
     """``nn.ModuleList([a, b])``, or ``[a for _ in range(n)]`` when the elements are equal."""
     if len(elems) > 1 and len({_render(e) for e in elems}) == 1:
-        return ["nn.ModuleList([", *elems[0], f" for _ in range({len(elems)})])"]
+        # the count a slot: instances of a block that differ in it share a class
+        return ["nn.ModuleList([", *elems[0], " for _ in range(", _Slot(len(elems), "n"),
+                ")])"]
     out: list = ["nn.ModuleList(["]
     for i, e in enumerate(elems):
         if i:
@@ -1048,7 +1525,8 @@ def _module_lists(items: list, plans) -> dict[int, tuple[str, list[int], int]]:
     become one ``nn.ModuleList``."""
     heads: dict[str, list[int]] = {}
     for idx, (kind, x, local) in enumerate(items):
-        if kind == "node" and plans[x][2].module is None:
+        if kind == "node" and (plans[x][2].module is None or plans[x][0].shared) or \
+                kind == "inst" and x.reuse is not None:
             continue
         heads.setdefault(local.split(".")[0], []).append(idx)
     out = {}
@@ -1243,6 +1721,13 @@ def emit_source(spec: Spec, model: str | None = None, all_models: bool = False) 
     spec (a block the models share is one class).
     """
     spec.raise_for_errors()
+    try:
+        return _emit(spec, model, all_models, flat=False)
+    except _NameClash:
+        return _emit(spec, model, all_models, flat=True)
+
+
+def _emit(spec: Spec, model: str | None, all_models: bool, flat: bool) -> str:
     models = spec.program.models if all_models else [spec.model(model)]
     plans = [_plans(spec, m) for m in models]
     helpers = list(dict.fromkeys(h for p in plans for h in _helpers_src(p)))
@@ -1254,19 +1739,22 @@ def emit_source(spec: Spec, model: str | None = None, all_models: bool = False) 
     roots = []
     owner: dict[int, object] = {}
     blocks: list[tuple[_Scope, int, int]] = []
+    reused: list[_Scope] = []  # instances applied again: the class of the first
     for i, (m, p) in enumerate(zip(models, plans)):
         readers: dict[str, set] = {}
         for node, _, _ in p:
             for v in node.inputs:
                 readers.setdefault(v, set()).add(node.id)
-        root = _tree(p)
+        root = _tree(p, flat)
         _flow(root, p, m.output, readers)
         roots.append(root)
         stack = [root]
         while stack:
             sc = stack.pop()
             for kind, x, _ in sc.items:
-                if kind == "inst":
+                if kind == "inst" and x.reuse is not None:
+                    reused.append(x)
+                elif kind == "inst":
                     stack.append(x)
                     owner[id(x)] = m
                     blocks.append((x, i, _first_node(x)))
@@ -1277,8 +1765,11 @@ def emit_source(spec: Spec, model: str | None = None, all_models: bool = False) 
                                key=lambda b: (b[1], b[2])):
             raw = em.render(sc, models[i], plans[i])
             groups.setdefault(raw.key, []).append((sc, raw))
-        for key, members in groups.items():
-            em.finish(key[0], members, owner)
+        for members in _merge_groups(groups, owner):
+            em.finish(members[0][0].block, members, owner)
+        for sc in reused:
+            if sc.reuse.cls is not None:
+                sc.cls, sc.values = sc.reuse.cls, sc.reuse.values
     heads, bodies = [], []
     for m, p, root, cname in zip(models, plans, roots, model_classes):
         raw = em.render(root, m, p)

@@ -47,11 +47,12 @@ _TOKEN = re.compile(r"""
   | (?P<comment>\#[^\n]*)
   | (?P<string>"[^"\n]*")
   | (?P<call>[A-Za-z_][A-Za-z0-9_]*\()
+  | (?P<index>[A-Za-z_][A-Za-z0-9_]*\[)
   | (?P<float>[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+
               |\.[0-9]+(?:[eE][-+]?[0-9]+)?)
   | (?P<int>[0-9]+)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>->|//|[=,:|+\-*/()\[\]{}])
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+  | (?P<op>->|//|\.\.\.|[=,:|+\-*/()\[\]{}])
 """, re.X)
 
 #: Words that start a line (and ``as``): a ``-`` after them is a sign.
@@ -62,7 +63,7 @@ _TIGHT_IN_SHAPE = frozenset({"*", "/", "//"})
 
 @dataclass(slots=True)
 class _Tok:
-    kind: str  # name call int float string op
+    kind: str  # name call index int float string op
     text: str
 
 
@@ -142,9 +143,13 @@ def _spaced(toks: list[_Tok], ctx: str) -> tuple[str, list[int]]:
                           and (ctx == "const" or (ctx == "stmt" and _targets(toks[:i]))))
                 seen_assign = seen_assign or assign
                 tight = not assign  # a keyword argument's
+        in_index = bool(stack) and stack[-1] == "idx"
         if prev is None:
             gap = ""
-        elif (_is_op(t, ")", "]", ",", ":") or prev.kind == "call" or _is_op(prev, "(", "[")
+        elif in_index and (_is_op(t, ":", "]") or _is_op(prev, ":")):
+            gap = " " if _is_op(prev, ",") else ""  # Python's x[..., :k], x[1:3], x[::2]
+        elif (_is_op(t, ")", "]", ",", ":") or prev.kind in ("call", "index")
+              or _is_op(prev, "(", "[")
               or prev_unary or prev_tight or tight):
             gap = ""
         else:
@@ -154,8 +159,8 @@ def _spaced(toks: list[_Tok], ctx: str) -> tuple[str, list[int]]:
         cols.append(width)
         out.append(t.text)
         width += len(t.text)
-        if t.kind == "call" or _is_op(t, "(", "["):
-            stack.append("(" if t.kind == "call" else t.text)
+        if t.kind in ("call", "index") or _is_op(t, "(", "["):
+            stack.append({"call": "(", "index": "idx"}.get(t.kind, t.text))
         elif _is_op(t, ")", "]") and stack:
             stack.pop()
         prev, prev_unary, prev_tight = t, unary, tight
@@ -172,7 +177,7 @@ def _depth0(toks: list[_Tok], text: str) -> int | None:
     """The index of the first token ``text`` outside brackets, or None."""
     depth = 0
     for i, t in enumerate(toks):
-        if t.kind == "call" or _is_op(t, "(", "["):
+        if t.kind in ("call", "index") or _is_op(t, "(", "["):
             depth += 1
         elif _is_op(t, ")", "]"):
             depth -= 1

@@ -15,6 +15,13 @@ is the way to a compact picture. Edge labels of any kind cost dot more than the 
 such a layout, so above :data:`EDGE_LABEL_LIMIT` nodes the SVG is laid out without them
 and each edge's shape is written beside the middle of its drawn path afterwards (the DOT
 text keeps them as ``xlabel``).
+
+On a 10,000-layer graph dot's layout passes proper (ranking, ordering, positions, splines)
+take about a seventh of its time, and no option that keeps the picture (``splines=line``,
+``nslimit``, ``mclimit``, ``remincross=false``, ``searchsize``) measurably shortens them; the
+rest is reading the DOT text, measuring the labels and writing the SVG. So dot draws the
+layers' boxes square, whose rounded corners are put in afterwards (:func:`round_boxes`),
+and the SVG is edited piece by piece as dot writes it (:func:`to_svg`), on another core.
 """
 
 from __future__ import annotations
@@ -115,16 +122,17 @@ def _fmt_value(v) -> str:
 _KEYWORD_STYLE = frozenset({"k", "s", "p", "d"})
 
 
-def layer_label(node) -> str:
-    from .layers import REGISTRY
-
+def layer_label(node, kind=None) -> str:
     """The layer's kind and its key arguments as a spec would write them: ``conv 6 k=5``.
 
     The arguments are those given (the IR keeps only values that differ from the
     defaults); positional ones are bare, true flags and tensor arguments (``h0``, ``kv``)
     bare words, tuples of one repeated value one value. Initialisers are left to the
-    tooltip."""
-    kind = REGISTRY[node.op]
+    tooltip. ``kind``: the node's layer class, when the caller has it at hand."""
+    if kind is None:
+        from .layers import REGISTRY
+
+        kind = REGISTRY[node.op]
     params = dict(node.params)
     words = [kind.name]
     for key in kind.positional:
@@ -190,6 +198,13 @@ def build(spec, models=None, depth: int | None = None) -> Graph:
     outputs: dict[str, list[str]] = {}  # model -> output node ids
     inputs: dict[str, dict[str, str]] = {}  # model -> input name -> node id
     out_types: dict[str, object] = {}
+    paths: dict[str, str] = {}  # file -> as shown (relpath per node costs a 10k graph 0.2 s)
+
+    def shown_path(path: str) -> str:
+        s = paths.get(path)
+        if s is None:
+            s = paths[path] = _shown_path(path)
+        return s
     for mi, m in enumerate(models):
         rows = {r.node.id: r for r in spec.layers(m.name)}
         types = spec.types(m.name).types
@@ -217,8 +232,10 @@ def build(spec, models=None, depth: int | None = None) -> Graph:
         keys: dict[tuple, str] = {}  # (level, call chain, instance) -> cluster id
         folds: dict[str, GNode] = {}
         for k, node in enumerate(m.nodes):
-            chain = list(reversed(node.called_from))  # outermost first
-            inst = _instances(node.name, len(chain))
+            row = rows.get(node.id)
+            n_params = row.params if row else 0
+            chain = node.called_from[::-1]  # outermost first
+            inst = _instances(node.name, len(chain)) if chain else []
             path = [mc]
             fold = None
             for level, call in enumerate(chain):
@@ -226,20 +243,17 @@ def build(spec, models=None, depth: int | None = None) -> Graph:
                 cid = keys.get(key)
                 if cid is None:
                     cid = keys[key] = f"{mc}c{len(keys)}"
-                    where = (f"{_shown_path(call[1])}:{call[2]}:{call[3]}"
+                    where = (f"{shown_path(call[1])}:{call[2]}:{call[3]}"
                              if len(call) > 3 else "")
                     g.clusters[cid] = Cluster(
                         cid, "block", [f"{call[0]} {inst[level]}".rstrip()],
                         f"block {call[0]}, called at {where}", path[-1])
-                row = rows.get(node.id)
-                g.clusters[cid].params += row.params if row else 0
+                g.clusters[cid].params += n_params
                 if depth is not None and level >= depth:
                     fold = cid
                     g.clusters[cid].folded = True
                     break
                 path.append(cid)
-            row = rows.get(node.id)
-            n_params = row.params if row else 0
             if fold is not None:
                 fn = folds.get(fold)
                 if fn is None:
@@ -251,11 +265,12 @@ def build(spec, models=None, depth: int | None = None) -> Graph:
                 continue
             nid = f"{mc}n{k}"
             local = node.name[len(inst[-1]) + 1:] if inst and inst[-1] else node.name
-            lines = [local, _clip(layer_label(node))]
+            kind = REGISTRY[node.op]
+            lines = [local, _clip(layer_label(node, kind))]
             if n_params:
                 lines.append(_fmt_params(n_params))
-            line = f"{_shown_path(node.span[0])}:{node.span[1]}" if len(node.span) > 1 else ""
-            detail = REGISTRY[node.op].detail(node.p, row.inputs) if row else ""
+            line = f"{shown_path(node.span[0])}:{node.span[1]}" if len(node.span) > 1 else ""
+            detail = kind.detail(node.p, row.inputs) if row else ""
             tip = f"{node.name} ({line}): {node.op} {detail}".rstrip()
             g.nodes.append(GNode(nid, "layer", lines, tip, path, n_params))
             owner[node.id] = nid
@@ -350,8 +365,9 @@ def _q(*lines: str) -> str:
     return '"' + "\\n".join(dot_escape(x) for x in lines) + '"'
 
 
+_LAYER_FILL, _LAYER_LINE = "#eef3fb", "#5b7db1"
 _STYLE = {
-    "layer": 'shape=box style="rounded,filled" fillcolor="#eef3fb" color="#5b7db1"',
+    "layer": f'shape=box style="rounded,filled" fillcolor="{_LAYER_FILL}" color="{_LAYER_LINE}"',
     "input": 'shape=box style="filled" fillcolor="#e4f4e4" color="#3c8d3c"',
     "output": 'shape=box style="filled" fillcolor="#fbeee0" color="#c07a2c"',
     "block": 'shape=box3d style="filled" fillcolor="#f0ecf8" color="#7a5bb1"',
@@ -380,10 +396,15 @@ def to_dot(g: Graph, for_svg: bool = False) -> tuple[str, bool]:
         members.setdefault(node.clusters[-1] if node.clusters and boxes else None,
                            []).append(node)
 
+    # the SVG's layer boxes get their rounded corners after the layout (round_boxes): dot
+    # draws a rounded box as a path of 25 points: up to a fifth of its time on 10k nodes
+    style = dict(_STYLE, layer=_STYLE["layer"].replace('"rounded,filled"', "filled")) \
+        if for_svg else _STYLE
+
     def node_line(node: GNode, indent: str) -> str:
         cls = " ".join(["nn-" + node.kind] + [f"in_{c}" for c in node.clusters])
         return (f'{indent}{node.id} [id="{node.id}" class="{cls}" label={_q(*node.lines)} '
-                f'tooltip={_q(node.tooltip)} {_STYLE[node.kind]}];')
+                f'tooltip={_q(node.tooltip)} {style[node.kind]}];')
 
     def emit(cid: str, indent: str) -> None:
         c = g.clusters[cid]
@@ -429,21 +450,60 @@ class RendererMissing(Exception):
     """Graphviz's dot is not installed; the message says how to install it."""
 
 
-def to_svg(dot_text: str) -> str:
-    """Lay out and draw DOT text with Graphviz's dot (a subprocess)."""
+def to_svg(dot_text: str, edit=None) -> str:
+    """Lay out and draw DOT text with Graphviz's dot (a subprocess).
+
+    ``edit`` (text -> text), when given, is applied to the SVG piece by piece as dot writes
+    it, each piece ending before a top-level element (dot's ``<!-- name -->`` comment), so
+    that the editing of a large picture overlaps dot's drawing of the rest of it."""
     import shutil
     import subprocess
+    import threading
 
     exe = shutil.which("dot")
     if exe is None:
         raise RendererMissing(_INSTALL)
-    proc = subprocess.run([exe, "-Tsvg"], input=dot_text.encode("utf-8"),
-                          capture_output=True, check=False)
-    if proc.returncode != 0 or not proc.stdout:
-        err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise RuntimeError(f"Graphviz dot failed (exit {proc.returncode}): "
+    proc = subprocess.Popen([exe, "-Tsvg"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    errors: list[bytes] = []
+
+    def feed() -> None:  # dot reads all of its input before it writes anything
+        try:
+            proc.stdin.write(dot_text.encode("utf-8"))
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):  # dot stopped early: its exit status says why
+            pass
+
+    def drain() -> None:  # warnings must not fill the stderr pipe and stall dot
+        errors.append(proc.stderr.read())
+
+    threads = [threading.Thread(target=feed, daemon=True),
+               threading.Thread(target=drain, daemon=True)]
+    for t in threads:
+        t.start()
+    pieces: list[str] = []
+    pending = b""
+    while True:
+        chunk = proc.stdout.read1(1 << 20)
+        if not chunk:
+            break
+        pending += chunk
+        cut = pending.rfind(b"\n<!-- ") if edit is not None else -1
+        if cut > 0:  # a piece ends at an ASCII boundary: it decodes by itself
+            pieces.append(edit(pending[:cut].decode("utf-8")))
+            pending = pending[cut:]
+    rest = pending.decode("utf-8", "replace")
+    pieces.append(edit(rest) if edit is not None else rest)
+    rc = proc.wait()
+    for t in threads:
+        t.join()
+    proc.stdout.close()
+    proc.stderr.close()
+    if rc != 0 or not any(pieces):
+        err = b"".join(errors).decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(f"Graphviz dot failed (exit {rc}): "
                            f"{err[0] if err else 'no output'}")
-    return proc.stdout.decode("utf-8")
+    return "".join(pieces)
 
 
 _HTML_CSS = """
@@ -525,28 +585,53 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 
 
 def label_edges(svg: str, g: Graph) -> str:
-    """The SVG with each edge's shape written beside the middle of its path (for graphs
-    laid out without edge labels, see EDGE_LABEL_LIMIT), inside the edge's group."""
+    """The SVG (or a piece of it holding whole edge groups) with each edge's shape written
+    beside the middle point of its path (for graphs laid out without edge labels, see
+    EDGE_LABEL_LIMIT), inside the edge's group."""
     from xml.sax.saxutils import escape
 
     parts = []
     last = 0
+    edges = g.edges
     for m in _EDGE_PATH.finditer(svg):
         k = int(m.group(1))
-        nums = [float(x) for x in _NUMBER.findall(m.group(2))]
-        if k >= len(g.edges) or len(nums) < 2:
+        nums = _NUMBER.findall(m.group(2))
+        if k >= len(edges) or len(nums) < 2:
             continue
-        pts = list(zip(nums[0::2], nums[1::2]))
-        x, y = pts[len(pts) // 2]
-        e = g.edges[k]
+        mid = (len(nums) // 2) // 2  # the middle one of the path's points
+        x, y = float(nums[2 * mid]), float(nums[2 * mid + 1])
+        e = edges[k]
         colour = "#2255cc" if e.kind == "check" else "#333333"
-        parts.append(svg[last:m.end()])
+        end = m.end()
+        parts.append(svg[last:end])
         parts.append(f'\n<text text-anchor="start" x="{x + 4:.2f}" y="{y + 3:.2f}" '
                      f'font-family="Helvetica,sans-Serif" font-size="9.00" fill="{colour}">'
                      f'{escape(_CONTROL.sub(" ", e.label))}</text>')
-        last = m.end()
+        last = end
     parts.append(svg[last:])
     return "".join(parts)
+
+
+_NUM = r"(-?[0-9]+(?:\.[0-9]+)?)"
+_BOX = re.compile(f'<polygon fill="{_LAYER_FILL}" stroke="{_LAYER_LINE}" points="'
+                  + " ".join([f"{_NUM},{_NUM}"] * 4) + r' [^"]*"/>')
+
+
+def round_boxes(svg: str) -> str:
+    """The SVG (or a piece of it) with each layer's box, drawn square by dot (see to_dot),
+    as a rectangle with the rounded corners dot gives a ``rounded`` box (a radius of 12
+    points, at most a third of a side)."""
+
+    def rect(m: re.Match) -> str:
+        xs = [float(v) for v in m.groups()[0::2]]
+        ys = [float(v) for v in m.groups()[1::2]]
+        x, y = min(xs), min(ys)
+        w, h = max(xs) - x, max(ys) - y
+        r = min(12.0, w / 3, h / 3)
+        return (f'<rect fill="{_LAYER_FILL}" stroke="{_LAYER_LINE}" x="{x:g}" y="{y:g}" '
+                f'width="{w:g}" height="{h:g}" rx="{r:g}" ry="{r:g}"/>')
+
+    return _BOX.sub(rect, svg)
 
 
 def _strip_prolog(svg: str) -> str:
@@ -599,14 +684,20 @@ def _format(args) -> str:
 def render(spec, fmt: str, model: str | None = None, depth: int | None = None
            ) -> tuple[str, Graph, bool]:
     """The picture as text in ``fmt``, the graph drawn and whether clusters were boxed."""
+    from .parse import gc_paused
+
     models = [spec.model(model)] if model else None
-    g = build(spec, models, depth)
-    dot_text, boxes = to_dot(g, for_svg=fmt != "dot")
+    # many small acyclic objects: the cyclic GC would rescan the spec's IR over and over
+    # (a third of a 10,000-layer graph's build time)
+    with gc_paused():
+        g = build(spec, models, depth)
+        dot_text, boxes = to_dot(g, for_svg=fmt != "dot")
     if fmt == "dot":
         return dot_text, g, boxes
-    svg = to_svg(dot_text)
-    if len(g.nodes) > EDGE_LABEL_LIMIT:
-        svg = label_edges(svg, g)
+    late = len(g.nodes) > EDGE_LABEL_LIMIT
+    with gc_paused():
+        svg = to_svg(dot_text, lambda piece: round_boxes(label_edges(piece, g) if late
+                                                         else piece))
     if fmt == "svg":
         return svg, g, boxes
     info = {"nodes": len(g.nodes), "layers": g.count("layer"), "blocks": g.count("block"),

@@ -23,6 +23,8 @@ def nbytes(shapes: dict[str, W], dtype) -> int:
     size = np.dtype(dtype).itemsize
     total = 0
     for w in shapes.values():
+        if w.tied:
+            continue  # the same memory as the entry it is tied to
         n = 1
         for s in w.shape:
             n *= s
@@ -48,7 +50,9 @@ def draw(shapes: dict[str, W], seed: int | None = 0, dtype=np.float32,
     out = {}
     for key, w in shapes.items():
         kind = w.init[0]
-        if w.dtype == INT:
+        if w.tied:  # a tied weight: the very array of the entry it is
+            out[key] = out[w.tied]
+        elif w.dtype == INT:
             out[key] = np.zeros(w.shape, dtype=np.int64)
         elif kind == "uniform":
             bound = w.init[1]

@@ -68,6 +68,12 @@ class Node(_Base):
     text: str = ""
     # block calls this node was expanded from, innermost first: [block name, *call span]
     called_from: list[list] = []
+    # weight sharing: ``shared`` applies again the layer of the earlier node with the same
+    # name (its weights: ``x2 | tower`` after ``x1 | Tower as tower``); ``ties`` maps a
+    # state_dict key of this layer to [owner layer name, owner key, transposed]: the same
+    # tensor as an earlier layer's (``weight=wte.weight``, ``weight=enc.weight.T``)
+    shared: bool = False
+    ties: dict[str, list] = {}
     _p: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -104,7 +110,8 @@ class Node(_Base):
 
     @classmethod
     def build(cls, id: str, op: str, name: str, inputs: list[str], p, span: Span,
-              arg_spans: dict[str, Span], text: str, called_from=()) -> "Node":
+              arg_spans: dict[str, Span], text: str, called_from=(), shared: bool = False,
+              ties: dict | None = None) -> "Node":
         """Construct from already-validated params (the lowering pass validates them).
 
         Every field is given, so the instance is set up as ``model_construct`` would set it,
@@ -115,7 +122,8 @@ class Node(_Base):
             id=id, op=op, name=name, inputs=inputs,
             params=p.model_dump(mode="json", exclude_defaults=True),
             span=span.to_json(), arg_spans={k: s.to_json() for k, s in arg_spans.items()},
-            text=text, called_from=[[b, *s.to_json()] for b, s in called_from])
+            text=text, called_from=[[b, *s.to_json()] for b, s in called_from],
+            shared=shared, ties=ties or {})
         if _FAST_BUILD is None:
             _decide_fast_build()
         return _fast_node(cls, values, p) if _FAST_BUILD else _slow_node(cls, values, p)
@@ -147,7 +155,7 @@ def _decide_fast_build() -> None:
     p = REGISTRY["relu"].Params.model_validate({})
     values = dict(id="v1", op="relu", name="relu_0", inputs=["in_x"], params={},
                   span=["f", 1, 1, 1, 2], arg_spans={}, text="relu",
-                  called_from=[["B", "f", 1, 1, 1, 2]])
+                  called_from=[["B", "f", 1, 1, 1, 2]], shared=False, ties={})
     try:
         slow = _slow_node(Node, dict(values), p)
         fast = _fast_node(Node, dict(values), p)

@@ -415,6 +415,10 @@ class _Validator:
             return None
         if got.model not in names:
             self.err(where + ("model",), "E216", f"unknown model {_short(got.model)}")
+        self.opt_span(t, where)
+        for key in ("targets", "terms"):  # every span a diagnostic may point at
+            for i, x in enumerate(t.get(key, [])):
+                self.opt_span(x, where + (key, i))
         for i, tg in enumerate(t.get("targets", [])):
             self.dims(tg, "shape", where + ("targets", i), wildcard=False, size=True)
         for i, term in enumerate(got.terms):
@@ -533,7 +537,8 @@ class _Validator:
 
     def node(self, n, where: tuple, defined: dict, later: dict, define) -> None:
         if not self.fields(n, where, ("id", "op", "name", "inputs"),
-                           ("params", "span", "arg_spans", "text", "called_from")):
+                           ("params", "span", "arg_spans", "text", "called_from", "shared",
+                            "ties")):
             if not isinstance(n, dict):
                 return
         self.get(n, "name", where, str)
@@ -551,6 +556,13 @@ class _Validator:
             else:
                 self.span(c[1:], where + ("called_from", j), empty_ok=False)
 
+        self.get(n, "shared", where, bool, False)
+        ties = self.get(n, "ties", where, dict, {})
+        for k, t in (ties.items() if ties is not _BAD else ()):
+            if not (isinstance(t, list) and len(t) == 3 and isinstance(t[0], str)
+                    and isinstance(t[1], str) and isinstance(t[2], bool)):
+                self.err(where + ("ties", k), "E201", "a tie is [owner layer name, owner "
+                         f"state_dict key, transposed], got {_short(t)}")
         inputs = self.strings(n, "inputs", where)
         if inputs is not _BAD:
             for i, vid in enumerate(inputs):

@@ -19,7 +19,8 @@ from . import ir
 from . import syntax as S
 from .diagnostics import Diagnostic, Failure, suggest, unreadable
 from .dims import Dim, DimTooComplex
-from .layers import REGISTRY
+from .layers import REGISTRY, ShapeError, TensorType
+from .layers.base import TupleType
 from .names import child_name_problem
 from .limits import (MAX_EXPANSIONS, MAX_INT, MAX_MODEL_ERRORS, MAX_NESTING, MAX_NODES,
                      nesting_errors, tainted_items)
@@ -72,12 +73,20 @@ class FileScope:
 class Loader:
     """Reads files, follows ``use``, and owns the sources for error excerpts."""
 
-    def __init__(self):
+    def __init__(self, consts: dict | None = None):
         self.sources: dict[str, Source] = {}
         self.scopes: dict[str, FileScope] = {}
         self.diags: list[Diagnostic] = []
         self.reported: set = set()  # (code, message, span) of the errors in diags
         self._loading: list[str] = []
+        # constants set from outside (--const): they replace the `const` statements of the
+        # first file loaded, the spec itself; the files it uses keep theirs, so that a
+        # library means the same in every spec that uses it
+        from .overrides import check_values
+
+        self.overrides: dict = check_values(consts)
+        # the spec's consts computed from overridden ones: name -> (their names, value)
+        self.derived: dict[str, tuple] = {}
 
     def error(self, code, msg, span, notes=(), hint=None):
         self.diags.append(Diagnostic(code, msg, span, list(notes), hint))
@@ -189,11 +198,17 @@ class Loader:
                                      imported=True)
                 scope.broken |= {n for n in other.broken if n in scope.imported}
             elif isinstance(item, S.Const):
-                try:
-                    value = ev.const(item.expr)
-                except Failure as f:
-                    self.diags.append(f.diag)
-                    value = POISON
+                own = len(self._loading) == 1  # a const of the spec itself
+                if own and item.name in self.overrides:
+                    value = self.overrides[item.name]
+                else:
+                    try:
+                        value = ev.const(item.expr)
+                    except Failure as f:
+                        self.diags.append(f.diag)
+                        value = POISON
+                    if own and self.overrides:
+                        self._track(item, value)
                 self._define(scope, "consts", item.name, value, item.span, item.span)
             elif isinstance(item, S.Block):
                 self._define(scope, "blocks", item.name, item, item.span)
@@ -203,6 +218,86 @@ class Loader:
                 scope.__dict__.setdefault("checks", []).append(item)
             elif isinstance(item, S.Train):
                 scope.__dict__.setdefault("trainings", []).append(item)
+
+    def _track(self, item: S.Const, value):
+        """Record which overridden constants ``item`` is computed from (``const ff = d * 4``
+        follows ``--const d=64``), so that errors where it is used can say so."""
+        roots: set = set()
+        todo = [item.expr]
+        while todo:
+            e = todo.pop()
+            if isinstance(e, S.Ref):
+                if e.name in self.overrides:
+                    roots.add(e.name)
+                roots |= self.derived.get(e.name, (set(), None))[0]
+            elif isinstance(e, (list, tuple)):
+                todo.extend(e)
+            elif hasattr(e, "__dataclass_fields__"):
+                todo.extend(getattr(e, f) for f in e.__dataclass_fields__)
+        if roots and value is not POISON:
+            self.derived[item.name] = (roots, value)
+
+    def check_overrides(self, scope: FileScope | None) -> None:
+        """Raise ConstError unless every overridden name is a ``const`` of the spec itself
+        (a misspelt name would otherwise change nothing, silently)."""
+        from .overrides import ConstError
+
+        if scope is None or not self.overrides:
+            return  # the spec did not parse: its errors say why
+        own = [n for n in scope.consts if n not in scope.imported]
+        name = os.path.basename(scope.path)
+        for key in self.overrides:
+            if key in own:
+                continue
+            if key in scope.consts:
+                where = scope.const_spans.get(key)
+                other = os.path.basename(where.file) if where else "a file it uses"
+                raise ConstError(f"--const {key}: {key} is defined in {other}, which {name} "
+                                 f"uses; only the constants of {name} itself can be set")
+            best = suggest(key, own)
+            mean = f" (did you mean {best}?)" if best else ""
+            shown = ", ".join(own[:20]) + (", ..." if len(own) > 20 else "")
+            have = f"its constants: {shown}" if own else "it defines no constants"
+            raise ConstError(f"--const {key}: {name} has no constant {key}{mean}; {have}")
+
+    def note_overrides(self, diags: list[Diagnostic]) -> None:
+        """Add to each diagnostic a note on the overridden constants it may come from: the
+        ones its span mentions (or consts computed from them), else all of them."""
+        import re
+
+        from .overrides import show
+
+        if not self.overrides:
+            return
+        flags = ", ".join(f"--const {k}={show(v)}" for k, v in self.overrides.items())
+        names = set(self.overrides) | set(self.derived)
+        for d in diags:
+            text = self._span_text(d.span) if d.span is not None else ""
+            # a whole word, and not a keyword argument's name (`conv 6 d=2`)
+            found = [n for n in sorted(names) if re.search(
+                rf"(?<![A-Za-z0-9_.]){re.escape(n)}(?![A-Za-z0-9_])(?!\s*=(?!=))", text)]
+            notes = []
+            for n in found:
+                if n in self.overrides:
+                    notes.append(f"{n} is {show(self.overrides[n])} here, from --const "
+                                 f"{n}={show(self.overrides[n])}")
+                else:
+                    roots, value = self.derived[n]
+                    flag = ", ".join(f"--const {r}={show(self.overrides[r])}"
+                                     for r in sorted(roots))
+                    notes.append(f"{n} is {show(value)} here, computed from {flag}")
+            d.notes.extend(notes or [f"the spec was loaded with {flags}"])
+
+    def _span_text(self, span: Span) -> str:
+        src = self.sources.get(span.file)
+        if src is None:
+            return ""
+        lines = [src.line_text(i) for i in range(span.line, span.end_line + 1)]
+        if not lines:
+            return ""
+        if len(lines) == 1:
+            return lines[0][span.col - 1:span.end_col - 1]
+        return "\n".join([lines[0][span.col - 1:], *lines[1:-1], lines[-1][:span.end_col - 1]])
 
     def _define(self, scope: FileScope, table: str, name: str, value, span: Span,
                 vspan: Span | None = None, imported: bool = False):
@@ -298,6 +393,8 @@ class Evaluator:
                               hint=f"did you mean the initialiser {best}(...)?")
             raise Failure("E022", f"{e.name}(...) is not allowed here", e.span,
                           hint="calls of layers and blocks belong in a model or block body")
+        if isinstance(e, S.Dotted):
+            return e  # ``wte.weight``: a layer's parameter, resolved where a layer uses it
         raise Failure("E999", f"unsupported expression {type(e).__name__}", e.span)
 
     def initializer(self, e: S.CallExpr, env: dict) -> _inits.Init:
@@ -456,6 +553,8 @@ def describe(v) -> str:
         return "a shape"
     if isinstance(v, Dim):
         return f"the dimension {v}"
+    if isinstance(v, S.Dotted):
+        return f"the parameter {'.'.join(v.parts)}"
     return str(v)
 
 
@@ -469,6 +568,20 @@ class _Abort(Exception):
     def __init__(self, diag: Diagnostic):
         super().__init__(diag.message)
         self.diag = diag
+
+
+@dataclass
+class _Instance:
+    """A layer or block application given a name (``as tower``), which may be applied again
+    by that name with the same weights: what it was and the layer names it took."""
+
+    kind: str            # layer kind or block name
+    values: list         # its arguments, as bound the first time
+    n: int               # its repetition count
+    names: list[str]     # every name it took, in order (replayed by name_for)
+    span: Span
+    alias: str
+    broken: bool = False
 
 
 class ModelBuilder:
@@ -490,6 +603,17 @@ class ModelBuilder:
         self.block_args: dict[str, tuple] = {}
         self.expansions = 0
         self.n_errors = 0
+        # weight sharing: the named layers and block instances of each scope, the names each
+        # one's first application took (replayed when it is applied again), and the layer
+        # of each name (the owners of tied weights)
+        self.instances: dict[tuple[str, str], _Instance] = {}
+        self.recording: list[list[str]] = []
+        self.replay: list[str] | None = None
+        self.by_name: dict[str, ir.Node] = {}
+        # inferred while lowering, for the names annotations bind (see bind_symbols)
+        self.types: dict = {}
+        self.typed = 0
+        self.input_symbols: set[str] = set()
 
     # ---- helpers -------------------------------------------------------------
     def fail(self, code, msg, span, notes=(), hint=None):
@@ -537,6 +661,14 @@ class ModelBuilder:
         return f"v{self.counter}"
 
     def name_for(self, prefix: str, base: str, alias: str | None, span: Span) -> str:
+        if self.replay:
+            return self.replay.pop(0)  # a shared layer applied again: its names once more
+        name = self._new_name(prefix, base, alias, span)
+        for names in self.recording:
+            names.append(name)
+        return name
+
+    def _new_name(self, prefix: str, base: str, alias: str | None, span: Span) -> str:
         taken = self.taken.setdefault(prefix, set())
         if alias is not None:
             # a name torch.nn.Module keeps data under (``training``): see nnspec.names
@@ -594,6 +726,9 @@ class ModelBuilder:
             inputs.append(ir.Input(name=inp.name, id=tid, shape=[str(d) for d in dims],
                                    dtype=dtype, span=inp.span.to_json()))
             env[inp.name] = Tensor(tid)
+            self.types[tid] = TensorType(dims, dtype)
+            for d in dims:
+                self.input_symbols |= d.symbols()
         if not syn.inputs:
             self.loader.error("E033", f"model {syn.name} has no inputs", syn.span)
         current = env[syn.inputs[0].name] if syn.inputs else POISON
@@ -626,16 +761,31 @@ class ModelBuilder:
             first = len(self.nodes)
             try:
                 v = self.pipeline(st.pipeline, env, current, prefix)
+                if st.more:  # return a, b
+                    if st.annot is not None:
+                        self.loader.error("E081", "a shape annotation needs a single value; "
+                                          "annotate each returned value on a line of its own",
+                                          st.annot.span)
+                    vals = [v] + [self.pipeline(pl, env, current, prefix) for pl in st.more]
+                    bad = next((x for x in vals if not isinstance(x, Tensor) and x is not POISON),
+                               None)
+                    if bad is not None:
+                        self.fail("E081", f"return gives {describe(bad)}; a block or model "
+                                  "returns tensors", st.span)
+                    v = POISON if POISON in vals else self.node(
+                        REGISTRY["pack"], {}, vals, st.span, prefix, None, {})
             except _Reported:
                 v = POISON
             except Failure as f:
                 self.report(f.diag)
                 v = POISON
-            if st.annot is not None and isinstance(v, Tensor) and not isinstance(st.target, list):
+            if st.annot is not None and isinstance(v, Tensor) and not isinstance(st.target, list) \
+                    and not st.more:
                 try:
                     dims = ev.shape(st.annot, env)
                     self.asserts.append(ir.Assert(value=v.id, dims=[
                         d if d == "_" else str(d) for d in dims], span=st.annot.span.to_json()))
+                    self.bind_symbols(st.annot, v, env)
                 except Failure as f:
                     self.report(f.diag)
             if st.kind == "assign" and isinstance(st.target, list):
@@ -650,6 +800,40 @@ class ModelBuilder:
             if st.kind == "return":
                 result = v
         return current if result is None else result
+
+    def bind_symbols(self, annot: S.ShapeLit, v: Tensor, env: dict) -> None:
+        """``x : [_, C, H, W]``: a name the annotation binds (not a value, constant or symbol
+        of the model's inputs) is the inferred dim from here on (an int when concrete), so
+        that ``dense (C * 4)`` can follow."""
+        new = [(i, e.name) for i, e in enumerate(annot.dims) if isinstance(e, S.Ref)
+               and e.name != "_" and e.name not in env and e.name not in self.scope.consts
+               and e.name not in self.input_symbols]
+        if not new:
+            return
+        t = self.type_of(v.id)
+        if not isinstance(t, TensorType) or t.rank != len(annot.dims):
+            return  # the assertion reports the mismatch
+        for i, name in new:
+            d = t.shape[i]
+            env[name] = d.value if d.is_const else d
+
+    def type_of(self, vid: str):
+        """The inferred type of a value made so far (None where inference fails: the shape
+        pass reports why), inferring the nodes added since the last call."""
+        types = self.types
+        for node in self.nodes[self.typed:]:
+            ins = [types.get(i) for i in node.inputs]
+            out = None
+            if all(isinstance(t, (TensorType, TupleType)) for t in ins):
+                kind = REGISTRY[node.op]
+                try:
+                    kind.check_inputs(node.p, ins)
+                    out = kind.infer(node.p, ins)
+                except (ShapeError, DimTooComplex, ValueError, ArithmeticError):
+                    out = None
+            types[node.id] = out
+        self.typed = len(self.nodes)
+        return types.get(vid)
 
     def bad_target(self, name: str, span: Span) -> bool:
         if name in REGISTRY or name in self.scope.blocks:
@@ -666,6 +850,13 @@ class ModelBuilder:
                               "name on a line of its own", st.annot.span)
         if len(set(st.target)) != len(st.target):
             self.loader.error("E063", "the same name appears twice on the left of =", st.span)
+        t = self.type_of(v.id) if isinstance(v, Tensor) else None
+        if isinstance(t, TupleType) and len(t.items) != len(st.target):
+            what = f" ({', '.join(t.names)})" if t.names else ""
+            self.report(Failure("E063", f"this returns {len(t.items)} values{what}, but "
+                                f"{len(st.target)} names are given", st.span,
+                                hint="give one name per value, as Python unpacks a tuple").diag)
+            v = POISON
         first = POISON
         for i, name in enumerate(st.target):
             if self.bad_target(name, st.span):
@@ -720,7 +911,12 @@ class ModelBuilder:
             return self.index(st, env, prefix, chained)
         if isinstance(st, S.Layer):
             bound = env.get(st.name, self.scope.consts.get(st.name))
-            if st.name in env or st.name in self.scope.consts:
+            layer_valued = isinstance(bound, Word) and (
+                bound.name in REGISTRY or bound.name in self.scope.blocks)
+            reused = chained and (prefix, st.name) in self.instances
+            if isinstance(bound, Word) and not layer_valued and (chained or st.args):
+                self.unknown(bound.name, st.name_span, env)  # act=gelux, then | act
+            if (st.name in env or st.name in self.scope.consts) and not (layer_valued or reused):
                 if st.args or st.rep is not None or st.alias is not None:
                     self.fail("E037", f"{st.name!r} is a value, not a layer or block",
                               st.name_span)
@@ -767,6 +963,13 @@ class ModelBuilder:
 
     def apply(self, name, args, rep, alias, span, name_span, env, inp, prefix, call_form=False,
               chained=False):
+        bound = env.get(name)
+        if isinstance(bound, Word) and (bound.name in REGISTRY or bound.name in self.scope.blocks):
+            name = bound.name  # a layer-valued block parameter: ``act=gelu``, then ``| act``
+        elif name not in REGISTRY and name not in self.scope.blocks \
+                and (prefix, name) in self.instances:
+            return self.reuse(self.instances[(prefix, name)], args, rep, alias, span, env, inp,
+                              prefix, call_form, chained)
         ev = Evaluator(self.loader, self.scope)
         values = []
         for a in args:
@@ -809,6 +1012,24 @@ class ModelBuilder:
         if n > 1 and len(inputs) > 1:
             self.fail("E041", "only a single-input stage can be repeated", rep.span)
         self.budget(span)
+        if alias is None or self.replay is not None:
+            return self.make(make, name, values, inputs, n, span, alias, prefix)
+        # a named layer or block: record the names it takes, to apply it again by its name
+        inst = _Instance(name, values, n, [], span, alias)
+        self.instances.setdefault((prefix, alias), inst)  # a second `as` of it fails below
+        self.recording.append(inst.names)
+        try:
+            out = self.make(make, name, values, inputs, n, span, alias, prefix)
+        except BaseException:
+            inst.broken = True
+            raise
+        finally:
+            self.recording.remove(inst.names)
+        inst.broken = out is POISON
+        return out
+
+    def make(self, make, name, values, inputs, n, span, alias, prefix):
+        """Apply a layer kind or block (``make``) n times, the first time to ``inputs``."""
         if n == 1:
             return make(name, values, inputs, span, alias, prefix)
         scope_prefix = prefix
@@ -820,6 +1041,57 @@ class ModelBuilder:
                 self.budget(span)
             sub = str(i) if alias is not None else None
             out = make(name, values, v, span, sub, scope_prefix)
+            v = [out]
+        return v[0]
+
+    def reuse(self, inst: "_Instance", args, rep, alias, span, env, inp, prefix, call_form,
+              chained):
+        """``x2 | tower``, ``tower(x2)``, ``x | fc * 3``: the layer or block instance named
+        ``tower`` applied again with the same weights. Its nodes take the names of the first
+        application and are marked shared."""
+        where = f"line {inst.span.line}" if inst.span.file == span.file else \
+            f"{os.path.basename(inst.span.file)}:{inst.span.line}"
+        inputs: list = []
+        for a in args:
+            v = self.expr(a.value, env, prefix) if _has_tensor_syntax(a.value) else \
+                Evaluator(self.loader, self.scope).value(a.value, env)
+            if call_form and a.key is None and (isinstance(v, Tensor) or v is POISON):
+                inputs.append(v)
+                continue
+            self.fail("E080", f"the layer {'.'.join(filter(None, [prefix[:-1], inst.alias]))} "
+                      f"(named at {where}) is applied again with its own arguments; "
+                      "it takes only its input tensors here", a.span,
+                      hint="to build another layer like it, write the layer again")
+        if alias is not None:
+            self.fail("E080", f"{inst.alias} names a layer already (at {where}); applying it "
+                      "again gives no new name", span)
+        if not inputs:
+            inputs = [inp]
+        elif chained:
+            self.discarded(span)
+        n = 1
+        if rep is not None:
+            n = Evaluator(self.loader, self.scope).value(rep, env)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > MAX_REPEAT:
+                self.fail("E039", f"a repeat count must be an integer from 1 to {MAX_REPEAT}, "
+                          f"got {describe(n)}", rep.span)
+        if inst.broken or any(v is POISON for v in inputs):
+            return POISON
+        for x in inputs:
+            if not isinstance(x, Tensor):
+                self.fail("E040", f"{inst.alias} needs a tensor input, got {describe(x)}", span)
+        if n > 1 and len(inputs) > 1:
+            self.fail("E041", "only a single-input stage can be repeated", rep.span)
+        make = self.layer if inst.kind in REGISTRY else self.block
+        v = inputs
+        for _ in range(n):
+            self.budget(span)
+            self.replay = list(inst.names)
+            try:
+                out = self.make(make, inst.kind, inst.values, v, inst.n, span, inst.alias,
+                                prefix)
+            finally:
+                self.replay = None
             v = [out]
         return v[0]
 
@@ -843,22 +1115,45 @@ class ModelBuilder:
     def layer(self, kind_name, values, inputs, span, alias, prefix):
         kind = REGISTRY[kind_name]
         inputs = list(inputs)
-        p, arg_spans, extra = self.layer_params(kind, kind_name, values, span, len(inputs))
+        p, arg_spans, extra, ties = self.layer_params(kind, kind_name, values, span,
+                                                      len(inputs))
         if p is POISON:
             return POISON
         problem = kind.input_count_problem(p, len(inputs))
         if problem is not None:
             self.fail("E044", problem.replace(kind.name, kind_name, 1), span)
         inputs.extend(extra.values())
-        return self.node(kind, p, inputs, span, prefix, alias, arg_spans)
+        tied = {key: self.tie(d, prefix) for key, d in ties.items()}
+        return self.node(kind, p, inputs, span, prefix, alias, arg_spans, tied)
+
+    def tie(self, d: S.Dotted, prefix: str) -> list:
+        """``wte.weight`` / ``encoder.fc.weight.T`` -> [owner layer, its key, transposed]: the
+        longest leading part that names a layer of this scope is the layer (a block
+        instance's layers are reached through its name), the rest its state_dict key."""
+        parts = list(d.parts)
+        transposed = len(parts) > 2 and parts[-1] == "T"
+        if transposed:
+            parts = parts[:-1]
+        for j in range(len(parts) - 1, 0, -1):
+            owner = prefix + ".".join(parts[:j])
+            if owner in self.by_name:
+                return [owner, ".".join(parts[j:]), transposed]
+        here = sorted({n[len(prefix):].split(".")[0] for n in self.by_name
+                       if n.startswith(prefix)})
+        best = suggest(parts[0], here)
+        self.fail("E079", f"{'.'.join(d.parts)}: no layer named {parts[0]!r} before this "
+                  "point in this scope", d.span,
+                  hint=f"did you mean {best!r}?" if best else
+                  "tie to a layer named earlier in the same model or block: "
+                  "`embedding 50257 768 as wte` ... `dense 50257 weight=wte.weight`")
 
     def layer_params(self, kind, kind_name, values, span, n_inputs=1):
         """Bind and validate a layer's arguments: (Params, arg spans, tensor arguments), or
         POISON first when a tensor argument failed. Every bad argument is reported; the
         last one is raised."""
-        params, arg_spans, extra = self.bind_args(kind, kind_name, values, span)
+        params, arg_spans, extra, ties = self.bind_args(kind, kind_name, values, span)
         if any(x is POISON for x in extra.values()):
-            return POISON, arg_spans, extra
+            return POISON, arg_spans, extra, ties
         for i, key in enumerate(extra):
             params[key] = n_inputs + i
         try:
@@ -879,7 +1174,7 @@ class ModelBuilder:
                     fails.append(Failure("E046", f"invalid {loc} for {kind_name}: "
                                          f"{msg}{received}", arg_spans.get(loc, span)))
             self.raise_all(fails)
-        return p, arg_spans, extra
+        return p, arg_spans, extra, ties
 
     def raise_all(self, fails: list) -> None:
         """Report every failure but the last, and raise the last (the statement's error)."""
@@ -888,16 +1183,19 @@ class ModelBuilder:
         if fails:
             raise fails[-1]
 
-    def node(self, kind, p, inputs, span, prefix, alias=None, arg_spans=None):
+    def node(self, kind, p, inputs, span, prefix, alias=None, arg_spans=None, ties=None):
         """Append an IR node (p: validated params, or a dict to validate)."""
         if isinstance(p, dict):
             p = kind.Params.model_validate(p)
         if len(self.nodes) >= MAX_NODES:
             self.budget(span)
+        shared = self.replay is not None
         name = self.name_for(prefix, kind.name, alias, span)
         node = ir.Node.build(self.new_id(), kind.name, name, [x.id for x in inputs], p, span,
-                             arg_spans or {}, self.text(span), reversed(self.calls))
+                             arg_spans or {}, self.text(span), reversed(self.calls), shared,
+                             ties)
         self.nodes.append(node)
+        self.by_name.setdefault(name, node)
         return Tensor(node.id)
 
     def bind_args(self, kind, kind_name, values, span):
@@ -909,11 +1207,24 @@ class ModelBuilder:
         flags = kind.flags()
         fields = kind.fields()
         extra: dict = {}
+        ties: dict = {}
         fails: list[Failure] = []
         poisoned = False
         for a, v in values:
             if len(fails) >= MAX_MODEL_ERRORS:
                 break  # the model's lowering stops at this many errors anyway
+            if isinstance(v, S.Dotted):
+                if a.key is None:
+                    fails.append(Failure("E079", f"{'.'.join(v.parts)} is a layer's parameter: "
+                                         "a tie is written key=layer.key", a.span,
+                                         hint="e.g. weight=wte.weight, or weight=enc.weight.T "
+                                         "for the transpose"))
+                elif a.key in ties:
+                    fails.append(Failure("E050", f"argument {a.key!r} given twice", a.span))
+                else:
+                    ties[a.key] = v
+                    arg_spans[a.key] = a.span
+                continue
             key = kind.synonyms.get(a.key, a.key) if a.key else None
             if v is POISON and key not in kind.tensor_args:
                 poisoned = True  # the argument's own error is reported already
@@ -974,7 +1285,7 @@ class ModelBuilder:
         self.raise_all(fails)
         if poisoned:
             raise _Reported()
-        return params, arg_spans, extra
+        return params, arg_spans, extra, ties
 
     def block(self, name, values, inputs, span, alias, prefix):
         blk: S.Block = self.scope.blocks[name]
@@ -1031,7 +1342,7 @@ class ModelBuilder:
             else:
                 self.fail("E056", f"block {name} needs the argument {prm.name!r}", span)
         inst = self.name_for(prefix, name.lower(), alias, span)
-        self.block_args[inst] = (
+        self.block_args[inst] = self.block_args.get(inst) or (
             name, {k: v.id for k, v in env.items() if isinstance(v, Tensor)},
             {k: v for k, v in env.items() if not isinstance(v, Tensor) and v is not POISON})
         self.depth += 1
@@ -1238,18 +1549,25 @@ def _check_chain(e, loader: Loader):
     return chain, inputs
 
 
-def lower_text(text: str, path: str = "<string>") -> tuple[ir.Program | None, Loader]:
-    """Parse and lower one spec given as text; diagnostics are in ``loader.diags``."""
-    loader = Loader()
+def lower_text(text: str, path: str = "<string>", consts: dict | None = None
+               ) -> tuple[ir.Program | None, Loader]:
+    """Parse and lower one spec given as text; diagnostics are in ``loader.diags``.
+
+    ``consts`` replaces the values of the spec's own ``const`` statements (constants
+    computed from them follow); a name the spec does not define raises ConstError."""
+    loader = Loader(consts)
     scope = loader.load_text(text, path)
+    loader.check_overrides(scope)
     if scope is None:
         return None, loader
     return lower_scope(loader, scope), loader
 
 
-def lower_file(path: str) -> tuple[ir.Program | None, Loader]:
-    loader = Loader()
+def lower_file(path: str, consts: dict | None = None) -> tuple[ir.Program | None, Loader]:
+    """Like :func:`lower_text`, from a file."""
+    loader = Loader(consts)
     scope = loader.load_file(path)
+    loader.check_overrides(scope)
     if scope is None:
         return None, loader
     return lower_scope(loader, scope), loader

@@ -95,8 +95,13 @@ def layer_name_diagnostics(program) -> list[Diagnostic]:
     for m in program.models:
         full: set[str] = set()
         prefixes: set[str] = set()
+        first: dict = {}
         for node in m.nodes:
             span = _span(node.span)
+            if node.shared or node.ties:
+                out += _sharing_diagnostics(m, node, first, span)
+            if node.shared:
+                continue
             parts = node.name.split(".")
             bad = next((p for p in parts if p and child_name_problem(p)), None)
             if bad is not None:
@@ -113,7 +118,29 @@ def layer_name_diagnostics(program) -> list[Diagnostic]:
                                       f"model {m.name} (as a layer or a block instance)", span))
                 continue
             full.add(node.name)
+            first[node.name] = node
             prefixes |= heads
+    return out
+
+
+def _sharing_diagnostics(m, node, first: dict, span) -> list[Diagnostic]:
+    """A shared node applies an earlier layer of its name with the same kind and arguments;
+    a tie names an earlier layer (whose key and shape the shape pass checks)."""
+    out = []
+    if node.shared:
+        orig = first.get(node.name)
+        if orig is None:
+            out.append(Diagnostic("E072", f"layer {node.name!r} of model {m.name} is marked "
+                                  "shared, but no earlier layer has that name", span))
+        elif orig.op != node.op or orig.params != node.params:
+            out.append(Diagnostic("E072", f"the shared layer {node.name!r} of model {m.name} "
+                                  f"is applied as {node.op} {node.params} here but is "
+                                  f"{orig.op} {orig.params} where it is defined", span))
+    for key, (owner, _, _) in node.ties.items():
+        if owner not in first or owner == node.name:
+            out.append(Diagnostic("E072", f"the {key} of layer {node.name!r} is tied to "
+                                  f"{owner!r}, which is not an earlier layer of model {m.name}",
+                                  span))
     return out
 
 

@@ -224,6 +224,9 @@ class _Build(Transformer):
     def ref(self, c):
         return S.Ref(str(c[0]), _tok_span(self.file, c[0]))
 
+    def dotted(self, c):
+        return S.Dotted(str(c[0]).split("."), _tok_span(self.file, c[0]))
+
     def string(self, c):
         return S.Str(str(c[0])[1:-1], _tok_span(self.file, c[0]))
 
@@ -325,7 +328,7 @@ class _Build(Transformer):
         return S.Stmt("assign", target, c[1], c[2], self._sp(c))
 
     def ret(self, c):
-        return S.Stmt("return", None, c[1], c[2], self._sp(c))
+        return S.Stmt("return", None, c[1], c[-1], self._sp(c), list(c[2:-1]))
 
     def pipe(self, c):
         return S.Stmt("pipe", None, c[0], c[1], self._sp(c))

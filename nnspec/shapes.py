@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ir
-from .diagnostics import Diagnostic
+from .diagnostics import Diagnostic, suggest
 from .dims import Dim, DimTooComplex
 from .layers import REGISTRY, ShapeError, TensorType
 from .layers.base import DEFAULT_INIT, TupleType
@@ -106,7 +106,99 @@ def infer_model(model: ir.Model) -> ModelTypes:
         d = check_assert(t, a, _origin(model, producers, a.value))
         if d is not None:
             res.diags.append(d)
+    if any(n.shared or n.ties for n in model.nodes):
+        res.diags += sharing_diagnostics(model, types)
     return res
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def sharing_diagnostics(model: ir.Model, types: dict) -> list[Diagnostic]:
+    """A layer applied again (``shared``) needs the weights it has where it is defined; a
+    tie (``weight=wte.weight``) names a parameter of the layer it ties to, of the same shape
+    (transposed with ``.T``, which the layer kind must support)."""
+    out: list[Diagnostic] = []
+    first: dict[str, ir.Node] = {}
+    states: dict = {}
+
+    def state(node):
+        if node.id not in states:
+            ins = [types.get(i) for i in node.inputs]
+            t = types.get(node.id)
+            states[node.id] = None if t is None or any(x is None for x in ins) else \
+                REGISTRY[node.op].state(node.p, ins, t)
+        return states[node.id]
+
+    def where(node) -> str:
+        return f"line {node.span[1]}: {node.text}" if node.span else node.name
+
+    for node in model.nodes:
+        if node.shared:
+            orig = first.get(node.name)
+            a = state(orig) if orig is not None else None
+            b = state(node) if a is not None else None
+            bad = None if b is None else next(
+                (k for k in a.keys() | b.keys() if k not in a or k not in b
+                 or a[k].shape != b[k].shape), None)
+            if bad is not None:
+                ins = ", ".join(str(types[i]) for i in node.inputs)
+                out.append(Diagnostic(
+                    "E341", f"the shared layer {node.name} would need the {bad} "
+                    f"{_shape(b[bad].shape) if bad in b else '(none)'} for its input {ins} "
+                    f"here, but its {bad} is {_shape(a[bad].shape) if bad in a else '(none)'}",
+                    node.where(), [f"the layer is defined at {where(orig)}",
+                                   *node.call_notes()],
+                    "a layer applied again keeps its weights: give it inputs of the same "
+                    "size, or write a new layer"))
+            continue
+        first.setdefault(node.name, node)
+        for key, (owner, okey, transposed) in node.ties.items():
+            o = first.get(owner)
+            mine, theirs = state(node), state(o) if o is not None else None
+            if mine is None or theirs is None:
+                continue
+            d = _tie_problem(node, key, mine, o, okey, theirs, transposed)
+            if d is not None:
+                d.notes += [f"{owner} is defined at {where(o)}", *node.call_notes()]
+                out.append(d)
+    return out
+
+
+def _tie_problem(node, key, mine, owner, okey, theirs, transposed) -> Diagnostic | None:
+    span = node.arg_where(key)
+    ref = f"{owner.name}.{okey}{'.T' if transposed else ''}"
+    kind = REGISTRY[node.op]
+    for have, k, layer in ((mine, key, node), (theirs, okey, owner)):
+        if k not in have:
+            best = suggest(k, list(have))
+            return Diagnostic("E342", f"{layer.op} {layer.name} has no parameter {k!r}"
+                              f"{' to tie' if layer is node else ''} (its parameters: "
+                              f"{', '.join(have) or 'none'})", span,
+                              hint=f"did you mean {best!r}?" if best else None)
+    w, o = mine[key], theirs[okey]
+    if not (w.trainable and o.trainable) or w.dtype != o.dtype:
+        return Diagnostic("E342", f"only parameters can be tied: {node.name}.{key} and {ref} "
+                          "are not both trainable float parameters", span)
+    have = tuple(reversed(o.shape)) if transposed else tuple(o.shape)
+    if transposed and len(o.shape) != 2:
+        return Diagnostic("E342", f"{owner.name}.{okey} is {_shape(o.shape)}: only a matrix "
+                          "can be tied transposed", span)
+    if have != tuple(w.shape):
+        flip = not transposed and len(o.shape) == 2 and tuple(reversed(o.shape)) == w.shape
+        return Diagnostic(
+            "E342", f"the {key} of {node.op} {node.name} is {_shape(w.shape)}, but {ref} is "
+            f"{_shape(have)}", span,
+            hint=f"tie it transposed: {key}={owner.name.split('.')[-1]}.{okey}.T" if flip
+            else "a tied parameter has the shape of the one it is tied to")
+    if transposed and kind.transposed_tie != key:
+        what = (f"only its {kind.transposed_tie}" if kind.transposed_tie else "none of its "
+                "parameters")
+        return Diagnostic("E343", f"{node.op} cannot use a transposed parameter as its {key}: "
+                          f"{what} can be tied transposed", span,
+                          hint="dense's weight can: dense <out> weight=<layer>.weight.T")
+    return None
 
 
 def _has_init(p) -> bool:

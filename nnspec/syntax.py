@@ -35,6 +35,14 @@ class Ref:
 
 
 @dataclass(slots=True)
+class Dotted:
+    """``wte.weight``, ``encoder.fc.weight.T``: a parameter of a layer (a weight tie)."""
+
+    parts: list
+    span: Span
+
+
+@dataclass(slots=True)
 class BinOp:
     op: str  # + - * / //
     left: object
@@ -151,6 +159,7 @@ class Stmt:
     pipeline: Pipeline
     annot: ShapeLit | None
     span: Span
+    more: list = field(default_factory=list)  # `return a, b`: the pipelines after the first
 
 
 # ---- top level ---------------------------------------------------------------

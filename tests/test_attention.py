@@ -406,7 +406,6 @@ def test_cross_attention_width_mismatch():
 
 
 @pytest.mark.parametrize("body, needle", [
-    ("attention 4 kv=m causal", "causal attention needs as many keys as queries"),
     ("attention 4 mask=k", "key-padding mask must be [N, T] int"),
     ("attention 4 kv=m mask=j", "key-padding mask must be [N, S] int"),
     ("attention 4 kv=m mask=f", "key-padding mask must be [N, S] int"),

@@ -164,11 +164,203 @@ def test_a_repeated_layer_is_a_module_list():
     assert "x = self.fc[2](x)" in src
 
 
-def test_instances_that_differ_in_structure_get_a_class_each(sources):
+def _same_as_build_module(text: str, tmp_path, tag: str) -> str:
+    """The emitted source of the spec's last model, after checking that with
+    build_module's state_dict it has the same keys and computes the same outputs."""
+    torch = pytest.importorskip("torch")
+    from nnspec.backends.torch import build_module
+
+    spec = nnspec.loads(text, f"{tag}.nn")
+    src = emit_source(spec)
+    ast.parse(src)
+    assert max(len(x) for x in src.splitlines()) <= emit.WIDTH
+    file = tmp_path / f"gen_{tag}.py"
+    file.write_text(src)
+    name = spec.model().name
+    net = getattr(import_source(file, f"gen_{tag}"), name)()
+    ref = build_module(spec, name, seed=0, dtype=torch.float64).eval()
+    assert list(net.state_dict()) == list(ref.state_dict())
+    net.load_state_dict(ref.state_dict(), assign=True)
+    net.eval()
+    xs = _inputs(spec, name)
+    with torch.no_grad():
+        torch.testing.assert_close(net(*xs), ref(*xs), rtol=0, atol=0)
+    return src
+
+
+def _classes(src: str) -> list[str]:
+    return re.findall(r"^class (\w+)\(nn\.Module\):", src, re.M)
+
+
+SMALL_UNET = """
+block DoubleConv(x, c) {
+    conv c k=3 as conv1 | relu | conv c k=3 as conv2 | relu
+}
+block Up(x, skip, c) {
+    u = x | convtranspose c k=2 s=2 as up
+    s = crop_like(skip, u)
+    concat(s, u, dim=1) | DoubleConv(c) as conv
+}
+model SmallUNet(x: [N, 1, 44, 44]) -> [N, 2, 4, 4] {
+    x1 = x | DoubleConv(4) as inc                    : [N, 4, 40, 40]
+    x2 = x1 | maxpool k=2 s=2 | DoubleConv(8) as d1  : [N, 8, 16, 16]
+    x3 = x2 | maxpool k=2 s=2 | DoubleConv(16) as d2 : [N, 16, 4, 4]
+    y = Up(x3, x2, 8) as up1                         : [N, 8, 4, 4]
+    y = Up(y, x1, 4) as up2                          : [N, 4, 4, 4]
+    conv 2 k=1 as outc
+}
+"""
+
+
+def test_unet_up_is_one_class_with_its_crop_as_arguments(sources, tmp_path):
+    _, src = sources["unet.nn"]  # the crop of each Up's skip is another literal
+    assert _classes(src) == ["DoubleConv", "Down", "Up", "UNet"]
+    assert "    def __init__(self, in_channels, c, start, stop):\n" \
+           "        super().__init__()\n        self.start = start\n" \
+           "        self.stop = stop\n" in src
+    assert "s = skip[..., self.start:self.stop, self.start:self.stop]" in src
+    assert "self.up1 = Up(in_channels=1024, c=512, start=4, stop=60)" in src
+    assert "self.up4 = Up(in_channels=128, c=64, start=88, stop=480)" in src
+    src = _same_as_build_module(SMALL_UNET, tmp_path, "small_unet")
+    assert _classes(src) == ["DoubleConv", "Up", "SmallUNet"]
+    assert "self.up1 = Up(in_channels=16, c=8, start=4, stop=12)" in src
+    assert "self.up2 = Up(in_channels=8, c=4, start=16, stop=24)" in src
+
+
+def test_a_literal_kept_on_self_is_never_a_childs_name(tmp_path):
+    text = """
+block Cut(x, ref) {
+    crop_like(x, ref) | conv 2 k=1 as stop
+}
+model M(a: [N, 2, 12, 12], b: [N, 2, 8, 8], c: [N, 2, 4, 4]) {
+    p = Cut(a, b) as one
+    Cut(p, c) as two
+}
+"""
+    src = _same_as_build_module(text, tmp_path, "cut")
+    assert _classes(src) == ["Cut", "M"]
+    assert "self.stop_ = stop_" in src and "self.stop = nn.Conv2d(2, 2, kernel_size=1)" in src
+    assert "def __init__(self, stop_):" in src and "x = x[..., 2:self.stop_, 2:self.stop_]" in src
+    assert "self.one = Cut(10)" in src and "self.two = Cut(6)" in src
+
+
+SMALL_VGG = """
+block ConvRelu(x, c) {
+    conv c k=3 p=1 as conv | relu
+}
+block Stage(x, c, n) {
+    ConvRelu(c) * n | maxpool k=2 s=2
+}
+model SmallVGG(x: [N, 3, 16, 16]) -> [N, 5] {
+    Stage(4, 1) as stage1
+    Stage(6, 2) as stage2
+    Stage(8, 3) as stage3
+    flatten | dense 5 as fc
+}
+"""
+STAGE = """class Stage(nn.Module):
+    def __init__(self, in_channels, c, n):
+        super().__init__()
+        self.n = n
+        for i in range(n):
+            self.add_module(
+                f"convrelu_{i}", ConvRelu(in_channels=in_channels if i == 0 else c, c=c)
+            )
+        self.maxpool_0 = nn.MaxPool2d(kernel_size=2, stride=2)
+
+    def forward(self, x):
+        for i in range(self.n):  # """
+
+
+def test_vgg_stage_is_one_class_with_a_loop_over_its_convolutions(sources, tmp_path):
     _, src = sources["vgg16.nn"]  # Stage(c, n) with n = 2 and n = 3 convolutions
-    assert "class Stage(nn.Module):" in src and "class Stage2(nn.Module):" in src
-    assert "self.stage1 = Stage(in_channels=3, c=64)" in src
-    assert "self.stage3 = Stage2(in_channels=128, c=256)" in src
+    assert _classes(src) == ["ConvRelu", "Stage", "VGG16"]
+    assert STAGE in src
+    assert '            x = self.get_submodule(f"convrelu_{i}")(x)\n' in src
+    assert "self.stage1 = Stage(in_channels=3, c=64, n=2)" in src
+    assert "self.stage3 = Stage(in_channels=128, c=256, n=3)" in src
+    # one convolution in a stage too: no parameter is made for the later ones' arguments
+    src = _same_as_build_module(SMALL_VGG, tmp_path, "small_vgg")
+    assert _classes(src) == ["ConvRelu", "Stage", "SmallVGG"] and STAGE in src
+    assert "self.stage1 = Stage(in_channels=3, c=4, n=1)" in src
+    assert "self.stage3 = Stage(in_channels=6, c=8, n=3)" in src
+
+
+def test_a_loop_count_follows_the_block_parameter_it_comes_from(tmp_path):
+    text = """
+block Bottleneck(x, c) {
+    y = x | conv c k=1 bias=false as conv1 | batchnorm as bn1 | relu
+          | conv (4 * c) k=1 bias=false as conv3 | batchnorm as bn3
+    return relu(y + x)
+}
+block Down(x, c, stride=2) {
+    y = x | conv c k=3 s=stride p=1 bias=false as conv1 | batchnorm as bn1 | relu
+          | conv (4 * c) k=1 bias=false as conv3 | batchnorm as bn3
+    r = x | conv (4 * c) k=1 s=stride bias=false as downsample
+    return relu(y + r)
+}
+block Stage(x, c, n, stride=2) {
+    Down(c, stride) | Bottleneck(c) * (n - 1)
+}
+model R(x: [N, 3, 16, 16]) {
+    Stage(2, 3, stride=1) as layer1
+    Stage(3, 4) as layer2
+    Stage(4, 2) as layer3
+    avgpool global | flatten | dense 5 as fc
+}
+"""
+    src = _same_as_build_module(text, tmp_path, "bottlenecks")
+    assert _classes(src) == ["Down", "Bottleneck", "Stage", "R"]
+    assert "    def __init__(self, in_channels, c, stride, out_channels, n):\n" in src
+    assert "        for i in range(n - 1):\n            self.add_module(f\"bottleneck_{i}\", " \
+           "Bottleneck(in_channels=out_channels, c=c))\n" in src
+    assert "        for i in range(self.n - 1):  # " in src
+    assert "self.layer1 = Stage(in_channels=3, c=2, stride=1, out_channels=8, n=3)" in src
+
+
+def test_a_module_list_of_another_length_is_the_same_class(tmp_path):
+    text = """
+block L(x) {
+    dense 4 | relu
+}
+block Tower(x, n) {
+    L() * n as layers
+    dense 4 as out
+}
+model M(x: [N, 4]) {
+    Tower(2) as a | Tower(3) as b
+}
+"""
+    src = _same_as_build_module(text, tmp_path, "towers")
+    assert _classes(src) == ["L", "Tower", "M"]
+    assert "self.layers = nn.ModuleList([L() for _ in range(n)])" in src
+    assert "self.a = Tower(2)" in src and "self.b = Tower(3)" in src
+
+
+def test_instances_that_differ_in_structure_get_a_class_each(tmp_path):
+    text = """
+block Norm(x) {
+    batchnorm | relu
+}
+model M(x: [N, 4, 3, 3]) {
+    Norm() as a | flatten | dense 6 | Norm() as b
+}
+"""
+    src = _same_as_build_module(text, tmp_path, "norms")  # BatchNorm2d, then BatchNorm1d
+    assert _classes(src) == ["Norm", "Norm2", "M"]
+    assert "self.a = Norm()" in src and "self.b = Norm2()" in src
+
+
+def test_forward_literals_are_named_by_where_they_stand():
+    got = emit._numbers('y = x[..., 4:-60, ::2, 3] + dims["H2"] * 0.5')
+    assert [(n.text, n.name) for n in got] == [("4", "start"), ("-60", "stop"),
+                                                ("2", "step"), ("3", "index"),
+                                                ("0.5", "value")]
+    got = emit._numbers("h = F.leaky_relu(self.conv1(x), 0.2, negative_slope=1e-05)")
+    assert [(n.text, n.name) for n in got] == [("0.2", "leaky_relu_arg"),
+                                                ("1e-05", "negative_slope")]
+    assert [n.name for n in emit._numbers("for i in range(1, 7 - 1):")] == ["n", "n", "n"]
+    assert emit._numbers("v2 = self.layers[0](v1, dims)")[0].name == "index"
 
 
 def test_the_header_never_names_an_absolute_path(tmp_path):
@@ -250,8 +442,9 @@ def test_helper_sources_are_read_without_importing_them():
     pytest.importorskip("torch")
     import importlib
 
-    for mod_name in ("nnspec.layers.attention_torch", "nnspec.layers.pool_torch",
-                     "nnspec.layers.recurrent_torch"):
+    helpers = sorted(p.stem for p in Path(emit.__file__).with_name("layers").glob("*_torch.py"))
+    assert len(helpers) >= 6
+    for mod_name in (f"nnspec.layers.{h}" for h in helpers):
         mod = importlib.import_module(mod_name)
         defs = emit._helper_module(mod_name)
         assert defs

@@ -352,3 +352,14 @@ def test_fmt_never_imports_torch():
                         "nnspec/stdlib/transformer.nn"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.stdout.split()[1:] == ["True", "False"], r.stdout + r.stderr
+
+
+def test_subscripts_ties_and_several_returns_keep_their_layout():
+    src = ("model M(x: [N, 4, 8]) {\n  y = x | dense 8 as enc\n  a = y[..., :2]\n"
+           "  b = y[:,  -1]\n  c = y[1:3, ::2, 0]\n  d = y | dense 8 weight=enc.weight.T\n"
+           "  return a,b\n}\n")
+    want = ("model M(x: [N, 4, 8]) {\n    y = x | dense 8 as enc\n    a = y[..., :2]\n"
+            "    b = y[:, -1]\n    c = y[1:3, ::2, 0]\n    d = y | dense 8 weight=enc.weight.T\n"
+            "    return a, b\n}\n")
+    assert fmt.format_text(src) == want
+    assert fmt.format_text(want) == want

@@ -284,6 +284,30 @@ def test_large_graph_labels_its_edges_after_layout():
     edges = svg_groups(svg, "edge")
     assert len(edges) == len(g.edges) == graph.EDGE_LABEL_LIMIT + 6
     assert all(texts(e) == ["[N, 8]"] for e in edges)
+    # dot's output arrives in many pieces: each box and edge is edited whole, once
+    assert len(svg) > 4 * 65536
+    boxes = [list(n.iter(f"{SVG_NS}rect")) for n in svg_groups(svg, "nn-layer")]
+    assert len(boxes) == graph.EDGE_LABEL_LIMIT + 5 and all(len(b) == 1 for b in boxes)
+
+
+@needs_dot
+def test_layer_boxes_get_their_rounded_corners_after_the_layout():
+    spec = nnspec.load(str(ROOT / "specs" / "lenet5.nn"))
+    svg, g, _ = graph.render(spec, "svg")
+    layers = svg_groups(svg, "nn-layer")
+    assert len(layers) == g.count("layer") == 12
+    for node in layers:
+        (box,) = node.iter(f"{SVG_NS}rect")
+        assert box.get("rx") == box.get("ry") == "12" and box.get("fill") == "#eef3fb"
+        assert float(box.get("width")) > 36 and float(box.get("height")) > 30
+        assert not list(node.iter(f"{SVG_NS}polygon")) and not list(node.iter(f"{SVG_NS}path"))
+        x, y = float(box.get("x")), float(box.get("y"))
+        for t in node.iter(f"{SVG_NS}text"):  # the box is where dot put the node's label
+            assert x < float(t.get("x")) < x + float(box.get("width"))
+            assert y < float(t.get("y")) < y + float(box.get("height"))
+    # the other nodes keep dot's drawing; the DOT text keeps dot's own rounded boxes
+    assert all(list(n.iter(f"{SVG_NS}polygon")) for n in svg_groups(svg, "nn-input"))
+    assert graph.to_dot(g)[0].count('style="rounded,filled" fillcolor="#eef3fb"') == 12
 
 
 # ---- SVG and HTML of every bundled spec -------------------------------------------------

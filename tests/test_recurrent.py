@@ -431,7 +431,7 @@ model M(x: [N, T, 5], h: [2, N, 8], c: [1, N, 8]) {
 
 def test_too_many_names_and_no_names():
     (err,) = errors("model M(x: [N, T, 5]) {\n    y, h, c = gru 8 state\n    y\n}\n")
-    assert err[0] == 2 and "returns 2 values (output, h_n), not 3" in err[1]
+    assert err[0] == 2 and "returns 2 values (output, h_n), but 3 names are given" in err[1]
     text = "model M(x: [N, T, 5]) {\n    gru 8 state\n    last\n}\n"
     (err,) = errors(text)
     assert err[0] == 3 and "line 2: gru 8 state returns 2 values (output, h_n)" in err[1]

@@ -95,29 +95,43 @@ class NumpyModel:
         self.state_shapes = spec.state_shapes(self.model.name)
         if params is None:
             params = _init.draw(self.state_shapes, seed, dtype)
-        missing = [k for k in self.state_shapes if k not in params]
+        params = _untie(self.state_shapes, params)
+        missing = [k for k, w in self.state_shapes.items() if k not in params and not w.tied]
         if missing:
             raise KeyError(f"missing parameters: {', '.join(missing[:5])}")
         extra = [k for k in params if k not in self.state_shapes]
         if extra:
             raise KeyError(f"unexpected parameters: {', '.join(extra[:5])}")
         for k, w in self.state_shapes.items():
-            if tuple(np.shape(params[k])) != w.shape:
+            if not w.tied and tuple(np.shape(params[k])) != w.shape:
                 raise ValueError(f"parameter {k} has shape {tuple(np.shape(params[k]))}, "
                                  f"expected {w.shape}")
-        self.params = {k: np.asarray(v) for k, v in params.items()}
+        # a tied entry is the array of the entry it is tied to: one array, updated once
+        self.params = {k: np.asarray(v) for k, v in params.items()
+                       if not self.state_shapes[k].tied}
         # last use of each value, to release intermediates early
         last = {}
         for i, r in enumerate(self.layers):
             for v in r.node.inputs:
                 last[v] = i
         self._plan = []
+        own: dict[str, dict] = {}  # layer name -> its keys (a shared layer's, once more)
         for i, r in enumerate(self.layers):
             node = r.node
-            keys = {k: f"{node.name}.{k}" for k in r.weights}
+            keys = own.get(node.name) if node.shared else None
+            if keys is None:
+                keys = {k: w.tied or f"{node.name}.{k}" for k, w in r.weights.items()}
+                for k, (owner, okey, transposed) in node.ties.items():
+                    if transposed:  # the other layer's matrix, transposed where it is used
+                        keys[k] = _T(f"{owner}.{okey}")
+                own[node.name] = keys
             free = [v for v in set(node.inputs) if last.get(v) == i
                     and v != self.model.output]
             self._plan.append((REGISTRY[node.op], node, keys, free))
+
+    def _weights(self, keys: dict) -> dict:
+        return {k: self.params[full].T if isinstance(full, _T) else self.params[full]
+                for k, full in keys.items()}
 
     def __call__(self, *inputs, training: bool = False, rng=None, trace: bool = False):
         """Run the model. With ``trace``, return every value: {value id: array}."""
@@ -135,7 +149,7 @@ class NumpyModel:
                        else np.random.default_rng(), env=env)
         values = {inp.id: a for inp, a in zip(m.inputs, arrays)}
         for kind, node, keys, free in self._plan:
-            w = {k: self.params[full] for k, full in keys.items()}
+            w = self._weights(keys)
             ctx.updates = {}
             values[node.id] = kind.numpy(node.p, w, [values[v] for v in node.inputs], ctx)
             for k, new in ctx.updates.items():
@@ -213,7 +227,7 @@ class NumpyModel:
         values = {inp.id: a for inp, a in zip(m.inputs, arrays)}
         saved: dict = {}
         for kind, node, keys, _ in self._plan:
-            w = {k: self.params[full] for k, full in keys.items()}
+            w = self._weights(keys)
             ctx.updates = {}
             ctx.saved = saved[node.id] = {}
             values[node.id] = kind.numpy(node.p, w, [values[v] for v in node.inputs], ctx)
@@ -226,7 +240,7 @@ class NumpyModel:
         out = values[m.output]
         grads = {m.output: cotangent}
         pgrads = {k: np.zeros_like(self.params[k]) for k, w in self.state_shapes.items()
-                  if w.trainable and w.dtype != "int"}
+                  if w.trainable and w.dtype != "int" and not w.tied}
         kept = {}
         for kind, node, keys, _ in reversed(self._plan):
             gy = grads.pop(node.id, None)
@@ -234,18 +248,40 @@ class NumpyModel:
                 continue  # the output does not depend on this layer
             if keep:
                 kept[node.id] = gy
-            w = {k: self.params[full] for k, full in keys.items()}
+            w = self._weights(keys)
             ctx.saved = saved[node.id]
             gxs, gw = kind.backward(node.p, w, [values[v] for v in node.inputs],
                                     values[node.id], gy, ctx)
             for k, g in gw.items():
-                pgrads[keys[k]] += g
+                full = keys[k]
+                pgrads[full] += g.T if isinstance(full, _T) else g
             for v, g in zip(node.inputs, gxs):
                 if g is not None:
                     grads[v] = _add(grads.get(v), g)
         gin = [None if inp.dtype == "int" else grads.get(inp.id, np.zeros_like(a))
                for inp, a in zip(m.inputs, arrays)]
         return Gradients(out, pgrads, gin, kept)
+
+
+class _T(str):
+    """A state_dict key whose array a layer uses transposed (``weight=enc.weight.T``)."""
+
+
+def _untie(shapes: dict, params: dict) -> dict:
+    """A state_dict may hold a tied parameter under either key or both (torch's holds
+    both): the entry it is tied to gets the array, and both must then be equal."""
+    out = dict(params)
+    for k, w in shapes.items():
+        if not w.tied or k not in out:
+            continue
+        if w.tied not in out:
+            out[w.tied] = out[k]
+        elif out[w.tied] is not out[k] and not np.array_equal(np.asarray(out[w.tied]),
+                                                               np.asarray(out[k])):
+            raise ValueError(f"the tied parameters {k} and {w.tied} differ: a tied parameter "
+                             "is one tensor")
+        del out[k]
+    return out
 
 
 def _like(out, cotangent):

@@ -29,7 +29,8 @@ from .. import init as _init
 from ..api import Spec
 from ..dims import Dim
 from ..names import MODULE_ATTRS, child_name_problem
-from ..layers.base import INT, MODULE, In, Prev, SymDim, TorchCall, TorchModule, TorchPlan
+from ..layers.base import (INT, MODULE, In, ParamRef, Prev, SymDim, TorchCall, TorchModule,
+                           TorchPlan)
 from ..emit import _plans, _symbol_sources, _walk_syms  # one plan, two renderings
 from .numpy import InputError
 
@@ -118,8 +119,16 @@ def _div_fn(inner, k: int, floor: bool):
     return lambda env: -((-inner(env)) // k)
 
 
+# the key of the symbol environment under which a module's forward keeps the module itself
+# (a symbol is an identifier, never this), for a layer that uses another's parameter
+_ROOT = "\0root"
+
+
 def _arg(a):
     """(is_constant, value or function (ins, prev, env) -> value)."""
+    if isinstance(a, ParamRef):
+        key = a.key
+        return False, lambda ins, prev, env: env[_ROOT].get_parameter(key)
     if isinstance(a, In):
         i = a.index
         return False, lambda ins, prev, env: ins[i]
@@ -173,11 +182,17 @@ def _helper(ref: str):
     return obj
 
 
+def _pack(*values):
+    return values
+
+
 def _resolve_fn(fn: str):
     """The callable for ``F.name`` / ``torch.name`` / a helper / ``getitem``; method name
     for ``.name``."""
     if fn == "getitem":
         return operator.getitem, None
+    if fn == "tuple":
+        return _pack, None
     if fn.startswith("nnspec."):
         return _helper(fn), None
     if fn.startswith("F."):
@@ -293,7 +308,7 @@ class SpecModule(nn.Module):
     # the attributes _compile derives from the spec (closures among them): never pickled
     _COMPILED = ("model_name", "spec_model", "_spec_program", "_shapes", "locations",
                  "line_map", "_steps", "_ids", "_n_slots", "_out", "_inputs", "_checks",
-                 "_sym_src", "_same", "_pending")
+                 "_sym_src", "_same", "_pending", "_ties")
 
     def __init__(self, spec: Spec, model: str | None = None, seed: int | None = None,
                  params: dict | None = None, dtype: torch.dtype = torch.float32,
@@ -316,7 +331,23 @@ class SpecModule(nn.Module):
             if parts[-1] in parent._modules:
                 raise ValueError(f"the layer name {name!r} is used twice")
             parent._modules[parts[-1]] = mod
+        self._tie()
         self._load(self._shapes, seed, params, dtype, device)
+
+    def _tie(self) -> None:
+        """Make each tied parameter the very Parameter it is tied to (``lm_head.weight =
+        wte.weight``): again after anything that may give modules new Parameters."""
+        for key, owner in self._ties:
+            path, _, attr = key.rpartition(".")
+            setattr(self.get_submodule(path), attr, self.get_parameter(owner))
+
+    def _apply(self, fn, recurse=True):
+        # .to(), .to_empty(), .double(), ...: a conversion may give each module Parameters
+        # of its own, which would untie the tied ones
+        out = super()._apply(fn, recurse)
+        if self.__dict__.get("_ties"):
+            self._tie()
+        return out
 
     def _compile(self, spec: Spec, m, made: nn.Module | None) -> list:
         """Compile the plan of model ``m``; returns [(layer name, submodule)].
@@ -345,15 +376,24 @@ class SpecModule(nn.Module):
         attrs["locations"], attrs["line_map"] = locations, line_map
         steps = []
         modules = []
+        by_name: dict[str, nn.Module] = {}
+        ties = []
         for k, (node, _, plan) in enumerate(plans):
             mod = None
-            if plan.module is not None:
+            if node.shared:  # a layer applied again: its module once more
+                mod = by_name.get(node.name)
+            elif plan.module is not None:
                 if made is None:
                     with torch.device("meta"):
                         mod = _make_module(plan.module)
                 else:
                     mod = _registered(made, node.name, _module_cls(plan.module))
                 modules.append((node.name, mod))
+                by_name[node.name] = mod
+            if not node.shared:
+                ties += [(f"{node.name}.{key}", f"{owner}.{okey}")
+                         for key, (owner, okey, transposed) in node.ties.items()
+                         if not transposed]
             run = _compile_plan(plan)
             ins = tuple(slot[v] for v in node.inputs)
             free = tuple(sorted({slot[v] for v in node.inputs if last.get(v) == k
@@ -363,6 +403,7 @@ class SpecModule(nn.Module):
             locations.append((file, line, text, node.name))
             line_map.setdefault((file, line), []).append(node.name)
         attrs["_steps"] = steps
+        attrs["_ties"] = ties
         attrs["_ids"] = [inp.id for inp in m.inputs] + [node.id for node, _, _ in plans]
         attrs["_n_slots"] = n_in + len(plans)
         attrs["_out"] = slot[m.output]
@@ -408,6 +449,7 @@ class SpecModule(nn.Module):
             np_dtype = np.float64 if dtype == torch.float64 else np.float32
             params = _init.draw(shapes, seed, np_dtype)
         self.__dict__["seed"] = seed  # not via setattr: a layer may be named seed
+        params = _with_ties(shapes, params)
         missing = [k for k in shapes if k not in params]
         extra = [k for k in params if k not in shapes]
         if missing or extra:
@@ -550,6 +592,7 @@ class SpecModule(nn.Module):
     def _run(self, inputs, keep: bool) -> list:
         """Run the plan; drop each value after its last use unless ``keep``."""
         env = self._bind(inputs)
+        env[_ROOT] = self
         vals = list(inputs) + [None] * (self._n_slots - len(inputs))
         steps = self._steps
         k = -1
@@ -655,6 +698,23 @@ def _registered(root: nn.Module, name: str, cls) -> nn.Module:
     if type(mod) is not cls:
         raise ValueError(f"layer {name!r} is a {type(mod).__name__}, expected {cls.__name__}")
     return mod
+
+
+def _with_ties(shapes: dict, params: dict) -> dict:
+    """``params`` with each tied parameter under both of its keys, as the state_dict holds
+    it (either key may be given; both must then be equal)."""
+    out = dict(params)
+    for k, w in shapes.items():
+        if not w.tied:
+            continue
+        if k not in out and w.tied in out:
+            out[k] = out[w.tied]
+        elif k in out and w.tied not in out:
+            out[w.tied] = out[k]
+        elif k in out and not torch.equal(_as_tensor(out[k]), _as_tensor(out[w.tied])):
+            raise ValueError(f"the tied parameters {k} and {w.tied} differ: a tied parameter "
+                             "is one tensor")
+    return out
 
 
 def _as_tensor(v) -> torch.Tensor:

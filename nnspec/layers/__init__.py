@@ -16,6 +16,9 @@ from . import (  # noqa: F401,E402  # noqa: F401,E402
     pool,
     recurrent,
     reshape,
+    rope,
+    sdpa,
+    split,
     tensorops,
     upsample,
 )

@@ -1,4 +1,6 @@
-"""Torch helpers of the attention layers (masks, positional encodings).
+"""Torch helpers of the attention layers (masks, positional encodings, rotary embeddings,
+and :class:`SDPAttention`: attention on F.scaled_dot_product_attention for the options
+nn.MultiheadAttention lacks).
 
 The source emitter copies these definitions into generated files: inside them only the
 names torch, nn, F and math are used.
@@ -10,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def causal_mask(q, kv):
@@ -83,3 +86,132 @@ class MaskedAttention(nn.MultiheadAttention):
             fill = bias if bias is not None else out.new_zeros(())
             out = torch.where(empty, fill, out)
         return out, weights
+
+
+def apply_rope(x, theta=10000.0, interleaved=False, offset=0):
+    """Rotary position embeddings on x [N, heads, T, D] (D even): the pair of features i
+    of position ``offset + t`` turns by the angle (offset + t) / theta^(2i/D).
+
+    The pairs are (i, i + D/2) (HF LLaMA's rotate_half), or (2i, 2i + 1) with interleaved
+    (RoFormer, Meta's LLaMA). The angles are computed in float64, as the NumPy backend does.
+    """
+    t, d = x.shape[-2], x.shape[-1]
+    pos = torch.arange(t, dtype=torch.float64, device=x.device) + offset
+    inv_freq = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)
+    angle = pos[:, None] * inv_freq[None, :]
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    if interleaved:
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+def attention_mask(t, s, like, key_padding_mask=None, attn_mask=None, causal=False):
+    """The masks of an attention layer merged into one attn_mask for
+    F.scaled_dot_product_attention, broadcasting to [N, heads, T, S], and the rows (queries)
+    that see no key, [.., T, 1] bool; (None, None) without masks. A float mask takes the
+    dtype of ``like`` (the queries), every mask its device.
+
+    causal is aligned bottom-right: query i sees the keys j <= i + S - T. The key-padding
+    mask [N, S] is nonzero where a key is padded; an int attn_mask ([T, S], [N, T, S] or
+    [N, heads, T, S]) is nonzero where a query may attend (SDPA's bool mask), a float one is
+    added to the scores. A row that sees no key (every entry masked or -inf) is opened up so
+    that no NaN arises (in a backward pass either); the caller zeroes its output.
+    """
+    allowed = None
+    if causal:
+        allowed = torch.ones(t, s, dtype=torch.bool, device=like.device).tril(s - t)
+    if key_padding_mask is not None:
+        keep = (key_padding_mask.to(like.device) == 0)[:, None, None, :]
+        allowed = keep if allowed is None else allowed & keep
+    added = None
+    if attn_mask is not None:
+        m = (attn_mask[:, None] if attn_mask.dim() == 3 else attn_mask).to(like.device)
+        if m.is_floating_point():
+            added = m.to(like.dtype)
+        else:
+            allowed = m != 0 if allowed is None else allowed & (m != 0)
+    if added is None:
+        if allowed is None:
+            return None, None
+        empty = ~allowed.any(-1, keepdim=True)
+        return allowed | empty, empty
+    if allowed is not None:
+        added = added.masked_fill(~allowed, -math.inf)
+    empty = torch.isneginf(added).all(-1, keepdim=True)
+    return added.masked_fill(empty, 0.0), empty
+
+
+class SDPAttention(nn.Module):
+    """Multi-head attention on F.scaled_dot_product_attention, for what nn.MultiheadAttention
+    does not offer: an attn_mask next to the key-padding mask, causal masking aligned
+    bottom-right when keys and queries differ in number, grouped-query attention (kv_heads <
+    num_heads: each group of num_heads // kv_heads query heads shares one key/value head;
+    kv_heads=1 is multi-query attention), a scale other than 1/sqrt(head_dim), and rotary
+    embeddings on q and k (positions 0..S-1 for the keys, S-T..S-1 for the queries).
+
+    qkv='packed' has nn.MultiheadAttention's parameters and initialisation (in_proj_weight
+    [3E, E] xavier-uniform, zero biases, out_proj); qkv='separate' has HF LLaMA's nn.Linear
+    children q_proj, k_proj, v_proj and o_proj with nn.Linear's initialisation, k_proj and
+    v_proj [kv_heads * head_dim, E]. A query that sees no key gets zeros before the output
+    projection (the output is its bias), as the NumPy backend gives.
+    """
+
+    def __init__(self, embed_dim, num_heads, kv_heads=None, dropout=0.0, bias=True,
+                 qkv="packed", causal=False, scale=None, rope=False, rope_theta=10000.0,
+                 rope_layout="half"):
+        super().__init__()
+        self.num_heads = num_heads
+        self.kv_heads = num_heads if kv_heads is None else kv_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout = dropout
+        self.packed = qkv == "packed"
+        self.causal = causal
+        self.scale = scale
+        self.rope = rope
+        self.rope_theta = rope_theta
+        self.rope_interleaved = rope_layout == "interleaved"
+        if self.packed:
+            if self.kv_heads != num_heads:
+                raise ValueError("grouped-query attention needs qkv='separate'")
+            self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dim, embed_dim))
+            self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dim)) if bias else None
+            self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+            nn.init.xavier_uniform_(self.in_proj_weight)
+            if bias:
+                nn.init.zeros_(self.out_proj.bias)
+        else:
+            kv_dim = self.kv_heads * self.head_dim
+            self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+            self.k_proj = nn.Linear(embed_dim, kv_dim, bias=bias)
+            self.v_proj = nn.Linear(embed_dim, kv_dim, bias=bias)
+            self.o_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+
+    def forward(self, query, key, value, key_padding_mask=None, attn_mask=None):
+        n, t, s = query.shape[0], query.shape[1], key.shape[1]
+        if self.packed:
+            wq, wk, wv = self.in_proj_weight.chunk(3)
+            bq, bk, bv = (None,) * 3 if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
+            q, k, v = F.linear(query, wq, bq), F.linear(key, wk, bk), F.linear(value, wv, bv)
+        else:
+            q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)
+        q = q.view(n, t, self.num_heads, self.head_dim).transpose(1, 2)
+        k = k.view(n, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(n, s, self.kv_heads, self.head_dim).transpose(1, 2)
+        if self.rope:
+            q = apply_rope(q, self.rope_theta, self.rope_interleaved, offset=s - t)
+            k = apply_rope(k, self.rope_theta, self.rope_interleaved)
+        # causal alone over as many keys as queries is SDPA's own causal mask (its fast
+        # kernels); otherwise the masks are merged into one
+        plain_causal = self.causal and t == s and key_padding_mask is None and attn_mask is None
+        mask, empty = (None, None) if plain_causal else attention_mask(
+            t, s, q, key_padding_mask, attn_mask, self.causal)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            is_causal=plain_causal, scale=self.scale,
+            enable_gqa=self.kv_heads != self.num_heads)
+        if empty is not None:
+            y = y.masked_fill(empty, 0.0)
+        y = y.transpose(1, 2).reshape(n, t, self.num_heads * self.head_dim)
+        return self.out_proj(y) if self.packed else self.o_proj(y)

@@ -176,6 +176,9 @@ class W:
     init: tuple
     trainable: bool = True
     dtype: str = FLOAT
+    # the state_dict key of the tensor this entry is (a tied weight, listed under both keys
+    # as torch lists them): not a parameter of its own, drawn and counted once
+    tied: str = ""
 
 
 # ---- torch description -------------------------------------------------------
@@ -198,6 +201,14 @@ class SymDim:
     """Placeholder for a symbolic dim evaluated at run time from the model's inputs."""
 
     dim: Dim
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRef:
+    """Placeholder for another layer's parameter (its dotted state_dict key), as a torch call
+    argument: a tied weight that a layer uses transposed."""
+
+    key: str
 
 
 MODULE = "<module>"
@@ -385,6 +396,16 @@ class LayerKind:
 
     def torch(self, p, ins: list[TensorType], out: TensorType) -> TorchPlan:
         raise NotImplementedError
+
+    #: the state_dict key that may be tied to another layer's matrix transposed
+    #: (``weight=enc.weight.T``), with ``torch_tied`` its torch form; "" for none
+    transposed_tie: ClassVar[str] = ""
+
+    def torch_tied(self, p, ins: list[TensorType], out: TensorType, ref: "ParamRef"
+                   ) -> TorchPlan:
+        """The torch plan when ``transposed_tie`` is another layer's parameter ``ref``
+        (transposed): a module without that parameter, called with ``ref`` as an argument."""
+        raise NotImplementedError(self.name)
 
     def numpy(self, p, w: dict, xs: list, ctx: NumpyCtx):
         raise NotImplementedError

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from .base import (
     DEFAULT_INIT,
+    MODULE,
     Bool,
+    In,
     InitArg,
     Int,
     LayerKind,
     Params,
     TensorType,
+    TorchCall,
     TorchModule,
     TorchPlan,
     W,
@@ -21,6 +24,9 @@ from .base import (
     prod,
     register,
 )
+
+_HELPERS = "nnspec.layers.dense_torch"
+
 
 def default_init(fan_in: int) -> tuple:
     """PyTorch's default of Linear/Conv weights and biases (the spec may override it with
@@ -67,6 +73,15 @@ class Dense(LayerKind):
         n_in = ins[0].shape[-1].value
         kw = {} if p.bias else {"bias": False}
         return TorchPlan(TorchModule("Linear", (n_in, p.out), kw), [])
+
+    # ``weight=enc.weight.T``: the weight of another layer, transposed (see LayerKind)
+    transposed_tie = "weight"
+
+    def torch_tied(self, p, ins, out, ref):
+        n_in = ins[0].shape[-1].value
+        kw = {} if p.bias else {"bias": False}
+        return TorchPlan(TorchModule(f"{_HELPERS}:TransposedLinear", (n_in, p.out), kw),
+                         [TorchCall(MODULE, (In(0), ref))])
 
     def numpy(self, p, w, xs, ctx):
         return npops.linear(xs[0], w["weight"], w.get("bias"))

@@ -271,8 +271,8 @@ class Item(LayerKind):
             raise ShapeError("this layer returns one value; name it with a single name",
                              hint="drop the extra names on the left of =")
         if not 0 <= p.index < len(t.items):
-            names = ", ".join(t.names) if t.names else f"{len(t.items)} values"
-            raise ShapeError(f"the layer returns {len(t.items)} values ({names}), "
+            names = f" ({', '.join(t.names)})" if t.names else ""
+            raise ShapeError(f"the layer returns {len(t.items)} values{names}, "
                              f"not {p.index + 1}", hint="give one name per value")
         return t.items[p.index]
 
@@ -289,3 +289,38 @@ class Item(LayerKind):
 
     def sample(self):
         return {"index": 1}, [TupleType((TensorType((2, 3)), TensorType((2, 4))))]
+
+
+@register
+class Pack(LayerKind):
+    """Several values as one: what a block or model returns with ``return a, b`` (named
+    again with ``x, y = Block(...)``, which lowers to ``item`` nodes)."""
+
+    name = "pack"
+    arity = None
+    summary = "several values as one: return a, b (in a block or model)"
+
+    class Params(Params):
+        pass
+
+    def infer(self, p, ins):
+        for t in ins:
+            if isinstance(t, TupleType):
+                raise ShapeError(f"a returned value is itself {len(t.items)} values {t}; "
+                                 "name them and return each")
+        return TupleType(ins)
+
+    def torch(self, p, ins, out):
+        return TorchPlan(None, [TorchCall("tuple", tuple(In(i) for i in range(len(ins))))])
+
+    def numpy(self, p, w, xs, ctx):
+        return tuple(xs)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        return [None if not np.issubdtype(x.dtype, np.floating) else
+                np.zeros_like(x) if g is None else g for x, g in zip(xs, gy)], {}
+
+    def sample(self):
+        return {}, [TensorType((2, 3)), TensorType((2, 4), "int")]

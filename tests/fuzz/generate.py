@@ -578,6 +578,9 @@ class _Gen:
             words.append(f"kv={mem}")
             keys = s
             self.features.add("kv")
+            if r.random() < 0.3:  # S != T: causal aligned bottom-right
+                words.append("causal")
+                self.features.add("causal-bottom-right")
         elif r.random() < 0.4:
             words.append("causal")
             self.features.add("causal")
@@ -586,6 +589,27 @@ class _Gen:
             self.extra_inputs.append(f"{m}: [N, {keys}] int")
             words.append(f"mask={m}")
             self.features.add("mask")
+        if keys is not None and tdim is not None and r.random() < 0.25:
+            # attn_mask: int (nonzero = attend) or float (added), [T, S] / [N, T, S] /
+            # [N, heads, T, S]
+            lead = r.choice(["", "N, ", f"N, {heads}, ", "N, 1, "])
+            am = f"am{self.n_names}"
+            dtype = r.choice(["", " int"])
+            self.extra_inputs.append(f"{am}: [{lead}{tdim}, {keys}]{dtype}")
+            words.append(f"attn_mask={am}")
+            self.features.add("attn_mask")
+        if r.random() < 0.25:  # separate projections, grouped-query when kv_heads < heads
+            words.append("qkv=separate")
+            kvh = r.choice([k for k in range(1, heads + 1) if heads % k == 0])
+            if kvh != heads:
+                words.append(f"kv_heads={kvh}")
+                self.features.add("kv_heads")
+            self.features.add("qkv-separate")
+        if r.random() < 0.1:
+            words.append(r.choice(["scale=0.5", "scale=0.125"]))
+        if (e // heads) % 2 == 0 and r.random() < 0.2:
+            words += ["rope"] + r.choice([[], ["rope_layout=interleaved"], ["rope_theta=100.0"]])
+            self.features.add("rope-in-attention")
         if r.random() < 0.2:
             words.append("dropout=0.1")
         if r.random() < 0.2:
@@ -659,9 +683,55 @@ class _Gen:
         shape = cur.copy().shape
         return Val(shape[:-1] + [Ax(shape[-2].value, shape[-2].sym, shape[-2].const)]), out
 
+    def rope(self, x: Val, preserve: bool = False):
+        """Rotary position embeddings: an even number of the last (concrete) axis's
+        features rotated along an axis before it."""
+        if x.rank < 2 or x.dtype != "float" or not x.shape[-1].const or x.shape[-1].value < 2:
+            return None
+        r = self.rng
+        d = x.shape[-1].value
+        words = [r.choice(["rope", "rope", "rotary"])]
+        if d % 2 or r.random() < 0.2:
+            words.append(f"{r.choice(['dim', 'rotary_dim'])}={2 * r.randint(1, d // 2)}")
+        if r.random() < 0.3:
+            a = r.randrange(x.rank - 1)
+            words.append(f"axis={a - x.rank if r.random() < 0.5 else a}")
+        if r.random() < 0.3:
+            words.append(r.choice(["layout=interleaved", "layout=half"]))
+        if r.random() < 0.2:
+            words.append(r.choice(["theta=100.0", "base=500000", "offset=3"]))
+        self.features.add("rope")
+        return " ".join(words), x.copy()
+
+    def sdpa_self(self, cur: Val, cur_name: str | None):
+        """Self-attention of the value over its last two axes: sdpa(a, a, a), with a
+        causal mask, a scale, dropout or a [1, T] mask input (int or float)."""
+        if cur.rank < 2 or cur.dtype != "float":
+            return None
+        r = self.rng
+        a = self._named(cur_name)
+        args = [a, a, a]
+        if r.random() < 0.4:
+            args.append("causal")
+        if r.random() < 0.2:
+            args.append(r.choice(["scale=0.5", "scale=2.0"]))
+        if r.random() < 0.2:
+            args.append("dropout=0.1")
+        out = self.name()
+        t = cur.shape[-2]
+        if not self.in_block and (t.const or t.sym) and r.random() < 0.3:
+            m = f"sm{self.n_names}"
+            self.extra_inputs.append(f"{m}: [1, {t.text()}]{r.choice(['', ' int'])}")
+            args.append(f"mask={m}")
+        kind = r.choice(["sdpa", "sdpa", "scaled_dot_product_attention"])
+        self.lines.append(f"{out} = {kind}({', '.join(args)})")
+        self.features.add("sdpa")
+        return cur.copy(), out
+
     LAYERS = ("conv", "pool", "batchnorm", "layernorm", "dropout", "activation", "dense",
               "flatten", "reshape", "last", "recurrent", "attention", "positional",
-              "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop", "tensorop")
+              "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop", "tensorop",
+              "rope")
 
     def layer(self, x: Val, preserve: bool = False, tries: int = 12):
         """A random layer that applies to x (shape-preserving when ``preserve``)."""
@@ -711,12 +781,20 @@ class _Gen:
             got = self.matmul_self(cur, cur_name)
             if got is not None:
                 return got
+        if choice < 0.48:
+            got = self.sdpa_self(cur, cur_name)
+            if got is not None:
+                return got
         if choice < 0.5:
             got = self.arith(cur, cur_name)
             if got is not None:
                 return got
         if choice < 0.53:
             got = self.subscript(cur, cur_name)
+            if got is not None:
+                return got
+        if choice < 0.56:  # split / chunk into named pieces
+            got = self.split_chunk(cur, cur_name)
             if got is not None:
                 return got
         return self.pipeline(cur, cur_name)
@@ -829,6 +907,54 @@ class _Gen:
         self.features.add("index")
         return Val(shape), out
 
+    # ---- split / chunk: one value into named pieces ----
+    def split_chunk(self, cur: Val, cur_name: str | None):
+        """``a, b = x | split (2, 3) dim=1``, ``split 2``, ``chunk 3 dim=-1`` on a concrete
+        axis after the batch (chunk's last piece smaller where torch still gives that many
+        pieces); carries on from one piece, the others unread or joined again."""
+        axes = [i for i in range(1, cur.rank) if cur.shape[i].const and cur.shape[i].value > 1]
+        if not axes:
+            return None
+        r = self.rng
+        ax = r.choice(axes)
+        n = cur.shape[ax].value
+        form = r.randrange(3)
+        if form == 0:  # chunk: counts for which torch.chunk gives that many pieces
+            counts = [c for c in range(2, min(n, 4) + 1) if -(-n // -(-n // c)) == c]
+            c = r.choice(counts)
+            each = -(-n // c)
+            sizes = [each] * (c - 1) + [n - each * (c - 1)]
+            words = ["chunk", str(c)]
+            self.features.add("chunk")
+        elif form == 1 and any(n % k == 0 and 2 <= n // k <= 4 for k in range(1, n)):
+            k = r.choice([k for k in range(1, n) if n % k == 0 and 2 <= n // k <= 4])
+            sizes = [k] * (n // k)
+            words = ["split", str(k)]
+            self.features.add("split")
+        else:
+            cuts = sorted(r.sample(range(1, n), min(n - 1, r.randint(1, 3))))
+            sizes = [b - a for a, b in zip([0] + cuts, cuts + [n])]
+            words = ["split", "(" + ", ".join(map(str, sizes)) + ")"]
+            self.features.add("split")
+        if ax != 1 or r.random() < 0.4:
+            words.append(f"{r.choice(['dim', 'axis'])}={ax - cur.rank if r.random() < 0.5 else ax}")
+        names = [self.name() for _ in sizes]
+        src = f"{cur_name} | " if cur_name else ""
+        self.lines.append(f"{', '.join(names)} = {src}{' '.join(words)}")
+        self.features.add("item")
+        self.after_multi = True
+        pick = r.randrange(len(sizes))
+        shape = cur.copy().shape
+        shape[ax] = _const(sizes[pick])
+        same = [i for i, z in enumerate(sizes) if z == sizes[pick] and i != pick]
+        if same and r.random() < 0.5:  # two pieces of a size joined again
+            out = self.name()
+            self.lines.append(f"{out} = ({names[pick]} + {names[same[0]]})")
+            self.features.add("add")
+            self.after_multi = False
+            return Val(shape), out
+        return Val(shape), names[pick]
+
     def concat(self, cur: Val, cur_name: str | None):
         r = self.rng
         a = self._named(cur_name)
@@ -894,22 +1020,42 @@ class _Gen:
             params.append("act=1")
             call_args.append(f"act={r.choice([1, 2])}")
         residual = r.random() < 0.5
+        several = not residual and r.random() < 0.25  # return y, x
         lines = [f"block {name}({', '.join(params)}) {{"]
         if residual:
             lines.append(f"    y = x | {' | '.join(body)}")
             lines.append("    return relu(y + x)")
+        elif several:
+            lines.append(f"    y = x | {' | '.join(body)}")
+            lines.append("    return y, x")
         else:
             lines += [f"    {b}" for b in body]
         lines.append("}")
         self.blocks.append("\n".join(lines))
-        n = r.choice([1, 1, 2, 3])
+        n = 1 if several else r.choice([1, 1, 2, 3])
         call = f"{name}({', '.join(call_args)})" + (f" * {n}" if n > 1 or r.random() < 0.3
                                                     else "")
+        alias = None
         if r.random() < 0.3:
-            call += f" as blk{len(self.blocks)}"
+            alias = f"blk{len(self.blocks)}"
+            call += f" as {alias}"
+        first = None
+        if several:  # y, x = B(...): carry on from y, as after any `a, b = ...`
+            first = self.name()
+            call = f"{first}, {self.name()} = {call}"
+            self.features |= {"pack", "item"}
+            self.after_multi = True
         self.lines.append(call)
         self.features.add("block")
-        return cur.copy(), None
+        if alias is not None and r.random() < 0.6:
+            # the same instance applied again (shared weights): its output keeps the shape
+            if several:
+                first = self.name()
+                self.lines.append(f"{first}, {self.name()} = {alias}")
+            else:
+                self.lines.append(alias)
+            self.features.add("shared")
+        return cur.copy(), first
 
 
 def _same(a: Val, b: Val) -> bool:
