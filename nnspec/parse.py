@@ -224,6 +224,18 @@ class _Build(Transformer):
     def ref(self, c):
         return S.Ref(str(c[0]), _tok_span(self.file, c[0]))
 
+    def paren(self, c):
+        """``(n - 1)`` as a layer argument or repeat count: the expression, its span widened
+        to the parentheses (the stage's span, and its text in comments, ends at the ``)``)."""
+        e = c[1]
+        if getattr(e, "span", None) is not None:
+            try:
+                e.span = Span(self.file, c[0].line, c[0].column, c[2].end_line,
+                              c[2].end_column)
+            except AttributeError:
+                pass
+        return e
+
     def dotted(self, c):
         return S.Dotted(str(c[0]).split("."), _tok_span(self.file, c[0]))
 

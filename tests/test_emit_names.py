@@ -284,3 +284,13 @@ def test_a_child_named_like_a_data_attribute_really_breaks_torch():
     for name in ["training", "_modules", "forward", "__fc", "class", "seed", "0"]:
         assert (child_name_problem(name) is None) == (name not in MODULE_DATA)
     assert child_name_problem("") is not None and child_name_problem("a.b") is not None
+
+
+def test_a_parenthesised_repeat_count_is_quoted_whole():
+    from nnspec.emit import emit_source
+
+    spec = nnspec.loads("block B(x, c) {\n    x | dense c\n}\nmodel M(x: [N, 4]) {\n"
+                        "    x | B(4) * (2 - 1) as layer\n    dense (4 * 2)\n}\n", "t7.nn")
+    src = emit_source(spec)
+    assert "t7.nn:5  B(4) * (2 - 1) as layer  -> [N, 4]" in src
+    assert "t7.nn:6  dense (4 * 2)  -> [N, 8]" in src
