@@ -1819,6 +1819,13 @@ def _training_src(spec: Spec, m) -> list[str]:
         return []
     taken: set[str] = set()
     names = {a: py_name(a, taken, _RESERVED_LOCALS) for a in T.loss_args(t, m)}
+    params = list(names.values())
+    used = {a for term in t.terms for a in term.args}
+    unpack = None
+    if any(n in used for n in m.output_names if n):  # recon, mu, logvar = output
+        unpack = [py_name(n, taken, _RESERVED_LOCALS) if n and n in used else "_"
+                  for n in m.output_names]
+        names.update((n, v) for n, v in zip(m.output_names, unpack) if v != "_")
     parts = []
     for term in t.terms:
         kind = LOSSES[term.loss]
@@ -1834,8 +1841,10 @@ def _training_src(spec: Spec, m) -> list[str]:
     expr = ""
     for i, (sign, src) in enumerate(parts):
         expr += (f"-{src}" if sign == "-" else src) if i == 0 else f" {sign} {src}"
-    out = ["", *_fit(f"def loss(self, {', '.join(names.values())}):", 4),
-           *_fit(f"return {expr or 'torch.zeros(())'}", 8)]
+    out = ["", *_fit(f"def loss(self, {', '.join(params)}):", 4)]
+    if unpack is not None:
+        out += _fit(f"{', '.join(unpack)} = {names['output']}", 8)
+    out += _fit(f"return {expr or 'torch.zeros(())'}", 8)
     if t.optimizer is not None:
         opt = T.OPTIMIZERS[t.optimizer].model_validate(t.optimizer_params)
         out += ["", "    def configure_optimizer(self):",

@@ -185,6 +185,9 @@ class Model(_Base):
     output: str
     asserts: list[Assert] = []
     span: list = []
+    # a model that returns several values (``return recon, mu, logvar``): their names, which
+    # a train section's loss may use ("" for a returned value without a name)
+    output_names: list[str] = []
     # What lowering knows and the IR does not keep, for the source emitter's names (not
     # serialised: empty for an IR read from JSON). value_names: (scope prefix, value id) ->
     # the spec name the value was assigned to there; block_args: block instance prefix ->

@@ -462,7 +462,7 @@ class _Validator:
     def model(self, m, where: tuple) -> ir.Model | None:
         before = len(self.errors)
         if not self.fields(m, where, ("name", "inputs", "nodes", "output"),
-                           ("file", "asserts", "span")):
+                           ("file", "asserts", "span", "output_names")):
             if not isinstance(m, dict):
                 return None
         name = self.get(m, "name", where, str)
@@ -470,6 +470,11 @@ class _Validator:
             self.err(where + ("name",), "E201", "a model name cannot be empty")
         self.get(m, "file", where, str, "")
         self.opt_span(m, where)
+        names = self.get(m, "output_names", where, list, [])
+        for i, n in enumerate(names if names is not _BAD else ()):
+            if not isinstance(n, str):
+                self.err(where + ("output_names", i), "E201",
+                         f"must be a string, got {_type_name(n)}")
         defined: dict[str, tuple] = {}  # value id -> where it is defined
 
         def define(vid, at: tuple) -> None:

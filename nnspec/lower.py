@@ -745,9 +745,10 @@ class ModelBuilder:
                                               span=syn.out_shape.span.to_json(), what="output"))
             except Failure as f:
                 self.loader.diags.append(f.diag)
+        names = S.returned_names(syn.body) if isinstance(out, Tensor) else []
         model = ir.Model.model_construct(
             name=syn.name, file=syn.file, inputs=inputs, nodes=self.nodes, output=output,
-            asserts=self.asserts, span=syn.span.to_json())
+            asserts=self.asserts, span=syn.span.to_json(), output_names=names)
         model._value_names, model._block_args = self.value_names, self.block_args
         return model
 

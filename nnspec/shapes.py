@@ -285,6 +285,10 @@ def training_types(t: ir.Training, results: dict[str, ModelTypes]) -> dict | Non
     if out is None:
         return None
     types = {"output": out}
+    if isinstance(out, TupleType):  # return recon, mu, logvar: each by its name
+        for name, ty in zip(res.model.output_names, out.items):
+            if name:
+                types[name] = ty
     for inp, ty in zip(res.model.inputs, res.inputs()):
         types[inp.name] = ty
     for tg in t.targets:

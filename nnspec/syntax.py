@@ -162,6 +162,22 @@ class Stmt:
     more: list = field(default_factory=list)  # `return a, b`: the pipelines after the first
 
 
+def returned_names(body: list) -> list[str]:
+    """The names of the values a body returns with ``return a, b`` (its last such
+    statement): one per value, "" where a returned pipeline is more than a bare name; []
+    for a body that returns one value."""
+    for st in reversed(body):
+        if st.kind == "return" and st.more:
+            out = []
+            for pl in [st.pipeline, *st.more]:
+                only = pl.stages[0] if len(pl.stages) == 1 else None
+                bare = (type(only) is Layer and not only.args and only.rep is None
+                        and only.alias is None)
+                out.append(only.name if bare else "")
+            return out
+    return []
+
+
 # ---- top level ---------------------------------------------------------------
 
 

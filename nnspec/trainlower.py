@@ -29,12 +29,14 @@ def lower_training(loader, scope, item: S.Train, ev) -> ir.Training | None:
                      item.name_span, hint=f"did you mean {best!r}?" if best else None)
         return None
     syn = scope.models[item.model]
-    names = ["output"] + [i.name for i in syn.inputs]
+    returned = [n for n in S.returned_names(syn.body) if n]
+    names = ["output"] + [i.name for i in syn.inputs] + returned
     targets = []
     for t in item.targets:
         if t.name in names:
             loader.error("E074", f"the target {t.name!r} has the name of "
                          + ("the model's output" if t.name == "output" else
+                            f"a value {item.model} returns" if t.name in returned else
                             f"an input of {item.model}"), t.span)
             continue
         try:

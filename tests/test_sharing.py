@@ -330,3 +330,53 @@ def test_names_an_annotation_binds_are_usable_later():
     (d,) = nnspec.loads("model M(x: [N, 4]) {\n  y = x | dense 8 : [N, C]\n"
                         "  y | dense 5 : [N, C]\n}\n", "c.nn", strict=False).diagnostics
     assert d.span.line == 3 and "8" in d.message
+
+
+VAE = """
+model VAE(x: [N, 8]) {
+  h = x | dense 6 | relu
+  mu = h | dense 2
+  logvar = h | dense 2
+  recon = mu | dense 8 | sigmoid
+  return recon, mu, logvar
+}
+
+train VAE {
+  loss bce(recon, x) + 0.5 * kl_normal(mu, logvar)
+}
+"""
+
+
+def test_a_loss_names_the_values_a_model_returns(tmp_path):
+    spec = nnspec.loads(VAE, "vae.nn")
+    assert spec.model().output_names == ["recon", "mu", "logvar"]
+    x = np.random.default_rng(0).uniform(0, 1, (3, 8))
+    nm = NumpyModel(spec, seed=0, dtype=np.float64)
+    got = nm.grad(x)
+    net = build_module(spec, params=nm.params, dtype=torch.float64)
+    xt = torch.from_numpy(x)
+    recon, mu, logvar = net(xt)
+    want = F.binary_cross_entropy(recon, xt) + 0.5 * (
+        -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(dim=1).mean()
+    loss = net.loss((recon, mu, logvar), xt)
+    torch.testing.assert_close(loss, want, rtol=1e-14, atol=0)
+    assert got.loss == pytest.approx(want.item(), rel=1e-13)
+    loss.backward()
+    for k, p in net.named_parameters():
+        np.testing.assert_allclose(got.params[k], _np(p.grad), rtol=1e-10, atol=1e-14)
+    from nnspec.emit import emit_source
+
+    src = emit_source(spec)
+    assert "recon, mu, logvar = output" in src
+    file = tmp_path / "gen_vae.py"
+    file.write_text(src)
+    gen = import_source(file, "gen_vae").VAE().double()
+    gen.load_state_dict(net.state_dict())
+    torch.testing.assert_close(gen.loss(gen(xt), xt), want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_target_cannot_take_a_returned_name():
+    text = VAE.replace("train VAE {", "train VAE(mu: [N, 2]) {")
+    (d,) = _errors(text)
+    assert d.code == "E074" and "a value VAE returns" in d.message
+

@@ -192,6 +192,10 @@ class NumpyModel:
         out = values[m.output]
         env = {"output": out, **{i.name: a for i, a in zip(m.inputs, arrays)},
                **{k: np.asarray(v) for k, v in targets.items()}}
+        returned = [n for n in m.output_names if n] if isinstance(out, tuple) else []
+        for name, v in zip(m.output_names, out if returned else ()):
+            if name:
+                env[name] = v
         total = 0.0
         genv: dict = {}
         for term in t.terms:
@@ -203,7 +207,11 @@ class NumpyModel:
                 if g is not None:
                     g = term.weight * np.asarray(g, dtype=np.asarray(env[a]).dtype)
                     genv[a] = genv[a] + g if a in genv else g
-        cot = genv.get("output", np.zeros_like(out))
+        if returned:  # the gradient of each returned value, zeros where the loss has none
+            cot = tuple(genv.get(n) if n and n in genv else np.zeros_like(v)
+                        for n, v in zip(m.output_names, out))
+        else:
+            cot = genv.get("output", np.zeros_like(out))
         got = self._backward(arrays, values, saved, ctx, cot, False)
         for i, (inp, g) in enumerate(zip(m.inputs, got.inputs)):
             if g is not None and inp.name in genv:

@@ -644,6 +644,9 @@ class SpecModule(nn.Module):
             raise TypeError(f"loss takes {len(names)} tensors ({', '.join(names)}), got "
                             f"{len(values)}")
         env = dict(zip(names, values))
+        if isinstance(env.get("output"), tuple):  # return recon, mu, logvar: by name
+            env.update((n, v) for n, v in zip(self.spec_model.output_names, env["output"])
+                       if n)
         total = None
         for term in t.terms:
             kind = LOSSES[term.loss]
