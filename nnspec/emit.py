@@ -84,6 +84,8 @@ _sig("normalized_shape eps=1e-05 elementwise_affine=True bias=True device=None d
      "LayerNorm")
 _sig("in_features out_features bias=True device=None dtype=None", "Linear")
 _sig("in_features out_features bias=True", "nnspec.layers.dense_torch:TransposedLinear")
+_sig("in_caps in_dim out_caps out_dim routings=3", "nnspec.layers.capsule_torch:CapsuleLayer")
+_sig("always=False", "nnspec.layers.capsule_torch:CapsuleMask")
 _sig("embed_dim num_heads kv_heads=None dropout=0.0 bias=True qkv='packed' causal=False "
      "scale=None rope=False rope_theta=10000.0 rope_layout='half'",
      "nnspec.layers.attention_torch:SDPAttention")
@@ -1597,13 +1599,16 @@ def _fit(code: str, indent: int) -> list[str]:
     o, c = best
     head, body, tail = code[:o + 1], code[o + 1:c], code[c:]
     parts = _split_top(body)
+    sep = ","
+    if len(parts) == 1 and code[o] == "(":  # (a * b + c if d else e): before its operators
+        parts, sep = _split_operators(body), ""
     if indent + len(head) > WIDTH or not parts:
         return [pad + code]
     out = [pad + head]
     width = WIDTH - indent - 4
     line = ""
     for i, p in enumerate(parts):
-        piece = p + ("," if i < len(parts) - 1 else "")
+        piece = p + (sep if i < len(parts) - 1 else "")
         if line and len(line) + 1 + len(piece) > width:
             out += _fit(line, indent + 4)
             line = piece
@@ -1655,6 +1660,26 @@ def _widest_bracket(code: str) -> tuple[int, int] | None:
                     best is None or i - o > best[1] - best[0]):
                 best = (o, i)
     return best
+
+
+def _split_operators(body: str) -> list[str]:
+    """The parts of a bracketed expression before each top-level ``+``, ``-``, ``if`` and
+    ``else`` (a break there is valid inside the brackets)."""
+    depth, quote, cuts = 0, None, []
+    for i, ch in enumerate(body):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and ch == " " and any(body.startswith(w, i) for w in
+                                              (" + ", " - ", " if ", " else ")):
+            cuts.append(i)
+    parts = [body[a:b].strip() for a, b in zip([0] + cuts, cuts + [len(body)])]
+    return [p for p in parts if p]
 
 
 def _split_top(body: str) -> list[str]:

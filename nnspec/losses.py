@@ -259,6 +259,15 @@ class _CEParams(_ClassParams):
         return v
 
 
+class _ClassAxis1:
+    """The class axis of a loss that has no ``dim`` argument (margin): 1."""
+
+    dim = 1
+
+
+_CLASS_AXIS_1 = _ClassAxis1()
+
+
 def _class_target(name: str, p, x: TensorType, y: TensorType, probabilities: bool) -> None:
     _float(x, f"{name}'s input")
     if x.rank < 2:
@@ -540,7 +549,7 @@ class Margin(LossKind):
         _float(v, "margin's lengths")
         if v.rank != 2:
             raise ShapeError(f"margin takes capsule lengths [N, K], got {v}")
-        _class_target(self.name, v, y, probabilities=True)
+        _class_target(self.name, _CLASS_AXIS_1, v, y, probabilities=True)
 
     def _t(self, v, y):
         import numpy as np
@@ -576,8 +585,9 @@ class Margin(LossKind):
         v, y = args
         t = (f"(F.one_hot({y}, {v}.shape[1]).to({v}.dtype) if not {y}.is_floating_point() "
              f"else {y})")
-        per = (f"{t} * F.relu({p.m_plus!r} - {v}).pow(2) + {p.lam!r} * (1 - {t}) * "
-               f"F.relu({v} - {p.m_minus!r}).pow(2)")
+        # T a + λ(1 - T) b written with T once: λ b + T (a - λ b)
+        absent = f"{p.lam!r} * F.relu({v} - {p.m_minus!r}).pow(2)"
+        per = f"{absent} + {t} * (F.relu({p.m_plus!r} - {v}).pow(2) - {absent})"
         red = ".sum()" if p.reduction == "sum" else ".sum(dim=1).mean()"
         return f"({per}){red}"
 
@@ -586,7 +596,8 @@ class Margin(LossKind):
 
         v, y = ts
         t = F.one_hot(y, v.shape[1]).to(v.dtype) if not y.is_floating_point() else y
-        per = t * F.relu(p.m_plus - v).pow(2) + p.lam * (1 - t) * F.relu(v - p.m_minus).pow(2)
+        absent = p.lam * F.relu(v - p.m_minus).pow(2)
+        per = absent + t * (F.relu(p.m_plus - v).pow(2) - absent)  # as torch_src writes it
         return per.sum() if p.reduction == "sum" else per.sum(dim=1).mean()
 
 

@@ -184,3 +184,13 @@ def test_parameters_are_validated():
         LOSSES["huber"].Params(delta=0)
     with pytest.raises(ValueError):
         LOSSES["mse"].Params(reduction="none")
+
+
+def test_margin_checks_class_indices_and_probabilities():
+    n = Dim.sym("N")
+    kind = LOSSES["margin"]
+    p = kind.Params.model_validate({})
+    kind.check(p, [TensorType((n, 10)), TensorType((n,), "int")])
+    kind.check(p, [TensorType((n, 10)), TensorType((n, 10))])
+    with pytest.raises(ShapeError, match=r"class indices \[N\] int"):
+        kind.check(p, [TensorType((n, 10)), TensorType((n, 3), "int")])

@@ -305,7 +305,7 @@ def test_bundled_specs_loss_gradients_equal_autograd(path):
 
 # a forward and backward pass of these takes seconds on a CPU: 40 steps do not fit the
 # suite (their sections are checked, and their loss gradients cross-checked below)
-SLOW_TO_TRAIN = {"alexnet.nn", "causal_lm.nn", "resnet18.nn", "vgg16.nn"}
+SLOW_TO_TRAIN = {"alexnet.nn", "capsnet.nn", "causal_lm.nn", "resnet18.nn", "vgg16.nn"}
 
 
 @pytest.mark.parametrize("path", TRAINED_SPECS, ids=lambda p: p.name)

@@ -4,6 +4,7 @@ from . import (  # noqa: F401,E402  # noqa: F401,E402
     activation,
     adaptive,
     attention,  # noqa: F401,E402
+    capsule,
     conv,
     convtranspose,
     dense,

@@ -728,10 +728,40 @@ class _Gen:
         self.features.add("sdpa")
         return cur.copy(), out
 
+    # ---- capsules (nnspec/layers/capsule.py) ----
+    def capsules(self, x: Val, preserve: bool = False):
+        """squash over an axis, or on [N, caps, dim] with concrete caps and dim: a capsule
+        layer with routing, the capsule lengths or the mask (by the longest capsule)."""
+        if x.dtype != "float" or x.rank < 1:
+            return None
+        r = self.rng
+        caps = x.rank == 3 and x.shape[1].const and x.shape[2].const
+        kind = "squash" if preserve or not caps else r.choice(
+            ["squash", "capsule", "capsule", "capsule_length", "capsule_mask"])
+        if kind == "squash":
+            words = ["squash"]
+            if r.random() < 0.3:
+                words.append(f"dim={r.randrange(-x.rank, x.rank)}")
+            if r.random() < 0.2:
+                words.append("eps=0.001")
+            self.features.add("squash")
+            return " ".join(words), x.copy()
+        n = x.copy().shape[0]
+        self.features.add(kind)
+        if kind == "capsule":
+            oc, od = r.randint(1, 4), r.randint(1, 5)
+            words = [r.choice(["capsule", "digitcaps"]), str(oc), str(od)]
+            if r.random() < 0.6:
+                words.append(f"{r.choice(['r', 'routings'])}={r.randint(1, 4)}")
+            return " ".join(words), Val([n, _const(oc), _const(od)])
+        if kind == "capsule_length":
+            return r.choice(["capsule_length", "length"]), Val(x.copy().shape[:-1])
+        return "capsule_mask", Val([n, _const(x.shape[1].value * x.shape[2].value)])
+
     LAYERS = ("conv", "pool", "batchnorm", "layernorm", "dropout", "activation", "dense",
               "flatten", "reshape", "last", "recurrent", "attention", "positional",
               "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop", "tensorop",
-              "rope")
+              "rope", "capsules")
 
     def layer(self, x: Val, preserve: bool = False, tries: int = 12):
         """A random layer that applies to x (shape-preserving when ``preserve``)."""
