@@ -441,7 +441,7 @@ def cmd_crosscheck(args) -> int:
         mine = {k: v for k, v in dims.items() if k in syms[m.name]}
         try:
             run = crosscheck_grad if args.grad else crosscheck
-            report = run(spec, m.name, args.dtype, args.seed, mine)
+            report = run(spec, m.name, args.dtype, args.seed, mine, sample=args.sample)
         except NoBackward as e:
             print(f"nnspec: {m.name}: {e}", file=sys.stderr)
             status = EXIT_ERRORS
@@ -626,12 +626,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the model to check (default: every model)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="the dtype both backends run in (default float64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the weights and inputs")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 2)")
     p.add_argument("--grad", action="store_true",
                    help="compare the NumPy backward with torch autograd instead: per "
                         "parameter, for L = sum(output * c) with a random c")
+    p.add_argument("--sample", action="store_true",
+                   help="the stochastic layers with sample=train sample, as in training "
+                        "(both backends draw the same numbers from --seed); the rest of "
+                        "the model stays in eval mode")
     _add_consts(p)
     _add_quiet(p, "print nothing when the check passes")
     p.set_defaults(func=cmd_crosscheck)
@@ -646,7 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")
     p.add_argument("--model", help="the model to train (default: every model with a "
                                    "train section)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the batch")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the weights and the batch")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 4)")
     _add_consts(p)
@@ -673,6 +678,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
     return ap
 
+
+
+def _seed(text: str) -> int:
+    """A --seed: a non-negative integer (NumPy's generators refuse negative seeds)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer, not {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, not {v}")
+    return v
 
 def main(argv: list[str] | None = None) -> int:
     global _stdin_text, _consts

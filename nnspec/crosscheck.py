@@ -58,6 +58,7 @@ class Report:
     tolerance: float
     rows: list[Row] = field(default_factory=list)
     dims: dict = field(default_factory=dict)
+    sample: bool = False  # the stochastic layers sampled (crosscheck --sample)
 
     @property
     def first_divergence(self) -> Row | None:
@@ -84,6 +85,7 @@ class Report:
     def render(self) -> str:
         w = max([len(r.name) for r in self.rows] + [5])
         at = f", {_show_dims(self.dims)}" if self.dims else ""
+        at += ", stochastic layers sampled" if self.sample else ""
         lines = [f"crosscheck {self.model} ({self.dtype}{at}, tolerance rel "
                  f"{self.tolerance:g})",
                  f"  {'layer':<{w}}  {'kind':<12} {'shape':<22} {'max abs':>10} {'max rel':>10}"]
@@ -415,9 +417,14 @@ def _prepare(spec: Spec, model, dtype: str, dims, limit):
 
 
 def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", seed: int = 0,
-               dims: dict[str, int] | None = None, limit: int | None | str = "auto") -> Report:
+               dims: dict[str, int] | None = None, limit: int | None | str = "auto",
+               sample: bool = False) -> Report:
     """Both backends, the same weights (drawn from ``seed``) and inputs; per-layer errors
     and shapes.
+
+    The stochastic layers of both backends draw the same numbers (``Noise(seed)``, see
+    nnspec/layers/stochastic.py); with ``sample`` those with ``sample=train`` sample, as
+    in training (the rest of the model stays in eval mode), else they return their mean.
 
     ``dims`` binds the input symbols (default 2; an unknown name raises UnknownDims). The
     shape rules run again at those sizes (SpecError with the located errors). ``limit`` is
@@ -447,10 +454,13 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
     ref = NumpyModel(spec, m.name, params=shared, dtype=np_dtype)
     del shared
     inputs = concrete_inputs(spec, m.name, env, np_dtype, seed)
-    ours = ref(*inputs, trace=True)
+    force = True if sample else None
+    ours = ref(*inputs, trace=True, noise=_noise(seed), sample=force)
+    _use_noise(mod, _noise(seed), force)
     with torch.no_grad():
         theirs = mod.trace(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
-    report = Report(m.name, np_dtype.name, TOLERANCE[np_dtype.name], dims=dict(env))
+    report = Report(m.name, np_dtype.name, TOLERANCE[np_dtype.name], dims=dict(env),
+                    sample=sample)
     # a value's scale: the largest finite magnitude on any path into it. Rounding errors are
     # ~eps times the numbers they came from, so noise that a normalisation or a product
     # turned into a near-zero result is still measured against those numbers.
@@ -543,10 +553,12 @@ class GradReport:
 
 def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64",
                     seed: int = 0, dims: dict[str, int] | None = None,
-                    limit: int | None | str = "auto") -> GradReport:
+                    limit: int | None | str = "auto", sample: bool = False) -> GradReport:
     """NumPy's reference backward against torch autograd: the same weights, inputs (from
     ``seed``) and a random cotangent c, in eval mode; the gradients of L = sum(output * c)
-    for every trainable parameter and float input, and of every layer's output."""
+    for every trainable parameter and float input, and of every layer's output. The
+    stochastic layers draw the same numbers in both, and sample with ``sample`` (as in
+    :func:`crosscheck`)."""
     m, np_dtype, env = _prepare(spec, model, dtype, dims, limit)
 
     import torch
@@ -559,11 +571,13 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
                        params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
     ref = NumpyModel(spec, m.name, params=params, dtype=np_dtype)
     inputs = concrete_inputs(spec, m.name, env, np_dtype, seed)
-    out = ref(*inputs)
+    force = True if sample else None
+    out = ref(*inputs, noise=_noise(seed), sample=force)
     rng = np.random.default_rng(seed + 1)
     cot = (tuple(rng.standard_normal(o.shape).astype(np_dtype) for o in out)
            if isinstance(out, tuple) else rng.standard_normal(out.shape).astype(np_dtype))
-    got = ref.vjp(*inputs, cotangent=cot, keep=True)
+    got = ref.vjp(*inputs, cotangent=cot, keep=True, noise=_noise(seed), sample=force)
+    _use_noise(mod, _noise(seed), force)
 
     xs = []
     for inp, a in zip(m.inputs, inputs):
@@ -610,6 +624,19 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
         report.layers.append(GradRow(node.name, node.op, _shape_of(mine), mx, rel,
                                      node.span[1] if node.span else None))
     return report
+
+
+def _noise(seed: int):
+    """The shared noise of the stochastic layers (one fresh stream per backend run)."""
+    from .layers.stochastic import Noise
+
+    return Noise(seed)
+
+
+def _use_noise(module, noise, force) -> None:
+    from .layers.stochastic_torch import use_noise
+
+    use_noise(module, noise, force)
 
 
 def _grad_of(t):

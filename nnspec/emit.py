@@ -86,6 +86,11 @@ _sig("in_features out_features bias=True device=None dtype=None", "Linear")
 _sig("in_features out_features bias=True", "nnspec.layers.dense_torch:TransposedLinear")
 _sig("in_caps in_dim out_caps out_dim routings=3", "nnspec.layers.capsule_torch:CapsuleLayer")
 _sig("always=False", "nnspec.layers.capsule_torch:CapsuleMask")
+_sig("sample='train'", "nnspec.layers.stochastic_torch:Bernoulli",
+     "nnspec.layers.stochastic_torch:GaussianSample")
+_sig("std sample='train'", "nnspec.layers.stochastic_torch:GaussianNoise")
+_sig("visible hidden k=1 output='hidden' sample_visible=False sample='train'",
+     "nnspec.layers.rbm_torch:RBM")
 _sig("embed_dim num_heads kv_heads=None dropout=0.0 bias=True qkv='packed' causal=False "
      "scale=None rope=False rope_theta=10000.0 rope_layout='half'",
      "nnspec.layers.attention_torch:SDPAttention")

@@ -314,6 +314,10 @@ def test_bundled_specs_overfit_one_batch(path):
 
     if path.name in SLOW_TO_TRAIN:
         pytest.skip("slow on a CPU: run nnspec train --overfit-batch on it")
+    if path.name == "vae.nn":
+        # bce (summed) of random images in [0, 1) is mostly their own entropy, which no
+        # model removes, and the latent is sampled: its loss falls ~5% in 25 steps
+        pytest.skip("the loss on random images is irreducible; gradients are checked above")
     spec = nnspec.load(str(path))
     for t in spec.program.trainings:
         report = overfit(spec, t.model, steps=25)

@@ -133,8 +133,12 @@ class NumpyModel:
         return {k: self.params[full].T if isinstance(full, _T) else self.params[full]
                 for k, full in keys.items()}
 
-    def __call__(self, *inputs, training: bool = False, rng=None, trace: bool = False):
-        """Run the model. With ``trace``, return every value: {value id: array}."""
+    def __call__(self, *inputs, training: bool = False, rng=None, trace: bool = False,
+                 noise=None, sample: bool | None = None):
+        """Run the model. With ``trace``, return every value: {value id: array}.
+        ``noise`` (a ``nnspec.layers.stochastic.Noise``) gives the stochastic layers the
+        draws the torch module gets from the same Noise; ``sample`` True or False makes
+        those with ``sample=train`` sample or not whatever ``training`` is."""
         m = self.model
         if len(inputs) != len(m.inputs):
             raise InputError(f"{m.name} takes {len(m.inputs)} input(s), got {len(inputs)}")
@@ -146,11 +150,12 @@ class NumpyModel:
             arrays.append(a)
         env = bind_dims(m, arrays)
         ctx = NumpyCtx(training=training, rng=rng if rng is not None
-                       else np.random.default_rng(), env=env)
+                       else np.random.default_rng(), env=env, noise=noise, sample=sample)
         values = {inp.id: a for inp, a in zip(m.inputs, arrays)}
         for kind, node, keys, free in self._plan:
             w = self._weights(keys)
             ctx.updates = {}
+            ctx.name = node.name
             values[node.id] = kind.numpy(node.p, w, [values[v] for v in node.inputs], ctx)
             for k, new in ctx.updates.items():
                 self.params[keys[k]] = new
@@ -160,22 +165,24 @@ class NumpyModel:
         return values if trace else values[m.output]
 
     def vjp(self, *inputs, cotangent, training: bool = False, rng=None,
-            keep: bool = False) -> Gradients:
+            keep: bool = False, noise=None, sample: bool | None = None) -> Gradients:
         """Forward, then the reference backward of ``sum(output * cotangent)``: the
         gradients of every trainable parameter and input (see :class:`Gradients`). With
         ``training``, dropout draws its masks from ``rng`` and batchnorm uses batch
-        statistics (and updates its running ones), as in ``__call__``. With ``keep``, the
-        gradient of every layer's output is kept too (``Gradients.values``)."""
-        arrays, values, saved, ctx = self._forward_saved(inputs, training, rng)
+        statistics (and updates its running ones), as in ``__call__``; ``noise`` and
+        ``sample`` as there. With ``keep``, the gradient of every layer's output is kept
+        too (``Gradients.values``)."""
+        arrays, values, saved, ctx = self._forward_saved(inputs, training, rng, noise, sample)
         out = values[self.model.output]
         return self._backward(arrays, values, saved, ctx, _like(out, cotangent), keep)
 
     def grad(self, *inputs, targets: dict | None = None, training: bool = False,
-             rng=None) -> Gradients:
+             rng=None, noise=None, sample: bool | None = None) -> Gradients:
         """The train section's loss for a batch and its reference gradients: every
         trainable parameter's, and every float input's (an input the loss reads as a
         target, an autoencoder's x, gets that term's gradient too). ``targets`` maps the
-        section's target names to arrays. ``Gradients.loss`` is the loss's value."""
+        section's target names to arrays. ``Gradients.loss`` is the loss's value.
+        ``noise`` and ``sample`` as in ``__call__``."""
         from .. import training as T
         from ..losses import LOSSES
 
@@ -187,7 +194,7 @@ class NumpyModel:
         if sorted(targets) != sorted(want):
             raise InputError(f"the train section of {self.model.name} takes the targets "
                              f"{', '.join(want) or '(none)'}, got {', '.join(targets) or '(none)'}")
-        arrays, values, saved, ctx = self._forward_saved(inputs, training, rng)
+        arrays, values, saved, ctx = self._forward_saved(inputs, training, rng, noise, sample)
         m = self.model
         out = values[m.output]
         env = {"output": out, **{i.name: a for i, a in zip(m.inputs, arrays)},
@@ -220,7 +227,7 @@ class NumpyModel:
         got.targets = {k: genv.get(k) for k in want}
         return got
 
-    def _forward_saved(self, inputs, training, rng):
+    def _forward_saved(self, inputs, training, rng, noise=None, sample=None):
         missing = sorted({node.op for _, node, _, _ in self._plan
                           if not REGISTRY[node.op].has_backward})
         if missing:
@@ -231,12 +238,13 @@ class NumpyModel:
             raise InputError(f"{m.name} takes {len(m.inputs)} input(s), got {len(arrays)}")
         env = bind_dims(m, arrays)
         ctx = NumpyCtx(training=training, rng=rng if rng is not None
-                       else np.random.default_rng(), env=env)
+                       else np.random.default_rng(), env=env, noise=noise, sample=sample)
         values = {inp.id: a for inp, a in zip(m.inputs, arrays)}
         saved: dict = {}
         for kind, node, keys, _ in self._plan:
             w = self._weights(keys)
             ctx.updates = {}
+            ctx.name = node.name
             ctx.saved = saved[node.id] = {}
             values[node.id] = kind.numpy(node.p, w, [values[v] for v in node.inputs], ctx)
             for k, new in ctx.updates.items():
@@ -258,6 +266,7 @@ class NumpyModel:
                 kept[node.id] = gy
             w = self._weights(keys)
             ctx.saved = saved[node.id]
+            ctx.name = node.name
             gxs, gw = kind.backward(node.p, w, [values[v] for v in node.inputs],
                                     values[node.id], gy, ctx)
             for k, g in gw.items():

@@ -15,11 +15,13 @@ from . import (  # noqa: F401,E402  # noqa: F401,E402
     padcrop,
     pixelshuffle,
     pool,
+    rbm,
     recurrent,
     reshape,
     rope,
     sdpa,
     split,
+    stochastic,
     tensorops,
     upsample,
 )

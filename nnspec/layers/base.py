@@ -251,6 +251,13 @@ class NumpyCtx:
     # backward needs and cannot recompute (the dropout mask it drew); the same dict is
     # given to ``backward``. None for a forward-only run.
     saved: dict | None = None
+    # the stochastic layers (nnspec/layers/stochastic.py): ``noise``, a stochastic.Noise
+    # that hands both backends the same draws (None: draw from ``rng``), keyed by ``name``,
+    # the layer's name; ``sample`` True or False overrides the training mode for layers
+    # with ``sample=train`` (None: sample in training only)
+    noise: Any = None
+    sample: bool | None = None
+    name: str = ""
 
 
 class Params(BaseModel):

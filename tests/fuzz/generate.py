@@ -428,6 +428,10 @@ class _Gen:
         words = [kind] + ([str(axes)] if axes != 1 or r.random() < 0.3 else [])
         if r.random() < 0.2:
             words.append("eps=1e-6")
+        elif kind == "rmsnorm" and all(a.value == 1 for a in x.shape[-axes:]):
+            # x / sqrt(x² + eps) of one value with torch's default eps (machine epsilon)
+            # multiplies rounding by 1/sqrt(eps) near 0: no test of two backends
+            words.append("eps=1e-6")
         if r.random() < 0.2:
             words.append(r.choice(["affine=false", "bias=false" if kind == "layernorm"
                                    else "affine=false"]))
@@ -758,10 +762,58 @@ class _Gen:
             return r.choice(["capsule_length", "length"]), Val(x.copy().shape[:-1])
         return "capsule_mask", Val([n, _const(x.shape[1].value * x.shape[2].value)])
 
+    # ---- stochastic layers and RBMs (nnspec/layers/stochastic.py, rbm.py) ----
+    def stochastic(self, x: Val, preserve: bool = False):
+        """bernoulli or gaussian_noise on any float tensor; an rbm on a concrete last dim
+        (its up-pass, Gibbs reconstruction or free energy). ``sample=always`` samples in
+        eval mode too: crosscheck hands both backends the same noise."""
+        if x.dtype != "float" or x.rank < 1:
+            return None
+        r = self.rng
+        vis = x.shape[-1].const and x.rank >= 2
+        kind = r.choice(["bernoulli", "gaussian_noise"] + (["rbm", "rbm"] if vis else []))
+        mode = [f"sample={r.choice(['always', 'never', 'train'])}"] if r.random() < 0.4 else []
+        self.features.add(kind)
+        if kind == "bernoulli":
+            return " ".join(["bernoulli"] + mode), x.copy()
+        if kind == "gaussian_noise":
+            return " ".join(["gaussian_noise", r.choice(["0.1", "1.0", "std=0.5"])] + mode), \
+                x.copy()
+        output = "visible" if preserve else r.choice(["hidden", "hidden", "visible",
+                                                      "free_energy"])
+        words = ["rbm", str(r.randint(1, 6))]
+        if output != "hidden" or r.random() < 0.3:
+            words.append(f"output={output}")
+        if output == "visible" and r.random() < 0.6:
+            words.append(f"k={r.randint(1, 3)}")
+            if r.random() < 0.4:
+                words.append("sample_visible")
+        if output != "free_energy":
+            words += mode
+        if output == "hidden":
+            return " ".join(words), Val(x.copy().shape[:-1] + [_const(int(words[1]))])
+        if output == "visible":
+            return " ".join(words), x.copy()
+        return " ".join(words), Val(x.copy().shape[:-1])
+
+    def gaussian_sample(self, cur: Val, cur_name: str | None):
+        """z = sample_gaussian(mu, logvar) of a named value and a scaled copy of it."""
+        if cur.dtype != "float":
+            return None
+        r = self.rng
+        a = self._named(cur_name)
+        lv, out = self.name(), self.name()
+        self.lines.append(f"{lv} = ({a} * 0.5)")
+        mode = f", sample={r.choice(['always', 'never'])}" if r.random() < 0.5 else ""
+        self.lines.append(f"{out} = {r.choice(['sample_gaussian', 'reparameterize'])}"
+                          f"({a}, {lv}{mode})")
+        self.features |= {"mul", "sample_gaussian"}
+        return cur.copy(), out
+
     LAYERS = ("conv", "pool", "batchnorm", "layernorm", "dropout", "activation", "dense",
               "flatten", "reshape", "last", "recurrent", "attention", "positional",
               "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop", "tensorop",
-              "rope", "capsules")
+              "rope", "capsules", "stochastic")
 
     def layer(self, x: Val, preserve: bool = False, tries: int = 12):
         """A random layer that applies to x (shape-preserving when ``preserve``)."""
@@ -825,6 +877,10 @@ class _Gen:
                 return got
         if choice < 0.56:  # split / chunk into named pieces
             got = self.split_chunk(cur, cur_name)
+            if got is not None:
+                return got
+        if choice < 0.58:  # a reparameterised Gaussian sample (nnspec/layers/stochastic.py)
+            got = self.gaussian_sample(cur, cur_name)
             if got is not None:
                 return got
         return self.pipeline(cur, cur_name)
