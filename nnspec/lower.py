@@ -153,7 +153,9 @@ class Loader:
             return local
         try:
             os.stat(cand)
-            return local
+            if not _same_file(cand, here):
+                return local
+            # specs/gpt2.nn's `use "gpt2.nn"`: not itself, the bundled library's file
         except (FileNotFoundError, NotADirectoryError):
             pass
         except (OSError, ValueError):  # ValueError: a NUL in the name
@@ -324,6 +326,14 @@ class Loader:
             scope.imported.add(name)
         if vspan is not None:
             scope.const_spans[name] = vspan
+
+
+def _same_file(a, b) -> bool:
+    """Whether path a is the file b (False when b is no file: a spec given as text)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 class Evaluator:

@@ -101,7 +101,9 @@ class NnspecLexer(RegexLexer):
         ],
         "root": [
             include("common"),
+            (r"(%s)(\[)" % _NAME, bygroups(Name, Punctuation), "subscript"),  # x[:, 0]
             (r"\[", Punctuation, "shape"),
+            (r"%s(?:\.%s)+" % (_NAME, _NAME), Name.Variable),  # weight=wte.weight (a tie)
             (r"\b(block|model|train)(%s)(%s)" % (_BLANK, _NAME),
              bygroups(Keyword.Declaration, Whitespace, Name.Class)),
             (r"\b(const)(%s)(%s)" % (_BLANK, _NAME),
@@ -119,6 +121,15 @@ class NnspecLexer(RegexLexer):
             (_NAME, Name),
             (r"->|//|[=|+\-*/:]", Operator),
             (r"[(),{}\]]", Punctuation),
+        ],
+        "subscript": [  # x[..., :k, ::2, -1]: Python's indexing
+            include("common"),
+            (r"\]", Punctuation, "#pop"),
+            (r"\.\.\.", Punctuation),
+            (r"%s(?=\()" % _NAME, Name.Function),
+            (_NAME, Name.Variable),
+            (r"//|[+\-*/:]", Operator),
+            (r"[(),]", Punctuation),
         ],
         "shape": [  # [N, 3*H, floor((W - 1)/2) + 1]: dims are variables
             include("common"),

@@ -292,11 +292,11 @@ def test_parameter_counts():
 def test_transformer_base_spec():
     spec = nnspec.load(str(SPECS / "transformer_base.nn"))
     assert [str(d) for d in spec.output_type().shape] == ["N", "T", "32000"]
-    shapes = spec.state_shapes("TransformerBase")
+    shapes = spec.state_shapes("TransformerBaseUntied")
     stack = sum(math.prod(w.shape) for k, w in shapes.items()
                 if k.startswith(("encoder.", "decoder.")))
     assert stack == 44_140_544
-    assert spec.param_count("TransformerBase") == \
+    assert spec.param_count("TransformerBaseUntied") == \
         44_140_544 + 2 * 32000 * 512 + 512 * 32000 + 32000
     with torch.device("meta"):
         full = nn.Transformer(512, 8, 6, 6, 2048, batch_first=True)

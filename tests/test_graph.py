@@ -325,11 +325,26 @@ def test_svg_of_every_spec(rendered):
             assert len(label) == 1 and ("[" in label[0] and label[0].endswith(("]", ")", "int"))
                                         ), (name, label)
         clusters = svg_groups(svg, "cluster")
-        assert len(clusters) == len(spec.program.models) + len(
-            {(m.name, n.name.rsplit(".", 1)[0]) for m in spec.program.models
-             for n in m.nodes if n.called_from} | {
-                (m.name, ".".join(n.name.split(".")[:1])) for m in spec.program.models
-                for n in m.nodes if len(n.called_from) > 1}), name
+        assert len(clusters) == len(spec.program.models) + len(_instances(spec)), name
+
+
+def _instances(spec) -> set:
+    """Every block instance of every model, at every depth: each block call of a layer
+    takes one part of its dotted name, two when a repetition's index follows
+    (``layer1.0``)."""
+    out = set()
+    for m in spec.program.models:
+        for n in m.nodes:
+            parts, i = n.name.split("."), 0
+            for _ in n.called_from:
+                j = i + 1
+                if j < len(parts) - 1 and parts[j].isdigit():
+                    j += 1
+                if j >= len(parts):
+                    break
+                out.add((m.name, ".".join(parts[:j])))
+                i = j
+    return out
 
 
 class Browser:

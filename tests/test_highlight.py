@@ -69,8 +69,8 @@ def expected(text: str) -> list[tuple[int, int, str, str]]:
             what = None
             if kind in ("string", "int", "float"):
                 what = kind
-            elif kind == "name" and tok in words:
-                what = "keyword"
+            elif kind == "name" and tok in words and not (prev and prev[2] == "as"):
+                what = "keyword"  # after `as` a word is a name: `... as model` (HF's prefix)
             elif kind == "name" and section == "train" and i == 0 and tok in SETTINGS:
                 what = "keyword"
             elif kind == "name" and "[" in brackets:

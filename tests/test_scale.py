@@ -5,6 +5,7 @@ torch.export for every bundled spec."""
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import io
 import os
@@ -88,6 +89,20 @@ def test_meta_builds_a_billion_parameters_without_memory(monkeypatch):
     # and a dtype is taken without memory
     half = build_module(spec, device="meta", dtype=torch.bfloat16)
     assert half.head.weight.dtype == torch.bfloat16 and half.head.weight.is_meta
+
+
+def test_meta_builds_llama2_7b_without_memory(monkeypatch):
+    import nnspec.init
+
+    spec = _load("llama2_7b.nn")
+    monkeypatch.setattr(nnspec.init, "draw", _no_draw)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    net = build_module(spec, seed=1, device="meta")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 500_000  # 27 GB
+    assert sum(p.numel() for p in net.parameters()) == 6_738_415_616
+    assert list(net.state_dict()) == list(spec.state_shapes())
+    out = net(torch.empty(1, 5, dtype=torch.int64, device="meta"))
+    assert out.is_meta and tuple(out.shape) == (1, 5, 32000)
 
 
 def test_meta_trillion_weight_dense_and_refusals(monkeypatch):
@@ -358,7 +373,8 @@ def test_ddp_and_fsdp2_train_as_one_process(tmp_path):
 # built on meta and traced there, their graphs checked at the inferred output shape: 10^12
 # weights, the 572x572 U-Net's activations (see test_crosscheck.py), and the 224x224
 # networks, whose every layer kind a smaller spec runs numerically
-META_ONLY = {"dense_1e12.nn", "unet.nn", "vgg16.nn", "alexnet.nn", "resnet18.nn"}
+META_ONLY = {"dense_1e12.nn", "unet.nn", "vgg16.nn", "alexnet.nn", "resnet18.nn", "gpt2.nn",
+             "bert_base.nn", "llama2_7b.nn"}
 # the Transformers at small dims: the same layers and blocks, narrower and shallower (each
 # replaced text must be in the spec, so that a change to it is noticed here)
 SHRINK = {
@@ -375,7 +391,8 @@ SHRINK = {
 # as dynamic), and learned positions bound T; the encoder-decoder keeps its lengths static
 # here only to save time (symbolic lengths through attention cost export seconds: the
 # causal LM exports with a dynamic T)
-EXPORT_BOUNDS = {"causal_lm.nn": {"T": (None, 1024)}, "gru_sentiment.nn": {"T": None},
+EXPORT_BOUNDS = {"causal_lm.nn": {"T": (None, 1024)}, "gpt2.nn": {"T": (None, 1024)},
+                 "bert_base.nn": {"T": (None, 512)}, "gru_sentiment.nn": {"T": None},
                  "seq2seq_gru.nn": {"S": None, "T": None},
                  "transformer_base.nn": {"S": None, "T": None}}
 RECURRENT = {"rnn", "gru", "lstm"}
@@ -449,19 +466,25 @@ def test_export_and_compile_every_spec(path):
         graphs = _Graphs()
         compiled = torch.compile(net, backend=graphs, fullgraph=not recurrent)
         if path.name in META_ONLY:
-            out = [n for n in ep.graph.nodes if n.op == "output"][0].args[0][0]
-            want = spec.output_type(model).shape  # symbolic, in the spec's terms
-            got = out.meta["val"].shape
-            assert len(got) == len(want) and str(got[0]).startswith("s")  # N stays dynamic
-            assert [str(g) for g in got[1:]] == [str(w) for w in want[1:]]
+            outs = [n for n in ep.graph.nodes if n.op == "output"][0].args[0]
+            typ = spec.output_type(model)  # symbolic, in the spec's terms
+            wants = [t.shape for t in getattr(typ, "items", (typ,))]  # several returned
+            assert len(outs) == len(wants)
+            for out, want in zip(outs, wants):
+                got = out.meta["val"].shape
+                assert len(got) == len(want) and str(got[0]).startswith("s")  # N dynamic
+                for g, w in zip(got[1:], want[1:]):  # a dynamic T is torch's own symbol
+                    assert str(g) == str(w) if w.is_const else str(g).startswith("s"), (g, w)
             with torch.no_grad():
-                assert compiled(*xs).shape == net(*xs).shape
+                a, b = compiled(*xs), net(*xs)
+                assert [t.shape for t in (a if isinstance(a, tuple) else (a,))] == \
+                    [t.shape for t in (b if isinstance(b, tuple) else (b,))]
             assert graphs.count == 1
             continue
         with torch.no_grad():
             # each call from one seed: a layer that samples (SampledDBN) draws the same noise
             eager = _seeded(net, xs)
-            got = _seeded(lambda *a: _call_exported(ep, a), xs) if clash else \
+            got = _seeded(functools.partial(_call_exported, ep), [xs]) if clash else \
                 _seeded(ep.module(), xs)
             torch.testing.assert_close(got, eager, rtol=1e-5, atol=1e-5)
             # another batch size through the same exported graph (where a forward is cheap)

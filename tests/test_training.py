@@ -271,6 +271,9 @@ def test_bundled_specs_loss_gradients_equal_autograd(path):
     if path.name == "vgg16.nn":
         pytest.skip("15 GMACs an image in float64 NumPy; VGG's layers are checked in "
                     "test_crosscheck.py")
+    if path.name == "gpt2.nn":
+        pytest.skip("124 M parameters in float64 NumPy; test_llms.py checks its loss "
+                    "gradients at a tiny configuration")
     from nnspec import training as T
     from nnspec.crosscheck import bind_dims, concrete_inputs
     from nnspec.trainer import _as_targets, _symbols, _targets
@@ -305,7 +308,8 @@ def test_bundled_specs_loss_gradients_equal_autograd(path):
 
 # a forward and backward pass of these takes seconds on a CPU: 40 steps do not fit the
 # suite (their sections are checked, and their loss gradients cross-checked below)
-SLOW_TO_TRAIN = {"alexnet.nn", "capsnet.nn", "causal_lm.nn", "resnet18.nn", "vgg16.nn"}
+SLOW_TO_TRAIN = {"alexnet.nn", "capsnet.nn", "causal_lm.nn", "gpt2.nn", "resnet18.nn",
+                 "vgg16.nn"}
 
 
 @pytest.mark.parametrize("path", TRAINED_SPECS, ids=lambda p: p.name)
