@@ -30,75 +30,18 @@ import tempfile
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from _common import ROOT, fmt_s, import_emitted, interleaved, machine, med, result, wait_quiet
 
 import nnspec
 from nnspec.backends.numpy import NumpyModel
 from nnspec.backends.torch import build_module
+from tests._nanogpt import NanoGPT
 
 CONSTS = {"layers": 6, "d": 384, "heads": 6, "vocab": 8192, "context": 256, "p": 0.0}
 BATCH, T = 4, 256
 GOAL_NUMPY, GOAL_EMIT = 1.5, 1.03
 PAUSE = 0.3
-
-
-class Attention(nn.Module):
-    """nanoGPT's CausalSelfAttention (flash path)."""
-
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.c_attn, self.c_proj, self.n_head = nn.Linear(d, 3 * d), nn.Linear(d, d), heads
-
-    def forward(self, x):
-        b, t, c = x.size()
-        q, k, v = self.c_attn(x).split(c, dim=2)
-        q = q.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
-        k = k.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
-        v = v.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
-
-
-class MLP(nn.Module):
-    def __init__(self, d: int):
-        super().__init__()
-        self.c_fc, self.c_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
-
-
-class Block(nn.Module):
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.ln_1, self.attn = nn.LayerNorm(d), Attention(d, heads)
-        self.ln_2, self.mlp = nn.LayerNorm(d), MLP(d)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class GPT(nn.Module):
-    """nanoGPT's GPT (no dropout: eval mode)."""
-
-    def __init__(self, vocab: int, context: int, d: int, heads: int, layers: int):
-        super().__init__()
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(vocab, d), wpe=nn.Embedding(context, d),
-            h=nn.ModuleList([Block(d, heads) for _ in range(layers)]), ln_f=nn.LayerNorm(d)))
-        self.lm_head = nn.Linear(d, vocab, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight
-
-    def forward(self, idx):
-        pos = torch.arange(idx.size(1), device=idx.device)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
-        for block in self.transformer.h:
-            x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))
 
 
 def main() -> None:
@@ -110,7 +53,7 @@ def main() -> None:
     spec = nnspec.load(str(ROOT / "specs" / "gpt2.nn"), consts=CONSTS)
     built = build_module(spec, seed=0).eval()
     state = built.state_dict()
-    hand = GPT(CONSTS["vocab"], CONSTS["context"], CONSTS["d"], CONSTS["heads"],
+    hand = NanoGPT(CONSTS["vocab"], CONSTS["context"], CONSTS["d"], CONSTS["heads"],
                CONSTS["layers"]).eval()
     hand.load_state_dict(state, strict=True)
     ref = NumpyModel(spec, params={k: v.numpy() for k, v in state.items()}, dtype="float32")

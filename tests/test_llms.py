@@ -23,6 +23,7 @@ nn, F = torch.nn, torch.nn.functional
 from nnspec.backends.numpy import NumpyModel  # noqa: E402
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
 from nnspec.crosscheck import crosscheck, crosscheck_grad  # noqa: E402
+from tests._nanogpt import NanoGPT  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -119,63 +120,7 @@ def test_transformer_base_shares_one_table_three_ways():
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-12)
 
 
-# ---- GPT-2: nanoGPT's GPT, written out ---------------------------------------------------
-
-class NanoAttention(nn.Module):
-    """nanoGPT's CausalSelfAttention (flash path)."""
-
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.c_attn, self.c_proj, self.n_head = nn.Linear(d, 3 * d), nn.Linear(d, d), heads
-
-    def forward(self, x):
-        b, t, c = x.size()
-        q, k, v = self.c_attn(x).split(c, dim=2)
-        q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2)
-                   for z in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
-
-
-class NanoMLP(nn.Module):
-    def __init__(self, d: int):
-        super().__init__()
-        self.c_fc, self.c_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
-
-
-class NanoBlock(nn.Module):
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.ln_1, self.attn = nn.LayerNorm(d), NanoAttention(d, heads)
-        self.ln_2, self.mlp = nn.LayerNorm(d), NanoMLP(d)
-
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
-
-
-class NanoGPT(nn.Module):
-    """nanoGPT's GPT: wte tied to lm_head (the same Parameter)."""
-
-    def __init__(self, vocab: int, context: int, d: int, heads: int, layers: int):
-        super().__init__()
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(vocab, d), wpe=nn.Embedding(context, d),
-            h=nn.ModuleList([NanoBlock(d, heads) for _ in range(layers)]),
-            ln_f=nn.LayerNorm(d)))
-        self.lm_head = nn.Linear(d, vocab, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight
-
-    def forward(self, idx):
-        pos = torch.arange(idx.size(1))
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)
-        for block in self.transformer.h:
-            x = block(x)
-        return self.lm_head(self.transformer.ln_f(x))
-
+# ---- GPT-2 against nanoGPT's GPT (tests/_nanogpt.py) -----------------------------------
 
 def test_gpt2_keys_are_nanogpts_and_the_full_model_is_gpt2_small():
     spec = load("gpt2.nn")
