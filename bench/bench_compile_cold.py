@@ -7,7 +7,7 @@ API interleaved, median of --reps, for each spec (default: LeNet-5, ResNet-18 an
 Transformer base, whose blocks come from the bundled library). The commands run in a
 temporary copy of nnspec/, grammar/ and specs/ (no .pyc file is ever written into the
 repository) with PYTHONDONTWRITEBYTECODE unset after `compileall` (what a user sees).
-`api` is `nnspec.emit.write_source` from `python -c`: the emitter alone, whatever the
+`api` is `nnspec.backends.emit.write_source` from `python -c`: the emitter alone, whatever the
 command line imports. Goal (the project's): compile / check <= 1.5.
 """
 
@@ -27,7 +27,7 @@ SPECS = ["specs/lenet5.nn", "specs/resnet18.nn", "specs/transformer_base.nn"]
 
 
 def commands(spec: str, out: str) -> dict[str, list[str]]:
-    api = ("import sys, nnspec; from nnspec.emit import write_source; "
+    api = ("import sys, nnspec; from nnspec.backends.emit import write_source; "
            "write_source(nnspec.load(sys.argv[1]), sys.argv[2])")
     return {"check": [sys.executable, "-m", "nnspec", "check", "-q", spec],
             "compile": [sys.executable, "-m", "nnspec", "compile", "-q", spec, "-o", out],

@@ -37,7 +37,7 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch, numpy
 import nnspec
-from nnspec.crosscheck import crosscheck, estimate_memory, bind_dims
+from nnspec.tools.crosscheck import crosscheck, estimate_memory, bind_dims
 spec = nnspec.loads({spec!r}, path={path!r})
 out = {{}}
 if {run!r}:
@@ -48,7 +48,7 @@ if {run!r}:
     out["seconds"] = time.perf_counter() - t0
     out["ok"] = report.ok
     out["max_rel"] = report.max_rel
-from nnspec.init import nbytes
+from nnspec.backends.weights import nbytes
 out["weights"] = nbytes(spec.state_shapes("GPT2Small"), "float64")
 out["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps(out))

@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_lsp.py [--edits 15]
 
-  in-process   nnspec.lsp.analyze(text) + problems(): lower, infer, place the diagnostics
+  in-process   nnspec.tools.lsp.analyze(text) + problems(): lower, infer, place the diagnostics
   end-to-end   `python -m nnspec lsp` driven by pygls's client over stdio: from sending an
                incremental didChange (the fc layer's width, 1000 <-> 999, which toggles a
                shape error against the declared output) to receiving the publishDiagnostics
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from _common import fmt_s, machine, med, result, wait_quiet
 
-from nnspec import lsp
+from nnspec.tools import lsp
 
 GOAL_S = 0.100
 PARAMS = 25_557_032

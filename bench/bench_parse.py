@@ -2,8 +2,8 @@
 
 Usage: python bench/bench_parse.py [--reps 5]
 
-  parse            nnspec.parse.parse(text)                        (syntax tree only)
-  parse+lower      nnspec.lower.lower_text(text)                   (IR, names, validation;
+  parse            nnspec.frontends.nn.parse.parse(text)                        (syntax tree only)
+  parse+lower      nnspec.frontends.nn.lower.lower_text(text)       (IR, names, validation;
                    GC paused as in nnspec.loads, and also as a bare call)
   parse+...+infer  nnspec.loads(text)                              (+ shape inference)
 
@@ -20,8 +20,9 @@ import argparse
 from _common import gen_model, interleaved, machine, med, result, wait_quiet
 
 import nnspec
-from nnspec.lower import lower_text
-from nnspec.parse import gc_paused, parse
+from nnspec.frontends.nn.lower import lower_text
+from nnspec.core.util import gc_paused
+from nnspec.frontends.nn.parse import parse
 
 GOAL_US = 50.0
 PEER_MS = 1e3 / 455

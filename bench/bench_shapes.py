@@ -6,8 +6,8 @@ models, for two realistic layer mixes:
 
 Usage: python bench/bench_shapes.py [--reps 9]
 
-`nnspec.lower.lower_text` builds the IR program once per size; then
-`nnspec.shapes.infer_model(program.models[0])` is timed, 500 and 5k interleaved, median of
+`nnspec.frontends.nn.lower.lower_text` builds the IR program once per size; then
+`nnspec.ir.shapes.infer_model(program.models[0])` is timed, 500 and 5k interleaved, median of
 --reps (the first, cold call is printed too).
 Goals (the project's): >= 50,000 layers/s, and time(5k)/time(500) ~ 10 (linear; 8..12.5 is
 counted as met).
@@ -20,8 +20,8 @@ import time
 
 from _common import fmt_s, gen_model, interleaved, machine, med, result, wait_quiet
 
-from nnspec.lower import lower_text
-from nnspec.shapes import infer_model
+from nnspec.frontends.nn.lower import lower_text
+from nnspec.ir.shapes import infer_model
 
 GOAL_RATE = 50_000
 SIZES = (500, 5_000)  # 5,000 layers is nnspec's limit per model

@@ -1,5 +1,5 @@
 """Write editors/nnspec.tmLanguage.json, the TextMate grammar of .nn specs, and the word
-lists of the Pygments lexer (nnspec/pygments_lexer.py, between its GENERATED lines).
+lists of the Pygments lexer (nnspec/tools/pygments_lexer.py, between its GENERATED lines).
 
 The word lists (layer kinds, losses, initialisers, optimisers) come from nnspec itself, so
 that both highlighters name every kind nnspec knows; tests/test_highlight.py checks that
@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "nnspec.tmLanguage.json"
-LEXER = HERE.parent / "nnspec" / "pygments_lexer.py"
+LEXER = HERE.parent / "nnspec" / "tools" / "pygments_lexer.py"
 
 NAME = "[A-Za-z_][A-Za-z0-9_]*"
 BLANK = "[ \\t\\f]+"
@@ -36,10 +36,10 @@ def _words(names) -> str:
 
 def word_lists() -> dict[str, tuple[str, ...]]:
     sys.path.insert(0, str(HERE.parent))
-    from nnspec.initializers import NAMES
+    from nnspec.layers.initializers import NAMES
     from nnspec.layers import REGISTRY
-    from nnspec.losses import LOSSES
-    from nnspec.training import OPTIMIZERS
+    from nnspec.layers.losses import LOSSES
+    from nnspec.ir.training import OPTIMIZERS
 
     return {"LAYER_KINDS": tuple(sorted(REGISTRY)), "LOSSES": tuple(sorted(LOSSES)),
             "INITIALIZERS": tuple(sorted(NAMES)), "OPTIMIZERS": tuple(sorted(OPTIMIZERS))}
@@ -50,7 +50,7 @@ _GENERATED = re.compile(r"(# BEGIN GENERATED[^\n]*\n(?:#[^\n]*\n)*)(.*?)(# END G
 
 
 def lexer_text() -> str:
-    """nnspec/pygments_lexer.py with its word lists as nnspec has them."""
+    """nnspec/tools/pygments_lexer.py with its word lists as nnspec has them."""
     lists = "".join(
         f"{name} = (\n" + textwrap.fill(", ".join(f'"{w}"' for w in words), 95,
                                         initial_indent="    ", subsequent_indent="    ")
@@ -60,7 +60,7 @@ def lexer_text() -> str:
 
 
 def grammar() -> dict:
-    from nnspec.training import SETTINGS
+    from nnspec.ir.training import SETTINGS
 
     lists = word_lists()
     REGISTRY, LOSSES = lists["LAYER_KINDS"], lists["LOSSES"]  # noqa: N806

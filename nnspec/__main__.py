@@ -1,3 +1,5 @@
-from .cli import main
+"""``python -m nnspec``: the command line (nnspec.tools.cli)."""
+
+from .tools.cli import main
 
 raise SystemExit(main())

@@ -11,7 +11,7 @@ import pytest
 
 import nnspec
 from nnspec.backends.numpy import NumpyModel
-from nnspec.dims import Dim
+from nnspec.core.dims import Dim
 from nnspec.layers import REGISTRY
 
 from _util import import_source
@@ -21,7 +21,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.crosscheck import crosscheck  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck  # noqa: E402
 
 
 def one(layer: str, shape: str) -> nnspec.Spec:

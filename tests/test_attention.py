@@ -13,7 +13,7 @@ import pytest
 
 from _util import import_source
 import nnspec
-from nnspec.dims import Dim
+from nnspec.core.dims import Dim
 from nnspec.layers.attention import sinusoidal_table
 
 torch = pytest.importorskip("torch")
@@ -21,7 +21,7 @@ nn = torch.nn
 
 from nnspec.backends.numpy import NumpyModel  # noqa: E402
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.layers import attention_torch  # noqa: E402
+from nnspec.layers.torch import attention as attention_torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

@@ -14,7 +14,7 @@ import pytest
 import nnspec
 from _gradcheck import check_autograd, check_kind
 from _util import import_source
-from nnspec.dims import Dim
+from nnspec.core.dims import Dim
 from nnspec.layers import REGISTRY
 from nnspec.layers.attention import rope_numpy
 from nnspec.layers.base import INT, TensorType
@@ -25,7 +25,7 @@ F = torch.nn.functional
 
 from nnspec.backends.numpy import NumpyModel  # noqa: E402
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.layers import attention_torch  # noqa: E402
+from nnspec.layers.torch import attention as attention_torch  # noqa: E402
 
 RTOL = 1e-10
 N, T, S, E = 2, 4, 6, 8

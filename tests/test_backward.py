@@ -112,7 +112,7 @@ def test_a_kind_without_backward_is_named(monkeypatch):
 
 
 def test_crosscheck_grad_reports_every_parameter():
-    from nnspec.crosscheck import crosscheck_grad
+    from nnspec.tools.crosscheck import crosscheck_grad
 
     report = crosscheck_grad(nnspec.loads(MLP, "m.nn"), dims={"N": 4})
     assert report.ok, report.render()
@@ -124,7 +124,7 @@ def test_crosscheck_grad_reports_every_parameter():
 
 
 def test_crosscheck_grad_names_the_layer_whose_backward_is_wrong(monkeypatch):
-    from nnspec.crosscheck import crosscheck_grad
+    from nnspec.tools.crosscheck import crosscheck_grad
 
     tanh = REGISTRY["tanh"]
     right = type(tanh).backward
@@ -141,7 +141,7 @@ def test_crosscheck_grad_names_the_layer_whose_backward_is_wrong(monkeypatch):
 
 
 def test_crosscheck_grad_from_the_command_line(tmp_path, capsys):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     path = tmp_path / "m.nn"
     path.write_text(MLP)

@@ -162,7 +162,7 @@ model Caps(x: [N, 12, 2], label: [N] int) {
 
 
 def test_crosscheck_grad_of_a_tiny_capsule_net():
-    from nnspec.crosscheck import crosscheck, crosscheck_grad
+    from nnspec.tools.crosscheck import crosscheck, crosscheck_grad
 
     spec = nnspec.loads(NET, "net.nn")
     report = crosscheck_grad(spec, dims={"N": 3})
@@ -219,19 +219,19 @@ def test_mask_always_uses_the_label_and_refuses_a_label_out_of_range():
 # ---- the emitted source ----------------------------------------------------------------------
 
 
-#: the helper classes' constructor signatures, as nnspec.emit.NN_SIGNATURES lists them
+#: the helper classes' constructor signatures, as nnspec.backends.emit.NN_SIGNATURES lists them
 SIGNATURES = {
-    "nnspec.layers.capsule_torch:CapsuleLayer": (
+    "nnspec.layers.torch.capsule:CapsuleLayer": (
         ("in_caps", "<required>"), ("in_dim", "<required>"), ("out_caps", "<required>"),
         ("out_dim", "<required>"), ("routings", 3)),
-    "nnspec.layers.capsule_torch:CapsuleMask": (("always", False),),
+    "nnspec.layers.torch.capsule:CapsuleMask": (("always", False),),
 }
 
 
 def test_the_helper_signatures_are_the_classes_own():
     import inspect
 
-    from nnspec.layers import capsule_torch
+    from nnspec.layers.torch import capsule as capsule_torch
 
     for ref, sig in SIGNATURES.items():
         params = list(inspect.signature(getattr(capsule_torch, ref.split(":")[1])).parameters
@@ -241,9 +241,9 @@ def test_the_helper_signatures_are_the_classes_own():
 
 
 def test_the_emitted_source_of_a_capsule_net_equals_build_module(tmp_path, monkeypatch):
-    from nnspec.emit import NN_SIGNATURES, emit_source
+    from nnspec.backends.emit.emitter import NN_SIGNATURES, emit_source
 
-    for ref, sig in SIGNATURES.items():  # until nnspec/emit.py lists them itself
+    for ref, sig in SIGNATURES.items():  # until nnspec/backends/emit lists them itself
         if ref not in NN_SIGNATURES:
             monkeypatch.setitem(NN_SIGNATURES, ref, sig)
         assert NN_SIGNATURES[ref] == sig

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nnspec import cli
+from nnspec.tools import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS = ROOT / "tests" / "errors"
@@ -27,7 +27,7 @@ def test_check_specs_passes_and_never_imports_torch():
     assert r.returncode == 0, r.stdout + r.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "nnspec.cli" in imported and "lark" in imported
+    assert "nnspec.tools.cli" in imported and "lark" in imported
     assert not any(m == "torch" or m.startswith("torch.") for m in imported)
     assert "no errors" in r.stderr
 
@@ -97,7 +97,7 @@ def test_compile_json_round_trip(tmp_path):
 
 
 def test_compile_writes_atomically(tmp_path, monkeypatch):
-    from nnspec import util
+    from nnspec.core import util
 
     target = tmp_path / "model.json"
     target.write_text("previous contents")

@@ -18,7 +18,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from nnspec import cli
+from nnspec.tools import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
@@ -231,7 +231,7 @@ class NoTorch:
         if name == "torch" or name.startswith("torch."):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 sys.meta_path.insert(0, NoTorch())
-from nnspec.cli import main
+from nnspec.tools.cli import main
 results = []
 for argv in json.loads(sys.argv[1]):
     out, err = io.StringIO(), io.StringIO()

@@ -7,8 +7,9 @@ import json
 import pytest
 
 import nnspec
-from nnspec import api, cli
-from nnspec.overrides import ConstError, parse_flag, parse_value
+from nnspec.tools import cli
+from nnspec import api
+from nnspec.frontends.nn.overrides import ConstError, parse_flag, parse_value
 
 STACK = """\
 const layers = 3

@@ -93,7 +93,7 @@ def test_the_contract_is_in_the_ir_and_validated(tmp_path, capsys):
     data["checks"][1]["returns"] = ["N", "1", "28", "27"]
     bad = tmp_path / "ae.json"
     bad.write_text(json.dumps(data))
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     assert main(["check", str(bad)]) == 1
     out = capsys.readouterr()

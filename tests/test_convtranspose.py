@@ -10,7 +10,7 @@ import pytest
 
 import nnspec
 from nnspec.backends.numpy import NumpyModel
-from nnspec.dims import Dim, transposed_conv_formula
+from nnspec.core.dims import Dim, transposed_conv_formula
 from nnspec.layers import REGISTRY
 
 from _util import import_source
@@ -20,7 +20,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.crosscheck import crosscheck  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck  # noqa: E402
 
 
 def one(layer: str, shape: str) -> nnspec.Spec:
@@ -294,7 +294,7 @@ def test_groups_rank_dtype_and_same_errors():
 
 
 def test_check_reports_every_error_located_and_never_crashes(tmp_path):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     path = tmp_path / "bad.nn"
     path.write_text("model G(z: [N, 100, 1, 1]) {\n"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import nnspec
-from nnspec.init import TooLarge
+from nnspec.backends.weights import TooLarge
 
 torch = pytest.importorskip("torch")
-from nnspec.crosscheck import crosscheck, crosscheck_grad  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck, crosscheck_grad  # noqa: E402
 
 SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.nn"))
 # the 572x572 U-Net needs ~14 GB and ~0.6 TFLOP in float64 at N=2; test_generative_specs.py

@@ -1,4 +1,4 @@
-"""Tests for nnspec.dims: symbolic dimensions and the conv/pool output-size formula."""
+"""Tests for nnspec.core.dims: symbolic dimensions and the conv/pool output-size formula."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnspec.dims import CeilDiv, Dim, FloorDiv, as_dim, conv_formula, conv_out, transposed_conv_out
+from nnspec.core.dims import (CeilDiv, Dim, FloorDiv, as_dim, conv_formula, conv_out,
+                               transposed_conv_out)
 
 H = Dim.sym("H")
 W = Dim.sym("W")

@@ -13,12 +13,12 @@ import pytest
 
 from _util import import_source
 import nnspec
-from nnspec.names import MODULE_ATTRS, MODULE_DATA, child_name_problem, py_name
+from nnspec.ir.names import MODULE_ATTRS, MODULE_DATA, child_name_problem, py_name
 
 torch = pytest.importorskip("torch")
 
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.diagnostics import SpecError  # noqa: E402
+from nnspec.core.diagnostics import SpecError  # noqa: E402
 
 # Names the generated file defines, imports or calls, and the helpers it may copy in.
 FILE_NAMES = ["torch", "nn", "F", "math", "self", "dims", "x", "v", "v1", "v2", "v3", "Model",
@@ -287,7 +287,7 @@ def test_a_child_named_like_a_data_attribute_really_breaks_torch():
 
 
 def test_a_parenthesised_repeat_count_is_quoted_whole():
-    from nnspec.emit import emit_source
+    from nnspec.backends.emit import emit_source
 
     spec = nnspec.loads("block B(x, c) {\n    x | dense c\n}\nmodel M(x: [N, 4]) {\n"
                         "    x | B(4) * (2 - 1) as layer\n    dense (4 * 2)\n}\n", "t7.nn")

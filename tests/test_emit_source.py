@@ -1,4 +1,4 @@
-"""The emitted PyTorch source (nnspec.emit): written without torch, one class per block,
+"""The emitted PyTorch source (nnspec.backends.emit): written without torch, one class per block,
 repetitions as nn.ModuleList and a loop, lines within 100 columns, lint-clean, and for
 every bundled spec the same state_dict keys and outputs as the in-process build_module."""
 
@@ -18,8 +18,8 @@ import pytest
 
 from _util import import_source
 import nnspec
-from nnspec import emit
-from nnspec.emit import NN_SIGNATURES, emit_source
+from nnspec.backends.emit import emitter as emit
+from nnspec.backends.emit.emitter import NN_SIGNATURES, emit_source
 from nnspec.layers import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,13 +388,13 @@ def test_compile_never_imports_torch(tmp_path):
     assert r.returncode == 0, r.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "nnspec.emit" in imported and "nnspec.cli" in imported
+    assert "nnspec.backends.emit" in imported and "nnspec.tools.cli" in imported
     assert not any(m == "torch" or m.startswith("torch.") for m in imported)
     assert "class LeNet5(nn.Module):" in out.read_text()
 
 
 def test_the_emitter_module_never_imports_torch_or_numpy(tmp_path):
-    code = ("import sys, nnspec\nfrom nnspec.emit import write_source\n"
+    code = ("import sys, nnspec\nfrom nnspec.backends.emit import write_source\n"
             "for f in ('transformer_base', 'gru_sentiment', 'superres', 'causal_lm'):\n"
             "    write_source(nnspec.load(f'specs/{f}.nn'), sys.argv[1])\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')))")
@@ -406,7 +406,7 @@ def test_the_emitter_module_never_imports_torch_or_numpy(tmp_path):
 
 def test_the_frozen_signatures_are_torchs():
     torch = pytest.importorskip("torch")
-    from nnspec.backends.torch import _module_cls
+    from nnspec.backends.torch.module import _module_cls
 
     for cls_name, frozen in NN_SIGNATURES.items():
         cls = _module_cls(emit.TorchModule(cls_name))
@@ -445,17 +445,20 @@ def test_helper_sources_are_read_without_importing_them():
     pytest.importorskip("torch")
     import importlib
 
-    helpers = sorted(p.stem for p in Path(emit.__file__).with_name("layers").glob("*_torch.py"))
+    import nnspec.layers.torch
+
+    helpers = sorted(p.stem for p in Path(nnspec.layers.torch.__file__).parent.glob("*.py")
+                     if p.stem != "__init__")
     assert len(helpers) >= 6
-    for mod_name in (f"nnspec.layers.{h}" for h in helpers):
+    for mod_name in (f"nnspec.layers.torch.{h}" for h in helpers):
         mod = importlib.import_module(mod_name)
         defs = emit._helper_module(mod_name)
         assert defs
         for name, (src, _) in defs.items():
             assert src == inspect.getsource(getattr(mod, name)).rstrip(), name
     # a helper is copied after those it calls
-    name, _, deps = emit._helper_def("nnspec.layers.recurrent_torch:ChoGRU")
-    assert name == "ChoGRU" and all(d.startswith("nnspec.layers.recurrent_torch:") for d in deps)
+    name, _, deps = emit._helper_def("nnspec.layers.torch.recurrent:ChoGRU")
+    assert name == "ChoGRU" and all(d.startswith("nnspec.layers.torch.recurrent:") for d in deps)
     with pytest.raises(ValueError):
         emit._helper_def("os:system")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import nnspec
-from nnspec.diagnostics import SpecError
+from nnspec.core.diagnostics import SpecError
 
 HERE = Path(__file__).parent / "errors"
 MARK = re.compile(r"#\s*E:\s*(.+?)\s*$")

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from nnspec import api, cli, fmt
-from nnspec.diagnostics import SpecError
+from nnspec.tools import cli
+from nnspec.tools import fmt
+from nnspec import api
+from nnspec.core.diagnostics import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = sorted((ROOT / "specs").glob("*.nn")) + [ROOT / "nnspec" / "stdlib" / "transformer.nn"]
@@ -340,9 +342,9 @@ def test_an_internal_failure_leaves_the_file_and_says_so(tmp_path, capsys, monke
 
 _MODULES_AFTER = """
 import sys
-from nnspec.cli import main
+from nnspec.tools.cli import main
 code = main(sys.argv[1:])
-print(code, "nnspec.fmt" in sys.modules,
+print(code, "nnspec.tools.fmt" in sys.modules,
       any(m == "torch" or m.startswith("torch.") for m in sys.modules))
 """
 

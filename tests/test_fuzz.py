@@ -74,7 +74,7 @@ def test_tokenizer_round_trips():
 
 
 def test_runner_reports_internal_errors_timeouts_and_foreign_writes(monkeypatch, tmp_path):
-    import nnspec.cli as cli
+    import nnspec.tools.cli as cli
 
     real = cli.cmd_check
 

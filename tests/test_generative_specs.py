@@ -27,7 +27,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.crosscheck import crosscheck  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -254,7 +254,7 @@ def test_dcgan_crosscheck(model):
 def test_transposed_conv_kernel_folds_the_batch_alike(monkeypatch, n, side, groups):
     # small images (side 3, 4) take the batch-folded GEMM, 17x17 the per-image one; both
     # equal torch's and each other
-    from nnspec import npops as ct
+    from nnspec.backends.numpy import kernels as ct
 
     rng = np.random.default_rng(side)
     x = rng.standard_normal((n, 4, side, side + 1))
@@ -472,7 +472,7 @@ def test_tiny_unet_crosscheck():
 
 
 def test_tiny_unet_gradients_agree():
-    from nnspec.crosscheck import crosscheck_grad
+    from nnspec.tools.crosscheck import crosscheck_grad
 
     report = crosscheck_grad(tiny_unet(), "TinyUNet", "float64", seed=0, dims={"N": 2})
     assert report.ok, report.render()

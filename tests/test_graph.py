@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import nnspec
-from nnspec import graph
-from nnspec.cli import main
+from nnspec.tools import graph
+from nnspec.tools.cli import main
 from nnspec.layers.base import TupleType
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,7 +265,7 @@ def test_without_graphviz(tmp_path, capsys, monkeypatch):
 
 
 def test_graph_never_imports_torch():
-    code = ("import sys; from nnspec.cli import main; "
+    code = ("import sys; from nnspec.tools.cli import main; "
             "rc = main(['graph', 'specs/transformer_base.nn', '--format', 'dot', '-q']); "
             "sys.stderr.write(repr((rc, sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('torch', 'numpy')))))")

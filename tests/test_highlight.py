@@ -25,11 +25,12 @@ pygments = pytest.importorskip("pygments")
 from pygments.lexers import get_lexer_by_name, get_lexer_for_filename  # noqa: E402
 from pygments.token import Comment, Error, Keyword, Name, Number, String  # noqa: E402
 
-from nnspec import fmt, pygments_lexer as pl  # noqa: E402
-from nnspec.initializers import NAMES  # noqa: E402
+from nnspec.tools import fmt  # noqa: E402
+from nnspec.tools import pygments_lexer as pl  # noqa: E402
+from nnspec.layers.initializers import NAMES  # noqa: E402
 from nnspec.layers import REGISTRY  # noqa: E402
-from nnspec.losses import LOSSES  # noqa: E402
-from nnspec.training import OPTIMIZERS, SETTINGS  # noqa: E402
+from nnspec.layers.losses import LOSSES  # noqa: E402
+from nnspec.ir.training import OPTIMIZERS, SETTINGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 EDITORS = ROOT / "editors"
@@ -133,7 +134,7 @@ PYGMENTS_TYPES = {"comment": Comment.Single, "string": String, "int": Number.Int
 
 def test_the_lexer_is_registered_with_pygments():
     eps = importlib.metadata.entry_points(group="pygments.lexers")
-    assert any(ep.value == "nnspec.pygments_lexer:NnspecLexer" for ep in eps), (
+    assert any(ep.value == "nnspec.tools.pygments_lexer:NnspecLexer" for ep in eps), (
         "reinstall nnspec (pip install -e .) to register its entry points")
     assert isinstance(get_lexer_by_name("nnspec"), pl.NnspecLexer)
     assert isinstance(get_lexer_for_filename("model.nn"), pl.NnspecLexer)
@@ -185,7 +186,7 @@ def test_the_textmate_grammar_is_generated_and_its_regexes_compile():
         sys.path.remove(str(EDITORS))
     committed = (EDITORS / "nnspec.tmLanguage.json").read_text()
     assert committed == build_grammar.text(), "run: python editors/build_grammar.py"
-    lexer = (ROOT / "nnspec" / "pygments_lexer.py").read_text()
+    lexer = (ROOT / "nnspec" / "tools" / "pygments_lexer.py").read_text()
     assert lexer == build_grammar.lexer_text(), "run: python editors/build_grammar.py"
     g = json.loads(committed)
     assert g["scopeName"] == "source.nnspec" and g["fileTypes"] == ["nn"]

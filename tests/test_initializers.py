@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 import nnspec
-from nnspec import init as draw_mod
-from nnspec import initializers as I
+from nnspec.backends import weights as draw_mod
+from nnspec.layers import initializers as I
 from nnspec.backends.numpy import NumpyModel
 from nnspec.backends.torch import build_module, emit_source
 from nnspec.ir import Program
@@ -239,7 +239,7 @@ def test_ir_with_a_bad_initialiser_is_a_located_error(tmp_path, capsys):
                                           1)
     path = tmp_path / "g.json"
     path.write_text(text)
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     rc = main(["check", str(path)])
     assert rc == 1

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from nnspec import cli, parse
-from nnspec.diagnostics import Diagnostic
-from nnspec.source import MAX_FILE_BYTES, Source, Span
+from nnspec.tools import cli, common
+from nnspec.frontends.nn import parse
+from nnspec.core.diagnostics import Diagnostic
+from nnspec.core.source import MAX_FILE_BYTES, Source, Span
 
 ROOT = Path(__file__).resolve().parent.parent
 OK_SPEC = "model M(x: [N, 4]) {\n    dense 3\n}\n"
@@ -81,7 +82,7 @@ def hook(event, args):
     if event == "pickle.find_class":
         seen.append("unpickled " + repr(args))
 sys.addaudithook(hook)
-from nnspec import cli
+from nnspec.tools import cli
 rc = cli.main(["check", sys.argv[2]])
 print("SEEN", seen)
 sys.exit(rc)
@@ -112,7 +113,7 @@ def test_shipped_tables_belong_to_the_grammar_and_parse_like_a_fresh_parser(monk
     import lark
 
     tables = json.loads(parse.tables_path().read_text())
-    regen = 'regenerate: python -c "from nnspec import parse; parse.write_tables()"'
+    regen = 'regenerate: python -c "from nnspec.frontends.nn import parse; parse.write_tables()"'
     assert tables["grammar_sha256"] == hashlib.sha256(
         parse.grammar_text().encode()).hexdigest(), regen
     assert tables["lark_version"] == lark.__version__, regen
@@ -245,7 +246,7 @@ def test_a_read_only_folder_is_a_usage_error(tmp_path, spec, capsys):
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
-    from nnspec import util
+    from nnspec.core import util
 
     old = tmp_path / "old.json"
     old.write_text("old")
@@ -349,7 +350,7 @@ def test_use_imports_nn_files_only_and_never_shows_another_file(tmp_path, capsys
                                    f"not {secret} [E007]")
     assert f"{main_nn}:2:5: error: use imports .nn spec files only, not " in out
     # a folder is searched for .nn files; a link in it to another kind of file is skipped
-    assert cli._spec_files([str(tmp_path)]) == [str(main_nn)]
+    assert common.spec_files([str(tmp_path)]) == [str(main_nn)]
 
 
 # -- GitHub annotations ---------------------------------------------------------------------

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 import nnspec
-from nnspec import cli, ir
-from nnspec.dims import Dim
-from nnspec.irvalidate import IRError, validate
+from nnspec.tools import cli
+from nnspec import ir
+from nnspec.core.dims import Dim
+from nnspec.ir.validate import IRError, validate
 from nnspec.layers import REGISTRY, ShapeError, TensorType
-from nnspec.shapes import check_composition, infer_model, infer_program
+from nnspec.ir.shapes import check_composition, infer_model, infer_program
 
 DATA = Path(__file__).resolve().parent / "data" / "repro" / "ir"  # the inputs found by fuzzing
 

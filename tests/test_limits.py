@@ -7,8 +7,8 @@ Each input here once crashed nnspec (RecursionError, ValueError from int(), a mi
 from __future__ import annotations
 
 import nnspec
-from nnspec.limits import MAX_NESTING, MAX_NODES, MAX_WORDS
-from nnspec.parse import MAX_BRACKET_DEPTH
+from nnspec.core.limits import MAX_NESTING, MAX_NODES, MAX_WORDS
+from nnspec.frontends.nn.parse import MAX_BRACKET_DEPTH
 
 
 def errors(text: str) -> list[tuple[int, int, str]]:
@@ -263,7 +263,7 @@ def test_a_50000_character_name_is_clipped_in_the_message():
 
 
 def test_lowering_builds_nodes_as_model_construct_would():
-    from nnspec import ir
+    from nnspec.ir import model as ir
 
     spec = nnspec.loads("model M(x: [N, 4]) {\n    dense 3 bias=false as fc\n    relu\n}\n")
     assert ir._FAST_BUILD is True  # pydantic's layout is the one the fast path sets up

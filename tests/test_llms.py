@@ -15,14 +15,14 @@ import pytest
 
 import nnspec
 from _util import import_source
-from nnspec.init import TooLarge
+from nnspec.backends.weights import TooLarge
 
 torch = pytest.importorskip("torch")
 nn, F = torch.nn, torch.nn.functional
 
 from nnspec.backends.numpy import NumpyModel  # noqa: E402
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.crosscheck import crosscheck, crosscheck_grad  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck, crosscheck_grad  # noqa: E402
 from tests._nanogpt import NanoGPT  # noqa: E402
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"

@@ -1,4 +1,4 @@
-"""Every loss of nnspec.losses: its value and gradients equal torch's own functions and
+"""Every loss of nnspec.layers.losses: its value and gradients equal torch's own functions and
 autograd (float64), its emitted expression computes the same, and its shape rule refuses
 what torch would refuse, with a message naming both shapes."""
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nnspec.dims import Dim
+from nnspec.core.dims import Dim
 from nnspec.layers.base import ShapeError, TensorType
-from nnspec.losses import LOSSES
+from nnspec.layers.losses import LOSSES
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((4, 3))

@@ -33,7 +33,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_import_is_cheap():
-    out = _run("import sys, nnspec.cli, nnspec.lsp; "
+    out = _run("import sys, nnspec.tools.cli, nnspec.tools.lsp; "
                 "print(sorted(m for m in ('pygls', 'lsprotocol', 'torch') "
                 "if m in sys.modules))")
     assert out.returncode == 0, out.stderr
@@ -41,7 +41,7 @@ def test_import_is_cheap():
 
 
 def test_missing_pygls_is_a_usage_error(monkeypatch, capsys):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     monkeypatch.setitem(sys.modules, "pygls", None)  # import pygls now raises ImportError
     monkeypatch.setitem(sys.modules, "pygls.lsp.server", None)
@@ -51,7 +51,7 @@ def test_missing_pygls_is_a_usage_error(monkeypatch, capsys):
 
 
 def test_bad_debounce_is_a_usage_error(capsys):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     assert main(["lsp", "--debounce", "-5"]) == 2
     assert main(["lsp", "--debounce", "nan"]) == 2
@@ -64,7 +64,7 @@ def test_every_position_of_the_bundled_specs():
     of one (as while it is typed), never fail; hovering at a layer shows its output type
     as the API infers it."""
     import nnspec
-    from nnspec import lsp
+    from nnspec.tools import lsp
 
     for path in sorted(SPECS.glob("*.nn")):
         text = path.read_text()

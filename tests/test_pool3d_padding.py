@@ -22,7 +22,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.crosscheck import crosscheck  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck  # noqa: E402
 
 
 def one(layer: str, shape: str) -> nnspec.Spec:

@@ -16,7 +16,7 @@ from nnspec.layers.stochastic import Noise
 
 torch = pytest.importorskip("torch")
 from nnspec.backends.torch import build_module  # noqa: E402
-from nnspec.layers.stochastic_torch import use_noise  # noqa: E402
+from nnspec.layers.torch.stochastic import use_noise  # noqa: E402
 
 V, H = 6, 4
 
@@ -177,7 +177,7 @@ def test_cd_1_learns_two_patterns():
 
 
 def test_rbm_backward_against_autograd_in_every_output():
-    from nnspec.crosscheck import crosscheck_grad
+    from nnspec.tools.crosscheck import crosscheck_grad
 
     text = f"""
 model M(x: [N, {V}]) {{
@@ -230,7 +230,7 @@ def test_dbn_up_pass_deterministic_and_sampled(dbn):
 
 @pytest.mark.parametrize("sample", [False, True], ids=["eval", "sampled"])
 def test_crosscheck_of_the_dbn(dbn, sample):
-    from nnspec.crosscheck import crosscheck, crosscheck_grad
+    from nnspec.tools.crosscheck import crosscheck, crosscheck_grad
 
     for model in ("DBN", "RBM1"):
         report = crosscheck(dbn, model, sample=sample)

@@ -12,7 +12,7 @@ import pytest
 
 from _util import import_source
 import nnspec
-from nnspec import init as nninit
+from nnspec.backends import weights as nninit
 from nnspec.backends.numpy import NumpyModel
 from nnspec.layers import REGISTRY
 
@@ -265,7 +265,7 @@ def test_reset_before_differs_from_after_and_backends_agree(tmp_path):
 
 
 def test_cho_gru_dropout_between_layers_only_in_training():
-    from nnspec.layers.recurrent_torch import ChoGRU
+    from nnspec.layers.torch.recurrent import ChoGRU
 
     torch.manual_seed(0)
     m = ChoGRU(3, 4, num_layers=2, dropout=0.5).double()

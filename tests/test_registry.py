@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import nnspec
-from nnspec.dims import Dim
-from nnspec.initializers import Init
+from nnspec.core.dims import Dim
+from nnspec.layers.initializers import Init
 from nnspec.layers import REGISTRY, ShapeError, TensorType
 from nnspec.layers.base import NumpyCtx, TupleType
 

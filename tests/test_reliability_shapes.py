@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 import nnspec
-from nnspec import cli
-from nnspec import dims as D
-from nnspec.crosscheck import _errors, bind_dims, estimate_memory
-from nnspec.dims import Dim
-from nnspec.init import TooLarge
+from nnspec.tools import cli
+from nnspec.core import dims as D
+from nnspec.tools.crosscheck import _errors, bind_dims, estimate_memory
+from nnspec.core.dims import Dim
+from nnspec.backends.weights import TooLarge
 from nnspec.layers import REGISTRY, TensorType
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-from nnspec.crosscheck import crosscheck  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck  # noqa: E402
 
 H, W = Dim.sym("H"), Dim.sym("W")
 

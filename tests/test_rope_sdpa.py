@@ -411,19 +411,19 @@ def test_the_helpers_are_copied_from_their_source_text():
     import importlib
     import inspect
 
-    from nnspec import emit
+    from nnspec.backends.emit import emitter as emit
 
-    for mod_name in ("nnspec.layers.rope_torch", "nnspec.layers.sdpa_torch"):
+    for mod_name in ("nnspec.layers.torch.rope", "nnspec.layers.torch.sdpa"):
         mod = importlib.import_module(mod_name)
         defs = emit._helper_module(mod_name)
         assert defs
         for name, (src, _) in defs.items():
             assert src == inspect.getsource(getattr(mod, name)).rstrip(), name
-    _, _, deps = emit._helper_def("nnspec.layers.rope_torch:apply_rope")
-    assert set(deps) == {"nnspec.layers.rope_torch:rotate_half",
-                         "nnspec.layers.rope_torch:rotate_every_two"}
-    _, _, deps = emit._helper_def("nnspec.layers.sdpa_torch:with_causal")
-    assert deps == ("nnspec.layers.sdpa_torch:causal_lower_right",)
+    _, _, deps = emit._helper_def("nnspec.layers.torch.rope:apply_rope")
+    assert set(deps) == {"nnspec.layers.torch.rope:rotate_half",
+                         "nnspec.layers.torch.rope:rotate_every_two"}
+    _, _, deps = emit._helper_def("nnspec.layers.torch.sdpa:with_causal")
+    assert deps == ("nnspec.layers.torch.sdpa:causal_lower_right",)
 
 
 # ---- errors -------------------------------------------------------------------------------

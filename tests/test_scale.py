@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import nnspec
-from nnspec.crosscheck import concrete_inputs
+from nnspec.tools.crosscheck import concrete_inputs
 
 torch = pytest.importorskip("torch")
 from nnspec.backends.torch import SpecModule, build_module  # noqa: E402
@@ -68,10 +68,10 @@ def _no_draw(*args, **kwargs):
 
 
 def test_meta_builds_a_billion_parameters_without_memory(monkeypatch):
-    import nnspec.init
+    import nnspec.backends.weights
 
     spec = nnspec.loads(DEEP, "deep.nn")
-    monkeypatch.setattr(nnspec.init, "draw", _no_draw)
+    monkeypatch.setattr(nnspec.backends.weights, "draw", _no_draw)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     net = build_module(spec, seed=5, device="meta")
     # 4.4 GB of float32 weights would show in the peak resident memory
@@ -92,10 +92,10 @@ def test_meta_builds_a_billion_parameters_without_memory(monkeypatch):
 
 
 def test_meta_builds_llama2_7b_without_memory(monkeypatch):
-    import nnspec.init
+    import nnspec.backends.weights
 
     spec = _load("llama2_7b.nn")
-    monkeypatch.setattr(nnspec.init, "draw", _no_draw)
+    monkeypatch.setattr(nnspec.backends.weights, "draw", _no_draw)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     net = build_module(spec, seed=1, device="meta")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 500_000  # 27 GB
@@ -106,10 +106,10 @@ def test_meta_builds_llama2_7b_without_memory(monkeypatch):
 
 
 def test_meta_trillion_weight_dense_and_refusals(monkeypatch):
-    import nnspec.init
+    import nnspec.backends.weights
 
     spec = nnspec.load(str(SPECS[0].parent / "dense_1e12.nn"))
-    monkeypatch.setattr(nnspec.init, "draw", _no_draw)
+    monkeypatch.setattr(nnspec.backends.weights, "draw", _no_draw)
     net = build_module(spec, device="meta")
     assert sum(p.numel() for p in net.parameters()) == 1_000_001_000_000
     assert isinstance(net.seed, int)  # drawn later from this seed

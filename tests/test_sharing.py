@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from nnspec.backends.torch import build_module  # noqa: E402
-from nnspec.crosscheck import crosscheck, crosscheck_grad  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck, crosscheck_grad  # noqa: E402
 
 SPEC = """
 block Tower(x) {
@@ -172,7 +172,7 @@ def test_the_tied_gradient_sums_both_uses(spec):
 
 
 def test_the_emitted_source_shares_and_ties_as_written_by_hand(spec, tmp_path):
-    from nnspec.emit import emit_source
+    from nnspec.backends.emit import emit_source
 
     src = emit_source(spec, all_models=True)
     assert "self.dense_0.weight = self.wte.weight" in src
@@ -298,7 +298,7 @@ def test_a_block_returns_several_values_and_takes_a_layer_as_argument():
         torch.testing.assert_close(got, want, rtol=0, atol=1e-14)
         np.testing.assert_allclose(np_got, _np(want), rtol=0, atol=1e-14)
     assert crosscheck_grad(spec, "Two").ok
-    from nnspec.emit import emit_source
+    from nnspec.backends.emit import emit_source
 
     src = emit_source(spec)
     assert "s, p = self.heads_0(x)" in src and "return s, p" in src and "return p, s" in src
@@ -364,7 +364,7 @@ def test_a_loss_names_the_values_a_model_returns(tmp_path):
     loss.backward()
     for k, p in net.named_parameters():
         np.testing.assert_allclose(got.params[k], _np(p.grad), rtol=1e-10, atol=1e-14)
-    from nnspec.emit import emit_source
+    from nnspec.backends.emit import emit_source
 
     src = emit_source(spec)
     assert "recon, mu, logvar = output" in src

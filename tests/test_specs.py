@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import nnspec
-from nnspec.dims import Dim
+from nnspec.core.dims import Dim
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 ALL_SPECS = sorted(SPECS.glob("*.nn"))
@@ -364,7 +364,7 @@ def test_every_spec_round_trips_through_the_json_ir(path):
 
 
 def test_readme_shows_what_check_prints_on_the_bundled_specs(capsys):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     readme = (SPECS.parent / "README.md").read_text()
     shown = readme.split("$ nnspec check specs/\n", 1)[1].split("\n", 1)[0]

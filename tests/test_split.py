@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nnspec
-from nnspec.dims import Dim
+from nnspec.core.dims import Dim
 from nnspec.layers import REGISTRY, ShapeError, TensorType
 
 from _gradcheck import check_autograd, check_kind
@@ -223,7 +223,7 @@ def test_a_symbolic_axis_runs_at_the_bound_sizes():
 
 def test_the_emitted_source_runs_and_matches_build_module(tmp_path):
     from nnspec.backends.torch import build_module
-    from nnspec.emit import emit_source
+    from nnspec.backends.emit import emit_source
 
     from _util import import_source
 

@@ -16,7 +16,7 @@ from nnspec.layers.stochastic import Noise
 
 torch = pytest.importorskip("torch")
 from nnspec.backends.torch import build_module  # noqa: E402
-from nnspec.layers.stochastic_torch import use_noise  # noqa: E402
+from nnspec.layers.torch.stochastic import use_noise  # noqa: E402
 
 F = torch.nn.functional
 
@@ -228,7 +228,7 @@ def test_vae_loss_gradient_with_the_reparameterisation_against_autograd(vae):
 
 @pytest.mark.parametrize("sample", [False, True], ids=["eval", "sampled"])
 def test_crosscheck_of_the_vae(vae, sample):
-    from nnspec.crosscheck import crosscheck, crosscheck_grad
+    from nnspec.tools.crosscheck import crosscheck, crosscheck_grad
 
     report = crosscheck(vae, "VAE", sample=sample)
     assert report.ok, report.render()
@@ -241,7 +241,7 @@ def test_crosscheck_of_the_vae(vae, sample):
 
 
 def test_crosscheck_sample_differs_from_eval_and_is_reproducible(vae):
-    from nnspec.crosscheck import crosscheck
+    from nnspec.tools.crosscheck import crosscheck
 
     spec = nnspec.loads(SPEC, "mix.nn")
     evals = crosscheck(spec)
@@ -251,7 +251,7 @@ def test_crosscheck_sample_differs_from_eval_and_is_reproducible(vae):
 
 
 def test_crosscheck_sample_from_the_command_line(tmp_path, capsys):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     path = tmp_path / "mix.nn"
     path.write_text(SPEC)
@@ -264,12 +264,12 @@ def test_crosscheck_sample_from_the_command_line(tmp_path, capsys):
 # ---- the emitted source -------------------------------------------------------------------
 
 
-#: the helper classes' constructor signatures, as nnspec.emit.NN_SIGNATURES lists them
+#: the helper classes' constructor signatures, as nnspec.backends.emit.NN_SIGNATURES lists them
 SIGNATURES = {
-    "nnspec.layers.stochastic_torch:Bernoulli": ("sample='train'",),
-    "nnspec.layers.stochastic_torch:GaussianSample": ("sample='train'",),
-    "nnspec.layers.stochastic_torch:GaussianNoise": ("std", "sample='train'"),
-    "nnspec.layers.rbm_torch:RBM": ("visible", "hidden", "k=1", "output='hidden'",
+    "nnspec.layers.torch.stochastic:Bernoulli": ("sample='train'",),
+    "nnspec.layers.torch.stochastic:GaussianSample": ("sample='train'",),
+    "nnspec.layers.torch.stochastic:GaussianNoise": ("std", "sample='train'"),
+    "nnspec.layers.torch.rbm:RBM": ("visible", "hidden", "k=1", "output='hidden'",
                                     "sample_visible=False", "sample='train'"),
 }
 
@@ -277,7 +277,7 @@ SIGNATURES = {
 def _frozen(parts):
     import ast
 
-    from nnspec import emit
+    from nnspec.backends.emit import emitter as emit
 
     return tuple((n, emit._R if not d else ast.literal_eval(d))
                  for n, _, d in (p.partition("=") for p in parts))
@@ -285,8 +285,8 @@ def _frozen(parts):
 
 @pytest.fixture
 def signatures(monkeypatch):
-    """The helpers' signatures in nnspec.emit.NN_SIGNATURES (until emit.py lists them)."""
-    from nnspec.emit import NN_SIGNATURES
+    """The helpers' signatures in nnspec.backends.emit.NN_SIGNATURES (until emit.py lists them)."""
+    from nnspec.backends.emit.emitter import NN_SIGNATURES
 
     for ref, parts in SIGNATURES.items():
         if ref not in NN_SIGNATURES:
@@ -297,8 +297,8 @@ def signatures(monkeypatch):
 def test_the_helper_signatures_are_the_classes_own():
     import inspect
 
-    from nnspec import emit
-    from nnspec.backends.torch import _helper
+    from nnspec.backends.emit import emitter as emit
+    from nnspec.backends.torch.module import _helper
 
     for ref, parts in SIGNATURES.items():
         params = inspect.signature(_helper(ref).__init__).parameters
@@ -321,7 +321,7 @@ def import_source(path, name):
     ("specs/dbn.nn", "RBM1", (3, 784)),
 ])
 def test_the_emitted_source_equals_build_module(signatures, tmp_path, path, model, shape):
-    from nnspec.emit import emit_source
+    from nnspec.backends.emit import emit_source
 
     spec = nnspec.load(path)
     src = emit_source(spec, model)
@@ -359,7 +359,7 @@ def test_sampling_an_int_tensor_is_a_located_error(body, where, message):
 
 
 def _render(spec) -> str:
-    from nnspec.diagnostics import SpecError
+    from nnspec.core.diagnostics import SpecError
 
     try:
         spec.raise_for_errors()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import nnspec
-from nnspec import cli
-from nnspec.dims import Dim
+from nnspec.tools import cli
+from nnspec.core.dims import Dim
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.nn"))

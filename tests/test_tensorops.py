@@ -95,7 +95,7 @@ model I(x: [N, T, 8], y: [N, 4, 6]) {
 
 
 def test_indexing_shapes_and_both_backends():
-    from nnspec.crosscheck import crosscheck
+    from nnspec.tools.crosscheck import crosscheck
 
     spec = nnspec.loads(INDEXING, "i.nn")
     assert str(spec.output_type("I")) == "[N, 3*T + 32]"  # 8 + 3(T-1) + 8 + 9 + 8 + 2

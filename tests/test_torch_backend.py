@@ -12,7 +12,7 @@ import pytest
 
 from _util import import_source
 import nnspec
-from nnspec import init as nninit
+from nnspec.backends import weights as nninit
 from nnspec.backends.numpy import NumpyModel
 
 torch = pytest.importorskip("torch")
@@ -252,8 +252,8 @@ def test_symbolic_floor_and_ceil_dims(model, h):
 
 
 def test_dim_functions_match_dim_evaluate():
-    from nnspec.backends.torch import _dim_fn
-    from nnspec.dims import Dim
+    from nnspec.backends.torch.module import _dim_fn
+    from nnspec.core.dims import Dim
 
     for text in ["2*N + floor((H - 1)/2) - ceil(W/3)", "N*H - 3", "-N + 5",
                  "3*floor(H/2)*ceil((W+1)/4)", "N - ceil(H/2)", "7"]:

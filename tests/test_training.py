@@ -192,7 +192,7 @@ train M(y: [N, 2]) {
 
 
 def test_overfit_batch_falls_and_reports(tmp_path, capsys):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     path = tmp_path / "c.nn"
     path.write_text(CLASSIFIER)
@@ -205,7 +205,7 @@ def test_overfit_batch_falls_and_reports(tmp_path, capsys):
 def test_overfit_batch_finds_the_dead_weight_of_last_after_a_bidirectional_gru():
     """`last` after a bidirectional GRU reads the reverse direction's first step, computed
     from the zero state: its recurrent weight gets no gradient (gru_sentiment.nn says so)."""
-    from nnspec.trainer import overfit
+    from nnspec.tools.trainer import overfit
 
     text = """model GRUSentiment(tokens: [N, T] int) -> [N, 2] {
     embedding 50 8 padding=0 as embed
@@ -225,7 +225,7 @@ train GRUSentiment(label: [N] int) {
 
 
 def test_overfit_batch_finds_a_dead_branch():
-    from nnspec.trainer import overfit
+    from nnspec.tools.trainer import overfit
 
     spec = nnspec.loads("""
 model M(x: [N, 4]) -> [N, 2] {
@@ -246,7 +246,7 @@ train M(y: [N, 2]) {
 
 
 def test_overfit_batch_usage_errors(tmp_path, capsys):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     path = tmp_path / "m.nn"
     path.write_text("model M(x: [N, 2]) {\n    dense 2\n}\n")
@@ -274,9 +274,9 @@ def test_bundled_specs_loss_gradients_equal_autograd(path):
     if path.name == "gpt2.nn":
         pytest.skip("124 M parameters in float64 NumPy; test_llms.py checks its loss "
                     "gradients at a tiny configuration")
-    from nnspec import training as T
-    from nnspec.crosscheck import bind_dims, concrete_inputs
-    from nnspec.trainer import _as_targets, _symbols, _targets
+    from nnspec.ir import training as T
+    from nnspec.tools.crosscheck import bind_dims, concrete_inputs
+    from nnspec.tools.trainer import _as_targets, _symbols, _targets
 
     spec = nnspec.load(str(path))
     for t in spec.program.trainings:
@@ -314,7 +314,7 @@ SLOW_TO_TRAIN = {"alexnet.nn", "capsnet.nn", "causal_lm.nn", "gpt2.nn", "resnet1
 
 @pytest.mark.parametrize("path", TRAINED_SPECS, ids=lambda p: p.name)
 def test_bundled_specs_overfit_one_batch(path):
-    from nnspec.trainer import overfit
+    from nnspec.tools.trainer import overfit
 
     if path.name in SLOW_TO_TRAIN:
         pytest.skip("slow on a CPU: run nnspec train --overfit-batch on it")
@@ -329,7 +329,7 @@ def test_bundled_specs_overfit_one_batch(path):
 
 
 def test_the_ir_round_trips_and_is_validated(tmp_path, capsys):
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
     from nnspec.ir import Program
 
     spec = nnspec.loads(CLASSIFIER, "c.nn")

@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from nnspec.backends.numpy import NumpyModel  # noqa: E402
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.crosscheck import crosscheck  # noqa: E402
+from nnspec.tools.crosscheck import crosscheck  # noqa: E402
 
 from _util import import_source  # noqa: E402
 

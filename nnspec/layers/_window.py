@@ -11,7 +11,7 @@ from typing import Union
 
 from pydantic import field_validator
 
-from ..dims import conv_formula, conv_out
+from ..core.dims import conv_formula, conv_out
 from .base import Int, Params, ShapeError, TensorType, need_rank
 
 IntOrTuple = Union[Int, tuple[Int, ...]]

@@ -18,7 +18,7 @@ from typing import Annotated, Optional, Union
 
 from pydantic import BeforeValidator
 
-from ..dims import Dim
+from ..core.dims import Dim
 from ._window import LAYOUTS, SPATIAL_NAMES
 from .base import (
     Int,
@@ -33,6 +33,7 @@ from .base import (
     prod,
     register,
 )
+
 
 def _keep_word(v):
     """``(7, None)`` and ``[7, _]`` keep the second dim: the words and shape literal

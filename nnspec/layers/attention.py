@@ -10,12 +10,12 @@ from pydantic import field_validator
 
 from .base import (
     DEFAULT_INIT,
-    InitArg,
     FLOAT,
     INT,
     MODULE,
     Bool,
     In,
+    InitArg,
     Int,
     LayerKind,
     Params,
@@ -36,7 +36,7 @@ from .base import (
     register,
 )
 
-_HELPERS = "nnspec.layers.attention_torch"
+_HELPERS = "nnspec.layers.torch.attention"
 
 
 #: rotary embeddings' default base (LLaMA-1/2, RoFormer)
@@ -73,7 +73,7 @@ class Attention(LayerKind):
     ``rope_layout=half`` as HF's rotate_half or ``interleaved`` pairs (2i, 2i+1) as RoFormer
     and Meta's LLaMA); the keys have positions 0..S-1, the queries S-T..S-1 (bottom-right,
     as causal). nn.MultiheadAttention serves the plain cases; with any of these options the
-    torch layer is attention_torch.SDPAttention (F.scaled_dot_product_attention).
+    torch layer is torch.attention.SDPAttention (F.scaled_dot_product_attention).
     """
 
     name = "attention"
@@ -175,7 +175,7 @@ class Attention(LayerKind):
         return TensorType(x.shape, FLOAT)
 
     def _sdpa(self, p, ins) -> bool:
-        """Whether the layer needs attention_torch.SDPAttention (nn.MultiheadAttention
+        """Whether the layer needs torch.attention.SDPAttention (nn.MultiheadAttention
         serves the rest, with the plans and state_dicts it always had)."""
         kv = self.extra(p, ins, "kv")
         bottom_right = p.causal and kv is not None and kv.shape[1] != ins[0].shape[1]
@@ -293,7 +293,7 @@ class Attention(LayerKind):
             scores = np.where(masked, -np.inf, scores)
         # a query whose keys are all masked attends to nothing: zero weights, so its output
         # is the output projection's bias, as nn.MultiheadAttention's regular path gives
-        # (the torch backend uses attention_torch.MaskedAttention to get it in every mode)
+        # (the torch backend uses torch.attention.MaskedAttention to get it in every mode)
         if additive:  # -inf in the float mask blocks a key too
             empty = np.isneginf(scores).all(axis=-1, keepdims=True)
         else:

@@ -30,8 +30,8 @@ from pydantic import (
     field_validator,
 )
 
-from .. import initializers as _inits
-from ..dims import Dim
+from ..core.dims import Dim
+from . import initializers as _inits
 
 # Strict scalars: `bias=1` or `out="6"` is an error, never silently converted.
 Int = Annotated[int, Strict()]
@@ -66,17 +66,18 @@ def _to_init(v):
 
 # An initialiser argument (``init=normal(0, 0.02)``, ``bias_init=zeros``): stored as its
 # text in the IR. Every kind with weights declares ``init`` and ``bias_init`` fields of
-# this type; LayerKind.state applies them to its weights (see nnspec.initializers).
+# this type; LayerKind.state applies them to its weights (see nnspec.layers.initializers).
 InitArg = Annotated[_inits.Init, BeforeValidator(_to_init),
                     PlainSerializer(str, return_type=str)]
 DEFAULT_INIT = _inits.DEFAULT
 
 
 class _LazyNpops:
-    """``nnspec.npops`` imported on first use, so that checking a spec never loads numpy."""
+    """``nnspec.backends.numpy.kernels`` imported on first use, so that checking a spec
+    never loads numpy."""
 
     def __getattr__(self, name):
-        from .. import npops as mod
+        from ..backends.numpy import kernels as mod
 
         return getattr(mod, name)
 

@@ -59,7 +59,7 @@ from .base import (
     register,
 )
 
-_HELPERS = "nnspec.layers.capsule_torch"
+_HELPERS = "nnspec.layers.torch.capsule"
 #: the normal(0, std) draw of the transformation weights W (see the module docstring)
 W_STD = 0.01
 #: squash's default eps, inside the square root

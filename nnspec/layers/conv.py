@@ -8,10 +8,10 @@ from __future__ import annotations
 from ._window import IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out, spatial_rank
 from .base import (
     DEFAULT_INIT,
-    InitArg,
     MODULE,
     Bool,
     In,
+    InitArg,
     Int,
     LayerKind,
     Prev,

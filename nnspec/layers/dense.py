@@ -25,7 +25,7 @@ from .base import (
     register,
 )
 
-_HELPERS = "nnspec.layers.dense_torch"
+_HELPERS = "nnspec.layers.torch.dense"
 
 
 def default_init(fan_in: int) -> tuple:

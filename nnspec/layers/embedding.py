@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .base import (
     DEFAULT_INIT,
-    InitArg,
     INT,
+    InitArg,
     Int,
     LayerKind,
     Params,

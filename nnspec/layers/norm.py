@@ -8,8 +8,8 @@ from pydantic import field_validator
 
 from .base import (
     DEFAULT_INIT,
-    InitArg,
     Bool,
+    InitArg,
     Int,
     LayerKind,
     Params,

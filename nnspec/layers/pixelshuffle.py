@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from ..dims import Dim
+from ..core.dims import Dim
 from .base import (
     Int,
     LayerKind,

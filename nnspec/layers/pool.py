@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..dims import conv_out
+from ..core.dims import conv_out
 from ._window import (
     IntOrTuple,
     PadSpec,
@@ -52,7 +52,7 @@ from .base import (
 )
 
 #: the torch helper that averages over the input's own cells (count_include_pad=False)
-_REAL_CELLS = "nnspec.layers.pool_torch:avg_pool_real_cells"
+_REAL_CELLS = "nnspec.layers.torch.pool:avg_pool_real_cells"
 
 
 def show_ints(v: tuple[int, ...]) -> str:

@@ -58,7 +58,7 @@ from .base import (
 )
 from .stochastic import SampleMode, bernoulli_np, draw, need_float_sample, sampling
 
-_HELPERS = "nnspec.layers.rbm_torch"
+_HELPERS = "nnspec.layers.torch.rbm"
 #: the normal(0, std) draw of ``weight`` (see the module docstring)
 W_STD = 0.01
 

@@ -29,14 +29,14 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from ..limits import MAX_NODES
+from ..core.limits import MAX_NODES
 from .base import (
     DEFAULT_INIT,
-    InitArg,
     FLOAT,
     MODULE,
     Bool,
     In,
+    InitArg,
     Int,
     LayerKind,
     Params,
@@ -57,7 +57,7 @@ from .base import (
     register,
 )
 
-_HELPERS = "nnspec.layers.recurrent_torch"
+_HELPERS = "nnspec.layers.torch.recurrent"
 
 
 class _RecurrentParams(Params):

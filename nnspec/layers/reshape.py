@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..dims import Dim
+from ..core.dims import Dim
 from .base import (
     DimArg,
     In,

@@ -17,8 +17,8 @@ from typing import Annotated, Literal, Optional
 from pydantic import BeforeValidator, Strict, field_validator
 
 from .base import (
-    Int,
     In,
+    Int,
     LayerKind,
     Params,
     ShapeError,
@@ -31,7 +31,7 @@ from .base import (
     register,
 )
 
-_HELPERS = "nnspec.layers.rope_torch"
+_HELPERS = "nnspec.layers.torch.rope"
 
 
 def _number(v):

@@ -22,7 +22,7 @@ from typing import Annotated, Optional
 
 from pydantic import BeforeValidator, Strict
 
-from ..dims import Dim
+from ..core.dims import Dim
 from .base import (
     FLOAT,
     INT,
@@ -40,12 +40,12 @@ from .base import (
     TorchPlan,
     need_float,
     npops,
-    prod,
     probability,
+    prod,
     register,
 )
 
-_HELPERS = "nnspec.layers.sdpa_torch"
+_HELPERS = "nnspec.layers.torch.sdpa"
 _NAMES = ("q", "k", "v")
 
 

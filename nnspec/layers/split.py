@@ -21,8 +21,8 @@ from typing import Annotated, Union
 
 from pydantic import BeforeValidator, field_validator
 
-from ..dims import Dim
-from ..limits import MAX_NODES
+from ..core.dims import Dim
+from ..core.limits import MAX_NODES
 from .base import (
     In,
     Int,

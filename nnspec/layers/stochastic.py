@@ -24,7 +24,7 @@ The noise. A layer draws its random numbers by name: draw ``part`` (``u``, ``eps
 ``h0``...) of the layer named ``name``. Without a :class:`Noise`, the NumPy kernels draw
 from the run's generator and the torch modules from torch's (``torch.rand_like`` /
 ``torch.randn_like``), which is what training uses. With a ``Noise(seed)`` handed to a
-run (``NumpyModel(...)(x, noise=Noise(seed))``, ``stochastic_torch.use_noise(module,
+run (``NumpyModel(...)(x, noise=Noise(seed))``, ``torch.stochastic.use_noise(module,
 Noise(seed))``), the i-th draw of (name, part) in that run is
 ``numpy.random.default_rng([seed, crc32(name), crc32(part), i])`` — ``random(shape)``
 (uniform) or ``standard_normal(shape)``, in float64, then cast to the tensor's dtype —
@@ -55,7 +55,7 @@ from .base import (
     register,
 )
 
-_HELPERS = "nnspec.layers.stochastic_torch"
+_HELPERS = "nnspec.layers.torch.stochastic"
 
 #: when a layer samples: in training mode only (the default), in every mode, or never
 SampleMode = Literal["train", "always", "never"]

@@ -13,7 +13,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BeforeValidator
 
-from ..dims import Dim
+from ..core.dims import Dim
 from .base import (
     Bool,
     In,

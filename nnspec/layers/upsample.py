@@ -18,7 +18,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field, Strict, field_validator
 
-from ..dims import Dim
+from ..core.dims import Dim
 from ._window import SPATIAL_NAMES
 from .base import (
     Bool,

@@ -1261,7 +1261,7 @@ def _differential(g: Generated) -> list[Failure]:
     if any(f.kind in ("internal", "invalid") or f.cause.startswith("torch rejects")
            for f in failures):
         return failures
-    from nnspec.crosscheck import crosscheck
+    from nnspec.tools.crosscheck import crosscheck
 
     try:
         report = crosscheck(spec, model, "float64", g.index, g.dims)
@@ -1286,7 +1286,7 @@ def shape_failures(spec, model: str, dims: dict[str, int], seed: int = 0) -> lis
         import torch
 
         from nnspec.backends.torch import build_module
-        from nnspec.crosscheck import concrete_inputs
+        from nnspec.tools.crosscheck import concrete_inputs
 
         mod = build_module(spec, model, seed=seed, dtype=torch.float64).eval()
         inputs = concrete_inputs(spec, model, dims, np.float64, seed)

@@ -30,8 +30,8 @@ def warm_up() -> None:
     import nnspec
     import nnspec.backends.numpy  # noqa: F401
     import nnspec.backends.torch  # noqa: F401
-    import nnspec.crosscheck  # noqa: F401
-    from nnspec.cli import main
+    import nnspec.tools.crosscheck  # noqa: F401
+    from nnspec.tools.cli import main
 
     warnings.simplefilter("ignore")  # NumPy's overflow warnings on generated specs
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

@@ -2,7 +2,7 @@
 what happened.
 
 A case is an input file (spec text or JSON IR, as bytes) and a list of ``nnspec`` command
-lines. Each command runs through :func:`nnspec.cli.main` with ``--debug``, so that an
+lines. Each command runs through :func:`nnspec.tools.cli.main` with ``--debug``, so that an
 internal error escapes as the exception itself (with its traceback) instead of the one-line
 "internal error" message; exit status 3 without an exception counts as internal too.
 
@@ -43,7 +43,7 @@ class Failure:
     """One failing command of a case."""
 
     kind: str  # internal | timeout | write | shape | backend | invalid
-    cause: str  # grouping key: "ValueError @ nnspec/parse.py:int:129"
+    cause: str  # grouping key: "ValueError @ nnspec/frontends/nn/parse.py:int:129"
     message: str
     command: list[str] = field(default_factory=list)
     detail: str = ""  # traceback, or the per-layer report
@@ -54,7 +54,7 @@ class Failure:
 
 
 def _rel(path: str) -> str:
-    """``nnspec/lower.py`` from an absolute file name (the part from the package on)."""
+    """``nnspec/frontends/nn/lower.py`` from an absolute file name (the part from nnspec on)."""
     parts = path.replace("\\", "/").split("/")
     if "nnspec" in parts:
         i = len(parts) - 1 - parts[::-1].index("nnspec")
@@ -184,7 +184,7 @@ def run_command(argv: list[str], limit: float | None = DEFAULT_LIMIT,
     A command over the limit is run again up to ``retries`` times before it counts as a
     timeout: on a shared machine one slow run can be another process's fault.
     """
-    from nnspec.cli import main
+    from nnspec.tools.cli import main
 
     attempt = 0
     while True:

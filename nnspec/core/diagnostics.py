@@ -1,0 +1,211 @@
+"""Diagnostics: errors with a code, a span, notes and a hint, collected per run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .source import Source, Span, UnreadableSource
+
+
+@dataclass
+class Diagnostic:
+    """One problem in a spec: ``file:line:col: error: message`` plus context."""
+
+    code: str
+    message: str
+    span: Span | None = None
+    notes: list[str] = field(default_factory=list)
+    hint: str | None = None
+    severity: str = "error"
+
+    def render(self, sources: dict[str, Source] | None = None) -> str:
+        where = f"{self.span}: " if self.span else ""
+        out = [f"{where}{self.severity}: {_clip(self.message)} [{self.code}]"]
+        src = sources.get(self.span.file) if (sources and self.span) else None
+        if src is not None:
+            excerpt = src.excerpt(self.span)
+            if excerpt:
+                out.append(excerpt)
+        out.extend(f"  {_clip(n)}" for n in self.notes)
+        if self.hint:
+            out.append(f"  hint: {_clip(self.hint)}")
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        d = {"code": self.code, "severity": self.severity, "message": self.message,
+             "notes": self.notes, "hint": self.hint}
+        if self.span:
+            d.update(file=self.span.file, line=self.span.line, col=self.span.col,
+                     end_line=self.span.end_line, end_col=self.span.end_col)
+        return d
+
+    def github(self) -> str:
+        """A GitHub Actions workflow command that annotates the line.
+
+        The message and every property are escaped as the runner unescapes them, so a file
+        name holding a newline, "::" or "," cannot end the command or start another one.
+        """
+        msg = self.message
+        if self.notes:
+            msg += "\n" + "\n".join(self.notes)
+        if self.hint:
+            msg += f"\nhint: {self.hint}"
+        msg = _gh_data(msg)
+        title = _gh_property(f"nnspec {self.code}")
+        if self.span:
+            s = self.span
+            return (f"::{self.severity} file={_gh_property(s.file)},line={s.line},col={s.col},"
+                    f"endLine={s.end_line},endColumn={s.end_col},title={title}::{msg}")
+        return f"::{self.severity} title={title}::{msg}"
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C").replace(";", "%3B")
+
+
+#: Diagnostics rendered in one run (text and github formats); the rest are counted.
+MAX_RENDERED = 100
+
+
+MAX_MESSAGE = 1000
+
+
+def _clip(text: str) -> str:
+    """A message line of at most MAX_MESSAGE characters: a name or shape written 50,000
+    characters long is shown by its ends."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    half = MAX_MESSAGE // 2 - 3
+    return f"{text[:half]} ... {text[-half:]}"
+
+
+def render_all(diagnostics: list[Diagnostic], sources: dict[str, Source] | None = None,
+               limit: int | None = MAX_RENDERED) -> str:
+    """Diagnostics as text, at most ``limit`` of them, then "... and N more errors"
+    (100,000 errors would otherwise print tens of megabytes)."""
+    shown = diagnostics if limit is None else diagnostics[:limit]
+    out = [d.render(sources) for d in shown]
+    if len(diagnostics) > len(shown):
+        out.append(more_line(len(diagnostics) - len(shown)))
+    return "\n".join(out)
+
+
+def more_line(n: int) -> str:
+    return f"... and {n:,} more error{'s' if n != 1 else ''}"
+
+
+def unreadable(path: str, exc: Exception, use: Span | None = None
+               ) -> tuple[Diagnostic, Source | None]:
+    """The diagnostic for a file that could not be read (source.read_source's errors), and
+    the Source to show with it, if any. ``use`` is where the file was imported; otherwise the
+    file itself is the location (1:1, or the bad byte of text that is not UTF-8)."""
+    where = use or Span(path, 1, 1, 1, 1)
+    if isinstance(exc, UnreadableSource):
+        if exc.line is None:
+            return Diagnostic(exc.code, exc.message, where), None
+        # the problem is inside the file: point at it, and show only that line
+        span = Span(path, exc.line, exc.col, exc.line, exc.col + 1)
+        notes = [f"imported at {use}"] if use else []
+        src = Source(path, "\n" * (exc.line - 1) + (exc.shown or "") + "\n")
+        return Diagnostic(exc.code, exc.message, span, notes), src
+    if isinstance(exc, OSError):
+        return Diagnostic("E001", f"cannot read {path}: {exc.strerror or exc}", where), None
+    return Diagnostic("E001", f"cannot read {path!r}: {exc}", where), None
+
+
+class SpecError(Exception):
+    """Raised with one or more diagnostics when a spec is invalid."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic,
+                 sources: dict[str, Source] | None = None):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = diagnostics
+        self.sources = sources or {}
+        super().__init__(self.render())
+
+    def render(self, limit: int | None = MAX_RENDERED) -> str:
+        return render_all(self.diagnostics, self.sources, limit)
+
+    def to_json(self) -> str:
+        return json.dumps([d.to_dict() for d in self.diagnostics], indent=2)
+
+
+class Failure(Exception):
+    """Internal: one diagnostic raised from deep inside a pass, caught by the pass."""
+
+    def __init__(self, code: str, message: str, span: Span | None = None,
+                 notes: list[str] | None = None, hint: str | None = None):
+        super().__init__(message)
+        self.diag = Diagnostic(code, message, span, list(notes or []), hint)
+
+
+def suggest(word: str, choices) -> str | None:
+    """'did you mean' helper: the closest choice, if any is close."""
+    import difflib
+
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+#: The SARIF version ``check --format sarif`` writes, and its schema's address.
+SARIF_VERSION = "2.1.0"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_SARIF_LEVELS = {"error": "error", "warning": "warning", "note": "note", "info": "note"}
+
+
+def _sarif_uri(path: str) -> str:
+    """A file name as a SARIF ``uri`` (a URI reference, relative as given: generated reports
+    get committed and uploaded, so no absolute path is added)."""
+    from urllib.parse import quote
+
+    return quote(path.replace("\\", "/"), safe="/:._-~")
+
+
+def sarif(diagnostics: list[Diagnostic], tool_version: str,
+          error_count: int | None = None) -> dict:
+    """A SARIF 2.1.0 log of one ``check`` run, for code-scanning uploads (GitHub, GitLab,
+    Azure DevOps): one result per diagnostic, its notes and hint in the message text, the
+    span as a region in code points (columns 1-based, the end exclusive, as nnspec's are).
+    ``error_count`` is the total when ``diagnostics`` is a prefix of them."""
+    rules: dict[str, dict] = {}
+    results = []
+    for d in diagnostics:
+        rules.setdefault(d.code, {"id": d.code, "name": f"nnspec{d.code}",
+                                  "defaultConfiguration": {"level": "error"}})
+        text = d.message
+        if d.notes:
+            text += "\n" + "\n".join(d.notes)
+        if d.hint:
+            text += f"\nhint: {d.hint}"
+        result: dict = {"ruleId": d.code, "ruleIndex": list(rules).index(d.code),
+                        "level": _SARIF_LEVELS.get(d.severity, "error"),
+                        "message": {"text": text}}
+        if d.span:
+            s = d.span
+            result["locations"] = [{"physicalLocation": {
+                "artifactLocation": {"uri": _sarif_uri(s.file)},
+                "region": {"startLine": s.line, "startColumn": s.col,
+                           "endLine": max(s.end_line, s.line),
+                           "endColumn": max(s.end_col, s.col + (s.end_line <= s.line))}}}]
+        results.append(result)
+    run: dict = {
+        "tool": {"driver": {"name": "nnspec", "version": tool_version,
+                            "informationUri": "https://pypi.org/project/nnspec/",
+                            "rules": list(rules.values())}},
+        "columnKind": "unicodeCodePoints",
+        "results": results}
+    if error_count is not None and error_count > len(results):
+        run["properties"] = {"error_count": error_count}
+    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
+
+
+class ConstError(ValueError):
+    """A constant set from outside that cannot be: a malformed ``NAME=VALUE``, a name the
+    spec does not define, or a constant of a file the spec uses. A usage error of the
+    caller (the command line exits 2), not an error in the spec."""

@@ -1,0 +1,2 @@
+"""Front ends: one folder per input language, each making the IR (``nnspec.ir``).
+``nn``: the ``.nn`` text language."""

@@ -1,0 +1,97 @@
+"""The syntax-tree walks of the limits (``nnspec.core.limits``): nesting deeper than
+MAX_NESTING in a statement, constant or input shape, and the items that a line blanked for
+a syntax error taints (so that their follow-on errors are not reported).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ...core.limits import MAX_NESTING
+from ...core.source import Span
+from . import syntax as S
+
+_NODE_TYPES = tuple(
+    cls for cls in vars(S).values()
+    if isinstance(cls, type) and cls.__module__ == S.__name__ and hasattr(cls, "__slots__")
+    and cls not in (S.Module,)
+)
+
+
+def _children(node):
+    for name in node.__slots__:
+        v = getattr(node, name)
+        if isinstance(v, list):
+            for x in v:
+                if isinstance(x, _NODE_TYPES):
+                    yield x
+        elif isinstance(v, _NODE_TYPES):
+            yield v
+
+
+def too_deep(root, limit: int = MAX_NESTING) -> bool:
+    """True if the syntax tree under ``root`` nests deeper than ``limit`` (iterative)."""
+    stack = [(root, 1)]
+    while stack:
+        node, d = stack.pop()
+        if d > limit:
+            return True
+        for c in _children(node):
+            stack.append((c, d + 1))
+    return False
+
+
+def _roots(item):
+    """The parts of a top-level item that are checked one by one (for the error's place)."""
+    if isinstance(item, (S.Model, S.Block)):
+        yield from (item.inputs if isinstance(item, S.Model) else item.params)
+        if isinstance(item, S.Model) and item.out_shape is not None:
+            yield item.out_shape
+        yield from item.body
+    else:
+        yield item
+
+
+def nesting_errors(module: S.Module):
+    """(item index, span) for each statement nested deeper than MAX_NESTING."""
+    out = []
+    for i, item in enumerate(module.items):
+        for root in _roots(item):
+            if too_deep(root):
+                out.append((i, root.span))
+    return out
+
+
+_CONST_LINE = re.compile(r"\s*const\s+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def tainted_items(module: S.Module, text: str, lines: list[int]) -> tuple[set[int], list[str]]:
+    """Items that contained a blanked (syntax error) line, and the names of constants whose
+    definition line was blanked.
+
+    An item's lines run from its first line to the line before the next item. A blanked line
+    outside every model, block or constant (a broken ``use``, say) may have defined anything,
+    so it taints every item: only the syntax errors are reported then.
+    """
+    starts = [_first_line(it) for it in module.items]
+    src = text.split("\n")
+    tainted: set[int] = set()
+    consts: list[str] = []
+    for line in lines:
+        m = _CONST_LINE.match(src[line - 1]) if 0 < line <= len(src) else None
+        if m:
+            consts.append(m.group(1))
+            continue
+        owner = None
+        for i, start in enumerate(starts):
+            if start <= line:
+                owner = i
+        if owner is None or not isinstance(module.items[owner], (S.Model, S.Block)):
+            return set(range(len(module.items))), consts
+        tainted.add(owner)
+    return tainted, consts
+
+
+def _first_line(item) -> int:
+    span: Span = item.span
+    return span.line

@@ -1,0 +1,596 @@
+"""The command line: ``nnspec check | summary | compile | crosscheck | train | fmt | graph |
+lsp | layers | schema``.
+
+``check`` never imports torch; ``crosscheck`` and ``train`` do, and without torch installed
+they say which extra to install (exit 2). A path ``-`` reads the spec from standard input,
+named ``<stdin>`` in diagnostics. Every JSON output carries ``"version"`` and has a JSON
+Schema in ``nnspec/schemas/`` (``nnspec schema check|summary|ir``).
+Exit status: 0 ok, 1 errors in a spec (or a failed crosscheck), 2 usage, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .common import (
+    EXIT_ERRORS,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    TORCH_EXTRA,
+    UsageError,
+    fail,
+    is_torch_missing,
+    load,
+    pick_model,
+    require_torch,
+    spec_files,
+    start_run,
+    write_output,
+)
+
+#: The version of the JSON that ``check --format json`` and ``summary --json`` print; it
+#: changes when a change is not backwards compatible (schemas in nnspec/schemas/).
+JSON_VERSION = 1
+
+MAX_JSON_ERRORS = 10_000
+
+def cmd_check(args) -> int:
+    from ..core.diagnostics import MAX_RENDERED, more_line, render_all
+
+    files = spec_files(args.paths)
+    all_diags = []
+    n_models = 0
+    budget = MAX_RENDERED  # diagnostics still to print, over all files
+    for path in files:
+        spec = load(path)
+        all_diags.extend(spec.diagnostics)
+        n_models += len(spec.model_names)
+        shown = spec.diagnostics[:budget]
+        budget -= len(shown)
+        if args.format == "text" and shown:
+            print(render_all(shown, spec.sources, None))
+        elif args.format == "github":
+            for d in shown:
+                print(d.github())
+    n = len(all_diags)
+    if args.format == "json":
+        print(json.dumps({"version": JSON_VERSION, "files": len(files), "models": n_models,
+                          "error_count": n,
+                          "errors": [d.to_dict() for d in all_diags[:MAX_JSON_ERRORS]]},
+                         indent=2))
+    elif args.format == "sarif":
+        from .. import __version__
+        from ..core.diagnostics import sarif
+
+        print(json.dumps(sarif(all_diags[:MAX_JSON_ERRORS], __version__, n), indent=2))
+    elif n > MAX_RENDERED:
+        print(more_line(n - MAX_RENDERED))
+    if args.format not in ("json", "sarif") and not args.quiet:
+        status = "no errors" if not n else f"{n:,} error{'s' if n != 1 else ''}"
+        print(f"nnspec: checked {len(files)} file{'s' if len(files) != 1 else ''}, "
+              f"{n_models} model{'s' if n_models != 1 else ''}: {status}", file=sys.stderr)
+    return EXIT_ERRORS if all_diags else EXIT_OK
+
+
+def _dim_json(d):
+    """A dim as JSON: a number when it is one, its text when symbolic (``"N"``)."""
+    return d.value if d.is_const else str(d)
+
+
+def _shape_json(t):
+    """A type's dims as JSON; a tuple type (``y, h = gru ... state``) as a list of them."""
+    if t is None:
+        return None
+    if hasattr(t, "items"):
+        return [_shape_json(i) for i in t.items]
+    return [_dim_json(d) for d in t.shape]
+
+
+def _maybe_dim(d):
+    return None if d is None else _dim_json(d)
+
+
+def _summary_json(s) -> dict:
+    """One model of ``summary --json`` (nnspec/schemas/summary.json)."""
+    from ..core.util import fmt_count
+
+    m = s.model
+    total = s.params + s.non_trainable
+    rows = [{"name": r.name, "kind": r.kind, "line": r.line, "args": r.args,
+             "inputs": [_shape_json(t) for t in r.inputs], "output": _shape_json(r.output),
+             "output_text": str(r.output), "params": r.params + r.non_trainable,
+             "trainable": r.params, "non_trainable": r.non_trainable, "buffers": r.buffers,
+             "param_percent": round(100 * (r.params + r.non_trainable) / total, 4)
+             if total else 0.0,
+             "macs": _dim_json(r.macs), "macs_text": fmt_count(r.macs), "layers": r.layers}
+            for r in s.rows]
+    return {"model": m.name,
+            "inputs": [{"name": i.name, "shape": [_dim_json(d) for d in i.dims()],
+                        "dtype": i.dtype} for i in m.inputs],
+            "output": _shape_json(s.output), "layers": rows,
+            "params": total, "trainable": s.params, "non_trainable": s.non_trainable,
+            "buffers": s.buffers, "macs": _dim_json(s.macs), "dtype": s.dtype,
+            "weight_bytes": s.weight_bytes, "batch_dim": s.batch,
+            "activation_bytes": {"inference": _maybe_dim(s.inference_bytes),
+                                 "training": _maybe_dim(s.training_bytes)}}
+
+
+def fmt_bytes(n, units: str = "binary") -> str:
+    """Bytes in binary (KiB, MiB: powers of 1024) or SI (kB, MB: powers of 1000) units; a
+    symbolic size (a Dim) as its formula in bytes, a missing one as ``?``."""
+    from ..core.util import fmt_count
+
+    if n is None:
+        return "?"
+    if not isinstance(n, int):
+        if not n.is_const:
+            return f"{fmt_count(n)} B"
+        n = n.value
+    base, names = (1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB")) if units == "binary" \
+        else (1000, ("B", "kB", "MB", "GB", "TB", "PB"))
+    if n < base:
+        return f"{n} B"
+    value, i = float(n), 0
+    while value >= base and i < len(names) - 1:
+        value /= base
+        i += 1
+    return f"{value:,.1f} {names[i]}"
+
+
+def _clip_cell(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    keep = width - 3
+    return text[:(keep + 1) // 2] + "..." + text[len(text) - keep // 2:]
+
+
+#: The width of ``summary --narrow``.
+NARROW_COLUMNS = 100
+
+
+def _table(head, rows, right: set[int], width: int | None) -> list[str]:
+    """Aligned columns; with ``width``, the text columns that are widest are cut (in their
+    middle, ``...``) until a line fits."""
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    if width is not None:
+        shrinkable = [i for i in range(len(head)) if i not in right]
+        while 2 + sum(widths) + 2 * (len(widths) - 1) > width:
+            i = max(shrinkable, key=lambda k: widths[k])
+            if widths[i] <= 8:
+                break
+            widths[i] -= 1
+    out = []
+    for j, row in enumerate([head, *rows]):
+        cells = [_clip_cell(str(c), widths[i]) for i, c in enumerate(row)]
+        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+                 for i, c in enumerate(cells)]
+        out.append("  " + "  ".join(cells).rstrip())
+        if j == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return out
+
+
+def _summary_text(s, units: str, narrow_width: int | None) -> list[str]:
+    from ..core.util import fmt_count
+
+    m = s.model
+    total = s.params + s.non_trainable
+
+    def pct(r) -> str:
+        return f"{100 * (r.params + r.non_trainable) / total:.1f}%" if total else "-"
+
+    ins = ", ".join(f"{i.name}: [{', '.join(i.shape)}]" + (f" {i.dtype}" if i.dtype != "float"
+                                                          else "") for i in m.inputs)
+    lines = [f"model {m.name}({ins}) -> {s.output}"]  # a tuple for `gru 8 state`
+    first_in = [str(r.inputs[0]) if r.inputs else "" for r in s.rows]
+    if narrow_width is None:
+        head = ("name", "kind", "args", "input", "output", "params", "%", "MACs")
+        rows = [(r.name, r.kind, r.args, x, str(r.output), f"{r.params + r.non_trainable:,}",
+                 pct(r), fmt_count(r.macs)) for r, x in zip(s.rows, first_in)]
+        lines += _table(head, rows, {5, 6, 7}, None)
+    else:
+        head = ("name", "kind", "output", "params", "%", "MACs")
+        rows = [(r.name, r.kind, str(r.output), f"{r.params + r.non_trainable:,}", pct(r),
+                 fmt_count(r.macs)) for r in s.rows]
+        lines += _table(head, rows, {3, 4, 5}, narrow_width)
+    lines.append(f"  total: {total:,} parameters ({s.params:,} trainable, "
+                 f"{s.non_trainable:,} non-trainable), {s.buffers:,} in buffers")
+    lines.append(f"  MACs: {fmt_count(s.macs)}")
+    lines.append(f"  weights: {fmt_bytes(s.weight_bytes, units)} in {s.dtype}")
+    per = f"per sample ({s.batch} = 1)" if s.batch else "per pass"
+    lines.append(f"  activations {per}: {fmt_bytes(s.inference_bytes, units)} inference, "
+                 f"{fmt_bytes(s.training_bytes, units)} training")
+    if s.inference_bytes is None:
+        syms = sorted({x for r in s.rows for t in [r.output] for x in _type_symbols(t)}
+                      - {s.batch})
+        lines.append(f"  (the inference peak depends on {', '.join(syms)}: give a size with "
+                     f"--dim {syms[0] if syms else 'T'}=SIZE)")
+    if narrow_width is not None:  # a long formula (MACs of several symbols) is cut too
+        lines = [_clip_cell(line, narrow_width) for line in lines]
+    return lines
+
+
+def _type_symbols(t) -> set[str]:
+    if hasattr(t, "items"):
+        return set().union(*(_type_symbols(i) for i in t.items))
+    return set().union(*(d.symbols() for d in t.shape)) if t.shape else set()
+
+
+def cmd_summary(args) -> int:
+    import shutil
+
+    spec = load(args.spec)
+    if spec.diagnostics:
+        return fail(spec)
+    if args.depth is not None and args.depth < 1:
+        raise UsageError(f"--depth must be at least 1, got {args.depth}")
+    dims = _parse_dims(args.dim)
+    models = [pick_model(spec, args.model)] if args.model else spec.program.models
+    summaries = [spec.summary(m.name, args.dtype, args.depth, dims) for m in models]
+    if args.json:
+        print(json.dumps({"version": JSON_VERSION,
+                          "models": [_summary_json(s) for s in summaries]}, indent=2))
+        return EXIT_OK
+    narrow = NARROW_COLUMNS if args.narrow else None
+    if narrow is None and sys.stdout.isatty():
+        columns = shutil.get_terminal_size().columns
+        wide = max(len(line) for s in summaries for line in _summary_text(s, args.units, None))
+        narrow = columns if wide > columns else None
+    for s in summaries:
+        print("\n".join(_summary_text(s, args.units, narrow)))
+        print()
+    return EXIT_OK
+
+
+def cmd_compile(args) -> int:
+    spec = load(args.spec)
+    if spec.diagnostics:
+        return fail(spec)
+    target = args.target
+    if target is None:
+        target = "json" if (args.output or "").endswith(".json") else "torch"
+    if target == "json":
+        text = spec.program.to_json() + "\n"
+    else:
+        if args.model:
+            pick_model(spec, args.model)
+        from ..backends.emit import emit_source
+
+        text = emit_source(spec, args.model, all_models=args.model is None)
+    write_output(args.output, text, args.quiet)
+    return EXIT_OK
+
+
+_DIM_DIGITS = 30  # a size of more digits is far beyond int64: refused without int()
+
+
+def _parse_dims(items) -> dict[str, int]:
+    import re
+
+    dims = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) \
+                or not re.fullmatch(r"[0-9]+", value):
+            raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
+        if len(value.lstrip("0")) > _DIM_DIGITS:
+            raise UsageError(f"--dim {name}: {len(value.lstrip('0')):,} digits is far beyond "
+                             "int64 (sizes are at most 9,223,372,036,854,775,807)")
+        if int(value) < 1:
+            raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
+        dims[name] = int(value)
+    return dims
+
+
+def cmd_crosscheck(args) -> int:
+    from ..backends.weights import TooLarge
+    from ..core.diagnostics import SpecError
+
+    require_torch("crosscheck")
+    spec = load(args.spec)
+    if spec.diagnostics:
+        return fail(spec)
+    dims = _parse_dims(args.dim)
+    models = [pick_model(spec, args.model)] if args.model else spec.program.models
+    from ..backends.numpy.interpreter import NoBackward
+    from .crosscheck import crosscheck, crosscheck_grad, model_symbols
+
+    # a --dim must name a symbol of (one of) the models checked
+    syms = {m.name: model_symbols(m) for m in models}
+    every = sorted(set().union(*syms.values())) if syms else []
+    unknown = sorted(set(dims) - set(every))
+    if unknown:
+        which = (f"model {models[0].name}" if len(models) == 1
+                 else "the models " + ", ".join(m.name for m in models))
+        have = ", ".join(every) if every else "none: every input size is concrete"
+        raise UsageError(f"--dim {unknown[0]}: {which} {'has' if len(models) == 1 else 'have'} "
+                         f"no dim {unknown[0]} (symbols: {have})")
+    status = EXIT_OK
+    for m in models:
+        mine = {k: v for k, v in dims.items() if k in syms[m.name]}
+        try:
+            run = crosscheck_grad if args.grad else crosscheck
+            report = run(spec, m.name, args.dtype, args.seed, mine, sample=args.sample)
+        except NoBackward as e:
+            print(f"nnspec: {m.name}: {e}", file=sys.stderr)
+            status = EXIT_ERRORS
+            continue
+        except TooLarge as e:
+            print(f"nnspec: {m.name}: {e}", file=sys.stderr)
+            status = EXIT_ERRORS
+            continue
+        except SpecError as e:
+            print(e.render(), file=sys.stderr)
+            status = EXIT_ERRORS
+            continue
+        if not (args.quiet and report.ok):
+            print(report.render())
+        if not report.ok:
+            status = EXIT_ERRORS
+    return status
+
+
+def cmd_train(args) -> int:
+    from ..ir import training as T
+
+    if not args.overfit_batch:
+        raise UsageError("train needs a mode: --overfit-batch (train on one random batch "
+                         "and check that the loss falls)")
+    if args.steps < 1 or args.steps > 100_000:
+        raise UsageError(f"--steps must be in [1, 100000], got {args.steps}")
+    require_torch("train")
+    spec = load(args.spec)
+    if spec.diagnostics:
+        return fail(spec)
+    dims = _parse_dims(args.dim)
+    if args.model:
+        models = [pick_model(spec, args.model)]
+    else:
+        models = [m for m in spec.program.models if T.training_for(spec.program, m.name)]
+    if not models:
+        raise UsageError(f"{args.spec} has no train section (train Model(...) {{ loss ... }})")
+    from .crosscheck import model_symbols
+    from .trainer import overfit
+
+    status = EXIT_OK
+    for m in models:
+        if T.training_for(spec.program, m.name) is None:
+            raise UsageError(f"model {m.name} has no train section")
+        mine = {k: v for k, v in dims.items() if k in model_symbols(m)}
+        report = overfit(spec, m.name, args.steps, args.seed, mine)
+        if not (args.quiet and report.ok):
+            print(report.render())
+        if not report.ok:
+            status = EXIT_ERRORS
+    return status
+
+
+def cmd_layers(args) -> int:
+    from ..layers import REGISTRY
+
+    seen = set()
+    width = max(len(k.name) for k in REGISTRY.values())  # one column for every name
+    for key in sorted(REGISTRY):
+        kind = REGISTRY[key]
+        if id(kind) in seen:
+            continue
+        seen.add(id(kind))
+        alias = f" (also {', '.join(kind.aliases)})" if kind.aliases else ""
+        print(f"{kind.name:<{width}} {kind.summary or (kind.__doc__ or '').strip()}{alias}")
+    return EXIT_OK
+
+
+#: The JSON outputs with a published schema (nnspec/schemas/NAME.json).
+SCHEMAS = ("ir", "check", "summary")
+
+
+def load_schema(name: str) -> dict:
+    """The JSON Schema of an output: ``ir`` (``compile --target json``; generated from the
+    pydantic IR), ``check`` (``check --format json``) or ``summary`` (``summary --json``)."""
+    if name == "ir":
+        from ..ir.model import json_schema
+
+        return json_schema()
+    from importlib.resources import files
+
+    return json.loads((files("nnspec") / "schemas" / f"{name}.json").read_text("utf-8"))
+
+
+def cmd_schema(args) -> int:
+    print(json.dumps(load_schema(args.output), indent=2))
+    return EXIT_OK
+
+
+class _Version(argparse.Action):
+    """``--version``: the version is looked up only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .. import __version__
+
+        print(f"nnspec {__version__}")
+        parser.exit()
+
+
+def _command_module(name: str):
+    import importlib
+
+    return importlib.import_module(f"nnspec.tools.{name}")
+
+
+def _run_command(name: str):
+    def run(args) -> int:
+        return _command_module(name).run(args)
+    return run
+
+
+def _add_spec(p, what: str = "the spec file (.nn, or the IR as .json); - reads stdin") -> None:
+    p.add_argument("spec", help=what)
+
+
+def _add_consts(p) -> None:
+    p.add_argument("--const", action="append", metavar="NAME=VALUE",
+                   help="set a constant of the spec (its own `const NAME = ...`; the "
+                        "constants computed from it follow): a number, true/false, a "
+                        "\"string\" or a tuple; repeatable")
+
+
+def _add_quiet(p, what: str) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help=what)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nnspec", description="Declarative model-spec compiler.")
+    ap.add_argument("--version", action=_Version, help="print the version and exit")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                            help="the command (nnspec COMMAND --help for its options)")
+
+    p = sub.add_parser("check", help="parse and shape-check specs (files or folders)")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="spec files, folders (searched for .nn files) or - for stdin")
+    p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text",
+                   help="text (default), json, github (Actions annotations) or sarif "
+                        "(SARIF 2.1.0, for code-scanning uploads)")
+    _add_consts(p)
+    _add_quiet(p, "no summary line")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs and memory")
+    _add_spec(p)
+    p.add_argument("--model", help="the model to summarise (default: every model)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON (nnspec schema summary) instead of a table")
+    p.add_argument("--depth", type=int, metavar="K",
+                   help="fold layers whose dotted name has more than K parts into one row "
+                        "per block call (torchinfo's depth)")
+    p.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"),
+                   default="float32", help="element type for the byte figures "
+                                           "(default float32; int tensors are int64)")
+    p.add_argument("--units", choices=("binary", "si"), default="binary",
+                   help="byte units: binary (KiB, MiB; the default) or si (kB, MB)")
+    p.add_argument("--narrow", action="store_true",
+                   help=f"fit the table in {NARROW_COLUMNS} columns (no args and input "
+                        "columns; automatic on a narrower terminal)")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="bind a symbolic dim for the activation figures (the batch dim is 1)")
+    _add_consts(p)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("compile", help="emit PyTorch source (or the IR as JSON)")
+    _add_spec(p)
+    p.add_argument("-o", "--output", help="output file (default: stdout)")
+    p.add_argument("--target", choices=("torch", "json"),
+                   help="torch (PyTorch source) or json (the IR); default: from -o's suffix")
+    p.add_argument("--model", help="the model to emit (default: every model)")
+    _add_consts(p)
+    _add_quiet(p, "no 'wrote FILE' line")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("crosscheck", help="run both backends and compare layer by layer "
+                                          "(needs torch)")
+    _add_spec(p)
+    p.add_argument("--model", help="the model to check (default: every model)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="the dtype both backends run in (default float64)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the weights and inputs")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="size of a symbolic dim (default 2)")
+    p.add_argument("--grad", action="store_true",
+                   help="compare the NumPy backward with torch autograd instead: per "
+                        "parameter, for L = sum(output * c) with a random c")
+    p.add_argument("--sample", action="store_true",
+                   help="the stochastic layers with sample=train sample, as in training "
+                        "(both backends draw the same numbers from --seed); the rest of "
+                        "the model stays in eval mode")
+    _add_consts(p)
+    _add_quiet(p, "print nothing when the check passes")
+    p.set_defaults(func=cmd_crosscheck)
+
+    p = sub.add_parser("train", help="check trainability: train on one batch "
+                                     "(--overfit-batch; needs torch)")
+    _add_spec(p)
+    p.add_argument("--overfit-batch", action="store_true",
+                   help="train the emitted module on one random batch with the declared "
+                        "loss and optimiser; exit 1 if the loss does not fall by 10%% or a "
+                        "parameter never gets a gradient")
+    p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")
+    p.add_argument("--model", help="the model to train (default: every model with a "
+                                   "train section)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the weights and the batch")
+    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
+                   help="size of a symbolic dim (default 4)")
+    _add_consts(p)
+    _add_quiet(p, "print nothing when the check passes")
+    p.set_defaults(func=cmd_train)
+
+    # commands implemented in their own modules: each defines add_arguments(p) and run(args)
+    for name, help_ in (("fmt", "format specs in the canonical layout (--check for CI)"),
+                        ("graph", "draw the network: SVG, DOT or HTML (Graphviz)"),
+                        ("lsp", "run the language server (stdio)")):
+        p = sub.add_parser(name, help=help_)
+        _command_module(name).add_arguments(p)
+        if name == "graph":  # graph loads a spec (through _load); fmt and lsp do not
+            _add_consts(p)
+        p.set_defaults(func=_run_command(name))
+
+    p = sub.add_parser("layers", help="list the layer kinds")
+    p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of an output (default: the IR)")
+    p.add_argument("output", nargs="?", choices=SCHEMAS, default="ir",
+                   help="ir (compile --target json), check (check --format json) or summary "
+                        "(summary --json)")
+    p.set_defaults(func=cmd_schema)
+    return ap
+
+
+
+def _seed(text: str) -> int:
+    """A --seed: a non-negative integer (NumPy's generators refuse negative seeds)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer, not {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, not {v}")
+    return v
+
+def main(argv: list[str] | None = None) -> int:
+    start_run()
+    ap = build_parser()
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    try:
+        if getattr(args, "const", None):
+            from ..frontends.nn.overrides import ConstError, parse_flags
+
+            try:
+                start_run(parse_flags(args.const))
+            except ConstError as e:
+                raise UsageError(str(e)) from None
+        return args.func(args)
+    except UsageError as e:
+        print(f"nnspec: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as e:  # an internal failure is a bug: one line, no traceback
+        if is_torch_missing(e) and not args.debug:  # a core install: not a bug
+            print(f"nnspec: error: {args.command}: {TORCH_EXTRA}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.debug:
+            raise
+        print(f"nnspec: internal error: {type(e).__name__}: {e} (this is a bug in nnspec; "
+              "rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

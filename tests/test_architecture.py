@@ -1,0 +1,251 @@
+"""The package's layout is its pipeline: imports only go down it.
+
+Every ``import`` of an nnspec module from inside ``nnspec/`` is read from the source with
+``ast`` (those inside functions too: a lazy import is an arrow all the same), and checked
+against the stages below. A small test over ``ast`` rather than import-linter: it needs no
+dependency, sees the imports inside functions, and names the file and line of an arrow
+that breaks a rule.
+
+    core        source text, diagnostics, limits, symbolic dims, small utilities
+    layers      the layer kinds (and losses, initialisers): shape rules, weights, plans
+    ir          the IR, its validation, names, shape inference, the checked Spec
+    frontends   one folder per input language: .nn text today
+    backends    torch module builder, PyTorch source emitter, NumPy interpreter
+    api         nnspec/__init__.py and nnspec/api.py: the Python API's load()
+    tools       command line, formatter, graph, language server, crosscheck, trainer
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent / "nnspec"
+
+#: each stage, and the stages it may import (itself included)
+ALLOWED = {
+    "core": {"core", "stdlib"},
+    "stdlib": {"stdlib"},
+    "layers": {"core", "layers"},
+    "ir": {"core", "layers", "ir"},
+    "frontends": {"core", "stdlib", "layers", "ir", "frontends"},
+    "backends": {"core", "stdlib", "layers", "ir", "backends"},
+    "api": {"core", "layers", "ir", "frontends", "api"},
+    "tools": {"core", "stdlib", "layers", "ir", "frontends", "backends", "api", "tools"},
+    "main": {"tools"},
+}
+
+#: arrows allowed across the rules above, each with its reason
+EXCEPTIONS = {
+    # a kind's NumPy forward and backward are the kind's own code (one place per kind); they
+    # call the NumPy back end's kernels, a leaf module that imports nothing of nnspec
+    ("layers", "nnspec.backends.numpy.kernels"),
+}
+
+#: back ends that may import another back end (the rest share only backends/*.py)
+BACKEND_ARROWS = {
+    # ``nnspec.backends.torch.emit_source`` is public: the torch package re-exports it
+    ("nnspec.backends.torch", "nnspec.backends.emit"),
+}
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = ["nnspec", *path.relative_to(ROOT).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _stage(mod: str) -> str:
+    parts = mod.split(".")
+    if mod == "nnspec" or mod == "nnspec.api":
+        return "api"
+    if mod == "nnspec.__main__":
+        return "main"
+    return parts[1]
+
+
+MODULES = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def _resolve(importer: str, is_package: bool, node: ast.AST) -> list[str]:
+    """The nnspec modules an import statement loads (a ``from X import name`` of a
+    submodule counts as that submodule)."""
+    out = []
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names if a.name.split(".")[0] == "nnspec"]
+    if node.level:
+        base = importer.split(".") if is_package else importer.split(".")[:-1]
+        base = base[: len(base) - node.level + 1]
+        mod = ".".join(base + ([node.module] if node.module else []))
+    else:
+        mod = node.module or ""
+    if mod.split(".")[0] != "nnspec":
+        return []
+    for a in node.names:
+        sub = f"{mod}.{a.name}"
+        out.append(sub if sub in MODULES else mod)
+    return out
+
+
+def _arrows():
+    """(importer, imported, line) for every import of an nnspec module in nnspec/."""
+    arrows = []
+    for mod, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for target in _resolve(mod, path.name == "__init__.py", node):
+                    arrows.append((mod, target, node.lineno))
+    return arrows
+
+
+ARROWS = _arrows()
+
+
+def _where(mod: str, line: int) -> str:
+    return f"{MODULES[mod].relative_to(ROOT.parent)}:{line}"
+
+
+def test_every_module_belongs_to_a_stage():
+    stray = [m for m in MODULES if _stage(m) not in ALLOWED]
+    assert not stray, f"modules outside the stages' folders: {stray}"
+
+
+def test_imports_only_go_down_the_pipeline():
+    bad = []
+    for src, dst, line in ARROWS:
+        a, b = _stage(src), _stage(dst)
+        if b in ALLOWED[a] or (a, dst) in EXCEPTIONS:
+            continue
+        bad.append(f"{_where(src, line)}: {src} ({a}) imports {dst} ({b})")
+    assert not bad, "imports against the pipeline:\n" + "\n".join(bad)
+
+
+def _back_end(mod: str) -> str | None:
+    """The back end a module belongs to (``nnspec.backends.torch``), or None for a module
+    that every back end shares (``nnspec.backends.plans``)."""
+    parts = mod.split(".")
+    if len(parts) < 3:
+        return None
+    pkg = ".".join(parts[:3])
+    return pkg if (ROOT / "backends" / parts[2]).is_dir() else None
+
+
+def test_back_ends_do_not_import_each_other():
+    bad = []
+    for src, dst, line in ARROWS:
+        if _stage(src) != "backends" or _stage(dst) != "backends":
+            continue
+        a, b = _back_end(src), _back_end(dst)
+        if a and b and a != b and (a, b) not in BACKEND_ARROWS:
+            bad.append(f"{_where(src, line)}: {src} imports {dst}")
+        if a is None and b is not None:
+            bad.append(f"{_where(src, line)}: the shared {src} imports the back end {dst}")
+    assert not bad, "back ends import each other:\n" + "\n".join(bad)
+
+
+def test_front_ends_are_apart():
+    """Each input language is its own front end: .nn text today, importers later."""
+    bad = [f"{_where(s, n)}: {s} imports {d}" for s, d, n in ARROWS
+           if _stage(s) == _stage(d) == "frontends"
+           and s.split(".")[2] != d.split(".")[2]]
+    assert not bad, "\n".join(bad)
+
+
+def test_nothing_imports_the_command_line():
+    bad = [f"{_where(s, n)}: {s} imports the CLI" for s, d, n in ARROWS
+           if d == "nnspec.tools.cli" and s not in ("nnspec.__main__", "nnspec.tools.cli")]
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycles():
+    graph: dict[str, set] = {m: set() for m in MODULES}
+    for src, dst, _ in ARROWS:
+        if dst in MODULES and dst != src:
+            graph[src].add(dst)
+    # Tarjan's strongly connected components, iteratively
+    index, low, on, stack, cycles, counter = {}, {}, set(), [], [], [0]
+
+    def visit(root):
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        cycles.append(sorted(comp))
+
+    for m in sorted(graph):
+        if m not in index:
+            visit(m)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_kernels_are_a_leaf():
+    """The exception above holds only while the kernels import nothing of nnspec."""
+    assert not [d for s, d, _ in ARROWS if s == "nnspec.backends.numpy.kernels"]
+
+
+@pytest.mark.parametrize("mod", sorted(m for m in MODULES if m.startswith("nnspec.layers.torch.")))
+def test_torch_helpers_import_only_torch(mod):
+    """A kind's torch helpers are copied into emitted files: they import torch and math only."""
+    tree = ast.parse(MODULES[mod].read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for n in names:
+            assert n.split(".")[0] in ("torch", "math", "__future__"), (mod, n)
+
+
+def test_modules_stay_small():
+    """No room too big to hold in one's head."""
+    big = {m: n for m, p in MODULES.items()
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > 650}
+    assert not big, f"modules over 650 lines: {big}"
+
+
+def test_every_module_says_what_it_owns():
+    bare = [m for m, p in MODULES.items()
+            if not ast.get_docstring(ast.parse(p.read_text(encoding="utf-8")))
+            and p.stat().st_size > 0]
+    assert not bare, f"modules without a docstring: {bare}"
+
+
+def test_every_package_is_installed():
+    """pyproject lists the packages by hand (the grammar's is mapped from grammar/): a new
+    stage folder must be added there, or the wheel ships without it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]
+                 ["setuptools"]["packages"])
+    found = {_module_name(p.parent / "__init__.py") for p in ROOT.rglob("__init__.py")}
+    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
