@@ -1,6 +1,6 @@
 """Cold start of `python -m nnspec check specs/` vs importing nnspec's two dependencies.
 
-Usage: python bench/bench_cold_check.py [--reps 7] [--importtime]
+Usage: python bench/bench_cold_check.py [--reps 7] [--importtime] [--vs-rev REV]
 
 Each figure is a fresh interpreter (subprocess), interleaved check / import / bare python,
 median of --reps. The commands run in a temporary copy of nnspec/, grammar/ and specs/
@@ -11,6 +11,10 @@ flatter the figure). Measured twice:
   pyc warm  PYTHONDONTWRITEBYTECODE unset, after `python -m compileall -q nnspec` (in the
             copy) and one warm-up run have written the .pyc files (what a user sees).
 Goal (the project's): cold check <= 0.5 s.
+
+--vs-rev REV also times the check of the tree at git revision REV (``git archive``), in the
+same interleaved rounds, and prints the ratio now / REV per mode: a change's effect on the
+cold start, measured side by side (``--vs-rev HEAD~1``).
 """
 
 from __future__ import annotations
@@ -31,14 +35,18 @@ IMPORT = [sys.executable, "-c", "import lark, pydantic"]
 BARE = [sys.executable, "-c", "pass"]
 
 
-def measure(env, reps: int, cwd) -> dict[str, list[float]]:
-    for cmd in (CHECK, IMPORT, BARE):  # warm-up: OS file cache, lark's grammar cache
-        run(cmd, env, cwd)
-    times = {"check": [], "import": [], "bare": []}
+def measure(env, reps: int, cwd, other=None) -> dict[str, list[float]]:
+    """Interleaved runs of check, import and bare python in ``cwd`` (and of check in the
+    tree ``other``, when given)."""
+    cmds = {"check": (CHECK, cwd), "import": (IMPORT, cwd), "bare": (BARE, cwd)}
+    if other is not None:
+        cmds["check@rev"] = (CHECK, other)
+    for cmd, where in cmds.values():  # warm-up: OS file cache, lark's grammar cache
+        run(cmd, env, where)
+    times = {k: [] for k in cmds}
     for _ in range(reps):
-        times["check"].append(run(CHECK, env, cwd))
-        times["import"].append(run(IMPORT, env, cwd))
-        times["bare"].append(run(BARE, env, cwd))
+        for k, (cmd, where) in cmds.items():
+            times[k].append(run(cmd, env, where))
     return times
 
 
@@ -62,6 +70,8 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--importtime", action="store_true", help="also print -X importtime")
+    ap.add_argument("--vs-rev", metavar="REV",
+                    help="also time the check of git revision REV, side by side")
     args = ap.parse_args()
     print(f"bench_cold_check: {machine()}")
 
@@ -74,19 +84,29 @@ def main() -> None:
         for d in ("nnspec", "grammar", "specs"):
             if (ROOT / d).is_dir():
                 shutil.copytree(ROOT / d, os.path.join(tmp, d), ignore=ignore)
+        other = None
+        if args.vs_rev:
+            # the revision's nnspec/ and grammar/, beside this tree's specs/ (the same input)
+            other = os.path.join(tmp, "rev")
+            os.mkdir(other)
+            archive = subprocess.run(["git", "archive", args.vs_rev, "nnspec", "grammar"],
+                                     cwd=ROOT, check=True, stdout=subprocess.PIPE).stdout
+            subprocess.run(["tar", "-x", "-C", other], input=archive, check=True)
+            shutil.copytree(ROOT / "specs", os.path.join(other, "specs"))
         for label, env in (("as-is", as_is), ("pyc warm", warm)):
             if label == "pyc warm":
-                subprocess.run([sys.executable, "-m", "compileall", "-q", "nnspec"], cwd=tmp,
-                               env=warm, check=True, stdout=subprocess.DEVNULL)
-            run_mode(label, env, tmp, args)
+                for where in filter(None, (tmp, other)):
+                    subprocess.run([sys.executable, "-m", "compileall", "-q", "nnspec"],
+                                   cwd=where, env=warm, check=True, stdout=subprocess.DEVNULL)
+            run_mode(label, env, tmp, args, other)
 
 
-def run_mode(label, env, cwd, args) -> None:
+def run_mode(label, env, cwd, args, other=None) -> None:
     where = subprocess.run([sys.executable, "-c", "import nnspec; print(nnspec.__file__)"],
                            cwd=cwd, env=env, capture_output=True, text=True).stdout.strip()
     assert where.startswith(os.path.realpath(cwd)) or where.startswith(cwd), where
     wait_quiet()
-    t = measure(env, args.reps, cwd)
+    t = measure(env, args.reps, cwd, other)
     c, i, b = med(t["check"]), med(t["import"]), med(t["bare"])
     print(f"  [{label}] median of {args.reps}: check specs/ {fmt_s(c)} "
           f"(min {fmt_s(min(t['check']))}), import lark+pydantic {fmt_s(i)} "
@@ -96,6 +116,12 @@ def run_mode(label, env, cwd, args) -> None:
     result("cold check", f"check specs/ ({label}) {c:.2f} s (min {min(t['check']):.2f}), "
            f"import lark+pydantic {i:.2f} s, ratio {c / i:.1f}", f"median <= {GOAL} s",
            c <= GOAL)
+    if other is not None:
+        r = med(t["check@rev"])
+        ratios = [a / b for a, b in zip(t["check"], t["check@rev"])]
+        print(f"  [{label}] check specs/ at {args.vs_rev}: {fmt_s(r)} (min "
+              f"{fmt_s(min(t['check@rev']))}); now / {args.vs_rev}, paired median "
+              f"{med(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
     if args.importtime:
         import_profile(env, cwd)
 

@@ -5,6 +5,6 @@ or NumPy interpreter. See :mod:`nnspec.api` for the Python API.
 """
 
 from .api import LayerInfo, Spec, from_ir, load, loads  # noqa: F401
-from .core.diagnostics import Diagnostic, SpecError  # noqa: F401
+from .core.diagnostics import ConstError, Diagnostic, SpecError  # noqa: F401
 
 __version__ = "0.1.0"
