@@ -37,12 +37,15 @@ ALLOWED = {
     "main": {"tools"},
 }
 
-#: arrows allowed across the rules above, each with its reason
+#: arrows allowed across the rules above, each with its reason (a package's entry covers
+#: its modules too)
 EXCEPTIONS = {
     # a kind's NumPy forward and backward are the kind's own code (one place per kind); they
-    # call the NumPy back end's kernels, a leaf module that imports nothing of nnspec
+    # call the NumPy back end's kernels, a leaf package that imports nothing of nnspec
     ("layers", "nnspec.backends.numpy.kernels"),
 }
+
+KERNELS = "nnspec.backends.numpy.kernels"
 
 #: back ends that may import another back end (the rest share only backends/*.py)
 BACKEND_ARROWS = {
@@ -103,6 +106,15 @@ def _arrows():
 ARROWS = _arrows()
 
 
+def _within(mod: str, pkg: str) -> bool:
+    """``mod`` is the module or package ``pkg``, or one of the package's modules."""
+    return mod == pkg or mod.startswith(pkg + ".")
+
+
+def _excepted(stage: str, mod: str) -> bool:
+    return any(stage == s and _within(mod, m) for s, m in EXCEPTIONS)
+
+
 def _where(mod: str, line: int) -> str:
     return f"{MODULES[mod].relative_to(ROOT.parent)}:{line}"
 
@@ -116,7 +128,7 @@ def test_imports_only_go_down_the_pipeline():
     bad = []
     for src, dst, line in ARROWS:
         a, b = _stage(src), _stage(dst)
-        if b in ALLOWED[a] or (a, dst) in EXCEPTIONS:
+        if b in ALLOWED[a] or _excepted(a, dst):
             continue
         bad.append(f"{_where(src, line)}: {src} ({a}) imports {dst} ({b})")
     assert not bad, "imports against the pipeline:\n" + "\n".join(bad)
@@ -207,8 +219,10 @@ def test_no_import_cycles():
 
 
 def test_kernels_are_a_leaf():
-    """The exception above holds only while the kernels import nothing of nnspec."""
-    assert not [d for s, d, _ in ARROWS if s == "nnspec.backends.numpy.kernels"]
+    """The exception above holds only while the kernels import nothing of nnspec (their
+    modules import one another)."""
+    assert not [f"{_where(s, n)}: {s} imports {d}" for s, d, n in ARROWS
+                if _within(s, KERNELS) and not _within(d, KERNELS)]
 
 
 @pytest.mark.parametrize("mod", sorted(m for m in MODULES if m.startswith("nnspec.layers.torch.")))
@@ -249,3 +263,23 @@ def test_every_package_is_installed():
                  ["setuptools"]["packages"])
     found = {_module_name(p.parent / "__init__.py") for p in ROOT.rglob("__init__.py")}
     assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
+
+
+def test_a_kinds_torch_code_lives_under_its_familys_name():
+    """One convention for every kind: the torch plan is data in the kind's module
+    (layers/<family>.py); torch code the plan calls that torch.nn lacks is in
+    layers/torch/<family>.py, named as the family, and referenced only from it."""
+    import re
+
+    helpers = {p.stem for p in (ROOT / "layers" / "torch").glob("*.py")} - {"__init__"}
+    families = {p.stem for p in (ROOT / "layers").glob("*.py")}
+    assert helpers <= families, f"torch helpers without a family module: {helpers - families}"
+    ref = re.compile(r"nnspec\.layers\.torch\.([a-z_]+)")
+    for mod, path in MODULES.items():
+        if not mod.startswith("nnspec.layers.") or mod.startswith("nnspec.layers.torch"):
+            continue
+        for family in ref.findall(path.read_text(encoding="utf-8")):
+            assert family in helpers, (mod, family)
+            assert path.stem.startswith(family), (
+                f"{mod} refers to the torch helpers of {family}: a kind's helpers live "
+                f"under its own family's name")

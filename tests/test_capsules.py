@@ -241,7 +241,8 @@ def test_the_helper_signatures_are_the_classes_own():
 
 
 def test_the_emitted_source_of_a_capsule_net_equals_build_module(tmp_path, monkeypatch):
-    from nnspec.backends.emit.emitter import NN_SIGNATURES, emit_source
+    from nnspec.backends.emit.constructors import NN_SIGNATURES
+    from nnspec.backends.emit.emitter import emit_source
 
     for ref, sig in SIGNATURES.items():  # until nnspec/backends/emit lists them itself
         if ref not in NN_SIGNATURES:

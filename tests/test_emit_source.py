@@ -18,9 +18,13 @@ import pytest
 
 from _util import import_source
 import nnspec
-from nnspec.backends.emit import emitter as emit
-from nnspec.backends.emit.emitter import NN_SIGNATURES, emit_source
+from nnspec.backends.emit import constructors, folding, layout
+from nnspec.backends.emit.constructors import NN_SIGNATURES
+from nnspec.backends.emit.emitter import emit_source
+from nnspec.backends.emit.helpers import _helper_def, _helper_module
+from nnspec.backends.plans import plans
 from nnspec.layers import REGISTRY
+from nnspec.layers.base import TorchModule
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "specs").glob("*.nn"))
@@ -53,7 +57,7 @@ def test_every_spec_reads_like_hand_written_pytorch(path, sources):
     spec, src = sources[path.name]
     ast.parse(src)
     lines = src.splitlines()
-    assert max(len(x) for x in lines) <= emit.WIDTH
+    assert max(len(x) for x in lines) <= layout.WIDTH
     assert str(ROOT) not in src and "/stdlib/" not in src  # never an absolute path
     assert lines[0].startswith(f"# {spec.model_names[0]}") and f"specs/{path.name}" in lines[0]
     classes = re.findall(r"^class (\w+)\(nn\.Module\):", src, re.M)
@@ -176,7 +180,7 @@ def _same_as_build_module(text: str, tmp_path, tag: str) -> str:
     spec = nnspec.loads(text, f"{tag}.nn")
     src = emit_source(spec)
     ast.parse(src)
-    assert max(len(x) for x in src.splitlines()) <= emit.WIDTH
+    assert max(len(x) for x in src.splitlines()) <= layout.WIDTH
     file = tmp_path / f"gen_{tag}.py"
     file.write_text(src)
     name = spec.model().name
@@ -355,15 +359,15 @@ model M(x: [N, 4, 3, 3]) {
 
 
 def test_forward_literals_are_named_by_where_they_stand():
-    got = emit._numbers('y = x[..., 4:-60, ::2, 3] + dims["H2"] * 0.5')
+    got = folding._numbers('y = x[..., 4:-60, ::2, 3] + dims["H2"] * 0.5')
     assert [(n.text, n.name) for n in got] == [("4", "start"), ("-60", "stop"),
                                                 ("2", "step"), ("3", "index"),
                                                 ("0.5", "value")]
-    got = emit._numbers("h = F.leaky_relu(self.conv1(x), 0.2, negative_slope=1e-05)")
+    got = folding._numbers("h = F.leaky_relu(self.conv1(x), 0.2, negative_slope=1e-05)")
     assert [(n.text, n.name) for n in got] == [("0.2", "leaky_relu_arg"),
                                                 ("1e-05", "negative_slope")]
-    assert [n.name for n in emit._numbers("for i in range(1, 7 - 1):")] == ["n", "n", "n"]
-    assert emit._numbers("v2 = self.layers[0](v1, dims)")[0].name == "index"
+    assert [n.name for n in folding._numbers("for i in range(1, 7 - 1):")] == ["n", "n", "n"]
+    assert folding._numbers("v2 = self.layers[0](v1, dims)")[0].name == "index"
 
 
 def test_the_header_never_names_an_absolute_path(tmp_path):
@@ -406,15 +410,15 @@ def test_the_emitter_module_never_imports_torch_or_numpy(tmp_path):
 
 def test_the_frozen_signatures_are_torchs():
     torch = pytest.importorskip("torch")
-    from nnspec.backends.torch.module import _module_cls
+    from nnspec.backends.torch.calls import _module_cls
 
     for cls_name, frozen in NN_SIGNATURES.items():
-        cls = _module_cls(emit.TorchModule(cls_name))
+        cls = _module_cls(TorchModule(cls_name))
         try:
             params = inspect.signature(cls.__init__).parameters
         except (TypeError, ValueError):
             params = {}
-        want = tuple((k, emit._R if p.default is inspect.Parameter.empty else p.default)
+        want = tuple((k, constructors._R if p.default is inspect.Parameter.empty else p.default)
                      for k, p in params.items() if k != "self"
                      and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
         assert frozen == want, cls_name
@@ -436,7 +440,7 @@ def test_every_module_class_a_layer_builds_is_known():
     for path in SPECS:
         spec = nnspec.load(str(path))
         for name in spec.model_names:
-            used |= {plan.module.cls for _, _, plan in emit._plans(spec, spec.model(name))
+            used |= {plan.module.cls for _, _, plan in plans(spec, spec.model(name))
                      if plan.module is not None}
     assert used and used <= NN_SIGNATURES.keys(), sorted(used - NN_SIGNATURES.keys())
 
@@ -452,15 +456,15 @@ def test_helper_sources_are_read_without_importing_them():
     assert len(helpers) >= 6
     for mod_name in (f"nnspec.layers.torch.{h}" for h in helpers):
         mod = importlib.import_module(mod_name)
-        defs = emit._helper_module(mod_name)
+        defs = _helper_module(mod_name)
         assert defs
         for name, (src, _) in defs.items():
             assert src == inspect.getsource(getattr(mod, name)).rstrip(), name
     # a helper is copied after those it calls
-    name, _, deps = emit._helper_def("nnspec.layers.torch.recurrent:ChoGRU")
+    name, _, deps = _helper_def("nnspec.layers.torch.recurrent:ChoGRU")
     assert name == "ChoGRU" and all(d.startswith("nnspec.layers.torch.recurrent:") for d in deps)
     with pytest.raises(ValueError):
-        emit._helper_def("os:system")
+        _helper_def("os:system")
 
 
 @pytest.mark.parametrize("code", [
@@ -473,7 +477,7 @@ def test_helper_sources_are_read_without_importing_them():
     "align_corners=None, antialias=False)[..., 1:-1, 2:3]",
 ])
 def test_long_lines_are_broken_without_changing_the_code(code):
-    lines = emit._fit(code, 8)
-    assert max(len(x) for x in lines) <= emit.WIDTH or len(lines) == 1
+    lines = layout._fit(code, 8)
+    assert max(len(x) for x in lines) <= layout.WIDTH or len(lines) == 1
     assert ast.dump(ast.parse("\n".join(x.strip() for x in lines))) == \
         ast.dump(ast.parse(code))

@@ -11,7 +11,7 @@ import pytest
 
 import nnspec
 from nnspec.tools import cli
-from nnspec.core import dims as D
+from nnspec.core.dims import formula as D
 from nnspec.tools.crosscheck import _errors, bind_dims, estimate_memory
 from nnspec.core.dims import Dim
 from nnspec.backends.weights import TooLarge

@@ -411,7 +411,7 @@ def test_the_helpers_are_copied_from_their_source_text():
     import importlib
     import inspect
 
-    from nnspec.backends.emit import emitter as emit
+    from nnspec.backends.emit import helpers as emit
 
     for mod_name in ("nnspec.layers.torch.rope", "nnspec.layers.torch.sdpa"):
         mod = importlib.import_module(mod_name)

@@ -277,7 +277,7 @@ SIGNATURES = {
 def _frozen(parts):
     import ast
 
-    from nnspec.backends.emit import emitter as emit
+    from nnspec.backends.emit import constructors as emit
 
     return tuple((n, emit._R if not d else ast.literal_eval(d))
                  for n, _, d in (p.partition("=") for p in parts))
@@ -286,7 +286,7 @@ def _frozen(parts):
 @pytest.fixture
 def signatures(monkeypatch):
     """The helpers' signatures in nnspec.backends.emit.NN_SIGNATURES (until emit.py lists them)."""
-    from nnspec.backends.emit.emitter import NN_SIGNATURES
+    from nnspec.backends.emit.constructors import NN_SIGNATURES
 
     for ref, parts in SIGNATURES.items():
         if ref not in NN_SIGNATURES:
@@ -297,8 +297,8 @@ def signatures(monkeypatch):
 def test_the_helper_signatures_are_the_classes_own():
     import inspect
 
-    from nnspec.backends.emit import emitter as emit
-    from nnspec.backends.torch.module import _helper
+    from nnspec.backends.emit import constructors as emit
+    from nnspec.backends.torch.calls import _helper
 
     for ref, parts in SIGNATURES.items():
         params = inspect.signature(_helper(ref).__init__).parameters

@@ -252,7 +252,7 @@ def test_symbolic_floor_and_ceil_dims(model, h):
 
 
 def test_dim_functions_match_dim_evaluate():
-    from nnspec.backends.torch.module import _dim_fn
+    from nnspec.backends.torch.calls import _dim_fn
     from nnspec.core.dims import Dim
 
     for text in ["2*N + floor((H - 1)/2) - ceil(W/3)", "N*H - 3", "-N + 5",

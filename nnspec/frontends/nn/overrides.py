@@ -5,7 +5,7 @@ A value is a literal of the spec language — an integer, a float, ``true``/``fa
 ``"string"`` or a flat tuple of those — read by the patterns of the grammar's own tokens and
 never evaluated: an expression (``64*2``) or a name is refused, so nothing in a flag can run
 or refer to anything. Which constants may be set, and how derived ones follow, is the
-Loader's business (nnspec/frontends/nn/lower.py).
+Loader's business (nnspec/frontends/nn/lower/loader.py).
 """
 
 from __future__ import annotations

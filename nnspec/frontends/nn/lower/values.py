@@ -1,0 +1,73 @@
+"""What lowering computes with: a Tensor (the id of an IR value), a Word (a bare name bound
+to nothing, such as a flag), POISON (the value of anything whose definition failed, its error
+already reported), a file's top-level names (FileScope), and describe, which names any of
+them in an error message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ....core.dims import Dim
+from ....layers import initializers as _inits
+from .. import syntax as S
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A tensor value during lowering: the id of the IR value that holds it."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A bare name that is bound to nothing: a flag (``global``) or a keyword (``same``)."""
+
+    name: str
+
+
+class _Poison:
+    """The value of anything whose definition failed (its error is already reported)."""
+
+    def __repr__(self):
+        return "<error>"
+
+
+POISON = _Poison()
+
+
+@dataclass
+class FileScope:
+    path: str
+    consts: dict = field(default_factory=dict)
+    const_spans: dict = field(default_factory=dict)
+    blocks: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)  # name -> syntax Model
+    imported: set = field(default_factory=set)  # names that came in through `use`
+    # models and blocks whose text has an error already reported (a syntax error, say):
+    # they are not lowered, and using them is silent
+    broken: set = field(default_factory=set)
+
+
+def describe(v) -> str:
+    if isinstance(v, Tensor):
+        return "a tensor"
+    if isinstance(v, bool):
+        return f"the boolean {str(v).lower()}"
+    if isinstance(v, Word):
+        return f"the undefined name {v.name!r}"
+    if isinstance(v, (int, float)):
+        return f"the number {v}"
+    if isinstance(v, str):
+        return f"the string {v!r}"
+    if isinstance(v, tuple):
+        return "a tuple"
+    if isinstance(v, _inits.Init):
+        return f"the initialiser {v}"
+    if isinstance(v, list):
+        return "a shape"
+    if isinstance(v, Dim):
+        return f"the dimension {v}"
+    if isinstance(v, S.Dotted):
+        return f"the parameter {'.'.join(v.parts)}"
+    return str(v)

@@ -1,0 +1,257 @@
+"""The forward crosscheck: both back ends run the model with the same weights and inputs,
+and each layer's outputs must have the inferred shape and agree within the tolerance
+(:func:`crosscheck`, whose :class:`Report` holds a :class:`Row` per layer). The error
+measure (:func:`_errors`) and the stochastic layers' shared noise live here too: the
+gradient check (``grad``) uses them as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...backends import weights as _init
+from ...ir.spec import Spec
+from .sizes import _prepare, _show_dims, concrete_inputs
+
+TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+
+
+@dataclass
+class Row:
+    id: str
+    name: str
+    kind: str
+    shape: tuple
+    max_abs: float
+    max_rel: float
+    line: int | None
+    # the inferred shape at the bound dims, and the shape each backend produced (a tuple
+    # of shapes for a layer that returns several tensors)
+    expected: tuple = ()
+    shape_numpy: tuple = ()
+    shape_torch: tuple = ()
+
+    @property
+    def shape_ok(self) -> bool:
+        return self.shape_numpy == self.expected and self.shape_torch == self.expected
+
+    def ok(self, tol: float) -> bool:
+        return self.shape_ok and self.max_rel <= tol
+
+
+@dataclass
+class Report:
+    model: str
+    dtype: str
+    tolerance: float
+    rows: list[Row] = field(default_factory=list)
+    dims: dict = field(default_factory=dict)
+    sample: bool = False  # the stochastic layers sampled (crosscheck --sample)
+
+    @property
+    def first_divergence(self) -> Row | None:
+        for r in self.rows:
+            if not r.ok(self.tolerance):
+                return r
+        return None
+
+    @property
+    def first_shape_mismatch(self) -> Row | None:
+        for r in self.rows:
+            if not r.shape_ok:
+                return r
+        return None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_divergence is None
+
+    @property
+    def max_rel(self) -> float:
+        return max((r.max_rel for r in self.rows), default=0.0)
+
+    def render(self) -> str:
+        w = max([len(r.name) for r in self.rows] + [5])
+        at = f", {_show_dims(self.dims)}" if self.dims else ""
+        at += ", stochastic layers sampled" if self.sample else ""
+        lines = [f"crosscheck {self.model} ({self.dtype}{at}, tolerance rel "
+                 f"{self.tolerance:g})",
+                 f"  {'layer':<{w}}  {'kind':<12} {'shape':<22} {'max abs':>10} {'max rel':>10}"]
+        for r in self.rows:
+            mark = ""
+            if not r.shape_ok:
+                mark = "  <-- shape differs"
+            elif not r.ok(self.tolerance):
+                mark = "  <-- diverges"
+            lines.append(f"  {r.name:<{w}}  {r.kind:<12} {_show_shape(r.shape):<22} "
+                         f"{r.max_abs:>10.2e} {r.max_rel:>10.2e}{mark}")
+        bad = self.first_divergence
+        if bad is None:
+            lines.append(f"ok: both backends agree (max rel error {self.max_rel:.2e})")
+        elif not bad.shape_ok:
+            where = f" (spec line {bad.line})" if bad.line else ""
+            lines.append(f"FAILED: first shape mismatch at {bad.name} [{bad.kind}]{where}: "
+                         f"inferred {_show_shape(bad.expected)} at {_show_dims(self.dims)}, "
+                         f"NumPy gives {_show_shape(bad.shape_numpy)}, torch gives "
+                         f"{_show_shape(bad.shape_torch)}")
+        else:
+            where = f" (spec line {bad.line})" if bad.line else ""
+            lines.append(f"FAILED: first divergence at {bad.name} [{bad.kind}]{where}: "
+                         f"max rel error {bad.max_rel:.2e} > {self.tolerance:g}")
+        return "\n".join(lines)
+
+
+def _show_shape(shape: tuple) -> str:
+    if shape and isinstance(shape[0], tuple):
+        return "(" + ", ".join(_show_shape(s) for s in shape) + ")"
+    return str(list(shape))
+
+
+def _eval_type(t, env: dict) -> tuple:
+    """A TensorType's shape at the bound dims (a tuple of shapes for a TupleType)."""
+    if hasattr(t, "items"):
+        return tuple(_eval_type(x, env) for x in t.items)
+    return tuple(d.evaluate(env) for d in t.shape)
+
+
+# ---- comparison ------------------------------------------------------------------------
+
+
+def _shape_of(v) -> tuple:
+    if isinstance(v, (tuple, list)):
+        return tuple(_shape_of(x) for x in v)
+    return tuple(int(s) for s in np.shape(v))
+
+
+def _max_finite(arrays) -> float:
+    best = 0.0
+    for x in arrays:
+        if isinstance(x, (tuple, list)):
+            best = max(best, _max_finite(x))
+            continue
+        x = np.asarray(x)
+        if x.size == 0 or not np.issubdtype(x.dtype, np.floating):
+            continue
+        a = np.abs(x.astype(np.float64, copy=False))
+        a = a[np.isfinite(a)]
+        if a.size:
+            best = max(best, float(a.max()))
+    return best
+
+
+def _errors(a, b, scale: float = 0.0) -> tuple[float, float]:
+    """(max abs error, max rel error) of ``a`` against ``b``.
+
+    The relative error is the absolute one over the layer's scale: the largest finite
+    magnitude among ``a``, ``b`` and ``scale`` (the layer's inputs), so that rounding noise
+    around zero (a normalisation of a constant gives +-1e-14 in both) is measured against
+    the size of the numbers it came from. Equal non-finite values (the same infinity, or
+    NaN in both) agree: they are what PyTorch computes (a max-pooling window wholly in the
+    padding is -inf).
+    """
+    if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
+        if not (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list))
+                and len(a) == len(b)):
+            return float("inf"), float("inf")
+        pairs = [_errors(x, y, scale) for x, y in zip(a, b)]
+        return max(p[0] for p in pairs), max(p[1] for p in pairs)
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf"), float("inf")
+    if a.size == 0:
+        return 0.0, 0.0
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    with np.errstate(invalid="ignore"):
+        diff_all = np.where(same, 0.0, np.abs(a - b))
+    diff = float(np.max(diff_all))
+    if not np.isfinite(diff):
+        return float("inf"), float("inf")
+    if diff == 0.0:
+        return 0.0, 0.0
+    s = max(_max_finite((a, b)), scale)
+    return diff, diff / s if s > 0 else float("inf")
+
+
+def _to_numpy(v):
+    if isinstance(v, (tuple, list)):
+        return tuple(_to_numpy(x) for x in v)
+    return v.detach().cpu().numpy()
+
+
+def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", seed: int = 0,
+               dims: dict[str, int] | None = None, limit: int | None | str = "auto",
+               sample: bool = False) -> Report:
+    """Both backends, the same weights (drawn from ``seed``) and inputs; per-layer errors
+    and shapes.
+
+    The stochastic layers of both backends draw the same numbers (``Noise(seed)``, see
+    nnspec/layers/stochastic.py); with ``sample`` those with ``sample=train`` sample, as
+    in training (the rest of the model stays in eval mode), else they return their mean.
+
+    ``dims`` binds the input symbols (default 2; an unknown name raises UnknownDims). The
+    shape rules run again at those sizes (SpecError with the located errors). ``limit`` is
+    the memory budget in bytes: ``"auto"`` (the machine's available memory) or None (no
+    limit); above it, ``init.TooLarge`` is raised with the estimate, before anything is
+    allocated.
+    """
+    m, np_dtype, env = _prepare(spec, model, dtype, dims, limit)
+    types = spec.types(m.name).types
+
+    import torch
+
+    from ...backends.numpy.interpreter import NumpyModel
+    from ...backends.torch.module import build_module
+    tdtype = {"float64": torch.float64, "float32": torch.float32}[np_dtype.name]
+    params = _init.draw(spec.state_shapes(m.name), seed, np_dtype, limit=None)
+    mod = build_module(spec, m.name, dtype=tdtype,
+                       params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
+    del params
+    # the NumPy backend reads the module's tensors (one copy of the weights, not two);
+    # read-only, so that neither backend can change the other's weights
+    shared = {}
+    for k, t in mod.state_dict().items():
+        a = t.detach().numpy().view()
+        a.flags.writeable = False
+        shared[k] = a
+    ref = NumpyModel(spec, m.name, params=shared, dtype=np_dtype)
+    del shared
+    inputs = concrete_inputs(spec, m.name, env, np_dtype, seed)
+    force = True if sample else None
+    ours = ref(*inputs, trace=True, noise=_noise(seed), sample=force)
+    _use_noise(mod, _noise(seed), force)
+    with torch.no_grad():
+        theirs = mod.trace(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
+    report = Report(m.name, np_dtype.name, TOLERANCE[np_dtype.name], dims=dict(env),
+                    sample=sample)
+    # a value's scale: the largest finite magnitude on any path into it. Rounding errors are
+    # ~eps times the numbers they came from, so noise that a normalisation or a product
+    # turned into a near-zero result is still measured against those numbers.
+    upstream = {i.id: _max_finite([ours[i.id]]) if i.id in ours else 0.0 for i in m.inputs}
+    for node in m.nodes:
+        a = ours[node.id]
+        b = _to_numpy(theirs[node.id])
+        scale = max([upstream.get(v, 0.0) for v in node.inputs] + [0.0])
+        upstream[node.id] = max(scale, _max_finite([a]))
+        mx, rel = _errors(b, a, scale)
+        t = types.get(node.id)
+        expected = _eval_type(t, env) if t is not None else ()
+        report.rows.append(Row(node.id, node.name, node.op, _shape_of(a), mx, rel,
+                               node.span[1] if node.span else None, expected,
+                               _shape_of(a), _shape_of(b)))
+    return report
+
+
+def _noise(seed: int):
+    """The shared noise of the stochastic layers (one fresh stream per backend run)."""
+    from ...layers.stochastic import Noise
+
+    return Noise(seed)
+
+
+def _use_noise(module, noise, force) -> None:
+    from ...layers.torch.stochastic import use_noise
+
+    use_noise(module, noise, force)

@@ -1,0 +1,58 @@
+"""`nnspec lsp`: a Language Server over stdio (diagnostics, hover, definitions, completion).
+
+The server (``server``) is a thin pygls layer over the analysis, which needs no LSP
+library: a document is lowered and shape-checked as ``nnspec check`` does it (the same
+diagnostics), with the unsaved text of every other open document preferred over the disk
+when a ``use`` reaches it. Positions here are nnspec's: lines and columns counted in code
+points, lines split at "\\n" only (as the parser counts them); the server converts them to
+and from the client's units (UTF-16 unless the client negotiated another encoding).
+
+pygls is imported only when the server starts, so that the command line's parser (which
+imports this module) stays as cheap as ``nnspec check`` needs it to be.
+
+The analysis is ``analysis`` (a document lowered and checked, its problems placed),
+``lookup`` (hover, definition) and ``completion``; this package is the command
+(``add_arguments``, ``run``) and the analysis's public face.
+"""
+
+from __future__ import annotations
+
+from .analysis import MAX_DIAGNOSTICS, Analysis, Item, Loc, Problem, analyze, problems
+from .completion import completions
+from .lookup import MAX_EXPANSIONS, definition, hover
+
+__all__ = ["MAX_DIAGNOSTICS", "MAX_EXPANSIONS", "Analysis", "Item", "Loc", "Problem",
+           "add_arguments", "analyze", "completions", "definition", "hover", "problems", "run"]
+
+EXIT_USAGE = 2
+MISSING = "this needs the lsp extra: pip install 'nnspec[lsp]'"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--stdio", action="store_true",
+                   help="talk LSP over standard input and output (the default and only "
+                        "transport; accepted because editors pass it)")
+    p.add_argument("--debounce", type=float, default=0.0, metavar="MS",
+                   help="wait this many milliseconds after an edit before re-checking the "
+                        "document (default 0: every edit is checked, a check of an older "
+                        "version that is still waiting is dropped)")
+
+
+def run(args) -> int:
+    import sys
+
+    if not (args.debounce >= 0 and args.debounce <= 60_000):  # also refuses NaN
+        print("nnspec: error: --debounce takes milliseconds from 0 to 60000", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        import lsprotocol.types  # noqa: F401
+        import pygls.lsp.server  # noqa: F401
+    except ImportError:
+        print(f"nnspec: error: {MISSING}", file=sys.stderr)
+        return EXIT_USAGE
+    from .server import _build_server, _one_line_logs
+
+    if not getattr(args, "debug", False):
+        _one_line_logs()
+    _build_server(args.debounce / 1000.0).start_io()
+    return 0
