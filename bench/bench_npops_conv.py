@@ -1,4 +1,4 @@
-"""Benchmark nnspec.backends.numpy.kernels.conv_nd against plain NumPy matmul throughput.
+"""Benchmark nnspec.layers.kernels.conv_nd against plain NumPy matmul throughput.
 
 Usage: python bench/bench_npops_conv.py [--reps N]
 
@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nnspec.backends.numpy.kernels import conv_nd
+from nnspec.layers.kernels import conv_nd
 
 # name: (N, C_in, C_out, H, W, k, stride, pad)
 LAYERS = {

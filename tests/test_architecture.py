@@ -7,7 +7,7 @@ dependency, sees the imports inside functions, and names the file and line of an
 that breaks a rule.
 
     core        source text, diagnostics, limits, symbolic dims, small utilities
-    layers      the layer kinds (and losses, initialisers): shape rules, weights, plans
+    layers      the layer kinds (and losses, initialisers, the NumPy kernels they compute with)
     ir          the IR, its validation, names, shape inference, the checked Spec
     frontends   one folder per input language: .nn text today
     backends    torch module builder, PyTorch source emitter, NumPy interpreter
@@ -37,15 +37,9 @@ ALLOWED = {
     "main": {"tools"},
 }
 
-#: arrows allowed across the rules above, each with its reason (a package's entry covers
-#: its modules too)
-EXCEPTIONS = {
-    # a kind's NumPy forward and backward are the kind's own code (one place per kind); they
-    # call the NumPy back end's kernels, a leaf package that imports nothing of nnspec
-    ("layers", "nnspec.backends.numpy.kernels"),
-}
-
-KERNELS = "nnspec.backends.numpy.kernels"
+#: the NumPy kernels: the kinds' NumPy forward and backward (and the losses) compute with
+#: them, the interpreter never calls them; a leaf that imports nothing of nnspec
+KERNELS = "nnspec.layers.kernels"
 
 #: back ends that may import another back end (the rest share only backends/*.py)
 BACKEND_ARROWS = {
@@ -111,10 +105,6 @@ def _within(mod: str, pkg: str) -> bool:
     return mod == pkg or mod.startswith(pkg + ".")
 
 
-def _excepted(stage: str, mod: str) -> bool:
-    return any(stage == s and _within(mod, m) for s, m in EXCEPTIONS)
-
-
 def _where(mod: str, line: int) -> str:
     return f"{MODULES[mod].relative_to(ROOT.parent)}:{line}"
 
@@ -128,7 +118,7 @@ def test_imports_only_go_down_the_pipeline():
     bad = []
     for src, dst, line in ARROWS:
         a, b = _stage(src), _stage(dst)
-        if b in ALLOWED[a] or _excepted(a, dst):
+        if b in ALLOWED[a]:
             continue
         bad.append(f"{_where(src, line)}: {src} ({a}) imports {dst} ({b})")
     assert not bad, "imports against the pipeline:\n" + "\n".join(bad)
@@ -219,8 +209,8 @@ def test_no_import_cycles():
 
 
 def test_kernels_are_a_leaf():
-    """The exception above holds only while the kernels import nothing of nnspec (their
-    modules import one another)."""
+    """The kernels import nothing of nnspec (their modules import one another): a kind's
+    NumPy code builds on them, never the other way round."""
     assert not [f"{_where(s, n)}: {s} imports {d}" for s, d, n in ARROWS
                 if _within(s, KERNELS) and not _within(d, KERNELS)]
 

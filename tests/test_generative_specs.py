@@ -254,7 +254,7 @@ def test_dcgan_crosscheck(model):
 def test_transposed_conv_kernel_folds_the_batch_alike(monkeypatch, n, side, groups):
     # small images (side 3, 4) take the batch-folded GEMM, 17x17 the per-image one; both
     # equal torch's and each other
-    from nnspec.backends.numpy.kernels import windows as ct
+    from nnspec.layers.kernels import windows as ct
 
     rng = np.random.default_rng(side)
     x = rng.standard_normal((n, 4, side, side + 1))

@@ -1,4 +1,4 @@
-"""Reference NumPy kernels (nnspec.backends.numpy.kernels) against torch.nn.functional."""
+"""Reference NumPy kernels (nnspec.layers.kernels) against torch.nn.functional."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnspec.backends.numpy import kernels as npops
+from nnspec.layers import kernels as npops
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

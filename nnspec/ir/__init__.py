@@ -20,7 +20,8 @@ from .model import (  # noqa: F401
     Training,
     json_schema,
 )
-from .validate import IRError, load, validate  # noqa: F401
+# (``validate``, the function, is not re-exported: it would hide the module of that name)
+from .validate import IRError, load  # noqa: F401
 
 
 def _from_json(cls, text: str | bytes, path: str = "<ir>") -> Program:

@@ -73,11 +73,11 @@ DEFAULT_INIT = _inits.DEFAULT
 
 
 class _LazyNpops:
-    """``nnspec.backends.numpy.kernels`` imported on first use, so that checking a spec
+    """``nnspec.layers.kernels`` imported on first use, so that checking a spec
     never loads numpy."""
 
     def __getattr__(self, name):
-        from ..backends.numpy import kernels as mod
+        from . import kernels as mod
 
         return getattr(mod, name)
 

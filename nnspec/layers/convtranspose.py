@@ -212,7 +212,7 @@ class _ConvTranspose(LayerKind):
         return out + ("" if p.bias else " bias=false")
 
     def numpy(self, p, w, xs, ctx):
-        from ..backends.numpy.kernels import conv_transpose_nd
+        from .kernels import conv_transpose_nd
 
         if isinstance(p.size, tuple):  # a symbolic target size, at the bound dims
             p = p.model_copy(update={"size": tuple(Dim.const(x.evaluate(ctx.env))
@@ -221,7 +221,7 @@ class _ConvTranspose(LayerKind):
         return conv_transpose_nd(xs[0], w["weight"], w.get("bias"), s, pd, d, op, p.groups)
 
     def backward(self, p, w, xs, y, gy, ctx):
-        from ..backends.numpy.kernels import conv_transpose_nd_backward
+        from .kernels import conv_transpose_nd_backward
 
         if isinstance(p.size, tuple):
             p = p.model_copy(update={"size": tuple(Dim.const(x.evaluate(ctx.env))

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...core.dims import Dim
-from ...ir.names import MODULE_ATTRS, child_name_problem
+from ...ir.names import child_name_problem
 from ...layers.base import (
     MODULE,
     In,
@@ -34,22 +34,9 @@ from ..plans import walk_syms as _walk_syms
 
 # ---- child names ---------------------------------------------------------------------------
 
-# Attributes every nn.Module has (methods and data). A child module whose name is one of
-# them cannot be reached with attribute syntax; the data ones (``training``) cannot be used
-# as a child name at all (nnspec.ir.names, shared with ``check``). The installed torch's own
-# list is consulted too, so that generated code stays right under a newer torch.
-_PROBE = nn.Module()
-
-
-# the methods a train section adds to the module (SpecModule has them always)
-_TRAIN_METHODS = frozenset({"loss", "configure_optimizer", "clip_gradients"})
-
-
-def _module_attr(name: str) -> bool:
-    return name in MODULE_ATTRS or name in _TRAIN_METHODS or hasattr(_PROBE, name)
-
-
 def _check_child_name(name: str, full: str) -> None:
+    """A layer name torch cannot hold as a child module is refused (the rules are
+    nnspec.ir.names', shared with ``check``)."""
     problem = child_name_problem(name)
     if problem is not None:
         raise ValueError(f"layer {full!r}: {problem[0]}")

@@ -1,4 +1,5 @@
-"""Reference NumPy kernels for the NumPy backend.
+"""Reference NumPy kernels: what the layer kinds' NumPy forward and backward (and the losses)
+compute with, for the NumPy back end's interpreter. A leaf: imports nothing of nnspec.
 
 Every kernel follows PyTorch's layout conventions (images ``[N, C, *spatial]``,
 weights exactly as they appear in a PyTorch ``state_dict``) and PyTorch's
