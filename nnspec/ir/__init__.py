@@ -20,17 +20,18 @@ from .model import (  # noqa: F401
     Training,
     json_schema,
 )
-# (``validate``, the function, is not re-exported: it would hide the module of that name)
-from .validate import IRError, load  # noqa: F401
 
 
 def _from_json(cls, text: str | bytes, path: str = "<ir>") -> Program:
     """The program of a JSON IR text, validated as any input is (see
-    :mod:`nnspec.ir.validate`); raises :class:`IRError`, a ValueError, with the
-    diagnostics."""
+    :mod:`nnspec.ir.validate`); raises :class:`nnspec.ir.validate.IRError`, a ValueError,
+    with the diagnostics."""
+    from .validate import load
+
     return load(text, path)
 
 
 # A classmethod of Program for its users, defined here so that the IR's classes
-# (``model``) never import their validation (``validate`` builds them).
+# (``model``) never import their validation (``validate`` builds them); the validation is
+# imported on first use, so that checking a .nn spec never loads it.
 Program.from_json = classmethod(_from_json)

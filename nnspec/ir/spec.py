@@ -20,7 +20,6 @@ from ..layers.base import W
 from . import model as ir
 from .names import layer_name_diagnostics
 from .shapes import ModelTypes, infer_program
-from .validate import validate
 
 if TYPE_CHECKING:
     from .summary import ModelSummary
@@ -169,6 +168,8 @@ def from_ir(prog: ir.Program | str | bytes | dict, path: str = "<ir>",
     and a model with an error in its IR is left out before shape inference. Its constants
     were resolved when it was made, so ``consts`` (if not empty) raises ConstError.
     """
+    from .validate import validate
+
     if consts:
         raise ConstError(f"--const {next(iter(consts))}: {path} is IR, whose constants are "
                          "resolved already; constants are set on a .nn spec")

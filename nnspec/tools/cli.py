@@ -562,6 +562,7 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, not {v}")
     return v
 
+
 def main(argv: list[str] | None = None) -> int:
     start_run()
     ap = build_parser()

@@ -25,20 +25,37 @@ and the SVG is edited piece by piece as dot writes it (:func:`to_svg`), on anoth
 
 This package is the command (``add_arguments``, ``run``, :func:`render`); the graph is
 built in ``nodes``, written as DOT text in ``dot``, and drawn as SVG and HTML in ``svg``.
+Those parts are imported on first use, and their names are reachable from here
+(``graph.build``): the command line's parser imports this package for ``add_arguments``
+on every command, ``nnspec check`` included, whose cold start must not pay for them.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from .dot import CLUSTER_LIMIT, EDGE_LABEL_LIMIT, dot_escape, to_dot
-from .nodes import MAX_LINE, Cluster, GEdge, GNode, Graph, build, fold_id, layer_label
-from .svg import RendererMissing, label_edges, round_boxes, to_html, to_svg
+if TYPE_CHECKING:
+    from .nodes import Graph
 
-__all__ = ["CLUSTER_LIMIT", "EDGE_LABEL_LIMIT", "FORMATS", "MAX_LINE", "Cluster", "GEdge",
-           "GNode", "Graph", "RendererMissing", "add_arguments", "build", "dot_escape",
-           "fold_id", "label_edges", "layer_label", "render", "round_boxes", "run", "to_dot",
-           "to_html", "to_svg"]
+#: the names of the parts, reachable as attributes of this package
+_PARTS = {
+    "nodes": ("MAX_LINE", "Cluster", "GEdge", "GNode", "Graph", "build", "fold_id",
+              "layer_label"),
+    "dot": ("CLUSTER_LIMIT", "EDGE_LABEL_LIMIT", "dot_escape", "to_dot"),
+    "svg": ("RendererMissing", "label_edges", "round_boxes", "to_html", "to_svg"),
+}
+
+__all__ = ["FORMATS", "add_arguments", "render", "run", *(n for ns in _PARTS.values() for n in ns)]
+
+
+def __getattr__(name: str):
+    from importlib import import_module
+
+    for part, names in _PARTS.items():
+        if name in names:
+            return getattr(import_module(f"{__name__}.{part}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 FORMATS = ("svg", "dot", "html")
 _EXTENSIONS = {".svg": "svg", ".dot": "dot", ".gv": "dot", ".html": "html", ".htm": "html"}
@@ -79,6 +96,9 @@ def render(spec, fmt: str, model: str | None = None, depth: int | None = None
            ) -> tuple[str, Graph, bool]:
     """The picture as text in ``fmt``, the graph drawn and whether clusters were boxed."""
     from ...core.util import gc_paused
+    from .dot import EDGE_LABEL_LIMIT, to_dot
+    from .nodes import build
+    from .svg import label_edges, round_boxes, to_html, to_svg
 
     models = [spec.model(model)] if model else None
     # many small acyclic objects: the cyclic GC would rescan the spec's IR over and over
@@ -102,6 +122,8 @@ def render(spec, fmt: str, model: str | None = None, depth: int | None = None
 
 def run(args) -> int:
     from ..common import EXIT_OK, EXIT_USAGE, UsageError, fail, load, pick_model, write_output
+    from .dot import CLUSTER_LIMIT
+    from .svg import RendererMissing
 
     if args.depth is not None and args.depth < 0:
         raise UsageError(f"--depth must be 0 or more, got {args.depth}")

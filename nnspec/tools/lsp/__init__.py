@@ -12,17 +12,30 @@ imports this module) stays as cheap as ``nnspec check`` needs it to be.
 
 The analysis is ``analysis`` (a document lowered and checked, its problems placed),
 ``lookup`` (hover, definition) and ``completion``; this package is the command
-(``add_arguments``, ``run``) and the analysis's public face.
+(``add_arguments``, ``run``) and the analysis's public face: its names are reachable from
+here (``lsp.analyze``), the parts imported on first use, for the same reason as pygls.
 """
 
 from __future__ import annotations
 
-from .analysis import MAX_DIAGNOSTICS, Analysis, Item, Loc, Problem, analyze, problems
-from .completion import completions
-from .lookup import MAX_EXPANSIONS, definition, hover
+#: the names of the analysis's parts, reachable as attributes of this package
+_PARTS = {
+    "analysis": ("MAX_DIAGNOSTICS", "Analysis", "Item", "Loc", "Problem", "analyze",
+                 "problems"),
+    "lookup": ("MAX_EXPANSIONS", "definition", "hover"),
+    "completion": ("completions",),
+}
 
-__all__ = ["MAX_DIAGNOSTICS", "MAX_EXPANSIONS", "Analysis", "Item", "Loc", "Problem",
-           "add_arguments", "analyze", "completions", "definition", "hover", "problems", "run"]
+__all__ = ["add_arguments", "run", *(n for ns in _PARTS.values() for n in ns)]
+
+
+def __getattr__(name: str):
+    from importlib import import_module
+
+    for part, names in _PARTS.items():
+        if name in names:
+            return getattr(import_module(f"{__name__}.{part}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 EXIT_USAGE = 2
 MISSING = "this needs the lsp extra: pip install 'nnspec[lsp]'"
