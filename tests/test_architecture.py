@@ -217,10 +217,11 @@ def test_torch_helpers_import_only_torch(mod):
 
 
 def test_modules_stay_small():
-    """No room too big to hold in one's head."""
+    """No room too big to hold in one's head: a module that grows past 600 lines is split
+    along a seam (a command of the CLI goes to a module of its own, as fmt and graph do)."""
     big = {m: n for m, p in MODULES.items()
-           if (n := len(p.read_text(encoding="utf-8").splitlines())) > 650}
-    assert not big, f"modules over 650 lines: {big}"
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
+    assert not big, f"modules over 600 lines: {big}"
 
 
 def test_every_module_says_what_it_owns():

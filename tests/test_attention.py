@@ -14,14 +14,14 @@ import pytest
 from _util import import_source
 import nnspec
 from nnspec.core.dims import Dim
-from nnspec.layers.attention import sinusoidal_table
+from nnspec.layers.positional import sinusoidal_table
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from nnspec.backends.numpy import NumpyModel  # noqa: E402
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.layers.torch import attention as attention_torch  # noqa: E402
+from nnspec.layers.torch import positional as positional_torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -351,7 +351,7 @@ def test_sinusoidal_table_by_hand():
     pe5 = sinusoidal_table(3, 5)
     assert pe5[2, 4] == pytest.approx(math.sin(2 / 10000 ** (4 / 5)), abs=1e-15)
     x = torch.zeros(1, 8, 4, dtype=torch.float64)
-    np.testing.assert_allclose(attention_torch.add_sinusoidal(x)[0].numpy(), pe,
+    np.testing.assert_allclose(positional_torch.add_sinusoidal(x)[0].numpy(), pe,
                                rtol=0, atol=1e-13)
 
 

@@ -1,9 +1,9 @@
 """Layer kinds: one module per family, each class one kind (see base.py)."""
 
-from . import (  # noqa: F401,E402  # noqa: F401,E402
+from . import (  # noqa: F401
     activation,
     adaptive,
-    attention,  # noqa: F401,E402
+    attention,
     capsule,
     conv,
     convtranspose,
@@ -15,6 +15,7 @@ from . import (  # noqa: F401,E402  # noqa: F401,E402
     padcrop,
     pixelshuffle,
     pool,
+    positional,
     rbm,
     recurrent,
     reshape,

@@ -52,7 +52,7 @@ _sig("in_channels out_channels kernel_size stride=1 padding=0 output_padding=0 g
 _sig("p=0.5 inplace=False", "Dropout")
 _sig("num_embeddings embedding_dim padding_idx=None max_norm=None norm_type=2.0 "
      "scale_grad_by_freq=False sparse=False _weight=None _freeze=False device=None "
-     "dtype=None", "Embedding", "nnspec.layers.torch.attention:LearnedPositions")
+     "dtype=None", "Embedding", "nnspec.layers.torch.positional:LearnedPositions")
 _sig("", "GRU", "LSTM", "RNN")
 _sig("normalized_shape eps=1e-05 elementwise_affine=True bias=True device=None dtype=None",
      "LayerNorm")
