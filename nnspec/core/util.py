@@ -122,3 +122,20 @@ def gc_paused():
     finally:
         if was:
             gc.enable()
+
+
+def lazy_attributes(package: str, parts: dict[str, tuple[str, ...]]):
+    """A package's ``__getattr__`` (PEP 562) for names that live in its submodules, which
+    are imported on first use: ``parts`` maps a submodule to the names it holds, so
+    ``package.name`` works while importing the package itself stays cheap."""
+    owner = {name: part for part, names in parts.items() for name in names}
+
+    def __getattr__(name: str):
+        part = owner.get(name)
+        if part is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        from importlib import import_module
+
+        return getattr(import_module(f"{package}.{part}"), name)
+
+    return __getattr__

@@ -35,6 +35,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
+from ...core.util import lazy_attributes
+
 if TYPE_CHECKING:
     from .nodes import Graph
 
@@ -48,14 +50,7 @@ _PARTS = {
 
 __all__ = ["FORMATS", "add_arguments", "render", "run", *(n for ns in _PARTS.values() for n in ns)]
 
-
-def __getattr__(name: str):
-    from importlib import import_module
-
-    for part, names in _PARTS.items():
-        if name in names:
-            return getattr(import_module(f"{__name__}.{part}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _PARTS)
 
 FORMATS = ("svg", "dot", "html")
 _EXTENSIONS = {".svg": "svg", ".dot": "dot", ".gv": "dot", ".html": "html", ".htm": "html"}

@@ -18,6 +18,9 @@ here (``lsp.analyze``), the parts imported on first use, for the same reason as 
 
 from __future__ import annotations
 
+from ...core.util import lazy_attributes
+from ..common import EXIT_USAGE
+
 #: the names of the analysis's parts, reachable as attributes of this package
 _PARTS = {
     "analysis": ("MAX_DIAGNOSTICS", "Analysis", "Item", "Loc", "Problem", "analyze",
@@ -28,16 +31,8 @@ _PARTS = {
 
 __all__ = ["add_arguments", "run", *(n for ns in _PARTS.values() for n in ns)]
 
+__getattr__ = lazy_attributes(__name__, _PARTS)
 
-def __getattr__(name: str):
-    from importlib import import_module
-
-    for part, names in _PARTS.items():
-        if name in names:
-            return getattr(import_module(f"{__name__}.{part}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-EXIT_USAGE = 2
 MISSING = "this needs the lsp extra: pip install 'nnspec[lsp]'"
 
 
