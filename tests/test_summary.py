@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import nnspec
-from nnspec.tools import cli
+from nnspec.tools import cli, summary
 from nnspec.core.dims import Dim
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,13 +123,13 @@ def test_depth_folds_block_calls():
 
 
 def test_units():
-    assert cli.fmt_bytes(1536, "binary") == "1.5 KiB"
-    assert cli.fmt_bytes(1536, "si") == "1.5 kB"
-    assert cli.fmt_bytes(999, "si") == "999 B"
-    assert cli.fmt_bytes(46796608, "si") == "46.8 MB"
-    assert cli.fmt_bytes(46796608, "binary") == "44.6 MiB"
-    assert cli.fmt_bytes(None) == "?"
-    assert cli.fmt_bytes(Dim.parse("2568*T + 2056")) == "2,568*T + 2,056 B"
+    assert summary.fmt_bytes(1536, "binary") == "1.5 KiB"
+    assert summary.fmt_bytes(1536, "si") == "1.5 kB"
+    assert summary.fmt_bytes(999, "si") == "999 B"
+    assert summary.fmt_bytes(46796608, "si") == "46.8 MB"
+    assert summary.fmt_bytes(46796608, "binary") == "44.6 MiB"
+    assert summary.fmt_bytes(None) == "?"
+    assert summary.fmt_bytes(Dim.parse("2568*T + 2056")) == "2,568*T + 2,056 B"
 
 
 def test_narrow_table_fits_100_columns_for_every_bundled_spec(capsys):

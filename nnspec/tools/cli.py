@@ -15,25 +15,25 @@ import json
 import sys
 
 from .common import (
+    JSON_VERSION,
     EXIT_ERRORS,
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_USAGE,
     TORCH_EXTRA,
     UsageError,
+    add_consts,
+    add_spec,
     fail,
     is_torch_missing,
     load,
+    parse_dims,
     pick_model,
     require_torch,
     spec_files,
     start_run,
     write_output,
 )
-
-#: The version of the JSON that ``check --format json`` and ``summary --json`` print; it
-#: changes when a change is not backwards compatible (schemas in nnspec/schemas/).
-JSON_VERSION = 1
 
 MAX_JSON_ERRORS = 10_000
 
@@ -75,176 +75,6 @@ def cmd_check(args) -> int:
     return EXIT_ERRORS if all_diags else EXIT_OK
 
 
-def _dim_json(d):
-    """A dim as JSON: a number when it is one, its text when symbolic (``"N"``)."""
-    return d.value if d.is_const else str(d)
-
-
-def _shape_json(t):
-    """A type's dims as JSON; a tuple type (``y, h = gru ... state``) as a list of them."""
-    if t is None:
-        return None
-    if hasattr(t, "items"):
-        return [_shape_json(i) for i in t.items]
-    return [_dim_json(d) for d in t.shape]
-
-
-def _maybe_dim(d):
-    return None if d is None else _dim_json(d)
-
-
-def _summary_json(s) -> dict:
-    """One model of ``summary --json`` (nnspec/schemas/summary.json)."""
-    from ..core.util import fmt_count
-
-    m = s.model
-    total = s.params + s.non_trainable
-    rows = [{"name": r.name, "kind": r.kind, "line": r.line, "args": r.args,
-             "inputs": [_shape_json(t) for t in r.inputs], "output": _shape_json(r.output),
-             "output_text": str(r.output), "params": r.params + r.non_trainable,
-             "trainable": r.params, "non_trainable": r.non_trainable, "buffers": r.buffers,
-             "param_percent": round(100 * (r.params + r.non_trainable) / total, 4)
-             if total else 0.0,
-             "macs": _dim_json(r.macs), "macs_text": fmt_count(r.macs), "layers": r.layers}
-            for r in s.rows]
-    return {"model": m.name,
-            "inputs": [{"name": i.name, "shape": [_dim_json(d) for d in i.dims()],
-                        "dtype": i.dtype} for i in m.inputs],
-            "output": _shape_json(s.output), "layers": rows,
-            "params": total, "trainable": s.params, "non_trainable": s.non_trainable,
-            "buffers": s.buffers, "macs": _dim_json(s.macs), "dtype": s.dtype,
-            "weight_bytes": s.weight_bytes, "batch_dim": s.batch,
-            "activation_bytes": {"inference": _maybe_dim(s.inference_bytes),
-                                 "training": _maybe_dim(s.training_bytes)}}
-
-
-def fmt_bytes(n, units: str = "binary") -> str:
-    """Bytes in binary (KiB, MiB: powers of 1024) or SI (kB, MB: powers of 1000) units; a
-    symbolic size (a Dim) as its formula in bytes, a missing one as ``?``."""
-    from ..core.util import fmt_count
-
-    if n is None:
-        return "?"
-    if not isinstance(n, int):
-        if not n.is_const:
-            return f"{fmt_count(n)} B"
-        n = n.value
-    base, names = (1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB")) if units == "binary" \
-        else (1000, ("B", "kB", "MB", "GB", "TB", "PB"))
-    if n < base:
-        return f"{n} B"
-    value, i = float(n), 0
-    while value >= base and i < len(names) - 1:
-        value /= base
-        i += 1
-    return f"{value:,.1f} {names[i]}"
-
-
-def _clip_cell(text: str, width: int) -> str:
-    if len(text) <= width:
-        return text
-    keep = width - 3
-    return text[:(keep + 1) // 2] + "..." + text[len(text) - keep // 2:]
-
-
-#: The width of ``summary --narrow``.
-NARROW_COLUMNS = 100
-
-
-def _table(head, rows, right: set[int], width: int | None) -> list[str]:
-    """Aligned columns; with ``width``, the text columns that are widest are cut (in their
-    middle, ``...``) until a line fits."""
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    if width is not None:
-        shrinkable = [i for i in range(len(head)) if i not in right]
-        while 2 + sum(widths) + 2 * (len(widths) - 1) > width:
-            i = max(shrinkable, key=lambda k: widths[k])
-            if widths[i] <= 8:
-                break
-            widths[i] -= 1
-    out = []
-    for j, row in enumerate([head, *rows]):
-        cells = [_clip_cell(str(c), widths[i]) for i, c in enumerate(row)]
-        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i])
-                 for i, c in enumerate(cells)]
-        out.append("  " + "  ".join(cells).rstrip())
-        if j == 0:
-            out.append("  " + "  ".join("-" * w for w in widths))
-    return out
-
-
-def _summary_text(s, units: str, narrow_width: int | None) -> list[str]:
-    from ..core.util import fmt_count
-
-    m = s.model
-    total = s.params + s.non_trainable
-
-    def pct(r) -> str:
-        return f"{100 * (r.params + r.non_trainable) / total:.1f}%" if total else "-"
-
-    ins = ", ".join(f"{i.name}: [{', '.join(i.shape)}]" + (f" {i.dtype}" if i.dtype != "float"
-                                                          else "") for i in m.inputs)
-    lines = [f"model {m.name}({ins}) -> {s.output}"]  # a tuple for `gru 8 state`
-    first_in = [str(r.inputs[0]) if r.inputs else "" for r in s.rows]
-    if narrow_width is None:
-        head = ("name", "kind", "args", "input", "output", "params", "%", "MACs")
-        rows = [(r.name, r.kind, r.args, x, str(r.output), f"{r.params + r.non_trainable:,}",
-                 pct(r), fmt_count(r.macs)) for r, x in zip(s.rows, first_in)]
-        lines += _table(head, rows, {5, 6, 7}, None)
-    else:
-        head = ("name", "kind", "output", "params", "%", "MACs")
-        rows = [(r.name, r.kind, str(r.output), f"{r.params + r.non_trainable:,}", pct(r),
-                 fmt_count(r.macs)) for r in s.rows]
-        lines += _table(head, rows, {3, 4, 5}, narrow_width)
-    lines.append(f"  total: {total:,} parameters ({s.params:,} trainable, "
-                 f"{s.non_trainable:,} non-trainable), {s.buffers:,} in buffers")
-    lines.append(f"  MACs: {fmt_count(s.macs)}")
-    lines.append(f"  weights: {fmt_bytes(s.weight_bytes, units)} in {s.dtype}")
-    per = f"per sample ({s.batch} = 1)" if s.batch else "per pass"
-    lines.append(f"  activations {per}: {fmt_bytes(s.inference_bytes, units)} inference, "
-                 f"{fmt_bytes(s.training_bytes, units)} training")
-    if s.inference_bytes is None:
-        syms = sorted({x for r in s.rows for t in [r.output] for x in _type_symbols(t)}
-                      - {s.batch})
-        lines.append(f"  (the inference peak depends on {', '.join(syms)}: give a size with "
-                     f"--dim {syms[0] if syms else 'T'}=SIZE)")
-    if narrow_width is not None:  # a long formula (MACs of several symbols) is cut too
-        lines = [_clip_cell(line, narrow_width) for line in lines]
-    return lines
-
-
-def _type_symbols(t) -> set[str]:
-    if hasattr(t, "items"):
-        return set().union(*(_type_symbols(i) for i in t.items))
-    return set().union(*(d.symbols() for d in t.shape)) if t.shape else set()
-
-
-def cmd_summary(args) -> int:
-    import shutil
-
-    spec = load(args.spec)
-    if spec.diagnostics:
-        return fail(spec)
-    if args.depth is not None and args.depth < 1:
-        raise UsageError(f"--depth must be at least 1, got {args.depth}")
-    dims = _parse_dims(args.dim)
-    models = [pick_model(spec, args.model)] if args.model else spec.program.models
-    summaries = [spec.summary(m.name, args.dtype, args.depth, dims) for m in models]
-    if args.json:
-        print(json.dumps({"version": JSON_VERSION,
-                          "models": [_summary_json(s) for s in summaries]}, indent=2))
-        return EXIT_OK
-    narrow = NARROW_COLUMNS if args.narrow else None
-    if narrow is None and sys.stdout.isatty():
-        columns = shutil.get_terminal_size().columns
-        wide = max(len(line) for s in summaries for line in _summary_text(s, args.units, None))
-        narrow = columns if wide > columns else None
-    for s in summaries:
-        print("\n".join(_summary_text(s, args.units, narrow)))
-        print()
-    return EXIT_OK
-
-
 def cmd_compile(args) -> int:
     spec = load(args.spec)
     if spec.diagnostics:
@@ -264,27 +94,6 @@ def cmd_compile(args) -> int:
     return EXIT_OK
 
 
-_DIM_DIGITS = 30  # a size of more digits is far beyond int64: refused without int()
-
-
-def _parse_dims(items) -> dict[str, int]:
-    import re
-
-    dims = {}
-    for item in items or []:
-        name, _, value = item.partition("=")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) \
-                or not re.fullmatch(r"[0-9]+", value):
-            raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
-        if len(value.lstrip("0")) > _DIM_DIGITS:
-            raise UsageError(f"--dim {name}: {len(value.lstrip('0')):,} digits is far beyond "
-                             "int64 (sizes are at most 9,223,372,036,854,775,807)")
-        if int(value) < 1:
-            raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
-        dims[name] = int(value)
-    return dims
-
-
 def cmd_crosscheck(args) -> int:
     from ..backends.weights import TooLarge
     from ..core.diagnostics import SpecError
@@ -293,7 +102,7 @@ def cmd_crosscheck(args) -> int:
     spec = load(args.spec)
     if spec.diagnostics:
         return fail(spec)
-    dims = _parse_dims(args.dim)
+    dims = parse_dims(args.dim)
     models = [pick_model(spec, args.model)] if args.model else spec.program.models
     from ..backends.numpy.interpreter import NoBackward
     from .crosscheck import crosscheck, crosscheck_grad, model_symbols
@@ -345,7 +154,7 @@ def cmd_train(args) -> int:
     spec = load(args.spec)
     if spec.diagnostics:
         return fail(spec)
-    dims = _parse_dims(args.dim)
+    dims = parse_dims(args.dim)
     if args.model:
         models = [pick_model(spec, args.model)]
     else:
@@ -429,15 +238,15 @@ def _run_command(name: str):
     return run
 
 
-def _add_spec(p, what: str = "the spec file (.nn, or the IR as .json); - reads stdin") -> None:
-    p.add_argument("spec", help=what)
-
-
-def _add_consts(p) -> None:
-    p.add_argument("--const", action="append", metavar="NAME=VALUE",
-                   help="set a constant of the spec (its own `const NAME = ...`; the "
-                        "constants computed from it follow): a number, true/false, a "
-                        "\"string\" or a tuple; repeatable")
+def _module_command(sub, name: str, help_: str, consts: bool = False) -> None:
+    """A command implemented in its own module ``nnspec.tools.NAME``, which defines
+    ``add_arguments(p)`` and ``run(args)`` (imported when the parser is built: keep their
+    top-level imports light)."""
+    p = sub.add_parser(name, help=help_)
+    _command_module(name).add_arguments(p)
+    if consts:
+        add_consts(p)
+    p.set_defaults(func=_run_command(name))
 
 
 def _add_quiet(p, what: str) -> None:
@@ -457,44 +266,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text",
                    help="text (default), json, github (Actions annotations) or sarif "
                         "(SARIF 2.1.0, for code-scanning uploads)")
-    _add_consts(p)
+    add_consts(p)
     _add_quiet(p, "no summary line")
     p.set_defaults(func=cmd_check)
 
-    p = sub.add_parser("summary", help="per-layer shapes, parameters, MACs and memory")
-    _add_spec(p)
-    p.add_argument("--model", help="the model to summarise (default: every model)")
-    p.add_argument("--json", action="store_true",
-                   help="print JSON (nnspec schema summary) instead of a table")
-    p.add_argument("--depth", type=int, metavar="K",
-                   help="fold layers whose dotted name has more than K parts into one row "
-                        "per block call (torchinfo's depth)")
-    p.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"),
-                   default="float32", help="element type for the byte figures "
-                                           "(default float32; int tensors are int64)")
-    p.add_argument("--units", choices=("binary", "si"), default="binary",
-                   help="byte units: binary (KiB, MiB; the default) or si (kB, MB)")
-    p.add_argument("--narrow", action="store_true",
-                   help=f"fit the table in {NARROW_COLUMNS} columns (no args and input "
-                        "columns; automatic on a narrower terminal)")
-    p.add_argument("--dim", action="append", metavar="NAME=SIZE",
-                   help="bind a symbolic dim for the activation figures (the batch dim is 1)")
-    _add_consts(p)
-    p.set_defaults(func=cmd_summary)
+    _module_command(sub, "summary", "per-layer shapes, parameters, MACs and memory",
+                    consts=True)
 
     p = sub.add_parser("compile", help="emit PyTorch source (or the IR as JSON)")
-    _add_spec(p)
+    add_spec(p)
     p.add_argument("-o", "--output", help="output file (default: stdout)")
     p.add_argument("--target", choices=("torch", "json"),
                    help="torch (PyTorch source) or json (the IR); default: from -o's suffix")
     p.add_argument("--model", help="the model to emit (default: every model)")
-    _add_consts(p)
+    add_consts(p)
     _add_quiet(p, "no 'wrote FILE' line")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("crosscheck", help="run both backends and compare layer by layer "
                                           "(needs torch)")
-    _add_spec(p)
+    add_spec(p)
     p.add_argument("--model", help="the model to check (default: every model)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="the dtype both backends run in (default float64)")
@@ -508,13 +299,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the stochastic layers with sample=train sample, as in training "
                         "(both backends draw the same numbers from --seed); the rest of "
                         "the model stays in eval mode")
-    _add_consts(p)
+    add_consts(p)
     _add_quiet(p, "print nothing when the check passes")
     p.set_defaults(func=cmd_crosscheck)
 
     p = sub.add_parser("train", help="check trainability: train on one batch "
                                      "(--overfit-batch; needs torch)")
-    _add_spec(p)
+    add_spec(p)
     p.add_argument("--overfit-batch", action="store_true",
                    help="train the emitted module on one random batch with the declared "
                         "loss and optimiser; exit 1 if the loss does not fall by 10%% or a "
@@ -526,20 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the weights and the batch")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 4)")
-    _add_consts(p)
+    add_consts(p)
     _add_quiet(p, "print nothing when the check passes")
     p.set_defaults(func=cmd_train)
 
-    # commands implemented in their own modules: each defines add_arguments(p) and run(args)
-    for name, help_ in (("fmt", "format specs in the canonical layout (--check for CI)"),
-                        ("graph", "draw the network: SVG, DOT or HTML (Graphviz)"),
-                        ("lsp", "run the language server (stdio)")):
-        p = sub.add_parser(name, help=help_)
-        _command_module(name).add_arguments(p)
-        if name == "graph":  # graph loads a spec (through _load); fmt and lsp do not
-            _add_consts(p)
-        p.set_defaults(func=_run_command(name))
-
+    _module_command(sub, "fmt", "format specs in the canonical layout (--check for CI)")
+    _module_command(sub, "graph", "draw the network: SVG, DOT or HTML (Graphviz)", consts=True)
+    _module_command(sub, "lsp", "run the language server (stdio)")
     p = sub.add_parser("layers", help="list the layer kinds")
     p.set_defaults(func=cmd_layers)
 

@@ -157,3 +157,40 @@ def start_run(consts: dict | None = None) -> None:
     global _stdin_text, _consts
     _stdin_text = None  # each run reads its own standard input
     _consts = dict(consts or {})
+
+
+#: The version of the JSON that ``check --format json`` and ``summary --json`` print; it
+#: changes when a change is not backwards compatible (schemas in nnspec/schemas/).
+JSON_VERSION = 1
+
+
+def add_spec(p, what: str = "the spec file (.nn, or the IR as .json); - reads stdin") -> None:
+    p.add_argument("spec", help=what)
+
+
+def add_consts(p) -> None:
+    p.add_argument("--const", action="append", metavar="NAME=VALUE",
+                   help="set a constant of the spec (its own `const NAME = ...`; the "
+                        "constants computed from it follow): a number, true/false, a "
+                        "\"string\" or a tuple; repeatable")
+
+
+_DIM_DIGITS = 30  # a size of more digits is far beyond int64: refused without int()
+
+
+def parse_dims(items) -> dict[str, int]:
+    import re
+
+    dims = {}
+    for item in items or []:
+        name, _, value = item.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) \
+                or not re.fullmatch(r"[0-9]+", value):
+            raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
+        if len(value.lstrip("0")) > _DIM_DIGITS:
+            raise UsageError(f"--dim {name}: {len(value.lstrip('0')):,} digits is far beyond "
+                             "int64 (sizes are at most 9,223,372,036,854,775,807)")
+        if int(value) < 1:
+            raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
+        dims[name] = int(value)
+    return dims
