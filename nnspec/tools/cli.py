@@ -1,5 +1,5 @@
 """The command line: ``nnspec check | summary | compile | crosscheck | train | fmt | graph |
-lsp | layers | schema``.
+lsp | import | layers | schema``.
 
 ``check`` never imports torch; ``crosscheck`` and ``train`` do, and without torch installed
 they say which extra to install (exit 2). A path ``-`` reads the spec from standard input,
@@ -238,15 +238,16 @@ def _run_command(name: str):
     return run
 
 
-def _module_command(sub, name: str, help_: str, consts: bool = False) -> None:
+def _module_command(sub, name: str, help_: str, consts: bool = False,
+                    module: str | None = None) -> None:
     """A command implemented in its own module ``nnspec.tools.NAME``, which defines
     ``add_arguments(p)`` and ``run(args)`` (imported when the parser is built: keep their
     top-level imports light)."""
     p = sub.add_parser(name, help=help_)
-    _command_module(name).add_arguments(p)
+    _command_module(module or name).add_arguments(p)
     if consts:
         add_consts(p)
-    p.set_defaults(func=_run_command(name))
+    p.set_defaults(func=_run_command(module or name))
 
 
 def _add_quiet(p, what: str) -> None:
@@ -324,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     _module_command(sub, "fmt", "format specs in the canonical layout (--check for CI)")
     _module_command(sub, "graph", "draw the network: SVG, DOT or HTML (Graphviz)", consts=True)
     _module_command(sub, "lsp", "run the language server (stdio)")
+    _module_command(sub, "import", "bring a PyTorch, Hugging Face or ONNX model in as a .nn "
+                                   "spec (needs torch)", module="importer")
+
     p = sub.add_parser("layers", help="list the layer kinds")
     p.set_defaults(func=cmd_layers)
 

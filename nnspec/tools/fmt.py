@@ -48,10 +48,11 @@ _TOKEN = re.compile(r"""
   | (?P<string>"[^"\n]*")
   | (?P<call>[A-Za-z_][A-Za-z0-9_]*\()
   | (?P<index>[A-Za-z_][A-Za-z0-9_]*\[)
+  | (?P<path>[0-9]+(?:\.[0-9]+)*\.[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+))*)
   | (?P<float>[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+
               |\.[0-9]+(?:[eE][-+]?[0-9]+)?)
   | (?P<int>[0-9]+)
-  | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+))*)
   | (?P<op>->|//|\.\.\.|[=,:|+\-*/()\[\]{}])
 """, re.X)
 
@@ -94,7 +95,7 @@ def _tokens(line: str) -> tuple[list[_Tok], str | None]:
         m = _TOKEN.match(line, pos)
         if m is None:  # the parser accepted the file, so this cannot happen
             raise FormatError(f"unexpected character {line[pos]!r}")
-        kind = m.lastgroup
+        kind = "name" if m.lastgroup == "path" else m.lastgroup  # `as 0.conv`: a name
         if kind == "comment":
             return toks, m.group().rstrip()
         if kind != "ws":

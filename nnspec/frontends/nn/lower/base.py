@@ -133,13 +133,20 @@ class BuilderBase:
     def _new_name(self, prefix: str, base: str, alias: str | None, span: Span) -> str:
         taken = self.taken.setdefault(prefix, set())
         if alias is not None:
-            # a name torch.nn.Module keeps data under (``training``): see nnspec.ir.names
-            bad = child_name_problem(alias)
+            # a name torch.nn.Module keeps data under (``training``): see nnspec.ir.names;
+            # a path (`downsample.0`) names a child of nested containers, part by part
+            parts = alias.split(".")
+            bad = next((b for b in map(child_name_problem, parts) if b is not None), None)
             if bad is not None:
                 self.loader.error("E070", bad[0], span, hint=bad[1])
-            if alias in taken:
-                self.fail("E030", f"the name {alias!r} is already used in this scope", span)
+            heads = {".".join(parts[:j]) for j in range(1, len(parts))}
+            containers = self.taken.setdefault((prefix, "."), set())
+            clash = alias if alias in taken or alias in containers else \
+                next((h for h in sorted(heads) if h in taken), None)
+            if clash is not None:
+                self.fail("E030", f"the name {clash!r} is already used in this scope", span)
             taken.add(alias)
+            containers |= heads
             return prefix + alias
         key = (prefix, base)
         i = self.counts.get(key, 0)

@@ -1,0 +1,274 @@
+"""``nnspec import`` of PyTorch models: the written spec checks, is fmt-clean, loads the
+original's state_dict strictly (same keys) and gives the original's outputs in both
+backends, at the traced size and at others; what has no kind is one located error."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import nnspec  # noqa: E402
+from nnspec.backends.numpy import NumpyModel  # noqa: E402
+from nnspec.backends.torch import build_module, emit_source  # noqa: E402
+from nnspec.frontends.torch import ImportFailure, import_model  # noqa: E402
+from nnspec.tools.cli import main  # noqa: E402
+from nnspec.tools.fmt import format_text  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def _same(ref, spec, *xs, numpy: bool = True, source: bool = False):
+    """The spec's module with ref's state_dict (strict) gives ref's outputs, float64."""
+    ref = ref.double().eval()
+    m = build_module(spec).double().eval()
+    m.load_state_dict(ref.state_dict(), strict=True)
+    with torch.no_grad():
+        want = ref(*xs)
+        got = m(*xs)
+    scale = want.abs().max().item()
+    assert (got - want).abs().max().item() <= 1e-12 * scale
+    if numpy:
+        nm = NumpyModel(spec, params={k: v.numpy() for k, v in ref.state_dict().items()})
+        out = nm(*(x.numpy() for x in xs))
+        assert np.abs(out - want.numpy()).max() <= 1e-12 * scale
+    if source:
+        ns: dict = {}
+        exec(compile(emit_source(spec), "<emitted>", "exec"), ns)  # noqa: S102
+        cls = ns[spec.program.models[0].name]
+        e = cls().double().eval()
+        e.load_state_dict(ref.state_dict(), strict=True)
+        with torch.no_grad():
+            assert (e(*xs) - want).abs().max().item() <= 1e-12 * scale
+
+
+def _spec(text: str):
+    assert format_text(text) == text  # written as `nnspec fmt` writes
+    return nnspec.loads(text)
+
+
+# ---- torchvision ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tv():
+    sys.path.insert(0, str(HERE))
+    from _torchvision import models
+
+    return models()
+
+
+def test_resnet18_blocks_names_and_outputs(tv):
+    text = import_model("torchvision.models:resnet18")
+    spec = _spec(text)
+    # one block per structure of BasicBlock: plain, and with the downsampling shortcut
+    assert "block BasicBlock(x, c) {" in text and "block BasicBlock2(x, c) {" in text
+    assert "BasicBlock(64) * 2 as layer1" in text
+    assert "as downsample.0 | batchnorm as downsample.1" in text
+    assert "model Resnet18(x: [N, 3, H, W]) {" in text
+    assert spec.param_count() == 11_689_512
+    torch.manual_seed(0)
+    ref = tv.resnet18()
+    # symbolic H, W: the same spec at two sizes the original accepts
+    _same(ref, spec, torch.randn(2, 3, 64, 64, dtype=torch.float64), source=True)
+    _same(ref, spec, torch.randn(1, 3, 48, 80, dtype=torch.float64), numpy=False)
+
+
+def test_resnet50_and_densenet121(tv):
+    torch.manual_seed(1)
+    spec = _spec(import_model("torchvision.models:resnet50"))
+    assert spec.param_count() == 25_557_032
+    _same(tv.resnet50(), spec, torch.randn(1, 3, 64, 64, dtype=torch.float64))
+    text = import_model("torchvision.models:densenet121")
+    assert "block _DenseLayer(x) {" in text
+    spec = _spec(text)
+    assert spec.param_count() == 7_978_856
+    _same(tv.densenet121(), spec, torch.randn(1, 3, 64, 64, dtype=torch.float64),
+          numpy=False)
+
+
+def test_kwargs_reach_the_factory(tv):
+    text = import_model("torchvision.models:resnet18", kwargs={"num_classes": 7})
+    assert "dense 7 as fc" in text
+
+
+# ---- models of the user's own -----------------------------------------------------------
+
+_MODELS = textwrap.dedent('''
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+
+    class Mlp(nn.Module):
+        def __init__(self, d=16, hidden=32, out=4):
+            super().__init__()
+            self.fc1 = nn.Linear(d, hidden)
+            self.drop = nn.Dropout(0.1)
+            self.fc2 = nn.Linear(hidden, out)
+
+        def forward(self, x):
+            return self.fc2(self.drop(F.gelu(self.fc1(x))))
+
+
+    class Cell(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.Conv2d(c, c, 3, padding=1)
+            self.norm = nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return x + torch.relu(self.norm(self.conv(x))) * 0.5
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+            self.cells = nn.Sequential(*[Cell(8) for _ in range(3)])
+            self.head = nn.Linear(8 * 2, 10)
+
+        def forward(self, x):
+            x = self.cells(self.stem(x))
+            a = x.mean(dim=(2, 3))
+            b = x.amax(dim=(2, 3))
+            y = torch.cat([a, b], dim=1)
+            return F.log_softmax(self.head(y), dim=-1)
+
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 12)
+            self.proj = nn.Linear(12, 12)
+
+        def forward(self, tokens):
+            h = self.emb(tokens)
+            n, t, d = h.shape
+            h = self.proj(h).view(n, t, 3, 4).transpose(1, 2)
+            return h.reshape(n, 3, -1)
+
+
+    class Loop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            if x.sum() > 0:
+                return self.fc(x)
+            return x
+
+
+    class Cumulative(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.cumsum(self.fc(x), dim=1)
+
+
+    def broken():
+        raise ValueError("no weights here")
+''')
+
+
+@pytest.fixture(scope="module")
+def user_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("user")
+    (d / "nnspec_user_models.py").write_text(_MODELS)
+    sys.path.insert(0, str(d))
+    import nnspec_user_models
+
+    yield nnspec_user_models
+    sys.path.remove(str(d))
+
+
+def test_user_mlp(user_models):
+    text = import_model("nnspec_user_models:Mlp")
+    spec = _spec(text)
+    assert "model Mlp(x: [N, 16]) {" in text
+    torch.manual_seed(2)
+    _same(user_models.Mlp(), spec, torch.randn(5, 16, dtype=torch.float64), source=True)
+
+
+def test_user_net_functional_ops(user_models):
+    text = import_model("nnspec_user_models:Net")
+    spec = _spec(text)
+    assert "Cell() * 3 as cells" in text
+    torch.manual_seed(3)
+    _same(user_models.Net(), spec, torch.randn(2, 3, 12, 16, dtype=torch.float64),
+          source=True)
+
+
+def test_sizes_from_the_graph_become_symbols(user_models):
+    text = import_model("nnspec_user_models:Seq", ["tokens: [N, T] int"])
+    assert "reshape [N, T, 3, 4]" in text and "reshape [N, 3, -1]" in text
+    spec = _spec(text)
+    torch.manual_seed(4)
+    tokens = torch.randint(0, 50, (3, 7))
+    ref = user_models.Seq().double().eval()
+    m = build_module(spec).double().eval()
+    m.load_state_dict(ref.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.equal(m(tokens), ref(tokens))
+
+
+def test_what_cannot_be_imported_is_one_located_error(user_models, tmp_path, capsys):
+    with pytest.raises(ImportFailure, match="control flow"):
+        import_model("nnspec_user_models:Loop", ["x: [N, 4]"])
+    with pytest.raises(ImportFailure, match=r"the model: no nnspec kind for torch\.cumsum"):
+        import_model("nnspec_user_models:Cumulative", ["x: [N, 4]"])
+    out = tmp_path / "m.nn"
+    assert main(["import", "nnspec_user_models:Cumulative", "--input", "x: [N, 4]",
+                 "-o", str(out)]) == 1
+    assert "torch.cumsum" in capsys.readouterr().err and not out.exists()
+    assert main(["import", "nnspec_user_models:broken", "-o", str(out)]) == 1
+    assert "broken() raised ValueError: no weights here" in capsys.readouterr().err
+    for argv, what in ((["nnspec_user_models:Nope"], "has no attribute 'Nope'"),
+                       (["no_such_module_here:Net"], "cannot import no_such_module_here"),
+                       (["not a target"], "package.module:callable"),
+                       (["nnspec_user_models:Mlp", "--kwargs", "[1]"], "JSON object"),
+                       (["nnspec_user_models:Mlp", "--kwargs", "{"], "not JSON"),
+                       (["nnspec_user_models:Mlp", "--input", "x: N, 4"], "NAME: [DIMS]"),
+                       (["nnspec_user_models:Mlp", "--input", "a: [N, 16]", "--input",
+                         "b: [N, 16]"], "takes 1 inputs")):
+        assert main(["import", *argv, "-o", str(out)]) == 2, argv
+        assert what in capsys.readouterr().err, argv
+        assert not out.exists()
+
+
+def test_cli_writes_a_spec_that_checks(user_models, tmp_path, capsys):
+    out = tmp_path / "net.nn"
+    assert main(["import", "nnspec_user_models:Net", "-o", str(out), "--name", "MyNet"]) == 0
+    assert "wrote" in capsys.readouterr().err
+    text = out.read_text()
+    assert "model MyNet(" in text
+    assert main(["check", str(out)]) == 0
+
+
+# ---- names that are paths ---------------------------------------------------------------
+
+def test_layer_names_may_be_paths():
+    spec = nnspec.loads(textwrap.dedent("""\
+        block Down(x, c) {
+            y = x | conv c k=3 s=2 p=1 bias=false as conv1 | batchnorm as bn1
+            r = x | conv c k=1 s=2 bias=false as downsample.0 | batchnorm as downsample.1
+            return relu(y + r)
+        }
+        model M(x: [N, 4, H, W]) {
+            Down(8) as layer.0 | Down(8) as layer.1
+        }
+        """))
+    keys = list(build_module(spec).state_dict())
+    assert "layer.0.downsample.0.weight" in keys and "layer.1.downsample.1.running_var" in keys
+    clash = nnspec.loads("model M(x: [N, 4]) {\n    dense 4 as a | dense 4 as a.0\n}\n",
+                         strict=False)
+    assert [d.code for d in clash.diagnostics] == ["E030"]
+    bad = nnspec.loads("model M(x: [N, 4]) {\n    dense 4 as a.training\n}\n", strict=False)
+    assert [d.code for d in bad.diagnostics] == ["E070"]
