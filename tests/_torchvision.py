@@ -48,15 +48,16 @@ _SCHEMAS = (
 _LIBRARY = None
 
 
-def models():
-    """``torchvision.models``, or skip the test when torchvision is not installed."""
+def declare_ops() -> bool:
+    """Declare torchvision's op schemas where its C++ ops did not load, so that
+    ``import torchvision`` (which transformers does too) works; False without torchvision."""
     global _LIBRARY
     import importlib.util
     import sys
 
     if importlib.util.find_spec("torchvision") is None:
-        pytest.skip("torchvision is not installed")
-    if "torchvision" not in sys.modules:
+        return False
+    if "torchvision" not in sys.modules and _LIBRARY is None:
         import torch
 
         try:  # a torchvision whose C++ ops did load has them already: nothing to declare
@@ -65,6 +66,13 @@ def models():
             _LIBRARY = torch.library.Library("torchvision", "DEF")
             for schema in _SCHEMAS:
                 _LIBRARY.define(schema)
+    return True
+
+
+def models():
+    """``torchvision.models``, or skip the test when torchvision is not installed."""
+    if not declare_ops():
+        pytest.skip("torchvision is not installed")
     import torchvision.models
 
     return torchvision.models

@@ -272,3 +272,50 @@ def test_layer_names_may_be_paths():
     assert [d.code for d in clash.diagnostics] == ["E030"]
     bad = nnspec.loads("model M(x: [N, 4]) {\n    dense 4 as a.training\n}\n", strict=False)
     assert [d.code for d in bad.diagnostics] == ["E070"]
+
+
+_ENCODER = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+
+    class Layer(nn.Module):
+        def __init__(self, d=16, heads=4):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(d)
+            self.attn = nn.MultiheadAttention(d, heads, batch_first=True)
+            self.ln_2 = nn.LayerNorm(d)
+            self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+
+        def forward(self, x):
+            h = self.ln_1(x)
+            x = x + self.attn(h, h, h, need_weights=False)[0]
+            return x + self.mlp(self.ln_2(x))
+
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(8, 16)
+            self.layers = nn.ModuleList([Layer() for _ in range(2)])
+            self.ln = nn.LayerNorm(16)
+
+        def forward(self, x):
+            x = self.embed(x)
+            for layer in self.layers:
+                x = layer(x)
+            return self.ln(x)
+''')
+
+
+def test_self_attention_encoder(tmp_path, monkeypatch):
+    (tmp_path / "nnspec_user_encoder.py").write_text(_ENCODER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import nnspec_user_encoder as enc
+
+    text = import_model("nnspec_user_encoder:Encoder", ["x: [N, T, 8]"])
+    assert "attention heads=4 as attn" in text and "Layer() * 2 as layers" in text
+    spec = _spec(text)
+    torch.manual_seed(5)
+    _same(enc.Encoder(), spec, torch.randn(2, 5, 8, dtype=torch.float64))
+    _same(enc.Encoder(), spec, torch.randn(3, 9, 8, dtype=torch.float64), numpy=False)

@@ -238,6 +238,19 @@ def _upsample(m: nn.Upsample) -> list:
     return w
 
 
+def _mha(m: nn.MultiheadAttention) -> list:
+    if not m.batch_first:
+        raise _unsupported("batch_first=False (nnspec's attention takes [N, T, E])")
+    if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        raise _unsupported("kdim/vdim, add_bias_kv or add_zero_attn")
+    w = ["attention heads=", Slot(m.num_heads, "heads")]
+    if m.dropout:
+        w += [f" dropout={_num(float(m.dropout))}"]
+    if m.in_proj_bias is None:
+        w += [" bias=false"]
+    return w
+
+
 def _pixel_shuffle(m) -> list:
     return [f"pixel_shuffle {m.upscale_factor}"]
 
@@ -271,6 +284,7 @@ MODULES: dict = {
     nn.Embedding: _embedding,
     nn.Upsample: _upsample,
     nn.PixelShuffle: _pixel_shuffle,
+    nn.MultiheadAttention: _mha,
 }
 
 #: stateless modules: written without a name (their state_dict is empty)
@@ -337,6 +351,11 @@ def function_op(node: fx.Node, dims) -> Op | None:
     t, args, kwargs = node.target, list(node.args), dict(node.kwargs)
     method = node.op == "call_method"
     x = args[0] if args else None
+    if not method and t is operator.getitem and isinstance(x, fx.Node) \
+            and x.op == "call_module" and not is_tensor(x):
+        if args[1] != 0:  # nn.MultiheadAttention's weights: nnspec's attention has none
+            raise _unsupported(f"output {args[1]} of {x.target}")
+        return Op(node, [], [x], "skip")
     if not _has_tensor(args, kwargs):
         return None  # arithmetic on sizes: read where a size is used (a reshape)
     if not method and t in _JOINS or method and t in ("add", "sub", "mul", "div", "add_",

@@ -88,10 +88,10 @@ class Writer:
                 continue
             ops = self.lift(it)
             if issubclass(it.cls, _CONTAINERS):
-                out += self._fold(it, ops)
+                out += ops
                 continue
             out += self._instance(it, ops)
-        return out
+        return self._fold(out)
 
     def _io(self, ops: list[Op]):
         made = {op.node for op in ops}
@@ -146,29 +146,55 @@ class Writer:
         g.calls.append(call)
         return call
 
-    def _fold(self, scope: Scope, ops: list[Op]) -> list[Op]:
-        """A container's children ``path.0 .. path.n-1``, all calls of one block with the
-        same arguments, each feeding the next: one ``Block(...) * n as path``."""
-        n = len(ops)
-        if n < 2 or not all(op.owner == f"{scope.path}.{i}" and op.words
-                            and isinstance(op.words[0], tuple) and op.words[0][0] == "call"
-                            for i, op in enumerate(ops)):
-            return ops
-        if any(ops[i].inputs != [ops[i - 1].node]
-               or self.users.get(ops[i - 1].node) != ops[i].inner_uses for i in range(1, n)):
-            return ops
-        g = ops[0].words[0][1]
-        if any(op.words[0][1] is not g for op in ops):
-            return ops
-        values = [[s.value for s in g.slots_per_instance[op.words[0][2]]] for op in ops]
-        if any(v != values[0] for v in values):
-            return ops
-        folded = Op(ops[-1].node, [ops[0].words[0], f" * {n}"], ops[0].inputs, "stage",
-                    scope.path)
-        for op in ops[1:]:
-            g.calls.remove(op)
-        g.calls[g.calls.index(ops[0])] = folded
-        return [folded]
+    def _fold(self, ops: list[Op]) -> list[Op]:
+        """Runs of calls ``P.0 .. P.n-1`` of one block with the same arguments, each feeding
+        the next, where P is a Sequential or ModuleList of exactly those n children: one
+        ``Block(...) * n as P``."""
+        out: list[Op] = []
+        i = 0
+        while i < len(ops):
+            run = self._run(ops, i)
+            if len(run) < 2:
+                out.append(ops[i])
+                i += 1
+                continue
+            first, last = run[0], run[-1]
+            g = first.words[0][1]
+            path = first.owner[:-2]
+            folded = Op(last.node, [first.words[0], f" * {len(run)}"], first.inputs, "stage",
+                        path)
+            folded.inner_uses = first.inner_uses
+            for op in run[1:]:
+                g.calls.remove(op)
+            g.calls[g.calls.index(first)] = folded
+            out.append(folded)
+            i += len(run)
+        return out
+
+    def _run(self, ops: list[Op], i: int) -> list[Op]:
+        first = ops[i]
+        if not (first.owner and first.owner.endswith(".0") and _is_call(first)):
+            return []
+        path = first.owner[:-2]
+        container = self.traced.modules.get(path)
+        if not isinstance(container, (nn.Sequential, nn.ModuleList)):
+            return []
+        n = len(container)
+        g = first.words[0][1]
+        values = [s.value for s in g.slots_per_instance[first.words[0][2]]]
+        run = [first]
+        for j in range(1, n):
+            if i + j >= len(ops):
+                return []
+            op, prev = ops[i + j], ops[i + j - 1]
+            if not (op.owner == f"{path}.{j}" and _is_call(op) and op.words[0][1] is g
+                    and len(op.words) == 1
+                    and [s.value for s in g.slots_per_instance[op.words[0][2]]] == values
+                    and op.inputs == [prev.node]
+                    and self.users.get(prev.node) == op.inner_uses):
+                return []
+            run.append(op)
+        return run if len(first.words) == 1 else []
 
     # ---- blocks ------------------------------------------------------------------------
 
@@ -219,19 +245,5 @@ class Writer:
         return lines
 
 
-def call_words(g: _Group, instance: int) -> list:
-    """``Name(arg, ...)``: the instance's values of the block parameters, as Slots (so that
-    an enclosing block can make them its own parameters)."""
-    slots = g.slots_per_instance[instance]
-    words: list = [f"{g.name}("]
-    for j, (_, k) in enumerate(g.params):
-        if j:
-            words.append(", ")
-        words.append(Slot(slots[k].value, slots[k].hint))
-    words.append(")")
-    return words
-
-
-def is_container(cls) -> bool:
-    return isinstance(cls, type) and issubclass(cls, (nn.Sequential, nn.ModuleList,
-                                                      nn.ModuleDict))
+def _is_call(op: Op) -> bool:
+    return bool(op.words) and isinstance(op.words[0], tuple) and op.words[0][0] == "call"

@@ -94,6 +94,8 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
             except ImportFailure as e:
                 raise ImportFailure(f"{node.target} ({type(module).__name__}): {e}") from None
             tensors = [a for a in node.args if is_tensor(a)]
+            if isinstance(module, nn.MultiheadAttention):
+                tensors = _self_attention(node, tensors)
             if words is None:  # nn.Identity
                 op = Op(node, [], tensors[:1], "skip")
             else:
@@ -121,6 +123,21 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
             continue
         _place(root, op)
     return root, placeholders, [_rep(alias, o) for o in outputs]
+
+
+def _self_attention(node: fx.Node, tensors: list) -> list:
+    """nn.MultiheadAttention called as self-attention ``attn(x, x, x)``: one input."""
+    extra = {k: v for k, v in node.kwargs.items() if v is not None}
+    if extra.pop("need_weights", True) is not False and len(node.users) > 0 and any(
+            u.args[1] != 0 for u in node.users if len(u.args) > 1):
+        raise ImportFailure(f"{node.target}: the attention weights are used")
+    if extra:
+        raise ImportFailure(f"{node.target} (MultiheadAttention): {', '.join(extra)} "
+                            "(masks are not imported yet)")
+    if len(tensors) != 3 or not (tensors[0] is tensors[1] is tensors[2]):
+        raise ImportFailure(f"{node.target} (MultiheadAttention): only self-attention, "
+                            "attn(x, x, x), is imported yet")
+    return tensors[:1]
 
 
 def _rep(alias: dict, x):
