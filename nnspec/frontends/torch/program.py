@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .ops import Op, Slot
+from .ops import Op
 from .trace import ImportFailure, Traced
 from .write import (
     _CONTAINERS,
