@@ -195,6 +195,9 @@ def _rel(owner: str, prefix: str) -> str:
     return owner[len(prefix):] if prefix and owner.startswith(prefix) else owner
 
 
+#: stages written as a call around a sum: ``relu(x + y)``
+_UNARY = frozenset({"relu", "gelu", "tanh", "sigmoid", "silu", "elu", "leaky_relu"})
+
 _SLOT = re.compile("\x00([0-9]+)\x00")
 _CALL = re.compile("\x01([0-9]+)\x01\\(([^()]*)\\)")
 
@@ -298,7 +301,22 @@ class Body:
             users[o] = users.get(o, 0) + 2  # a value returned is never chained away
         chain: list[str] = []
         start = tail = tail_op = None
-        for op in self.ops:
+        ops = self.ops
+        for i, op in enumerate(ops):
+            nxt = ops[i + 1] if i + 1 < len(ops) else None
+            if op.form == "join" and op.words[0] == "+" and nxt is not None \
+                    and nxt.form == "stage" and nxt.owner is None and nxt.inputs == [op.node] \
+                    and users.get(op.node, 0) == 1 and len(nxt.words) == 1 \
+                    and nxt.words[0] in _UNARY:
+                # relu(x + y): the layer applied to the sum, as the README writes it
+                self._close(start, chain, tail, tail_op)
+                a, b = (self.env[x] for x in op.inputs)
+                start, chain = None, [f"{nxt.words[0]}({a} + {b})"]
+                self.env[op.node] = None
+                tail, tail_op = nxt.node, nxt
+                continue
+            if op is tail_op:  # the layer of a relu(x + y) written above
+                continue
             if op.form in ("stage", "again"):
                 x = op.inputs[0]
                 if tail is not None and x is tail and users.get(x, 0) == 1:
@@ -326,7 +344,8 @@ class Body:
     def _close(self, start, chain, tail, tail_op) -> None:
         if chain:
             name = self.name(_base(tail_op, self.prefix))
-            self.lines.append(f"{name} = {start} | " + " | ".join(chain))
+            head = f"{start} | " if start is not None else ""
+            self.lines.append(f"{name} = {head}" + " | ".join(chain))
             self.env[tail] = name
 
     def expr(self, op: Op) -> str:
