@@ -1,0 +1,107 @@
+"""`nnspec import`: a cold import of torchvision's ResNet-50, and a 6.7 B-parameter
+decoder imported without its weights in memory.
+
+Usage: python bench/bench_import.py [--reps 3]
+
+Cold: a fresh interpreter runs `nnspec import torchvision.models:resnet50 -o FILE`
+(torch, torchvision and the trace included; torchvision's op schemas declared first, as
+the tests do, where its C++ ops do not load), median of --reps. Goal: <= 10 s.
+
+Meta: a LLaMA-7B-shaped decoder written here (32 layers, d = 4096, 32 heads, a gated MLP
+of 11008 as LLaMA's; 6.7 B parameters, 27 GB in float32) imported in a fresh interpreter;
+its peak RSS (ru_maxrss) against a bare `import torch`. The model is built on the meta
+device, so the import holds no weights. Goal: peak <= 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import ROOT, fmt_s, machine, med, result, run_timed
+
+SHIM = f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); import conftest; "
+
+DECODER = '''
+import torch
+from torch import nn
+
+
+class Layer(nn.Module):
+    def __init__(self, d=4096, heads=32, hidden=11008):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d)
+        self.attn = nn.MultiheadAttention(d, heads, bias=False, batch_first=True)
+        self.ln_2 = nn.LayerNorm(d)
+        self.gate = nn.Linear(d, hidden, bias=False)
+        self.up = nn.Linear(d, hidden, bias=False)
+        self.down = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        h = self.ln_2(x)
+        return x + self.down(nn.functional.silu(self.gate(h)) * self.up(h))
+
+
+class Decoder(nn.Module):
+    def __init__(self, vocab=32000, d=4096, layers=32):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.layers = nn.ModuleList([Layer(d) for _ in range(layers)])
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.norm(x))
+'''
+
+PEAK = ("import resource, sys; {run}"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+
+
+def _peak(code: str, cwd: str) -> int:
+    out = subprocess.run([sys.executable, "-c", PEAK.format(run=code)], cwd=cwd, check=True,
+                         capture_output=True, text=True).stdout.split()
+    return int(out[-1]) * 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    print(f"# bench_import  ({machine()})")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "resnet50.nn")
+        cmd = [sys.executable, "-c", SHIM + "from nnspec.tools.cli import main; "
+               f"raise SystemExit(main(['import', 'torchvision.models:resnet50', '-o', "
+               f"{out!r}, '-q']))"]
+        times = [run_timed(cmd, None, tmp) for _ in range(args.reps)]
+        t = med(times)
+        print(f"cold nnspec import torchvision.models:resnet50: {fmt_s(t)} "
+              f"(median of {args.reps}; {Path(out).stat().st_size:,} bytes written)")
+        result("import_resnet50_cold", fmt_s(t), "<= 10 s", t <= 10.0)
+
+        (Path(tmp) / "bench_decoder.py").write_text(DECODER)
+        spec = str(Path(tmp) / "decoder.nn")
+        bare = _peak("import torch; ", tmp)
+        peak = _peak("sys.path.insert(0, ''); from nnspec.tools.cli import main; "
+                     f"main(['import', 'bench_decoder:Decoder', '-o', {spec!r}, '-q']); ",
+                     tmp)
+        import nnspec
+
+        params = nnspec.load(spec).param_count()
+        print(f"import of a {params / 1e9:.2f} B-parameter decoder on meta: peak RSS "
+              f"{peak / 2**20:,.0f} MiB (bare `import torch`: {bare / 2**20:,.0f} MiB)")
+        result("import_7b_meta_peak", f"{peak / 2**20:,.0f} MiB", "<= 1 GB",
+               peak <= 2**30)
+
+
+if __name__ == "__main__":
+    main()
