@@ -43,6 +43,9 @@ def _keep_word(v):
     if isinstance(v, Dim):
         if v.is_const:
             return v.value
+        if str(v) == "None":
+            raise ValueError("None in a shape literal is a symbol, not a kept dim: keep "
+                             "one with [7, _] or (7, None)")
         raise ValueError(f"an output size must be an integer (or None to keep the input's "
                          f"size), not the symbol {v}")
     return v

@@ -14,9 +14,15 @@ the padded tensor would keep: that window is cropped off); with ``count_include_
 average divides by the window's cells inside the padded extent (the ceil-mode overhang
 past the padding does not count), without it by the input cells in the window only. A
 window wholly in the padding gives -inf for max pooling (as PyTorch does for a dilated
-window) and 0 for average pooling without ``count_include_pad``. nn.AvgPool3d also refuses
-an input smaller than the kernel however it is padded, so a padded 3-d average pool whose
-input size is not known to be at least k takes the F.pad route too.
+window) and 0 for average pooling without ``count_include_pad``.
+
+Two inputs PyTorch's pooling mishandles take the explicit route too, whatever the padding:
+a 3-d average pooling input not known to be at least k where there is padding or ceil mode
+(nn.AvgPool3d refuses an input smaller than the kernel however padded; the helper
+zero-extends a padded size below k and leaves the extension out of the counts), and a
+dilated, padded max pooling input not known to have at least d cells (a window whose taps
+all fall in the padding gets from torch an index outside the plane, where its backward
+writes: the process aborts).
 """
 
 from __future__ import annotations
@@ -89,14 +95,21 @@ class _Pool(LayerKind):
 
     def native(self, k, pd, x) -> bool:
         """PyTorch's pooling takes these pads itself: symmetric, at most half the kernel as
-        written (whatever the dilation); and nn.AvgPool3d, which also refuses an input
-        smaller than the kernel however it is padded, an input size known to be >= k
-        wherever there is padding."""
-        if not all(a == b and a <= kk // 2 for (a, b), kk in zip(pd, k)):
-            return False
+        written (whatever the dilation)."""
+        return all(a == b and a <= kk // 2 for (a, b), kk in zip(pd, k))
+
+    def torch_takes(self, k, pd, d, x, ceil: bool) -> bool:
+        """PyTorch's pooling computes this input right with these pads: nn.AvgPool3d
+        refuses an input smaller than the kernel (however padded; without padding and ceil
+        mode the output size already needs one >= k), and a max pooling window of taps
+        ``d`` apart that starts in the padding has a tap in an input of at least ``d``
+        cells (else its index lies outside the plane)."""
+        known = [f.value if f.is_const else 1 for f in x.shape[2:]]
         if self.mode == "avg" and len(k) == 3:
-            return all(a == 0 or (f.is_const and f.value >= kk)
-                       for f, kk, (a, _) in zip(x.shape[2:], k, pd))
+            return all(f >= kk or (a == 0 and not ceil)
+                       for f, kk, (a, _) in zip(known, k, pd))
+        if self.mode == "max":
+            return all(a == 0 or dd == 1 or f >= dd for f, dd, (a, _) in zip(known, d, pd))
         return True
 
     def infer(self, p, ins):
@@ -136,7 +149,7 @@ class _Pool(LayerKind):
             n = self._n(x)
             return TorchPlan(TorchModule(f"Adaptive{cap}Pool{n}d", (1,)), [])
         n, k, s, pd, d = self.geometry(p, x)
-        native = self.native(k, pd, x)
+        native = self.native(k, pd, x) and self.torch_takes(k, pd, d, x, p.ceil)
         kw = {"kernel_size": k, "stride": s, "padding": tuple(a for a, _ in pd) if native
               else (0,) * n, "ceil_mode": p.ceil}
         if self.mode == "max":
@@ -149,11 +162,16 @@ class _Pool(LayerKind):
         for a, b in reversed(pd):  # F.pad lists the last dim first
             flat += [a, b]
         flat = tuple(flat)
-        if self.mode == "avg" and not p.count_include_pad:
+        # a padded size that may be below the kernel: nn.AvgPool3d would refuse it
+        short = self.mode == "avg" and n == 3 and p.ceil and any(
+            not (f.is_const and f.value + a + b >= kk) for f, kk, (a, b) in zip(x.shape[2:], k, pd))
+        if self.mode == "avg" and (short or not p.count_include_pad):
             mod = None
             args = {"kernel_size": k, "stride": s}
             if p.ceil:
                 args["ceil_mode"] = True
+            if p.count_include_pad and any(flat):
+                args["count_include_pad"] = True
             calls = [TorchCall(_REAL_CELLS, (In(0), flat), args)]
         else:
             mod = TorchModule(f"{cap}Pool{n}d", (), kw)

@@ -9,6 +9,8 @@ for which that product is exact; any other float scale needs a concrete size.
 As in torch, with ``scale`` the source coordinates use ``1/scale`` (so that ``scale=1.7``
 on a size of 5 maps output pixel i to ``(i + 0.5)/1.7 - 0.5``, not ``(i + 0.5)*5/8 - 0.5``);
 ``recompute`` (torch's ``recompute_scale_factor=True``) and ``size`` use ``in/out``.
+A nearest or bicubic scale that gives exactly the input size (nearest: or twice it) copies
+(doubles) each pixel, as torch's backward does there: it is passed to torch as 1 (2).
 """
 
 from __future__ import annotations
@@ -222,21 +224,28 @@ class _Upsample(LayerKind):
             out += " recompute"
         return out
 
-    def _torch_scale(self, p, x: TensorType, sizes):
-        """The scale factor given to torch: as written, except that for mode=nearest on
-        a rank-4 input a non-integer scale that gives exactly the input size or twice it
-        is passed as 1 or 2. torch's nearest 2-d kernels disagree there (one copies or
-        doubles each pixel, the other steps by 1/scale, chosen by the input's size); the
-        NumPy backend copies or doubles, and with 1 or 2 both torch kernels do too."""
-        n = len(sizes)
-        scales = _per_dim(p.scale, n, "scale")
-        if p.mode == "nearest" and n == 2 and not p.recompute:
-            fixed = []
-            for f, s, o in zip(x.shape[2:], scales, sizes):
-                if f.is_const and o.is_const and o.value in (f.value, 2 * f.value):
+    def _scales(self, p, x: TensorType, sizes) -> tuple:
+        """The scale factor per spatial dim: as written, except that a non-integer scale
+        that gives exactly the input size (or, for mode=nearest, twice it) is 1 (or 2).
+        torch's backward of nearest and bicubic copies (or doubles) each pixel there, while
+        its forward steps by 1/scale (and its two nearest 2-d kernels disagree, chosen by
+        the input's size): with 1 or 2 its forward copies too, as the NumPy backend does,
+        and the gradient is the forward's. A symbolic input size keeps its scale."""
+        scales = _per_dim(p.scale, len(sizes), "scale")
+        if p.recompute or p.mode not in ("nearest", "bicubic"):
+            return tuple(scales)
+        fixed = []
+        for f, s, o in zip(x.shape[2:], scales, sizes):
+            if f.is_const and o.is_const:
+                if o.value == f.value or (p.mode == "nearest" and o.value == 2 * f.value):
                     s = o.value // f.value
-                fixed.append(s)
-            scales = tuple(fixed)
+            fixed.append(s)
+        return tuple(fixed)
+
+    def _torch_scale(self, p, x: TensorType, sizes):
+        """The scale factor given to torch (see :meth:`_scales`): one number where every
+        dim has the same and the scale was written as one."""
+        scales = self._scales(p, x, sizes)
         if not isinstance(p.scale, tuple) and len(set(scales)) == 1:
             return scales[0]
         return tuple(scales)
@@ -254,6 +263,14 @@ class _Upsample(LayerKind):
             kw["align_corners"] = True
         if p.recompute:
             kw["recompute_scale_factor"] = True
+        scales = _per_dim(p.scale, len(sizes), "scale") if p.size is None else ()
+        if p.size is None and not p.recompute and p.mode in ("nearest", "bicubic") and any(
+                not f.is_const and float(s) != int(s) for f, s in zip(x.shape[2:], scales)):
+            # whether the output of a symbolic size is the input's is known at run time only
+            kw.pop("recompute_scale_factor", None)
+            kw["scale_factor"] = tuple(float(s) for s in scales)
+            return TorchPlan(None, [TorchCall(
+                "nnspec.layers.torch.upsample:interpolate_copying", (In(0),), kw)])
         symbolic = p.size is not None and not all(d.is_const for d in sizes)
         if not symbolic:
             if "size" in kw:
@@ -266,10 +283,11 @@ class _Upsample(LayerKind):
     def _plan(self, p, x, ctx):
         """(output sizes, the scale factors torch uses for the coordinates) at the bound
         dims: a symbolic size= binds from the inputs."""
-        sizes = self.sizes(p, TensorType(x.shape))
+        t = TensorType(x.shape)
+        sizes = self.sizes(p, t)
         n = len(sizes)
         scales = ((None,) * n if p.size is not None or p.recompute
-                  else tuple(float(s) for s in _per_dim(p.scale, n, "scale")))
+                  else tuple(float(s) for s in self._scales(p, t, sizes)))
         return tuple(d.evaluate(ctx.env) for d in sizes), scales
 
     def numpy(self, p, w, xs, ctx):

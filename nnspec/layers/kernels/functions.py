@@ -89,8 +89,10 @@ def layer_norm(x, normalized_shape_len: int, weight=None, bias=None, eps: float 
     x = _float_array(x)
     dt = x.dtype
     axes = tuple(range(x.ndim - int(normalized_shape_len), x.ndim))
-    mean = x.mean(axis=axes, keepdims=True)
-    y = x - mean
+    # centred about the row's first value first: a constant row centres to exact zeros (as
+    # torch's), where x - mean(x) would leave the mean's rounding error
+    y = x - x[(Ellipsis,) + (slice(0, 1),) * len(axes)]
+    y -= y.mean(axis=axes, keepdims=True)
     var = np.mean(y * y, axis=axes, keepdims=True)
     y *= 1.0 / np.sqrt(var + dt.type(eps))
     if weight is not None:

@@ -66,6 +66,15 @@ def _class_target(name: str, p, x: TensorType, y: TensorType, probabilities: boo
                          f"{TensorType(x.shape)} for {x}, got {y}")
 
 
+def _grad_scale(p, count: float) -> float:
+    """The gradient's factor of a sum over ``count`` targets: with every target ignored the
+    mean is 0 / 0 (NaN, as torch's) but its gradient is 0, as torch autograd's (no target
+    sends any)."""
+    if p.reduction == "sum":
+        return 1.0
+    return 1.0 / count if count else 0.0
+
+
 def _onehot(y, c: int, dtype):
     """[N, d...] indices -> [N, C, d...] one-hot (an index outside [0, C) gives a zero
     row: it is an ignored one)."""
@@ -144,7 +153,12 @@ class CrossEntropy(_ClassLoss):
         return logp, t, count
 
     def value(self, p, xs):
+        import numpy as np
+
         logp, t, count = self._parts(p, xs)
+        if np.issubdtype(np.asarray(xs[1]).dtype, np.integer):
+            # torch reads only the classes an index weighs: a -inf logit elsewhere is no NaN
+            logp = np.where(t != 0, logp, 0.0)
         total = float(-(t * logp).sum())
         if p.reduction == "sum":
             return total
@@ -154,7 +168,7 @@ class CrossEntropy(_ClassLoss):
         import numpy as np
 
         logp, t, count = self._parts(p, xs)
-        k = 1.0 if p.reduction == "sum" else (1.0 / count if count else float("nan"))
+        k = _grad_scale(p, count)
         gx = (np.exp(logp) * t.sum(axis=1, keepdims=True) - t) * k
         if np.issubdtype(np.asarray(xs[1]).dtype, np.integer):
             return [gx, None]
@@ -184,14 +198,15 @@ class NLL(_ClassLoss):
         return _onehot(y, x.shape[1], x.dtype) * np.expand_dims(mask, 1), float(mask.sum())
 
     def value(self, p, xs):
+        import numpy as np
+
         t, count = self._t(p, xs)
-        total = float(-(t * xs[0]).sum())
+        total = float(-(t * np.where(t != 0, xs[0], 0.0)).sum())  # -x[y]: no other x is read
         return total if p.reduction == "sum" else (total / count if count else float("nan"))
 
     def grads(self, p, xs):
         t, count = self._t(p, xs)
-        k = 1.0 if p.reduction == "sum" else (1.0 / count if count else float("nan"))
-        return [-t * k, None]
+        return [-t * _grad_scale(p, count), None]
 
 
 

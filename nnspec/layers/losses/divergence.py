@@ -23,7 +23,9 @@ class _KLParams(BaseModel):
 class KLDiv(LossKind):
     """torch's F.kl_div(x, t): Σ t (log t - x) for log-probabilities x and probabilities t
     (``log_target``: t given as log-probabilities, exp(t) (t - x)); batchmean divides the
-    sum by the batch size, mean by the element count."""
+    sum by the batch size, mean by the element count. As torch's xlogy(t, t) - t x: a zero
+    t adds 0 (NaN where x is -inf), a negative one NaN; and as its autograd, the gradient
+    w.r.t. a zero t is NaN (the one-sided derivative log t + 1 - x is -inf there)."""
 
     name, aliases, torch_fn = "kl_div", ("kl", "kl_divergence"), "kl_div"
     summary = "KL divergence: kl_div(log_probs, target, [reduction=mean|sum], log_target)"
@@ -60,10 +62,11 @@ class KLDiv(LossKind):
 
         x, t = xs
         if p.log_target:
-            v = np.exp(t) * (t - x)
+            with np.errstate(invalid="ignore"):  # a -inf t: 0 * -inf, NaN as torch's
+                v = np.exp(t) * (t - x)
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                v = np.where(t > 0, t * (np.log(np.where(t > 0, t, 1.0)) - x), 0.0)
+                v = np.where(t == 0, 0.0, t * np.log(t)) - t * x
         return float(v.sum() * self._k(p, x))
 
     def backward(self, p, xs):
@@ -73,9 +76,10 @@ class KLDiv(LossKind):
         k = self._k(p, x)
         if p.log_target:
             e = np.exp(t)
-            return [-e * k, e * (t - x + 1) * k]
+            with np.errstate(invalid="ignore"):
+                return [-e * k, e * (t - x + 1) * k]
         with np.errstate(divide="ignore", invalid="ignore"):
-            gt = np.where(t > 0, np.log(np.where(t > 0, t, 1.0)) + 1 - x, 0.0)
+            gt = np.where(t > 0, np.log(np.where(t > 0, t, 1.0)) + 1 - x, np.nan)
         return [-t * k, gt * k]
 
 
@@ -120,6 +124,10 @@ class KLNormal(LossKind):
         return f"({per}).flatten(1).sum(dim=1).mean()"
 
 
+#: torch's 1e-12 in cosine_embedding's magnitudes, a float32 constant
+_COS_EPS = 9.999999960041972e-13
+
+
 class _CosParams(_Params):
     margin: float = 0.0
 
@@ -146,8 +154,8 @@ class CosineEmbedding(LossKind):
         import numpy as np
 
         s = (a * b).sum(axis=1)
-        m1 = (a * a).sum(axis=1) + 1e-12
-        m2 = (b * b).sum(axis=1) + 1e-12
+        m1 = (a * a).sum(axis=1) + _COS_EPS
+        m2 = (b * b).sum(axis=1) + _COS_EPS
         d = np.sqrt(m1 * m2)
         return s / d, d, m1, m2
 
@@ -164,7 +172,8 @@ class CosineEmbedding(LossKind):
 
         a, b, y = xs
         cos, d, m1, m2 = self._cos(a, b)
-        g = np.where(y == 1, -1.0, np.where((y == -1) & (cos > p.margin), 1.0, 0.0))
+        # torch's clamp_min passes the gradient at cos = margin too
+        g = np.where(y == 1, -1.0, np.where((y == -1) & (cos >= p.margin), 1.0, 0.0))
         g = (g * _scale(p, cos.size))[:, None]
         ga = g * (b / d[:, None] - cos[:, None] * a / m1[:, None])
         gb = g * (a / d[:, None] - cos[:, None] * b / m2[:, None])

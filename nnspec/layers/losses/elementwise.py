@@ -118,8 +118,14 @@ class SmoothL1(_Elementwise):
         return g, -g
 
 
+#: torch's bound on x (1 - x) in bce's gradient: its 1e-12, a float32 constant
+_BCE_EPS = 9.999999960041972e-13
+
+
 class BCE(_Elementwise):
-    """-(y log x + (1 - y) log(1 - x)), each log clamped at -100 as torch does."""
+    """-(y log x + (1 - y) log(1 - x)), each log clamped at -100 as torch does. The
+    gradients are autograd's: (x - y) / max(x (1 - x), 1e-12) and, for the target, the
+    unclamped log(1 - x) - log(x) (infinite at predictions 0 and 1)."""
 
     name, aliases, torch_fn = "bce", ("binary_cross_entropy",), "binary_cross_entropy"
     summary = "binary cross-entropy of probabilities: bce(probability, target)"
@@ -135,10 +141,9 @@ class BCE(_Elementwise):
     def df(self, p, x, y):
         import numpy as np
 
-        with np.errstate(divide="ignore"):
-            lx = np.maximum(np.log(x), -100.0)
-            l1x = np.maximum(np.log1p(-x), -100.0)
-        return (x - y) / np.maximum((1 - x) * x, 1e-12), l1x - lx
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gy = np.log1p(-x) - np.log(x)
+        return (x - y) / np.maximum((1 - x) * x, _BCE_EPS), gy
 
 
 class BCEWithLogits(_Elementwise):

@@ -1,7 +1,9 @@
 """The gradient crosscheck (``crosscheck --grad``): NumPy's reference backward against
-torch autograd for L = sum(output * c) with a random cotangent c, per trainable parameter,
-float input and layer output (:func:`crosscheck_grad`, whose :class:`GradReport` names the
-layer whose backward first goes wrong).
+torch autograd for L = sum(output * c) with a random cotangent c (a stream of its own),
+per trainable parameter, float input and layer output (:func:`crosscheck_grad`, whose
+:class:`GradReport` names the layer whose backward first goes wrong). A parameter's error
+is measured against its layer's largest parameter gradient, an input's or a layer
+output's against the largest gradient on its path to the output.
 """
 
 from __future__ import annotations
@@ -107,9 +109,7 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
     inputs = concrete_inputs(spec, m.name, env, np_dtype, seed)
     force = True if sample else None
     out = ref(*inputs, noise=_noise(seed), sample=force)
-    rng = np.random.default_rng(seed + 1)
-    cot = (tuple(rng.standard_normal(o.shape).astype(np_dtype) for o in out)
-           if isinstance(out, tuple) else rng.standard_normal(out.shape).astype(np_dtype))
+    cot = cotangent(out, seed, np_dtype)
     got = ref.vjp(*inputs, cotangent=cot, keep=True, noise=_noise(seed), sample=force)
     _use_noise(mod, _noise(seed), force)
 
@@ -131,22 +131,21 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
 
     report = GradReport(m.name, np_dtype.name, GRAD_TOLERANCE[np_dtype.name], dims=dict(env))
     named = dict(mod.named_parameters())
-    # a gradient's error is measured against its layer's largest gradient: attention's key
-    # bias gets an exact zero (softmax ignores a per-query constant), computed as +-1e-17
-    layer_scale: dict[str, float] = {}
-    for k, g in got.params.items():
-        layer = k.rsplit(".", 1)[0]
-        layer_scale[layer] = max(layer_scale.get(layer, 0.0), _max_finite((g,)))
+    theirs_of = {node.id: _grads_of(values[node.id]) for node in m.nodes}
+    path = _path_scales(m, {**got.values, **{i.id: g for i, g in zip(m.inputs, got.inputs)}},
+                        {**theirs_of, **{i.id: _grad_of(x) for i, x in zip(m.inputs, xs)}},
+                        cot)
+    scale = _param_scales(m, got.params, path, values)
     for k, g in got.params.items():
         want = named[k].grad
         want = np.zeros_like(g) if want is None else want.detach().numpy()
-        mx, rel = _errors(g, want, layer_scale[k.rsplit(".", 1)[0]])
+        mx, rel = _errors(g, want, scale[k])
         report.params.append(GradRow(k, "param", tuple(g.shape), mx, rel))
     for inp, x, g in zip(m.inputs, xs, got.inputs):
         if g is None:
             continue
         want = x.grad.numpy() if x.grad is not None else np.zeros_like(g)
-        mx, rel = _errors(g, want)
+        mx, rel = _errors(g, want, path.get(inp.id, 0.0))
         report.params.append(GradRow(f"input {inp.name}", "input", tuple(g.shape), mx, rel))
     for node in m.nodes:
         if node.op == "pack":
@@ -154,20 +153,90 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
             # the pack (return s, pooled with s read by the pooler too): they have rows of their own
             continue
         mine = got.values.get(node.id)
-        v = values[node.id]
-        theirs = tuple(_grad_of(t) for t in v) if isinstance(v, tuple) else _grad_of(v)
+        theirs = theirs_of[node.id]
         if mine is None or theirs is None:
             continue
         if isinstance(mine, tuple):
             pairs = [(a, b) for a, b in zip(mine, theirs) if a is not None and b is not None]
             if not pairs:
                 continue
-            mx, rel = _errors(tuple(a for a, _ in pairs), tuple(b for _, b in pairs))
+            mx, rel = _errors(tuple(a for a, _ in pairs), tuple(b for _, b in pairs),
+                              path[node.id])
         else:
-            mx, rel = _errors(mine, theirs)
+            mx, rel = _errors(mine, theirs, path[node.id])
         report.layers.append(GradRow(node.name, node.op, _shape_of(mine), mx, rel,
                                      node.span[1] if node.span else None))
     return report
+
+
+def cotangent(out, seed: int, dtype):
+    """The random cotangent c of L = sum(output * c), one array per output: drawn from a
+    stream of its own, independent of the inputs' (``seed + 1``) and the weights'."""
+    rng = np.random.default_rng((seed, _COTANGENT_STREAM))
+    if isinstance(out, tuple):
+        return tuple(rng.standard_normal(np.shape(o)).astype(dtype) for o in out)
+    return rng.standard_normal(np.shape(out)).astype(dtype)
+
+
+def _path_scales(m, mine: dict, theirs: dict, cot) -> dict[str, float]:
+    """The scale of each value's gradient: the largest finite gradient magnitude on any
+    path from it to the output (its own, its readers' scales, and c at the output), in
+    either back end. Rounding errors of a backward pass are ~eps times the gradients they
+    came from, so an exactly zero gradient (softmax then sum) computed as +-1e-17 is
+    measured against the gradients that cancelled, as the forward check measures a value
+    against the magnitudes flowing into it."""
+    readers: dict[str, list[str]] = {}
+    for node in m.nodes:
+        for v in node.inputs:
+            readers.setdefault(v, []).append(node.id)
+    path: dict[str, float] = {}
+    for vid in [n.id for n in reversed(m.nodes)] + [i.id for i in m.inputs]:
+        own = [g for g in (mine.get(vid), theirs.get(vid)) if g is not None]
+        if vid == m.output:
+            own.append(cot)
+        path[vid] = max([_max_finite(own)] + [path[r] for r in readers.get(vid, ())])
+    return path
+
+
+def _param_scales(m, grads: dict, path: dict, values: dict) -> dict[str, float]:
+    """The scale of each parameter's gradient: its layer's largest parameter gradient
+    (attention's key bias gets an exact zero, softmax ignoring a per-query constant,
+    computed as +-1e-17), and the largest gradient on the path from the layer's output
+    times the largest of its inputs, its output and 1 (dW = sum gy x; a bias or an
+    embedding row takes gy as it is): an exactly zero gradient behind a softmax over a
+    constant row is measured against the gradients that cancelled."""
+    layer: dict[str, float] = {}
+    for k, g in grads.items():
+        name = k.rsplit(".", 1)[0]
+        layer[name] = max(layer.get(name, 0.0), _max_finite((g,)))
+    flow: dict[str, float] = {}
+    for node in m.nodes:
+        acts = [_numpy_of(values[v]) for v in node.inputs if v in values]
+        size = max(1.0, _max_finite(acts + [_numpy_of(values[node.id])]))
+        flow[node.name] = max(flow.get(node.name, 0.0), path.get(node.id, 0.0) * size)
+    out = {}
+    for k in grads:
+        name = k.rsplit(".", 1)[0]
+        owners = [v for n, v in flow.items() if k.startswith(n + ".")]
+        out[k] = max([layer[name]] + owners)
+    return out
+
+
+def _numpy_of(v):
+    if isinstance(v, tuple):
+        return tuple(_numpy_of(t) for t in v)
+    return v.detach().numpy() if hasattr(v, "detach") else np.asarray(v)
+
+
+#: the cotangent's random stream: (seed, this) is no stream that inputs or weights draw from
+_COTANGENT_STREAM = 0x636F74
+
+
+def _grads_of(v):
+    """torch's gradient of a traced value (a tuple for a tuple), or None."""
+    if isinstance(v, tuple):
+        return tuple(_grad_of(t) for t in v)
+    return _grad_of(v)
 
 
 def _grad_of(t):
