@@ -10,7 +10,8 @@ flatter the figure). Measured twice:
             own modules are compiled from source on every start, as in a fresh checkout);
   pyc warm  PYTHONDONTWRITEBYTECODE unset, after `python -m compileall -q nnspec` (in the
             copy) and one warm-up run have written the .pyc files (what a user sees).
-Goal (the project's): cold check <= 0.5 s.
+Goals (the project's): cold check <= 0.5 s; check specs/ <= 2.0x and check
+specs/lenet5.nn <= 1.8x the import of lark and pydantic (medians of the same run).
 
 --vs-rev REV also times the check of the tree at git revision REV (``git archive``), in the
 same interleaved rounds, and prints the ratio now / REV per mode: a change's effect on the
@@ -30,7 +31,10 @@ import tempfile
 from _common import ROOT, fmt_s, machine, med, result, run_timed as run, wait_quiet
 
 GOAL = 0.5
+GOAL_RATIO = 2.0
+GOAL_RATIO_LENET = 1.8
 CHECK = [sys.executable, "-m", "nnspec", "check", "specs/"]
+LENET = [sys.executable, "-m", "nnspec", "check", "specs/lenet5.nn"]
 IMPORT = [sys.executable, "-c", "import lark, pydantic"]
 BARE = [sys.executable, "-c", "pass"]
 
@@ -38,7 +42,8 @@ BARE = [sys.executable, "-c", "pass"]
 def measure(env, reps: int, cwd, other=None) -> dict[str, list[float]]:
     """Interleaved runs of check, import and bare python in ``cwd`` (and of check in the
     tree ``other``, when given)."""
-    cmds = {"check": (CHECK, cwd), "import": (IMPORT, cwd), "bare": (BARE, cwd)}
+    cmds = {"check": (CHECK, cwd), "lenet": (LENET, cwd), "import": (IMPORT, cwd),
+            "bare": (BARE, cwd)}
     if other is not None:
         cmds["check@rev"] = (CHECK, other)
     for cmd, where in cmds.values():  # warm-up: OS file cache, lark's grammar cache
@@ -111,11 +116,17 @@ def run_mode(label, env, cwd, args, other=None) -> None:
     print(f"  [{label}] median of {args.reps}: check specs/ {fmt_s(c)} "
           f"(min {fmt_s(min(t['check']))}), import lark+pydantic {fmt_s(i)} "
           f"(min {fmt_s(min(t['import']))}), bare python {fmt_s(b)}")
+    lenet = med(t["lenet"])
     print(f"  [{label}] ratio check/import {c / i:.2f}; nnspec's own share "
-          f"(check - import) {fmt_s(c - i)}")
+          f"(check - import) {fmt_s(c - i)}; check lenet5.nn {fmt_s(lenet)} "
+          f"(min {fmt_s(min(t['lenet']))}), ratio {lenet / i:.2f}")
     result("cold check", f"check specs/ ({label}) {c:.2f} s (min {min(t['check']):.2f}), "
            f"import lark+pydantic {i:.2f} s, ratio {c / i:.1f}", f"median <= {GOAL} s",
            c <= GOAL)
+    result("cold check ratio", f"check specs/ ({label}) / import lark+pydantic {c / i:.2f}",
+           f"<= {GOAL_RATIO}", c / i <= GOAL_RATIO)
+    result("cold check ratio", f"check lenet5.nn ({label}) / import lark+pydantic "
+           f"{lenet / i:.2f}", f"<= {GOAL_RATIO_LENET}", lenet / i <= GOAL_RATIO_LENET)
     if other is not None:
         r = med(t["check@rev"])
         ratios = [a / b for a, b in zip(t["check"], t["check@rev"])]

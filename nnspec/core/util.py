@@ -10,6 +10,11 @@ import stat
 import tempfile
 from contextlib import contextmanager
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: no locks, and no stale temp files are removed
+    fcntl = None  # type: ignore[assignment]
+
 
 class OutputError(OSError):
     """An output path nnspec will not or cannot write, with a one-line message for the user
@@ -21,15 +26,19 @@ class OutputError(OSError):
 STDOUT_NAMES = frozenset({"-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write text to path, never leaving a half-written file.
+def write_atomic(path: str, text: str | bytes) -> None:
+    """Write text (UTF-8) or bytes to path, never leaving a half-written file.
 
-    A regular file (or a new one) gets a temp file in the same folder, then os.replace,
-    so a failure leaves any previous file untouched. A symlink is followed: its target is
-    replaced that way and the link stays. A character device or a FIFO (``/dev/null``, a
-    pipe) is written to directly, because replacing it would turn a device into a plain
-    file; a FIFO nobody reads is refused rather than waited on. Anything else (a folder,
-    a block device, a socket, a missing folder, a name ending in "/") is refused.
+    A regular file (or a new one) is written to a temp file in the same folder, then
+    os.replace, so a failure leaves any previous file untouched. The temp file has no name
+    while it is written where the system allows (O_TMPFILE), and is locked while it lives:
+    a run killed in between leaves at most a ``.<name>.nnspec-*.tmp`` that nobody holds,
+    which the next write of the same target removes. A symlink is followed: its target is
+    replaced that way and the link stays. A file the user may not write (``chmod 444``) is
+    refused, as compilers refuse it. A character device or a FIFO (``/dev/null``, a pipe) is
+    written to directly, because replacing it would turn a device into a plain file; a FIFO
+    nobody reads is refused rather than waited on. Anything else (a folder, a block device,
+    a socket, a missing folder, a name ending in "/") is refused.
     Raises OutputError with a one-line reason; nothing is written then.
     """
     if path.endswith(("/", os.sep)):
@@ -52,30 +61,173 @@ def write_atomic(path: str, text: str) -> None:
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise OutputError(f"cannot write {path}: no such folder {os.path.dirname(path) or '.'}")
+    if st is not None and _read_only(target, st):
+        raise OutputError(f"cannot write {path}: it is read-only (mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}); make it writable or remove it "
+                          "first")
     mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
+    prefix = _temp_prefix(target)
+    _remove_stale(folder, prefix)
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    fd, tmp = None, None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".nnspec-", suffix=".tmp", dir=folder)
-    except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e} "
-                          f"(creating a file in {os.path.dirname(path) or '.'})") from None
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            fd, tmp = _new_temp(folder, prefix, mode)
+        except OSError as e:
+            raise OutputError(f"cannot write {path}: {e.strerror or e} "
+                              f"(creating a file in {os.path.dirname(path) or '.'})") from None
+        _write_all(fd, data)
+        if tmp is None:
+            tmp = _link_temp(fd, folder, prefix)
+            if tmp is None:  # this system cannot name an unnamed file: write a named one
+                os.close(fd)
+                fd, tmp = _new_temp(folder, prefix, mode)
+                _write_all(fd, data)
         os.replace(tmp, target)
     except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
+        if tmp is not None:
+            _unlink_quietly(tmp)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
             raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
-def _write_special(path: str, text: str) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
+def _read_only(target: str, st: os.stat_result) -> bool:
+    """Whether the user may not write the file: no write bit at all (root included, as
+    ``gcc -o`` and ``ld`` refuse it), or no write permission for this user."""
+    if not st.st_mode & 0o222:
+        return True
+    return not os.access(target, os.W_OK)
+
+
+def _temp_prefix(target: str) -> str:
+    """The start of the temp files' names of a target: ``.model.py.nnspec-`` (the name cut
+    to 100 bytes, so that the temp's fits a file name's 255)."""
+    base = os.fsdecode(os.fsencode(os.path.basename(target))[:100])
+    return f".{base}.nnspec-"
+
+
+def _lock(fd: int) -> None:
+    """Hold the temp file while it lives (a file system without locks: unheld, and a
+    cleaner cannot lock it either, so it is never taken for a stale one)."""
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+
+
+#: Whether an unnamed temp file (O_TMPFILE) can be given a name here: unknown until tried;
+#: some kernels and sandboxes open one but cannot link it.
+_unnamed_ok: bool | None = None
+
+
+def _new_temp(folder: str, prefix: str, mode: int) -> tuple[int, str | None]:
+    """An open temp file in folder, locked, with the given mode: unnamed (O_TMPFILE; the
+    name is None) where the system has it, else a fresh ``<prefix>XXXXXXXX.tmp``."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if flag and _unnamed_ok is not False and os.path.isdir("/proc/self/fd"):
+        try:
+            fd = os.open(folder, flag | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), mode)
+        except OSError:
+            pass  # a file system without unnamed files: a named one below
+        else:
+            try:
+                os.fchmod(fd, mode)
+                _lock(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd, None
+    for _ in range(100):
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        try:
+            _lock(fd)
+            if os.fstat(fd).st_nlink:  # not taken for a stale one between create and lock
+                os.chmod(tmp, mode)
+                return fd, tmp
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            raise
+        os.close(fd)
+    raise OSError(errno.EEXIST, "no temp file could be kept")
+
+
+def _link_temp(fd: int, folder: str, prefix: str) -> str | None:
+    """Give the unnamed temp file a name in folder (just before it replaces the target),
+    or None where this system cannot."""
+    global _unnamed_ok
+    for _ in range(100):
+        name = os.path.join(folder, f"{prefix}{os.urandom(4).hex()}.tmp")
+        try:
+            os.link(f"/proc/self/fd/{fd}", name)
+        except FileExistsError:
+            continue
+        except OSError:
+            _unnamed_ok = False
+            return None
+        _unnamed_ok = True
+        return name
+    raise OSError(errno.EEXIST, "no temp file name was free")
+
+
+def _remove_stale(folder: str, prefix: str) -> None:
+    """Remove the temp files of this target that no live writer holds (left by a killed
+    run); a file some run is writing is locked, and is left alone."""
+    if fcntl is None:
+        return
+    try:
+        names = [e.name for e in os.scandir(folder)
+                 if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        tmp = os.path.join(folder, name)
+        try:
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != _euid():
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live writer's
+            now = os.stat(tmp, follow_symlinks=False)
+            if (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+                _unlink_quietly(tmp)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _euid() -> int:
+    return os.geteuid() if hasattr(os, "geteuid") else -1
+
+
+def _write_special(path: str, text: str | bytes) -> None:
     """Write to a character device or FIFO as it is (no create, no truncate, no rename)."""
     flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -86,7 +238,7 @@ def _write_special(path: str, text: str) -> None:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         os.set_blocking(fd, True)
-        data = text.encode("utf-8")
+        data = text if isinstance(text, bytes) else text.encode("utf-8")
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

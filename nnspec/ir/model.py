@@ -19,7 +19,8 @@ IR_VERSION = 1
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # validators built on first use: lowering builds most nodes without one
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def _check_dims(v: list[str]) -> list[str]:

@@ -11,7 +11,8 @@ train LeNet5(label: [N] int) {
 }
 ```
 
-Never imports torch or numpy: ``nnspec check`` validates these.
+Never imports torch or numpy: ``nnspec check`` validates these, and refuses what cannot
+take effect (``optimizer_problem``, ``schedule_problem``, ``section_problems``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class _Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     torch_name: ClassVar[str] = ""
 
     @field_validator("*")
@@ -144,16 +145,60 @@ def check_clip(c: Clip) -> str | None:
     return None
 
 
-def check_schedule(s: Schedule) -> str | None:
-    if s.kind == "step" and s.size is None:
-        return "a step schedule needs size=<steps between decays>"
-    if s.kind == "cosine" and s.steps is None:
-        return "a cosine schedule needs steps=<steps to the minimum>"
-    if s.kind != "step" and s.size is not None:
-        return "size= belongs to a step schedule"
-    if s.kind != "cosine" and s.steps is not None:
-        return "steps= belongs to a cosine schedule"
+def optimizer_problem(p: _Schema) -> tuple[str, str] | None:
+    """An optimiser argument that cannot take effect, or that torch refuses when the
+    optimiser is built: (the argument, the message)."""
+    if isinstance(p, SGD):
+        if p.nesterov and (p.momentum == 0 or p.dampening != 0):
+            return "nesterov", ("nesterov needs momentum > 0 and dampening=0 (torch.optim.SGD "
+                                "refuses it otherwise)")
+        if p.dampening != 0 and p.momentum == 0:
+            return "dampening", "dampening damps the momentum: without momentum= it does nothing"
     return None
+
+
+def schedule_problem(s: Schedule) -> tuple[str | None, str] | None:
+    """A schedule that is incomplete, or an argument of it that cannot take effect:
+    (the argument, or None for the whole line, and the message)."""
+    given = s.model_fields_set
+    if s.kind == "step" and s.size is None:
+        return None, "a step schedule needs size=<steps between decays>"
+    if s.kind == "cosine" and s.steps is None:
+        return None, "a cosine schedule needs steps=<steps to the minimum>"
+    for key, kind, what in (("size", "step", "size="), ("gamma", "step", "gamma="),
+                            ("steps", "cosine", "steps="), ("min_lr", "cosine", "min_lr=")):
+        if key in given and s.kind != kind:
+            return key, f"{what} belongs to a {kind} schedule, not a {s.kind} one"
+    if s.kind == "step" and s.gamma == 1.0:
+        return "gamma", "gamma=1 never changes the rate"
+    if "start" in given and not s.warmup:
+        return "start", "start= is where a warm-up begins: it needs warmup=<steps>"
+    if s.warmup and s.start == 1.0:
+        return "start", "a warm-up from start=1 never changes the rate"
+    return None
+
+
+def check_schedule(s: Schedule) -> str | None:
+    problem = schedule_problem(s)
+    return problem[1] if problem else None
+
+
+def section_problems(optimizer: str | None, optimizer_params: dict,
+                     schedule: dict | None) -> list[tuple[str, str | None, str]]:
+    """What the settings of one section cannot do together: (the setting, its argument or
+    None, the message). A schedule drives an optimiser's rate, so it needs one, and a
+    cosine decay must decay."""
+    if schedule is None:
+        return []
+    if optimizer is None or optimizer not in OPTIMIZERS:
+        return [("schedule", None, "a schedule sets the optimizer's learning rate, and this "
+                 "section has no optimizer line")]
+    s = Schedule.model_validate(schedule)
+    lr = OPTIMIZERS[optimizer].model_validate(optimizer_params).lr
+    if s.kind == "cosine" and s.min_lr >= lr:
+        return [("schedule", "min_lr", f"min_lr={s.min_lr!r} is not below the optimizer's "
+                 f"lr={lr!r}: the cosine schedule would not decay")]
+    return []
 
 
 def _lit(v) -> str:

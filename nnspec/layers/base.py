@@ -262,9 +262,12 @@ class NumpyCtx:
 
 
 class Params(BaseModel):
-    """Base of every layer's argument schema."""
+    """Base of every layer's argument schema. Each kind's validator is built on its first
+    use (``defer_build``), so that importing nnspec builds none of them and a check builds
+    those of the kinds it meets; a subclass inherits this."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
+                              defer_build=True)
 
     @field_validator("*")
     @classmethod
@@ -300,6 +303,7 @@ def probability(*fields):
 
 
 _FIELDS: dict = {}
+_FLAGS: dict = {}
 
 
 class LayerKind:
@@ -451,7 +455,12 @@ class LayerKind:
         return got
 
     def flags(self) -> tuple[str, ...]:
-        return tuple(n for n, f in self.fields().items() if f.annotation is bool)
+        """The boolean fields (given as bare words: ``maxpool k=3 ceil``), cached."""
+        got = _FLAGS.get(self.Params)
+        if got is None:
+            got = _FLAGS[self.Params] = tuple(
+                n for n, f in self.fields().items() if f.annotation is bool)
+        return got
 
     def extra(self, p, ins: list, name: str):
         """The tensor given as keyword argument ``name`` (see tensor_args), or None."""

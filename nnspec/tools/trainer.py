@@ -1,10 +1,15 @@
 """``nnspec train --overfit-batch``: a trainability check for CI.
 
 The emitted torch module trains with its declared loss and optimiser (Adam, lr 1e-3, when
-the section names none) on one random batch for a bounded number of steps. The report:
-the loss curve (start, end, ratio), the parameters that never received a gradient (a dead
-branch, a layer whose output is unused) and the steps whose loss was not finite. It fails
-when the loss does not fall by ``min_drop`` or a parameter never gets a gradient.
+the section names none) on one random batch for a bounded number of steps, at the declared
+learning rate held constant: a schedule's warm-up and decay span thousands of steps, and
+50 steps inside a warm-up would test a rate a hundred times smaller (the report says so).
+The batch is drawn so that each loss can fit it (class indices below the class count,
+{0, 1} for binary cross-entropy). The report: the loss curve (start, end, ratio), the
+parameters that never received a gradient (a dead branch, a layer whose output is unused)
+and the step at which the loss stopped being finite (a divergence, with the rate that
+caused it). It fails when the loss does not fall by ``min_drop``, diverges, or a parameter
+never gets a gradient.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from .crosscheck import bind_dims, concrete_inputs
 
 # losses whose int target indexes the classes along axis 1 of the output
 _CLASS_TARGETS = ("cross_entropy", "nll", "margin")
+# losses whose float target is a binary label: a value in (0, 1) is partly its own entropy,
+# which no model removes
+_BINARY_TARGETS = ("bce", "bce_with_logits")
 
 
 @dataclass
@@ -29,6 +37,10 @@ class OverfitReport:
     no_grad: list[str] = field(default_factory=list)
     nonfinite: list[int] = field(default_factory=list)
     min_drop: float = 0.1
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    declared: bool = True
+    schedule: str | None = None
 
     @property
     def start(self) -> float:
@@ -43,6 +55,10 @@ class OverfitReport:
         return self.end / self.start if self.start else float("nan")
 
     @property
+    def diverged(self) -> bool:
+        return bool(self.nonfinite)
+
+    @property
     def falls(self) -> bool:
         return (math.isfinite(self.start) and math.isfinite(self.end)
                 and self.end < self.start - self.min_drop * abs(self.start))
@@ -51,23 +67,38 @@ class OverfitReport:
     def ok(self) -> bool:
         return self.falls and not self.no_grad and not self.nonfinite
 
+    def _rate(self) -> str:
+        if not self.declared:
+            return f"{self.optimizer} lr={self.lr:g} (the section names no optimizer)"
+        return f"{self.optimizer} at the declared lr={self.lr:g}"
+
     def render(self) -> str:
         lines = [f"train --overfit-batch {self.model}: {self.steps} steps on one batch",
-                 f"  loss {self.start:.6g} -> {self.end:.6g} (ratio {self.ratio:.3g})"]
+                 f"  {self._rate()}, held constant" + (
+                     f": {self.schedule}" if self.schedule else "")]
+        if self.diverged:
+            step = self.nonfinite[0]
+            lines.append(f"  loss {self.start:.6g} -> {self.losses[step]:g} at step {step}")
+        else:
+            lines.append(f"  loss {self.start:.6g} -> {self.end:.6g} (ratio {self.ratio:.3g})")
         if self.no_grad:
             shown = ", ".join(self.no_grad[:10]) + (" ..." if len(self.no_grad) > 10 else "")
             lines.append(f"  {len(self.no_grad)} parameter(s) never received a gradient: "
                          f"{shown}")
-        if self.nonfinite:
-            lines.append(f"  the loss was not finite at step(s) "
-                         f"{', '.join(map(str, self.nonfinite[:10]))}")
         if self.ok:
             lines.append("ok: the loss falls and every parameter gets a gradient")
+        elif self.diverged and self.nonfinite[0] == 0:
+            lines.append(f"FAILED: the loss is {self.losses[0]:g} before any update: the "
+                         "model or its loss, not the learning rate")
+        elif self.diverged:
+            step = self.nonfinite[0]
+            lines.append(f"FAILED: the loss diverged: {self.losses[step]:g} at step {step} "
+                         f"with {self.optimizer} lr={self.lr:g} (a smaller lr, or clip "
+                         f"norm=1.0, may train)")
         elif not self.falls:
             lines.append(f"FAILED: the loss did not fall by {self.min_drop:.0%}")
         else:
-            lines.append("FAILED: " + ("a parameter never gets a gradient" if self.no_grad
-                                       else "the loss was not finite"))
+            lines.append("FAILED: a parameter never gets a gradient")
         return "\n".join(lines)
 
 
@@ -86,8 +117,9 @@ def _classes(spec: Spec, t, term, env: dict) -> int:
 
 
 def _targets(spec: Spec, t, env: dict, rng) -> list:
-    """Random targets fitting the loss: class indices below the scores' class count for a
-    classification loss, values in [0, 1) otherwise (probabilities fit bce and kl)."""
+    """Random targets each loss can fit: class indices below the scores' class count for a
+    classification loss, ±1 for cosine_embedding, {0, 1} for binary cross-entropy, values in
+    [0, 1) otherwise (probabilities fit kl_div, and any regression)."""
     arrays = []
     for tg in t.targets:
         shape = [d.evaluate({**env, **{s: env.get(s, 2) for s in d.symbols()}})
@@ -100,6 +132,8 @@ def _targets(spec: Spec, t, env: dict, rng) -> list:
             arrays.append(rng.integers(0, high, size=shape))
         elif "cosine_embedding" in used:
             arrays.append(rng.choice([-1.0, 1.0], size=shape).astype(np.float32))
+        elif any(u in _BINARY_TARGETS for u in used):
+            arrays.append(rng.integers(0, 2, size=shape).astype(np.float32))
         else:
             arrays.append(rng.random(size=shape).astype(np.float32))
     return arrays
@@ -107,9 +141,11 @@ def _targets(spec: Spec, t, env: dict, rng) -> list:
 
 def _as_targets(t, m, inputs: list, rng) -> list:
     """Float inputs that a loss compares the output with (an autoencoder's ``bce(output,
-    x)``) drawn in [0, 1) like targets, so that they fit bce and kl_div."""
+    x)``) drawn like targets: in {0, 1} for binary cross-entropy, in [0, 1) otherwise."""
     compared = {a for term in t.terms for a in term.args[1:]}
-    return [rng.random(size=x.shape).astype(x.dtype)
+    binary = {a for term in t.terms if term.loss in _BINARY_TARGETS for a in term.args[1:]}
+    return [(rng.integers(0, 2, size=x.shape) if i.name in binary else
+             rng.random(size=x.shape)).astype(x.dtype)
             if i.name in compared and i.dtype != "int" else x
             for i, x in zip(m.inputs, inputs)]
 
@@ -136,12 +172,13 @@ def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0
     targets = [torch.from_numpy(a) for a in _targets(spec, t, env, rng)]
     used = T.loss_args(t, m)[1 + len(t.targets):]
     by_name = {i.name: x for i, x in zip(m.inputs, inputs)}
-    if t.optimizer is not None:
-        got = mod.configure_optimizer()
-        opt, sched = got if isinstance(got, tuple) else (got, None)
-    else:
-        opt, sched = torch.optim.Adam(mod.parameters(), lr=1e-3), None
-    report = OverfitReport(m.name, steps, min_drop=min_drop)
+    name = t.optimizer or "adam"
+    schema = T.OPTIMIZERS[name]
+    kwargs = T.optimizer_kwargs(schema.model_validate(t.optimizer_params))
+    opt = getattr(torch.optim, schema.torch_name)(mod.parameters(), **kwargs)
+    report = OverfitReport(m.name, steps, min_drop=min_drop, optimizer=name,
+                           lr=float(opt.param_groups[0]["lr"]),
+                           declared=t.optimizer is not None, schedule=_schedule(t, T))
     seen: set[str] = set()
     named = list(mod.named_parameters())
     for step in range(steps):
@@ -152,7 +189,7 @@ def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0
         report.losses.append(value)
         if not math.isfinite(value):
             report.nonfinite.append(step)
-            continue
+            break
         loss.backward()
         for k, p in named:
             if p.grad is not None and bool(torch.any(p.grad != 0)):
@@ -160,10 +197,20 @@ def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0
         if t.clip is not None:
             mod.clip_gradients()
         opt.step()
-        if sched is not None:
-            sched.step()
-    report.no_grad = [k for k, p in named if p.requires_grad and k not in seen]
+    if report.losses and math.isfinite(report.losses[0]):  # a backward pass ran
+        report.no_grad = [k for k, p in named if p.requires_grad and k not in seen]
     return report
+
+
+def _schedule(t, T) -> str | None:
+    """What of the declared schedule the check leaves out, in words; None for nothing."""
+    if t.schedule is None:
+        return None
+    s = T.Schedule.model_validate(t.schedule)
+    left = [f"no {s.warmup}-step warm-up"] if s.warmup else []
+    if s.kind != "constant":
+        left.append(f"no {s.kind} decay")
+    return ", ".join(left) or None
 
 
 def _symbols(m) -> list[str]:

@@ -3,7 +3,9 @@
 The loss is a weighted sum of loss functions over named values (the model's ``output``,
 its inputs, the section's typed targets): ``loss mse(output, x) + 0.5 * kl_normal(mu,
 logvar)`` is linearised into terms (weight, loss, args, params); the other lines are
-settings validated by the schemas of :mod:`nnspec.ir.training`.
+settings validated by the schemas of :mod:`nnspec.ir.training`, and a setting that cannot
+take effect (a schedule without an optimizer, ``nesterov`` without momentum) is an error
+located at its argument.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def lower_training(loader, scope, item: S.Train, ev) -> ir.Training | None:
     out = {"model": item.model, "targets": targets, "terms": terms,
            "span": item.span.to_json()}
     seen: dict = {}
+    lines: dict[str, S.Setting] = {}
     for s in item.settings:
         if s.name not in T.SETTINGS:
             best = suggest(s.name, T.SETTINGS)
@@ -81,11 +84,30 @@ def lower_training(loader, scope, item: S.Train, ev) -> ir.Training | None:
         seen[s.name] = s.span.line
         try:
             out.update(_setting(s, ev))
+            lines[s.name] = s
         except Failure as f:
             loader.diags.append(f.diag)
     if len(loader.diags) != before:
         return None
+    for name, key, message in T.section_problems(out.get("optimizer"),
+                                                 out.get("optimizer_params", {}),
+                                                 out.get("schedule")):
+        s = lines[name]
+        loader.error("E078", message, _arg_span(s, key) if key else s.name_span,
+                     hint="add a line such as: optimizer adam lr=0.001"
+                     if name == "schedule" and key is None else None)
+    if len(loader.diags) != before:
+        return None
     return ir.Training(**out)
+
+
+def _arg_span(s: S.Setting, key: str):
+    """The span of argument ``key`` of a setting (keyword or flag), else the line's."""
+    for a in s.args:
+        if a.key == key or (a.key is None and isinstance(a.value, S.Ref)
+                            and a.value.name == key):
+            return a.span
+    return s.span
 
 
 def _terms(e, weight: float, names: list, ev) -> list:
@@ -207,6 +229,9 @@ def _setting(s: S.Setting, ev) -> dict:
                 raise Failure("E078", f"optimizer {name} takes keyword arguments "
                               f"({', '.join(schema.model_fields)})", span)
         p = _validate(schema, kw, f"optimizer {name}", s)
+        problem = T.optimizer_problem(p)
+        if problem:
+            raise Failure("E078", problem[1], _arg_span(s, problem[0]))
         return {"optimizer": name,
                 "optimizer_params": p.model_dump(mode="json", exclude_defaults=True)}
     if s.name == "clip":
@@ -224,9 +249,9 @@ def _setting(s: S.Setting, ev) -> dict:
     if pos:
         kw["kind"] = pos[0]
     p = _validate(T.Schedule, kw, "schedule", s)
-    problem = T.check_schedule(p)
+    problem = T.schedule_problem(p)
     if problem:
-        raise Failure("E078", problem, s.span)
+        raise Failure("E078", problem[1], _arg_span(s, problem[0]) if problem[0] else s.span)
     return {"schedule": p.model_dump(exclude_defaults=True)}
 
 
