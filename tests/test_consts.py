@@ -259,4 +259,5 @@ def test_every_command_that_loads_a_spec_has_the_option():
     sub = next(a for a in parser._actions if a.dest == "command")
     have = {name for name, p in sub.choices.items()
             if any("--const" in a.option_strings for a in p._actions)}
-    assert have == {"check", "summary", "compile", "crosscheck", "train", "graph"}
+    assert have == {"check", "summary", "compile", "crosscheck", "train", "graph", "weights",
+                    "export"} & set(sub.choices)

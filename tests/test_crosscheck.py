@@ -17,8 +17,9 @@ SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.nn"))
 # the 572x572 U-Net needs ~14 GB and ~0.6 TFLOP in float64 at N=2; test_generative_specs.py
 # cross-checks a small U-Net made of the same blocks instead
 # the LLMs at their published sizes (GPT-2 alone takes 19 s and 2.3 GB here): test_llms.py
-# cross-checks each spec at a tiny configuration set with --const
-TOO_LARGE = {"unet.nn", "gpt2.nn", "bert_base.nn", "llama2_7b.nn"}
+# cross-checks each spec at a tiny configuration set with --const; ViT-B/16 likewise
+# (test_param.py, against torchvision's VisionTransformer)
+TOO_LARGE = {"unet.nn", "gpt2.nn", "bert_base.nn", "llama2_7b.nn", "vit_b16.nn"}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)

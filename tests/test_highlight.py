@@ -88,8 +88,8 @@ def expected(text: str) -> list[tuple[int, int, str, str]]:
                 tok = tok.rstrip("(")
             if what:
                 out.append((n, col, tok, what))
-            if kind == "call" or tok in ("(", "["):
-                brackets.append("(" if kind == "call" else tok)
+            if kind in ("call", "index") or tok in ("(", "["):  # index: `h[`
+                brackets.append({"call": "(", "index": "["}.get(kind, tok))
             elif tok in (")", "]"):
                 brackets.pop()
             prev = (col, kind, tok)

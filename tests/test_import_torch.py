@@ -91,6 +91,54 @@ def test_resnet50_and_densenet121(tv):
           numpy=False)
 
 
+@pytest.mark.parametrize("name,count", [
+    ("vgg16_bn", 138_365_992), ("mobilenet_v2", 3_504_872), ("efficientnet_b0", 5_288_548),
+    ("convnext_tiny", 28_589_128), ("vit_b_16", 86_567_656), ("densenet121", 7_978_856)])
+def test_published_counts_on_meta(name, count):
+    """Built on the meta device: no weights are allocated, the counts are torchvision's."""
+    assert nnspec.loads(import_model(f"torchvision.models:{name}")).param_count() == count
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0", "convnext_tiny"])
+def test_newer_cnns_round_trip(tv, name):
+    """ReLU6, SiLU with squeeze-excitation, stochastic depth (drop_path), ConvNeXt's
+    channels-first LayerNorm2d and its layer scale (a learned tensor)."""
+    text = import_model(f"torchvision.models:{name}")
+    spec = _spec(text)
+    torch.manual_seed(6)
+    ref = getattr(tv, name)()
+    for p in ref.parameters():  # a zero-initialised head would hide a wrong trunk
+        torch.nn.init.normal_(p, 0.0, 0.05) if p.dim() == 1 and p.abs().sum() == 0 else None
+    _same(ref, spec, torch.randn(1, 3, 64, 64, dtype=torch.float64), numpy=name != "convnext_tiny")
+    if name == "convnext_tiny":
+        assert "layernorm dim=1 eps=1e-06" in text and "drop_path" in text
+        assert "param [96, 1, 1] as layer_scale" in text
+
+
+def test_vision_transformer_class_token_and_positions(tv):
+    text = import_model("torchvision.models.vision_transformer:VisionTransformer",
+                        ["x: [N, 3, 32, 32]"],
+                        kwargs={"image_size": 32, "patch_size": 16, "num_layers": 2,
+                                "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32,
+                                "num_classes": 5})
+    assert "model VisionTransformer(x: [N, 3, 32, 32]) {" in text
+    assert "param [1, 1, 16] as class_token" in text
+    assert "expand(class_token, [N, -1, -1])" in text
+    assert "param [1, 5, 16] as encoder.pos_embedding" in text
+    with pytest.raises(ImportFailure, match=r"Wrong image height! Expected 32 .* --input"):
+        import_model("torchvision.models.vision_transformer:VisionTransformer",
+                     kwargs={"image_size": 32, "patch_size": 16, "num_layers": 1,
+                             "num_heads": 2, "hidden_dim": 16, "mlp_dim": 32})
+    spec = _spec(text)
+    torch.manual_seed(7)
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    ref = VisionTransformer(32, 16, 2, 2, 16, 32, num_classes=5)
+    torch.nn.init.normal_(ref.heads.head.weight)  # zero-initialised by torchvision
+    torch.nn.init.normal_(ref.class_token)
+    _same(ref, spec, torch.randn(3, 3, 32, 32, dtype=torch.float64), source=True)
+
+
 def test_kwargs_reach_the_factory(tv):
     text = import_model("torchvision.models:resnet18", kwargs={"num_classes": 7})
     assert "dense 7 as fc" in text

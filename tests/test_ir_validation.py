@@ -283,7 +283,7 @@ def test_a_valid_ir_round_trips_and_validates_clean():
 def test_from_json_raises_a_value_error_with_the_diagnostics():
     data = ir_data(SMALL)
     data["models"][0]["nodes"][0]["op"] = "conv4d"
-    data["models"][0]["nodes"][1]["op"] = "relu6"
+    data["models"][0]["nodes"][1]["op"] = "relu7"
     with pytest.raises(IRError, match=r"models\[0\].nodes\[0\].op: unknown layer kind "
                                       r"'conv4d' \(and 1 more error\)") as e:
         ir.Program.from_json(json.dumps(data))

@@ -153,6 +153,59 @@ def suggest(word: str, choices) -> str | None:
     return found[0] if found else None
 
 
+def _spelling_key(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
+def _typos(a: str, b: str, limit: int) -> int:
+    """The typos between a and b (letters dropped, added, mistyped or swapped with their
+    neighbour: the optimal string alignment distance), or limit + 1 when more."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        row = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        if min(row) > limit:
+            return limit + 1
+        prev2, prev = prev, row
+    return prev[-1]
+
+
+def misspelt(word: str, choices, different=()) -> str | None:
+    """The choice ``word`` is a plausible misspelling of, or None (a 'did you mean' that
+    keeps the meaning): the same name up to case, ``_`` and ``-`` (``LeakyReLU``,
+    ``max-pool``), else the nearest a typo away (two for names of 8 letters or more) with
+    the same numbers (``relu6`` is not ``relu``, ``conv1d`` not ``conv2d``) and, in a name
+    of 4 letters or fewer, the same first letter. ``different`` lists names known to mean
+    something else (``selu`` is no typo of ``elu``): they, with any rank suffix
+    (``minpool2d``), get no suggestion."""
+    import difflib
+    import re
+
+    key = _spelling_key(word)
+    rankless = re.sub(r"\d+d?$", "", key)  # minpool2d is a minpool
+    if not key or rankless in {_spelling_key(d) for d in different}:
+        return None
+    limit = 1 if len(key) < 8 else 2
+    digits = re.findall(r"\d+", key)
+    best: list[tuple[int, float, str]] = []
+    for c in choices:
+        other = _spelling_key(c)
+        if re.findall(r"\d+", other) != digits:
+            continue
+        if len(key) <= 4 and other[:1] != key[:1] and other[:2] != key[1::-1]:
+            continue
+        n = 0 if other == key else _typos(key, other, limit)
+        if n <= limit:  # nearest first, then the spelling closest to the word as written
+            best.append((n, -difflib.SequenceMatcher(None, word, c).ratio(), c))
+    return min(best)[2] if best else None
+
+
 #: The SARIF version ``check --format sarif`` writes, and its schema's address.
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

@@ -140,8 +140,30 @@ class Spec:
         out = {}
         for r in self.layers(name):
             for k, w in r.weights.items():
-                out[f"{r.name}.{k}"] = w
-        return out
+                # key "": the layer is a parameter itself (``param``), keyed by its name
+                out[f"{r.name}.{k}" if k else r.name] = w
+        return _module_order(out)
+
+
+def _module_order(shapes: dict[str, W]) -> dict[str, W]:
+    """The entries in torch's state_dict order: a module's own tensors (the last part of a
+    key) before its children's, children in the order they first appear. Layers list their
+    entries so already; a ``param`` in a block (``encoder.pos_embedding``) is an own tensor
+    of that block's module, before the layers of the block."""
+    tree: dict = {}
+    for key in shapes:
+        node = tree
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        node.setdefault("", []).append(key)
+    out: dict[str, W] = {}
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        for key in node.get("", ()):
+            out[key] = shapes[key]
+        stack += reversed([v for k, v in node.items() if k])
+    return out
 
 
 def _tied(ws: dict[str, W], ties: dict) -> dict[str, W]:

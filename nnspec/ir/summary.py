@@ -19,9 +19,9 @@ INT_ITEMSIZE = 8
 #: Kinds whose output is a view of their first input (or that very tensor): they allocate
 #: nothing, and their input stays alive as long as they are.
 VIEW_KINDS = frozenset({"flatten", "reshape", "identity", "item", "transpose", "permute", "index",
-                        "split", "chunk"})
+                        "split", "chunk", "expand"})
 #: Kinds that are views at inference only (dropout returns its input in eval mode).
-EVAL_VIEW_KINDS = VIEW_KINDS | {"dropout"}
+EVAL_VIEW_KINDS = VIEW_KINDS | {"dropout", "drop_path"}
 
 
 def _numel(shape) -> int:

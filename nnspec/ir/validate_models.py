@@ -13,9 +13,10 @@ import math
 
 from pydantic import ValidationError
 
-from ..core.diagnostics import suggest
+from ..core.diagnostics import misspelt
 from ..core.limits import MAX_INT, MAX_NODES
 from ..layers import REGISTRY
+from ..layers.activation import NOT_MISSPELT
 from . import model as ir
 from .json_text import _first_line
 from .validate_fields import (
@@ -165,7 +166,7 @@ class _ModelChecks(_FieldChecks):
             return
         kind = REGISTRY.get(op)
         if kind is None:
-            best = suggest(op, REGISTRY)
+            best = misspelt(op, REGISTRY, NOT_MISSPELT)
             self.err(where + ("op",), "E208", f"unknown layer kind {_short(op)}",
                      f"did you mean {best!r}?" if best else "nnspec layers lists the kinds")
             return

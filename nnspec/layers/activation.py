@@ -1,22 +1,39 @@
-"""Element-wise activations, softmax and identity: shape in = shape out, no weights."""
+"""Element-wise activations, softmax and identity: shape in = shape out, no weights but
+prelu's learnt slopes."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
 
 from .base import (
+    DEFAULT_INIT,
     In,
+    InitArg,
+    Int,
     LayerKind,
     Params,
     ShapeError,
     TensorType,
     TorchCall,
+    TorchModule,
     TorchPlan,
+    W,
+    concrete,
     need_float,
     npops,
+    positive,
     prod,
     register,
 )
+
+
+#: Names of functions a typo away from a kind's name that mean something else (torch's
+#: selu is no misspelt elu, softmin no softmax): an unknown kind written so gets no
+#: 'did you mean'.
+NOT_MISSPELT = ("selu", "celu", "rrelu", "glu", "geglu", "reglu", "softmin", "softsign",
+                "softshrink", "hardshrink", "tanhshrink", "logsigmoid", "minpool")
 
 
 def _where(cond, a: float, b: float, dtype):
@@ -234,3 +251,303 @@ class Identity(_Activation):
 
     def backward(self, p, w, xs, y, gy, ctx):
         return [gy], {}
+
+
+# ---- piecewise-linear and smooth activations (torch.nn.functional's) ----------------------
+
+
+def _upper_bound(lo: str):
+    """A Params validator of an upper bound: it must not be below the lower bound ``lo``
+    (validated first, as fields are in order); the error is the upper bound's."""
+
+    def check(cls, v, info):
+        a = info.data.get(lo)
+        if a is not None and v is not None and v < a:
+            raise ValueError(f"must be >= {lo} ({a}): the range is empty")
+        return v
+
+    return classmethod(check)
+
+
+class _Given(_Activation):
+    """An activation called with the arguments given other than their defaults:
+    ``F.hardtanh(x)`` as a person writes it, ``F.hardtanh(x, min_val=-2.0)`` when set."""
+
+    def torch(self, p, ins, out):
+        fields = self.fields()
+        kw = {tk: getattr(p, ours) for tk, ours in self.torch_kwargs
+              if getattr(p, ours) != fields[ours].default}
+        return TorchPlan(None, [TorchCall(self.fn, (In(0),), kw)])
+
+
+@register
+class Relu6(_Given):
+    """min(max(x, 0), 6) (MobileNet's)."""
+    name, fn, summary = "relu6", "F.relu6", "min(max(x, 0), 6)"
+    aliases = ("ReLU6",)
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = xs[0]
+        return np.clip(x, x.dtype.type(0), x.dtype.type(6))
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        x = xs[0]
+        return [gy * ((x > 0) & (x < 6))], {}  # torch's: none at 0 and at 6
+
+
+@register
+class Hardtanh(_Given):
+    """min(max(x, min_val), max_val)"""
+    name, fn = "hardtanh", "F.hardtanh"
+    summary = "clamp to [min_val, max_val]: hardtanh [min_val=-1] [max_val=1]"
+    aliases = ("hard_tanh", "Hardtanh")
+    positional = ("min_val", "max_val")
+    synonyms = {"min": "min_val", "max": "max_val"}
+    torch_kwargs = (("min_val", "min_val"), ("max_val", "max_val"))
+    sample_args = {"min_val": -0.5, "max_val": 2.0}
+
+    class Params(Params):
+        min_val: float = -1.0
+        max_val: float = Field(1.0, validate_default=True)
+
+        _range = field_validator("max_val")(_upper_bound("min_val"))
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = xs[0]
+        return np.clip(x, x.dtype.type(p.min_val), x.dtype.type(p.max_val))
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        x = xs[0]  # torch's: none at the bounds
+        return [gy * ((x > p.min_val) & (x < p.max_val))], {}
+
+
+@register
+class Clamp(_Activation):
+    """torch.clamp(x, min, max): either bound may be left out, not both."""
+    name, fn = "clamp", "torch.clamp"
+    summary = "clamp to [min, max], either bound optional: clamp [min=] [max=]"
+    aliases = ("clip",)
+    positional = ("min", "max")
+    synonyms = {"min_val": "min", "max_val": "max"}
+    torch_kwargs = (("min", "min"), ("max", "max"))
+    sample_args = {"min": -0.5, "max": 0.75}
+
+    class Params(Params):
+        min: Optional[float] = None
+        max: Optional[float] = None
+
+        _range = field_validator("max")(_upper_bound("min"))
+
+        @model_validator(mode="after")
+        def _a_bound(self):
+            if self.min is None and self.max is None:
+                raise ValueError("give min=, max= or both")
+            return self
+
+    def torch(self, p, ins, out):
+        kw = {k: v for k, v in (("min", p.min), ("max", p.max)) if v is not None}
+        return TorchPlan(None, [TorchCall(self.fn, (In(0),), kw)])
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = xs[0]
+        dt = x.dtype.type
+        return np.clip(x, None if p.min is None else dt(p.min),
+                       None if p.max is None else dt(p.max))
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]  # torch's: the bounds themselves pass the gradient
+        keep = np.ones(x.shape, bool)
+        if p.min is not None:
+            keep &= x >= p.min
+        if p.max is not None:
+            keep &= x <= p.max
+        return [gy * keep], {}
+
+    def samples(self):
+        return [self.sample(), ({"max": 0.25}, [TensorType((3, 5))])]
+
+
+@register
+class Hardsigmoid(_Activation):
+    """relu6(x + 3) / 6"""
+    name, fn, summary = "hardsigmoid", "F.hardsigmoid", "relu6(x + 3) / 6"
+    aliases = ("hard_sigmoid", "Hardsigmoid")
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = xs[0]
+        dt = x.dtype.type
+        return np.clip((x + dt(3)) / dt(6), dt(0), dt(1))
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]
+        # torch multiplies by 1/6 rounded to float32, whatever the dtype
+        sixth = x.dtype.type(np.float32(1.0) / np.float32(6.0))
+        return [gy * np.where((x > -3) & (x < 3), sixth, x.dtype.type(0))], {}
+
+
+@register
+class Hardswish(_Activation):
+    """x * relu6(x + 3) / 6 (MobileNetV3's)"""
+    name, fn, summary = "hardswish", "F.hardswish", "x * relu6(x + 3) / 6"
+    aliases = ("hard_swish", "Hardswish")
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = xs[0]
+        dt = x.dtype.type
+        return x * np.clip(x + dt(3), dt(0), dt(6)) / dt(6)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]  # torch's: 0 up to -3 inclusive, x/3 + 1/2 below 3, 1 from 3 on
+        dt = x.dtype.type
+        d = np.where(x <= -3, dt(0), np.where(x < 3, x / dt(3) + dt(0.5), dt(1)))
+        return [gy * d], {}
+
+
+def _softplus(x, beta: float, threshold: float):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (torch's)."""
+    import numpy as np
+
+    dt = x.dtype.type
+    bx = x * dt(beta)
+    small = np.log1p(np.exp(np.minimum(bx, dt(threshold)))) / dt(beta)
+    return np.where(bx > threshold, x, small)
+
+
+@register
+class Softplus(_Given):
+    """log(1 + exp(beta x)) / beta, linear above the threshold"""
+    name, fn = "softplus", "F.softplus"
+    summary = "log(1 + exp(beta*x)) / beta: softplus [beta=1] [threshold=20]"
+    aliases = ("Softplus",)
+    positional = ("beta", "threshold")
+    torch_kwargs = (("beta", "beta"), ("threshold", "threshold"))
+    sample_args = {"beta": 2.0, "threshold": 1.0}
+
+    class Params(Params):
+        beta: float = 1.0
+        threshold: float = 20.0
+
+        @field_validator("beta")
+        @classmethod
+        def _beta(cls, v):
+            if not v > 0:
+                raise ValueError("must be > 0")
+            return v
+
+    def numpy(self, p, w, xs, ctx):
+        return _softplus(xs[0], p.beta, p.threshold)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]
+        bx = x * x.dtype.type(p.beta)
+        return [np.where(bx > p.threshold, gy, gy * npops.sigmoid(bx))], {}
+
+
+@register
+class Mish(_Activation):
+    """x * tanh(softplus(x))"""
+    name, fn, summary = "mish", "F.mish", "x * tanh(softplus(x))"
+    aliases = ("Mish",)
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = xs[0]
+        return x * np.tanh(_softplus(x, 1.0, 20.0))
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]  # tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2)
+        t = np.tanh(_softplus(x, 1.0, 20.0))
+        return [gy * (t + x * npops.sigmoid(x) * (1 - t * t))], {}
+
+
+@register
+class PRelu(_Activation):
+    """x if x > 0 else weight * x, with one learnt slope or one per channel (axis 1)."""
+    name = "prelu"
+    summary = ("x if x > 0 else a*x, a learnt (nn.PReLU): prelu [num_parameters=1|channels] "
+               "[init=constant(0.25)]")
+    aliases = ("PReLU",)
+    positional = ("num_parameters",)
+    synonyms = {"n": "num_parameters", "channels": "num_parameters"}
+
+    class Params(Params):
+        num_parameters: Int = 1
+        init: InitArg = DEFAULT_INIT
+
+        _n = positive("num_parameters")
+
+    def infer(self, p, ins):
+        x = ins[0]
+        need_float(x, self.name)
+        if p.num_parameters == 1:
+            return x
+        if x.rank < 2:
+            raise ShapeError(f"prelu {p.num_parameters} learns one slope per channel (axis 1) "
+                             f"and needs a rank >= 2 input, got {x}", arg="num_parameters",
+                             hint="use prelu (one shared slope) for this input")
+        c = concrete(x.shape[1], "prelu's channels (axis 1)", "num_parameters")
+        if c != p.num_parameters:
+            raise ShapeError(f"prelu {p.num_parameters} needs {p.num_parameters} channels on "
+                             f"axis 1, got {c} ({x})", arg="num_parameters",
+                             hint=f"use prelu {c} (one slope per channel) or prelu (one "
+                                  "shared slope)")
+        return x
+
+    def weights(self, p, ins, out):
+        return {"weight": W((p.num_parameters,), ("constant", 0.25))}
+
+    def torch(self, p, ins, out):
+        args = (p.num_parameters,) if p.num_parameters != 1 else ()
+        return TorchPlan(TorchModule("PReLU", args), [])
+
+    def _slope(self, p, w, x):
+        import numpy as np
+
+        a = np.asarray(w["weight"], dtype=x.dtype)
+        if p.num_parameters == 1:
+            return a.reshape(())
+        return a.reshape((1, -1) + (1,) * (x.ndim - 2))
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        x = xs[0]
+        return np.where(x > 0, x, self._slope(p, w, x) * x)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        x = xs[0]
+        a = self._slope(p, w, x)
+        gx = np.where(x > 0, gy, gy * a)
+        ga = np.where(x > 0, x.dtype.type(0), gy * x)
+        ga = ga.sum() if p.num_parameters == 1 else ga.sum(
+            axis=(0,) + tuple(range(2, x.ndim)))
+        return [gx], {"weight": np.reshape(ga, (p.num_parameters,))}
+
+    def sample(self):
+        return {"num_parameters": 3, "init": "constant(0.1)"}, [TensorType((2, 3, 4))]
+
+    def samples(self):
+        return [self.sample(), ({}, [TensorType((3, 5))])]

@@ -1,20 +1,24 @@
-"""batchnorm (1d/2d/3d by input rank) and layernorm."""
+"""batchnorm (1d/2d/3d by input rank), layernorm (over the last axes or any) and rmsnorm."""
 
 from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from .base import (
     DEFAULT_INIT,
     Bool,
+    MODULE,
+    In,
     InitArg,
     Int,
     LayerKind,
     Params,
+    Prev,
     ShapeError,
     TensorType,
+    TorchCall,
     TorchModule,
     TorchPlan,
     W,
@@ -182,17 +186,44 @@ def _last_axes(name: str, p, x):
     return x
 
 
+def _norm_axes(p, rank: int) -> tuple[int, ...]:
+    """The axes a layernorm normalises, ascending: those of ``dim`` (validated against the
+    rank by :meth:`LayerNorm.infer`), else the last ``axes``."""
+    dim = getattr(p, "dim", None)
+    if dim is None:
+        return tuple(range(rank - p.axes, rank))
+    return tuple(sorted(d % rank for d in dim))
+
+
+def _moved(x, axes: tuple[int, ...]):
+    """x with ``axes`` moved last, in order (NumPy)."""
+    import numpy as np
+
+    return np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
+
+
+def _moved_back(y, axes: tuple[int, ...]):
+    import numpy as np
+
+    return np.moveaxis(y, tuple(range(y.ndim - len(axes), y.ndim)), axes)
+
+
 @register
 class LayerNorm(LayerKind):
-    """Normalises over the last ``axes`` dims (torch.nn.LayerNorm)."""
+    """Normalises over the last ``axes`` dims (torch.nn.LayerNorm), or over the axes ``dim``
+    names (``dim=1``: channels first, as ConvNeXt's LayerNorm2d), weight and bias of their
+    shape."""
 
     name = "layernorm"
+    aliases = ("layer_norm",)
     positional = ("axes",)
     synonyms = {"elementwise_affine": "affine"}
-    summary = "layer normalisation over the last axes: layernorm [axes=1] [eps=1e-5]"
+    summary = ("layer normalisation over the last axes, or over the axes dim names: "
+               "layernorm [axes=1] [dim=] [eps=1e-5]")
 
     class Params(Params):
         axes: Int = 1
+        dim: Optional[tuple[Int, ...]] = None
         eps: float = 1e-5
         affine: Bool = True
         bias: Bool = True
@@ -202,11 +233,39 @@ class LayerNorm(LayerKind):
         _axes = positive("axes")
         _eps = field_validator("eps")(_check_eps)
 
+        @field_validator("dim", mode="before")
+        @classmethod
+        def _dim(cls, v):
+            if isinstance(v, int) and not isinstance(v, bool):
+                return (v,)  # dim=1: one axis
+            if v is not None and not (isinstance(v, (tuple, list)) and v and all(
+                    isinstance(d, int) and not isinstance(d, bool) for d in v)):
+                raise ValueError("must be an axis or a tuple of axes: dim=1, dim=(1, 2)")
+            return v
+
+        @model_validator(mode="after")
+        def _one_way(self):
+            if self.dim is not None and self.axes != 1:
+                raise ValueError("give axes (the last axes) or dim (the axes named), not both")
+            return self
+
     def infer(self, p, ins):
-        return _last_axes(self.name, p, ins[0])
+        x = ins[0]
+        if getattr(p, "dim", None) is None:
+            return _last_axes(self.name, p, x)
+        need_float(x, self.name)
+        for d in p.dim:
+            if not -x.rank <= d < x.rank:
+                raise ShapeError(f"dim {d} is out of range for a rank-{x.rank} input {x}",
+                                 arg="dim", hint=f"use dims from {-x.rank} to {x.rank - 1}")
+        if len({d % x.rank for d in p.dim}) < len(p.dim):
+            raise ShapeError(f"dim {_show_dims(p.dim)} names an axis of {x} twice", arg="dim")
+        for a in _norm_axes(p, x.rank):
+            concrete(x.shape[a], f"{self.name}'s normalised dims", "dim")
+        return x
 
     def _shape(self, p, x):
-        return tuple(d.value for d in x.shape[-p.axes:])
+        return tuple(x.shape[a].value for a in _norm_axes(p, x.rank))
 
     def weights(self, p, ins, out):
         shp = self._shape(p, ins[0])
@@ -224,27 +283,43 @@ class LayerNorm(LayerKind):
         kw = {"eps": p.eps, "elementwise_affine": p.affine}
         if not p.bias:
             kw["bias"] = False
-        return TorchPlan(TorchModule("LayerNorm", (self._shape(p, ins[0]),), kw), [])
+        module = TorchModule("LayerNorm", (self._shape(p, ins[0]),), kw)
+        rank = ins[0].rank
+        axes = _norm_axes(p, rank)
+        last = tuple(range(rank - len(axes), rank))
+        if axes == last:
+            return TorchPlan(module, [])
+        # the axes moved last, normalised, moved back: x.movedim(1, -1) ... .movedim(-1, 1)
+        src = axes[0] if len(axes) == 1 else axes
+        dst = -1 if len(axes) == 1 else tuple(a - rank for a in last)
+        return TorchPlan(module, [TorchCall(".movedim", (In(0), src, dst)),
+                                  TorchCall(MODULE, (Prev(),)),
+                                  TorchCall(".movedim", (Prev(), dst, src))])
 
     def numpy(self, p, w, xs, ctx):
-        return npops.layer_norm(xs[0], p.axes, w.get("weight"), w.get("bias"), p.eps)
+        x = xs[0]
+        axes = _norm_axes(p, x.ndim)
+        y = npops.layer_norm(_moved(x, axes), len(axes), w.get("weight"), w.get("bias"), p.eps)
+        return _moved_back(y, axes)
 
     def backward(self, p, w, xs, y, gy, ctx):
-        """x̂ = (x - mean) * invstd over the last ``axes`` dims (M values): dx = invstd / M
+        """x̂ = (x - mean) * invstd over the normalised dims (M values): dx = invstd / M
         * (M g - Σg - x̂ Σ(g x̂)) with g = gy * weight; dweight = Σ gy x̂ and dbias = Σ gy
-        over the leading dims."""
+        over the other dims. Computed with the normalised dims moved last."""
         import numpy as np
 
-        x = xs[0]
+        norm = _norm_axes(p, xs[0].ndim)
+        x, gy = _moved(xs[0], norm), _moved(gy, norm)
         dt = x.dtype
-        axes = tuple(range(x.ndim - p.axes, x.ndim))
-        lead = tuple(range(x.ndim - p.axes))
+        k = len(norm)
+        axes = tuple(range(x.ndim - k, x.ndim))
+        lead = tuple(range(x.ndim - k))
         mean = x.mean(axis=axes, keepdims=True)
         var = np.mean((x - mean) ** 2, axis=axes, keepdims=True)
         invstd = 1.0 / np.sqrt(var + dt.type(p.eps))
         xhat = (x - mean) * invstd
         g = gy * np.asarray(w["weight"], dtype=dt) if p.affine else gy
-        m = int(np.prod(x.shape[x.ndim - p.axes:]))
+        m = int(np.prod(x.shape[x.ndim - k:]))
         gx = invstd / m * (m * g - g.sum(axis=axes, keepdims=True)
                            - xhat * (g * xhat).sum(axis=axes, keepdims=True))
         grads = {}
@@ -252,10 +327,17 @@ class LayerNorm(LayerKind):
             grads["weight"] = (gy * xhat).sum(axis=lead)
             if p.bias:
                 grads["bias"] = gy.sum(axis=lead)
-        return [gx], grads
+        return [_moved_back(gx, norm)], grads
 
     def sample(self):
         return {"axes": 2, "eps": 1e-6, "affine": True, "bias": False}, [TensorType((2, 3, 4))]
+
+    def samples(self):
+        return [self.sample(), ({"dim": 1}, [TensorType((2, 3, 4, 2))])]
+
+
+def _show_dims(dim: tuple[int, ...]) -> str:
+    return str(dim[0]) if len(dim) == 1 else "(" + ", ".join(map(str, dim)) + ")"
 
 
 @register

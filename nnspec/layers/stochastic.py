@@ -8,11 +8,16 @@ The kinds:
   z = mu + exp(0.5 * logvar) * eps, eps ~ N(0, 1); two float tensors of one shape; the
   mean is mu.
 - ``gaussian_noise <std>``: x + std * eps; the mean is x (the identity).
+- ``drop_path <p>`` (stochastic depth, Huang et al. 2016; torchvision's
+  ``StochasticDepth(p, "row")``, timm's ``DropPath``): in training, each example (a row of
+  the first axis) is zeroed with probability p, the kept ones scaled by 1/(1 - p); the
+  identity in eval mode, as dropout. Its draw ``u`` is one U[0, 1) number per example,
+  kept where u < 1 - p. The gradient is the same mask and scale.
 
-Each takes ``sample=train|always|never``: ``train`` (the default) samples in training mode
-and returns the mean in eval mode, as dropout does; ``always`` samples in both modes (a
-sampled up-pass at inference), ``never`` always returns the mean. Sampling from an int
-tensor is a located error: it has no probabilities or means.
+Each of the first three takes ``sample=train|always|never``: ``train`` (the default)
+samples in training mode and returns the mean in eval mode, as dropout does; ``always``
+samples in both modes (a sampled up-pass at inference), ``never`` always returns the mean.
+Sampling from an int tensor is a located error: it has no probabilities or means.
 
 Gradients treat the drawn numbers as constants. The reparameterised Gaussian has
 gradients to mu (1) and logvar (0.5 * exp(0.5 * logvar) * eps); a Bernoulli sample has
@@ -52,6 +57,7 @@ from .base import (
     TorchModule,
     TorchPlan,
     prod,
+    probability,
     register,
 )
 
@@ -261,3 +267,52 @@ class GaussianNoise(LayerKind):
 
     def sample(self):
         return self.samples()[0]
+
+
+@register
+class DropPath(LayerKind):
+    """Stochastic depth: whole examples dropped in training (see the module docstring)."""
+
+    name = "drop_path"
+    aliases = ("stochastic_depth", "droppath")
+    positional = ("p",)
+    synonyms = {"rate": "p", "drop_prob": "p"}
+    ranks = (1, None)
+    layout = "[N, ...]"
+    summary = ("stochastic depth: drop_path <p> (drops whole examples in training, "
+               "scaled by 1/(1-p); identity in eval mode)")
+
+    class Params(Params):
+        p: float = 0.1
+
+        _p = probability("p")
+
+    def infer(self, p, ins):
+        need_float_sample(ins[0], "drop_path")
+        return ins[0]
+
+    def torch(self, p, ins, out):
+        return TorchPlan(TorchModule(f"{_HELPERS}:DropPath", (p.p,)),
+                         [TorchCall(MODULE, (In(0),))])
+
+    def _scale(self, p, x, ctx):
+        """The per-example factor, 0 or 1/(1 - p) broadcast over x; None for the identity."""
+        if p.p == 0.0 or not sampling("train", ctx):
+            return None
+        u = draw(ctx, "u", (x.shape[0],) + (1,) * (x.ndim - 1), False, x.dtype)
+        survival = 1.0 - p.p
+        return (u < survival).astype(x.dtype) / x.dtype.type(survival)
+
+    def numpy(self, p, w, xs, ctx):
+        x = xs[0]
+        scale = self._scale(p, x, ctx)
+        if ctx.saved is not None:
+            ctx.saved["scale"] = scale
+        return x if scale is None else x * scale
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        scale = ctx.saved["scale"]
+        return [gy if scale is None else gy * scale], {}
+
+    def sample(self):
+        return {"p": 0.25}, [TensorType((4, 3, 2))]

@@ -1,5 +1,5 @@
-"""Tensor-level operations: transpose, permute, the reductions (mean, sum, amax, amin) and
-matmul with batch broadcasting, written as a person writes them in PyTorch
+"""Tensor-level operations: transpose, permute, roll, the reductions (mean, sum, amax,
+amin) and matmul with batch broadcasting, written as a person writes them in PyTorch
 (``x.transpose(1, 2)``, ``x.mean(dim=1, keepdim=True)``, ``torch.matmul(q, k)``).
 
 Axes follow Python: negative ones count from the end. The shape rules are symbolic; an
@@ -135,6 +135,70 @@ class Permute(LayerKind):
 
     def sample(self):
         return {"dims": (2, 0, 1)}, [TensorType((2, 3, 4))]
+
+
+def _ints(v):
+    return (v,) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+@register
+class Roll(LayerKind):
+    """Rolls elements along axes (``torch.roll(x, shifts, dims)``): those shifted past the
+    end come back at the start; without ``dims``, over the flattened tensor."""
+
+    name = "roll"
+    positional = ("shifts", "dims")
+    synonyms = {"shift": "shifts", "dim": "dims", "axis": "dims", "axes": "dims"}
+    summary = ("roll elements along axes: roll <shifts> [dims=] "
+               "(torch.roll; Swin's roll (-3, -3) dims=(1, 2))")
+
+    class Params(Params):
+        shifts: Axes
+        dims: Optional[Axes] = None
+
+    def pairs(self, p, rank: int) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+        shifts = _ints(p.shifts)
+        if p.dims is None:
+            if len(shifts) != 1:
+                raise ShapeError(f"roll without dims rolls the flattened tensor by one shift, "
+                                 f"got {len(shifts)} shifts {tuple(shifts)}", arg="shifts",
+                                 code="E362", hint="give one axis per shift: dims=(1, 2)")
+            return shifts, None
+        dims = _ints(p.dims)
+        if len(dims) != len(shifts):
+            raise ShapeError(f"roll gives {len(shifts)} shift{'s' if len(shifts) != 1 else ''} "
+                             f"for {len(dims)} ax{'es' if len(dims) != 1 else 'is'}",
+                             arg="dims", code="E362", hint="give one shift per axis")
+        return shifts, tuple(_axis(a, rank, self.name, "dims") for a in dims)
+
+    def infer(self, p, ins):
+        (x,) = ins
+        self.pairs(p, x.rank)
+        return x
+
+    def torch(self, p, ins, out):
+        kw = {"shifts": p.shifts} if p.dims is None else {"shifts": p.shifts, "dims": p.dims}
+        return TorchPlan(None, [TorchCall("torch.roll", (In(0),), kw)])
+
+    def numpy(self, p, w, xs, ctx):
+        import numpy as np
+
+        shifts, dims = self.pairs(p, xs[0].ndim)
+        return np.roll(xs[0], shifts[0] if dims is None else shifts, axis=dims)
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        import numpy as np
+
+        shifts, dims = self.pairs(p, gy.ndim)
+        back = tuple(-s for s in shifts)
+        return [np.roll(gy, back[0] if dims is None else back, axis=dims)], {}
+
+    def samples(self):
+        return [({"shifts": (-1, 2), "dims": (1, -1)}, [TensorType((2, 3, 4))]),
+                ({"shifts": 5}, [TensorType((2, 3))])]
+
+    def sample(self):
+        return self.samples()[0]
 
 
 class _Reduce(LayerKind):

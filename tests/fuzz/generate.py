@@ -426,21 +426,58 @@ class _Gen:
                 return None
         kind = r.choice(["layernorm", "layernorm", "rmsnorm"])
         words = [kind] + ([str(axes)] if axes != 1 or r.random() < 0.3 else [])
-        if r.random() < 0.2:
-            words.append("eps=1e-6")
-        elif kind == "rmsnorm" and all(a.value == 1 for a in x.shape[-axes:]):
-            # x / sqrt(x² + eps) of one value with torch's default eps (machine epsilon)
-            # multiplies rounding by 1/sqrt(eps) near 0: no test of two backends
-            words.append("eps=1e-6")
+        if kind == "layernorm" and x.rank >= 3 and x.shape[1].const and r.random() < 0.3:
+            words = [kind, r.choice(["dim=1", "dim=(1,)", f"dim={1 - x.rank}"])]
+        # x / sqrt(x² + eps) of one value multiplies rounding by 1/sqrt(eps) near 0 (with
+        # torch's default eps, machine epsilon, by 1e8): no test of two backends
+        one = kind == "rmsnorm" and all(a.value == 1 for a in x.shape[-axes:])
+        if r.random() < 0.2 or one:
+            words.append("eps=0.01" if one else "eps=1e-6")
         if r.random() < 0.2:
             words.append(r.choice(["affine=false", "bias=false" if kind == "layernorm"
                                    else "affine=false"]))
         self.features.add(kind)
         return " ".join(words), x.copy()
 
+    def groupnorm(self, x: Val, preserve: bool = False):
+        """groupnorm (a divisor of the channels) or instancenorm (rank 3 to 5, more than
+        one position per channel)."""
+        if x.rank < 2 or x.dtype != "float" or not x.shape[1].const:
+            return None
+        r = self.rng
+        c = x.shape[1].value
+        space = 1  # the run's sizes: torch refuses instance statistics of one position
+        for a in x.shape[2:]:
+            space *= a.value
+        if r.random() < 0.5 or x.rank > 5 or x.rank < 3 or space < 2:
+            kind = "groupnorm"  # more than one value per group
+            groups = [d for d in range(1, c + 1) if c % d == 0 and c // d * space > 1]
+            if not groups:
+                return None
+            words = [kind, str(r.choice(groups))]
+            if r.random() < 0.2:
+                words.append("affine=false")
+        else:
+            kind = r.choice(["instancenorm", f"instancenorm{x.rank - 2}d"])
+            words = [kind]
+            if r.random() < 0.4:
+                words.append("affine")
+            if r.random() < 0.3:
+                words.append("track")
+                if r.random() < 0.5:
+                    words.append("momentum=0.2")
+        if r.random() < 0.2:
+            words.append("eps=0.001")
+        self.features.add(kind)
+        return " ".join(words), x.copy()
+
     def dropout(self, x: Val, preserve: bool = False):
         if x.dtype != "float":
             return None
+        if x.rank >= 1 and self.rng.random() < 0.3:  # stochastic depth: whole examples
+            self.features.add("drop_path")
+            kind = self.rng.choice(["drop_path", "drop_path", "stochastic_depth"])
+            return f"{kind} {self.rng.choice(['0.1', '0.5', '0'])}", x.copy()
         self.features.add("dropout")
         return f"dropout {self.rng.choice(['0.1', '0.5', '0'])}", x.copy()
 
@@ -449,9 +486,18 @@ class _Gen:
             return None
         r = self.rng
         kind = r.choice(["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "softmax",
-                         "log_softmax", "identity", "silu"])
+                         "log_softmax", "identity", "silu", "relu6", "hardtanh", "hardswish",
+                         "hardsigmoid", "clamp", "prelu", "mish", "softplus"])
         self.features.add(kind)
         text = kind
+        if kind == "hardtanh" and r.random() < 0.6:
+            text += f" {r.choice(['-2', '-0.5'])} {r.choice(['0.5', '3'])}"
+        elif kind == "clamp":
+            text += r.choice([" 0 6", " min=-0.5", " max=0.5", " -1 1"])
+        elif kind == "prelu" and x.rank >= 2 and x.shape[1].const and r.random() < 0.5:
+            text += f" {x.shape[1].value}"
+        elif kind == "softplus" and r.random() < 0.5:
+            text += r.choice([" 2", " beta=0.5 threshold=5", " threshold=1"])
         if kind == "leaky_relu" and r.random() < 0.6:
             text += f" {r.choice(['0.1', '0.2', '1.5'])}"
         elif kind == "elu" and r.random() < 0.6:
@@ -643,7 +689,19 @@ class _Gen:
         if x.rank < 3 or x.dtype != "float":
             return None
         r = self.rng
-        kind = r.choice(["transpose", "permute", "mean", "sum", "amax", "amin"])
+        kind = r.choice(["transpose", "permute", "roll", "mean", "sum", "amax", "amin"])
+        if kind == "roll":  # along some axes, or over the flattened tensor
+            self.features.add("roll")
+            if r.random() < 0.2:
+                return f"roll {r.randint(-7, 7)}", x.copy()
+            axes = r.sample(range(-x.rank, x.rank), r.randint(1, 2))
+            if len({a % x.rank for a in axes}) < len(axes):
+                axes = axes[:1]
+            shifts = [r.randint(-5, 5) for _ in axes]
+            if len(axes) == 1 and r.random() < 0.5:
+                return f"roll {shifts[0]} dims={axes[0]}", x.copy()
+            return (f"roll ({', '.join(map(str, shifts))}) "
+                    f"{r.choice(['dims', 'dim'])}=({', '.join(map(str, axes))})"), x.copy()
         if kind == "transpose":
             a, b = r.sample(range(1, x.rank), 2)
             shape = x.copy().shape
@@ -796,6 +854,48 @@ class _Gen:
             return " ".join(words), x.copy()
         return " ".join(words), Val(x.copy().shape[:-1])
 
+    def learned(self, cur: Val, cur_name: str | None):
+        """``g = param [...]`` joined to the value: a layer scale over the last axis
+        ``(x * g)``, a broadcast bias ``x + g``, or a class token expanded to the batch and
+        concatenated on axis 1 (``concat(expand(g, [N, -1, ...]), x, dim=1)``)."""
+        if cur.dtype != "float" or cur.rank < 2 or not cur.shape[-1].const:
+            return None
+        r = self.rng
+        a = self._named(cur_name)
+        g, out = self.name(), self.name()
+        init = r.choice(["", " init=normal(0, 0.02)", " init=ones", " init=constant(0.1)",
+                         " init=trunc_normal(0, 0.02)", " init=xavier"])
+        rest = cur.shape[2:]
+        token = cur.shape[0].text() != "_" and all(ax.const for ax in rest)
+        form = r.randrange(3 if token else 2)
+        if form == 0:
+            shape = [cur.shape[-1].value]
+        else:
+            shape = [1] * (cur.rank - 1) + [cur.shape[-1].value]
+        if form == 2:
+            shape = [1, 1] + [ax.value for ax in rest]
+        if init == " init=xavier" and len(shape) < 2:
+            init = ""
+        kind = r.choice(["param", "param", "parameter"])
+        self.lines.append(f"{g} = {kind} [{', '.join(map(str, shape))}]{init}")
+        self.features.add("param")
+        if form == 0:
+            self.lines.append(f"{out} = ({a} * {g})")
+            self.features.add("mul")
+            return cur.copy(), out
+        if form == 1:
+            self.lines.append(f"{out} = {a} + {g}")
+            self.features.add("add")
+            return cur.copy(), out
+        lead = cur.shape[0].text()
+        self.lines.append(f"{out} = concat(expand({g}, [{lead}{', -1' * (cur.rank - 1)}]), "
+                          f"{a}, dim=1)")
+        self.features |= {"expand", "concat"}
+        t = cur.shape[1]
+        shape = cur.copy().shape
+        shape[1] = Ax(t.value + 1) if t.const else _derived(t.value + 1, True)
+        return Val(shape), out
+
     def gaussian_sample(self, cur: Val, cur_name: str | None):
         """z = sample_gaussian(mu, logvar) of a named value and a scaled copy of it."""
         if cur.dtype != "float":
@@ -810,7 +910,8 @@ class _Gen:
         self.features |= {"mul", "sample_gaussian"}
         return cur.copy(), out
 
-    LAYERS = ("conv", "pool", "batchnorm", "layernorm", "dropout", "activation", "dense",
+    LAYERS = ("conv", "pool", "batchnorm", "layernorm", "groupnorm", "dropout", "activation",
+              "dense",
               "flatten", "reshape", "last", "recurrent", "attention", "positional",
               "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop", "tensorop",
               "rope", "capsules", "stochastic")
@@ -881,6 +982,10 @@ class _Gen:
                 return got
         if choice < 0.58:  # a reparameterised Gaussian sample (nnspec/layers/stochastic.py)
             got = self.gaussian_sample(cur, cur_name)
+            if got is not None:
+                return got
+        if choice < 0.61:  # a learned tensor joined to the value (nnspec/layers/param.py)
+            got = self.learned(cur, cur_name)
             if got is not None:
                 return got
         return self.pipeline(cur, cur_name)

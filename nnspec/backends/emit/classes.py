@@ -16,11 +16,25 @@ from ...ir.spec import Spec
 from ...layers import REGISTRY
 from ...layers.base import ParamRef
 from ..plans import symbol_sources as _symbol_sources
-from .constructors import _call_pieces, _module_pieces, _render, _Slot, _slot_text
+from .constructors import (
+    _call_pieces,
+    _module_pieces,
+    _parameter_pieces,
+    _render,
+    _Slot,
+    _slot_text,
+)
 from .folding import _INDENT, _Count, _Raw, _slots_and_key
 from .layout import _comment_lines, _display, _fit, _with_note
 from .literals import _call_src, _Code, _comment, _lit, _str
-from .naming import _RESERVED_LOCALS, _TRAIN_METHODS, _assign_pieces, _check_child_name, _child
+from .naming import (
+    _RESERVED_LOCALS,
+    _TRAIN_METHODS,
+    _assign_pieces,
+    _attr_ok,
+    _check_child_name,
+    _child,
+)
 from .structure import _Class, _NameClash, _path_ref, _rel, _Scope
 
 
@@ -95,7 +109,8 @@ class _Emitter:
 
         def value_of(item) -> list:
             if item[0] == "node":
-                return _module_pieces(plans[item[1]][2].module)
+                mod = plans[item[1]][2].module
+                return _parameter_pieces(mod) if _is_parameter(mod) else _module_pieces(mod)
             return _instance_pieces(item[1])
 
         for idx, item in enumerate(s.items):
@@ -104,6 +119,9 @@ class _Emitter:
                 continue
             if kind == "node" and plans[x][0].shared or kind == "inst" and x.reuse is not None:
                 refs[idx] = _path_ref(local)  # applied again: the module made before
+                if kind == "node" and _is_parameter(plans[x][2].module):
+                    head, _, leaf = local.rpartition(".")
+                    refs[idx] = _parameter_ref(_path_ref(head) if head else "self", leaf)
                 continue
             group = lists.get(idx)
             if group is not None:
@@ -131,8 +149,12 @@ class _Emitter:
                 if local in registered or local in containers:
                     raise _NameClash(f"the layer name {local!r} is used twice")
                 registered.add(local)
-                init.append(_assign_pieces(parent, parts[-1], value_of(item)))
-                ref = _child(parent, parts[-1])
+                if kind == "node" and _is_parameter(plans[x][2].module):
+                    ref = _parameter_ref(parent, parts[-1])
+                    init.append([f"{ref} = ", *value_of(item)])
+                else:
+                    init.append(_assign_pieces(parent, parts[-1], value_of(item)))
+                    ref = _child(parent, parts[-1])
             refs[idx] = ref
             if kind == "node":
                 node, row, _ = plans[x]
@@ -144,7 +166,7 @@ class _Emitter:
                         continue
                     chosen = layer.init_for(node.p, suffix, w)
                     if chosen is not None:  # the spec's initialiser, as nn.init writes it
-                        init.append([chosen.torch_src(f"{ref}.{suffix}")])
+                        init.append([chosen.torch_src(f"{ref}.{suffix}" if suffix else ref)])
         fwd, args = self.forward(s, m, plans, refs, lists)
         raw = _Raw(init, fwd, args)
         _slots_and_key(raw, s.block)
@@ -230,7 +252,9 @@ class _Emitter:
                         fwd.append((0, f"{tmp} = {expr}", None, None))
                         expr = tmp
                     expr = _call_src(call, refs.get(k), ins, expr)
-                if expr is None:
+                if _is_parameter(plan.module):
+                    expr = refs[k]  # cls = self.class_token
+                elif expr is None:
                     expr = ins[0]
                 out_id = node.id
                 note = self.note(*_where(node))
@@ -445,7 +469,8 @@ def _module_lists(items: list, plans) -> dict[int, tuple[str, list[int], int]]:
     become one ``nn.ModuleList``."""
     heads: dict[str, list[int]] = {}
     for idx, (kind, x, local) in enumerate(items):
-        if kind == "node" and (plans[x][2].module is None or plans[x][0].shared) or \
+        if kind == "node" and (plans[x][2].module is None or plans[x][0].shared
+                               or _is_parameter(plans[x][2].module)) or \
                 kind == "inst" and x.reuse is not None:
             continue
         heads.setdefault(local.split(".")[0], []).append(idx)
@@ -457,6 +482,19 @@ def _module_lists(items: list, plans) -> dict[int, tuple[str, list[int], int]]:
             for pos, j in enumerate(members):
                 out[j] = (name, members, pos)
     return out
+
+
+def _is_parameter(mod) -> bool:
+    """A ``param`` layer's plan module: an ``nn.Parameter`` of the class, not a child."""
+    return mod is not None and mod.cls == "Parameter"
+
+
+def _parameter_ref(parent: str, name: str) -> str:
+    """``self.class_token``, or ``self._parameters["forward"]`` where attribute access
+    would find something else (a method, a keyword, a digit)."""
+    if _attr_ok(name):
+        return f"{parent}.{name}"
+    return f"{parent}._parameters[{_str(name)}]"
 
 
 def _scope_symbols(s: _Scope) -> set:

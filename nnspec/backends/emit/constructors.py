@@ -54,6 +54,10 @@ _sig("num_embeddings embedding_dim padding_idx=None max_norm=None norm_type=2.0 
      "scale_grad_by_freq=False sparse=False _weight=None _freeze=False device=None "
      "dtype=None", "Embedding", "nnspec.layers.torch.positional:LearnedPositions")
 _sig("", "GRU", "LSTM", "RNN")
+_sig("num_groups num_channels eps=1e-05 affine=True device=None dtype=None bias=True",
+     "GroupNorm")
+_sig("num_features eps=1e-05 momentum=0.1 affine=False track_running_stats=False device=None "
+     "dtype=None bias=True", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d")
 _sig("normalized_shape eps=1e-05 elementwise_affine=True bias=True device=None dtype=None",
      "LayerNorm")
 _sig("in_features out_features bias=True device=None dtype=None", "Linear")
@@ -63,6 +67,7 @@ _sig("always=False", "nnspec.layers.torch.capsule:CapsuleMask")
 _sig("sample='train'", "nnspec.layers.torch.stochastic:Bernoulli",
      "nnspec.layers.torch.stochastic:GaussianSample")
 _sig("std sample='train'", "nnspec.layers.torch.stochastic:GaussianNoise")
+_sig("p", "nnspec.layers.torch.stochastic:DropPath")
 _sig("visible hidden k=1 output='hidden' sample_visible=False sample='train'",
      "nnspec.layers.torch.rbm:RBM")
 _sig("embed_dim num_heads kv_heads=None dropout=0.0 bias=True qkv='packed' causal=False "
@@ -74,6 +79,7 @@ _sig("embed_dim num_heads dropout=0.0 bias=True add_bias_kv=False add_zero_attn=
      "kdim=None vdim=None batch_first=False device=None dtype=None",
      "MultiheadAttention", "nnspec.layers.torch.attention:MaskedAttention")
 _sig("upscale_factor", "PixelShuffle")
+_sig("num_parameters=1 init=0.25 device=None dtype=None", "PReLU")
 _sig("downscale_factor", "PixelUnshuffle")
 _sig("normalized_shape eps=None elementwise_affine=True device=None dtype=None", "RMSNorm")
 _sig("size=None scale_factor=None mode='nearest' align_corners=None "
@@ -152,6 +158,13 @@ def _module_pieces(m: TorchModule) -> list:
         _lit(v)  # a value that is no literal is refused here, not when rendered
         args.append([_Slot(v, k, kw=k, default=default)])
     return _call_pieces(head, args)
+
+
+def _parameter_pieces(m: TorchModule) -> list:
+    """``nn.Parameter(torch.zeros(<1>, <1>, <768>))``: a ``param`` layer's tensor, zeros
+    until its initialiser (written after it) or loaded weights set it."""
+    return _call_pieces("nn.Parameter(torch.zeros", [[_Slot(a, "size")] for a in m.args]) \
+        + [")"]
 
 
 def _call_pieces(head: str, args: list[list]) -> list:

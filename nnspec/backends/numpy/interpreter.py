@@ -117,7 +117,8 @@ class NumpyModel:
             node = r.node
             keys = own.get(node.name) if node.shared else None
             if keys is None:
-                keys = {k: w.tied or f"{node.name}.{k}" for k, w in r.weights.items()}
+                keys = {k: w.tied or (f"{node.name}.{k}" if k else node.name)
+                        for k, w in r.weights.items()}
                 for k, (owner, okey, transposed) in node.ties.items():
                     if transposed:  # the other layer's matrix, transposed where it is used
                         keys[k] = _T(f"{owner}.{okey}")

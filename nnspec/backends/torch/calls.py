@@ -219,6 +219,21 @@ def _compile_call(call: TorchCall):
     return run
 
 
+def parameter_getter(path: str):
+    """A function (mod, ins, env) -> the ``nn.Parameter`` registered under the dotted
+    ``path`` of the model (a ``param`` layer's value), looked up at each call: a conversion
+    (``.to()``, ``to_empty``, FSDP) may replace the Parameter object."""
+    *parents, leaf = path.split(".")
+
+    def get(mod, ins, env):
+        owner = env[_ROOT]
+        for part in parents:
+            owner = owner._modules[part]
+        return owner._parameters[leaf]
+
+    return get
+
+
 def _compile_plan(plan: TorchPlan):
     """A function (mod, ins, env) -> output for one layer."""
     calls = [_compile_call(c) for c in plan.calls]
@@ -245,7 +260,15 @@ def _module_cls(m: TorchModule):
     return getattr(nn, m.cls, None)
 
 
-def _make_module(m: TorchModule) -> nn.Module:
+#: the plan module of a ``param`` layer: an ``nn.Parameter`` registered on the parent
+PARAMETER = "Parameter"
+
+
+def _make_module(m: TorchModule) -> nn.Module | nn.Parameter:
+    if m.cls == PARAMETER:  # param [1, 1, d]: the tensor, zeros until weights are loaded
+        if m.kwargs or not all(type(a) is int and a >= 1 for a in m.args):
+            raise ValueError(f"nn.Parameter takes concrete sizes, got {m.args}")
+        return nn.Parameter(torch.zeros(m.args))
     cls = _module_cls(m)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"torch.nn has no module class {m.cls!r}")

@@ -33,11 +33,13 @@ from ..plans import symbol_sources as _symbol_sources
 from ..plans import walk_syms as _walk_syms
 from .calls import (
     _ROOT,
+    PARAMETER,
     _check_child_name,
     _compile_plan,
     _dim_fn,
     _make_module,
     _module_cls,
+    parameter_getter,
 )
 
 __all__ = ["SpecModule", "build_module"]
@@ -94,9 +96,12 @@ class SpecModule(nn.Module):
                     parent._modules[part] = child
                 parent = child
             _check_child_name(parts[-1], name)
-            if parts[-1] in parent._modules:
+            if parts[-1] in parent._modules or parts[-1] in parent._parameters:
                 raise ValueError(f"the layer name {name!r} is used twice")
-            parent._modules[parts[-1]] = mod
+            if isinstance(mod, nn.Parameter):  # a param layer: a tensor of its parent
+                parent._parameters[parts[-1]] = mod
+            else:
+                parent._modules[parts[-1]] = mod
         self._tie()
         self._load(self._shapes, seed, params, dtype, device)
 
@@ -152,6 +157,8 @@ class SpecModule(nn.Module):
                 if made is None:
                     with torch.device("meta"):
                         mod = _make_module(plan.module)
+                elif plan.module.cls == PARAMETER:
+                    mod = _registered_parameter(made, node.name)
                 else:
                     mod = _registered(made, node.name, _module_cls(plan.module))
                 modules.append((node.name, mod))
@@ -160,7 +167,10 @@ class SpecModule(nn.Module):
                 ties += [(f"{node.name}.{key}", f"{owner}.{okey}")
                          for key, (owner, okey, transposed) in node.ties.items()
                          if not transposed]
-            run = _compile_plan(plan)
+            if plan.module is not None and plan.module.cls == PARAMETER:
+                run = parameter_getter(node.name)
+            else:
+                run = _compile_plan(plan)
             ins = tuple(slot[v] for v in node.inputs)
             free = tuple(sorted({slot[v] for v in node.inputs if last.get(v) == k
                                  and v != m.output}))
@@ -467,6 +477,18 @@ def _registered(root: nn.Module, name: str, cls) -> nn.Module:
     if type(mod) is not cls:
         raise ValueError(f"layer {name!r} is a {type(mod).__name__}, expected {cls.__name__}")
     return mod
+
+
+def _registered_parameter(root: nn.Module, name: str) -> nn.Parameter:
+    """The Parameter registered under the dotted ``name`` (a param layer's)."""
+    *parents, leaf = name.split(".")
+    mod = root
+    for part in parents:
+        mod = mod._modules.get(part) if isinstance(mod, nn.Module) else None
+    got = mod._parameters.get(leaf) if isinstance(mod, nn.Module) else None
+    if not isinstance(got, nn.Parameter):
+        raise ValueError(f"the module has no parameter {name!r}")
+    return got
 
 
 def _with_ties(shapes: dict, params: dict) -> dict:

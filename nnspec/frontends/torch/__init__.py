@@ -62,7 +62,6 @@ def spec_of(model, inputs, dims, name: str, source: str) -> str:
     """The spec of an ``nn.Module`` (on any device; only shapes are used)."""
     import torch
 
-    from .ops import leaf_types
     from .program import Writer
     from .trace import trace
     from .write import Sizes
@@ -88,21 +87,30 @@ def spec_of(model, inputs, dims, name: str, source: str) -> str:
         return out
 
     try:
-        traced = trace(model, leaf_types(), [examples(0), examples(1)])
+        traced = trace(model, _is_layer, [examples(0), examples(1)])
     except ImportFailure as first:
         # the model fixes some sizes (a ViT's image size): keep only the batch dim free
         fixed = [s for s in symbols if s not in ("N", "B")]
         if not fixed:
             raise
+        tried = {s: pairs[s][0] for s in fixed}
         for i in inputs:
             i.dims = [pairs[d][0] if d in fixed else d for d in i.dims]
         for s in fixed:
             pairs.pop(s)
         try:
-            traced = trace(model, leaf_types(), [examples(0), examples(1)])
+            traced = trace(model, _is_layer, [examples(0), examples(1)])
         except ImportFailure:
-            raise first from None
+            sizes = ", ".join(f"{s}={v}" for s, v in tried.items())
+            raise ImportFailure(f"{first} (traced at {sizes}; give the sizes the model "
+                                "takes with --input 'x: [N, 3, 224, 224]' or --dim)") from None
     return Writer(traced, inputs, Sizes(traced, pairs), source).spec(name)
+
+
+def _is_layer(module) -> bool:
+    from .ops import converter
+
+    return converter(module) is not None
 
 
 def _distinct(pairs: dict) -> None:

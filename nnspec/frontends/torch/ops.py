@@ -251,6 +251,54 @@ def _mha(m: nn.MultiheadAttention) -> list:
     return w
 
 
+def _prelu(m: nn.PReLU) -> list:
+    return ["prelu"] if m.num_parameters == 1 else ["prelu ", Slot(m.num_parameters, "c")]
+
+
+def _groupnorm(m: nn.GroupNorm) -> list:
+    w = ["groupnorm ", Slot(m.num_groups, "groups")]
+    if m.eps != 1e-5:
+        w += kw("eps", float(m.eps))
+    if not m.affine:
+        w += [" affine=false"]
+    return w
+
+
+def _instancenorm(m) -> list:
+    w = ["instancenorm"]
+    if m.eps != 1e-5:
+        w += kw("eps", float(m.eps))
+    if m.momentum is None or m.momentum != 0.1:
+        if m.momentum is None:
+            raise _unsupported("momentum=None (a cumulative moving average)")
+        w += kw("momentum", float(m.momentum))
+    if m.affine:
+        w += [" affine"]
+    if m.track_running_stats:
+        w += [" track"]
+    return w
+
+
+def _layernorm_channels(m) -> list:
+    """torchvision's LayerNorm2d (ConvNeXt): layer normalisation over the channels, axis 1."""
+    w = ["layernorm dim=1"]
+    if m.eps != 1e-5:
+        w += kw("eps", float(m.eps))
+    if not m.elementwise_affine:
+        w += [" affine=false"]
+    return w
+
+
+def _stochastic_depth(m) -> list:
+    if m.mode != "row":
+        raise _unsupported(f"mode={m.mode!r} (drop_path drops each example: mode='row')")
+    return [f"drop_path {_num(float(m.p))}"]
+
+
+def _permute(m) -> list:
+    return [f"permute {_num(tuple(int(d) for d in m.dims))}"]
+
+
 def _pixel_shuffle(m) -> list:
     return [f"pixel_shuffle {m.upscale_factor}"]
 
@@ -285,10 +333,26 @@ MODULES: dict = {
     nn.Upsample: _upsample,
     nn.PixelShuffle: _pixel_shuffle,
     nn.MultiheadAttention: _mha,
+    nn.ReLU6: _activation("relu6"), nn.Hardswish: _activation("hardswish"),
+    nn.Hardsigmoid: _activation("hardsigmoid"), nn.Mish: _activation("mish"),
+    nn.Softplus: _activation("softplus", beta=("beta", 1.0), threshold=("threshold", 20.0)),
+    nn.Hardtanh: _activation("hardtanh", min_val=("min_val", -1.0), max_val=("max_val", 1.0)),
+    nn.PReLU: _prelu,
+    nn.GroupNorm: _groupnorm,
+    nn.InstanceNorm1d: _instancenorm, nn.InstanceNorm2d: _instancenorm,
+    nn.InstanceNorm3d: _instancenorm,
+}
+
+#: modules of other libraries, by qualified class name, whose forward is known
+KNOWN = {
+    "torchvision.models.convnext.LayerNorm2d": _layernorm_channels,
+    "torchvision.ops.stochastic_depth.StochasticDepth": _stochastic_depth,
+    "torchvision.ops.misc.Permute": _permute,
 }
 
 #: stateless modules: written without a name (their state_dict is empty)
-STATELESS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.GELU, nn.LeakyReLU, nn.ELU,
+STATELESS = (nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Mish, nn.Softplus, nn.Hardtanh,
+             nn.ReLU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.GELU, nn.LeakyReLU, nn.ELU,
              nn.Softmax, nn.LogSoftmax, nn.Identity, nn.Flatten, nn.Dropout, nn.Dropout1d,
              nn.Dropout2d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
              nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
@@ -299,15 +363,31 @@ def _unsupported(what: str) -> ImportFailure:
     return ImportFailure(what)
 
 
-def leaf_types() -> tuple:
-    return tuple(MODULES)
+def converter(module: nn.Module):
+    """The words of a module nnspec has a kind for, or None. A subclass counts only when it
+    keeps its base's forward (torchvision's LayerNorm2d subclasses nn.LayerNorm with a
+    forward of its own: it is a known class, or not a layer normalisation over the last
+    axis)."""
+    cls = type(module)
+    known = KNOWN.get(f"{cls.__module__}.{cls.__qualname__}")
+    if known is not None:
+        return known
+    for base in cls.__mro__:
+        if base in MODULES:
+            return MODULES[base] if cls.forward is base.forward else None
+    return None
+
+
+def stateless(module: nn.Module) -> bool:
+    return isinstance(module, STATELESS) or not any(True for _ in module.state_dict())
 
 
 # ---- functions and tensor methods ---------------------------------------------------------
 
 _ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", torch.tanh: "tanh",
               F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid",
-              F.silu: "silu", F.elu: "elu", F.leaky_relu: "leaky_relu"}
+              F.silu: "silu", F.elu: "elu", F.leaky_relu: "leaky_relu", F.relu6: "relu6",
+              F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.mish: "mish"}
 _ACT_METHODS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
 _JOINS = {operator.add: "+", operator.iadd: "+", torch.add: "+", operator.sub: "-",
           operator.isub: "-", torch.sub: "-", operator.mul: "*", operator.imul: "*",
@@ -354,6 +434,8 @@ def function_op(node: fx.Node, dims) -> Op | None:
     if not method and t is operator.getitem and isinstance(x, fx.Node) \
             and x.op == "call_module" and not is_tensor(x):
         if args[1] != 0:  # nn.MultiheadAttention's weights: nnspec's attention has none
+            if not node.users:  # `x, _ = attn(x, x, x)`
+                return None
             raise _unsupported(f"output {args[1]} of {x.target}")
         return Op(node, [], [x], "skip")
     if not _has_tensor(args, kwargs):
@@ -413,6 +495,11 @@ def function_op(node: fx.Node, dims) -> Op | None:
         if method and len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = shape[0]
         return Op(node, ["reshape ", ("shape", list(shape))], [x])
+    if method and t == "expand":
+        sizes = args[1:]
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = sizes[0]
+        return Op(node, ["expand", ("shape", list(sizes), "exact")], [x], "call")
     if method and t == "permute" or not method and t is torch.permute:
         order = args[1:] if method else args[1]
         if len(order) == 1 and isinstance(order[0], (tuple, list)):

@@ -17,7 +17,9 @@ inference generalises the sizes afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -119,20 +121,21 @@ class Traced:
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self, leaf_types: tuple):
+    def __init__(self, is_layer):
         super().__init__()
-        self.leaf_types = leaf_types
+        self.is_layer = is_layer
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if isinstance(m, self.leaf_types):
+        if self.is_layer(m):
             return True
-        return super().is_leaf_module(m, qualname)
+        return super().is_leaf_module(m, qualname) and type(m).__module__.startswith(
+            "torch.nn")
 
 
-def trace(model: nn.Module, leaf_types: tuple, examples: list[list]) -> Traced:
-    """fx-trace ``model`` with ``leaf_types`` kept whole, then propagate shapes for each
-    list of example inputs (meta tensors)."""
-    tracer = _Tracer(leaf_types)
+def trace(model: nn.Module, is_layer, examples: list[list]) -> Traced:
+    """fx-trace ``model`` with the modules ``is_layer`` accepts kept whole, then propagate
+    shapes for each list of example inputs (meta tensors)."""
+    tracer = _Tracer(is_layer)
     try:
         graph = tracer.trace(model)
     except Exception as e:  # data-dependent control flow and the like
@@ -141,11 +144,13 @@ def trace(model: nn.Module, leaf_types: tuple, examples: list[list]) -> Traced:
     runs = []
     for ex in examples:
         prop = _Record(gm)
-        try:
-            prop.propagate(*ex)
+        try:  # ShapeProp prints the traceback of a failing node: the error says enough
+            with contextlib.redirect_stderr(io.StringIO()):
+                prop.propagate(*ex)
         except Exception as e:
+            cause = e.__cause__ or e  # ShapeProp wraps the node's error
             raise ImportFailure(f"the traced model does not run at the example sizes: "
-                                f"{type(e).__name__}: {_short(e)}") from None
+                                f"{type(cause).__name__}: {_short(cause)}") from None
         runs.append(({n: n.meta.get("tensor_meta") for n in graph.nodes}, prop.values))
     traced = Traced(model, graph, dict(model.named_modules()),
                     {n.target for n in graph.nodes if n.op == "call_module"})

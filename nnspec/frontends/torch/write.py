@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from torch import fx, nn
 
-from .ops import MODULES, STATELESS, Op, Slot, _num, function_op, is_tensor
+from .ops import Op, Slot, _num, converter, function_op, is_tensor, stateless
 from .trace import ImportFailure, Traced
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -59,13 +59,6 @@ def _stack(node: fx.Node, leaf: bool) -> list[tuple[str, type]]:
     return [(p, c) for p, c in out if p]
 
 
-def _converter(module: nn.Module):
-    for cls in type(module).__mro__:
-        if cls in MODULES:
-            return MODULES[cls]
-    return None
-
-
 def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
     """The scope tree of the traced program, its placeholders and its output nodes."""
     root = Scope("", None)
@@ -81,11 +74,13 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
             outputs = list(out) if isinstance(out, (tuple, list)) else [out]
             continue
         if node.op == "get_attr":
-            raise ImportFailure(f"{node.target}: a parameter or buffer used directly as a "
-                                "tensor has no nnspec kind yet (a learned tensor)")
+            op = _learned(traced, node)
+            op.scope = tuple(_stack(node, False))
+            _place(root, op)
+            continue
         if node.op == "call_module":
             module = traced.modules[node.target]
-            make = _converter(module)
+            make = converter(module)
             if make is None:
                 raise ImportFailure(f"{node.target} ({type(module).__name__}): no nnspec "
                                     "kind for this module")
@@ -99,7 +94,7 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
             if words is None:  # nn.Identity
                 op = Op(node, [], tensors[:1], "skip")
             else:
-                state = not isinstance(module, STATELESS)
+                state = not stateless(module)
                 uses[node.target] = uses.get(node.target, 0) + 1
                 op = Op(node, words, tensors, "stage", node.target if state else None)
                 if state and uses[node.target] > 1:
@@ -123,6 +118,18 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
             continue
         _place(root, op)
     return root, placeholders, [_rep(alias, o) for o in outputs]
+
+
+def _learned(traced: Traced, node: fx.Node) -> Op:
+    """A parameter used as a tensor (a class token, a position embedding, a layer scale):
+    ``param [shape] as name``; a buffer has no kind yet."""
+    try:
+        value = traced.model.get_parameter(node.target)
+    except AttributeError:
+        raise ImportFailure(f"{node.target}: a buffer used as a tensor (a constant tensor) "
+                            "has no nnspec kind yet") from None
+    shape = ", ".join(str(int(d)) for d in value.shape)
+    return Op(node, [f"param [{shape}]"], [], "source", node.target)
 
 
 def _self_attention(node: fx.Node, tensors: list) -> list:
@@ -240,7 +247,7 @@ class Body:
             return f"\x00{len(self.slots) - 1}\x00"
         what, v = w[0], w[1]
         if what == "shape":
-            return self._shape(v)
+            return self._shape(v, infer=len(w) < 3)
         if what == "index":
             return self._index(v)
         if what == "tensor":
@@ -251,18 +258,20 @@ class Body:
             return f"\x01{g.gid}\x01({args})"
         raise AssertionError(what)
 
-    def _shape(self, dims) -> str:
+    def _shape(self, dims, infer: bool = True) -> str:
         out, unknown = [], 0
         for d in dims:
             if isinstance(d, int) and not isinstance(d, bool) and d == -1:
                 out.append("-1")
                 continue
             t = self.sizes.dim(d)
+            if t is None and not infer:
+                raise ImportFailure(f"a size of {len(dims)} that follows no declared symbol")
             if t is None:
                 unknown += 1
                 t = "-1"
             out.append(t)
-        if out.count("-1") > 1:
+        if infer and out.count("-1") > 1:
             raise ImportFailure(f"a reshape to {len(dims)} sizes, {out.count('-1')} of which "
                                 "follow no declared symbol")
         return "[" + ", ".join(out) + "]"
@@ -316,6 +325,10 @@ class Body:
                 tail, tail_op = nxt.node, nxt
                 continue
             if op is tail_op:  # the layer of a relu(x + y) written above
+                continue
+            if op.form == "source":  # a learned tensor: a pipeline's first stage
+                self._close(start, chain, tail, tail_op)
+                start, chain, tail, tail_op = None, [self.stage(op)], op.node, op
                 continue
             if op.form in ("stage", "again"):
                 x = op.inputs[0]

@@ -1,5 +1,6 @@
 """Torch modules of the stochastic layers (nnspec/layers/stochastic.py has their contract):
-a Bernoulli sample, the reparameterised Gaussian and additive Gaussian noise.
+a Bernoulli sample, the reparameterised Gaussian, additive Gaussian noise and stochastic
+depth (drop path).
 
 Each module's ``sample`` is ``train`` (sample in training mode, the mean in eval mode),
 ``always`` or ``never``. Two attributes, None by default, let a caller fix the randomness
@@ -17,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["StochasticLayer", "Bernoulli", "GaussianSample", "GaussianNoise", "use_noise"]
+__all__ = ["StochasticLayer", "Bernoulli", "GaussianSample", "GaussianNoise", "DropPath",
+           "use_noise"]
 
 
 class StochasticLayer(nn.Module):
@@ -89,6 +91,26 @@ class GaussianNoise(StochasticLayer):
     def extra_repr(self):
         rest = super().extra_repr()
         return f"std={self.std}" + (f", {rest}" if rest else "")
+
+
+class DropPath(StochasticLayer):
+    """Stochastic depth: in training each example (a row of the first axis) is zeroed with
+    probability p and the kept ones scaled by 1/(1 - p), as
+    torchvision.ops.StochasticDepth(p, "row"); the identity in eval mode."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0.0 or not self.sampling():
+            return x
+        rows = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1))
+        survival = 1.0 - self.p
+        return x * ((self.uniform("u", rows) < survival).to(x.dtype) / survival)
+
+    def extra_repr(self):
+        return f"p={self.p}"
 
 
 def use_noise(module, noise, sample=None):

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from ....core.diagnostics import Failure, suggest
+from ....core.diagnostics import Failure, misspelt, suggest
+from ....core.dims import Dim
 from ....core.limits import MAX_MODEL_ERRORS
 from ....layers import REGISTRY
+from ....layers.activation import NOT_MISSPELT
 from .. import syntax as S
 from .base import BuilderBase, Reported
 from .values import POISON, Tensor, Word, describe
@@ -23,13 +25,15 @@ class Arguments(BuilderBase):
             self.fail("E042", f"{name!r} is a model; models cannot be used as layers", span,
                       hint=f"use a block, or check a composition with `check {name}(...)`")
         choices = list(REGISTRY) + list(self.scope.blocks) + list(env)
-        best = suggest(name, choices)
+        # only a plausible misspelling is suggested (relu6 is not a misspelt relu), so that
+        # the suggestion is what was meant
+        best = misspelt(name, choices, NOT_MISSPELT)
         diag = Failure("E043", f"unknown layer kind {name!r}", span,
                        hint=f"did you mean {best!r}?" if best else
                        "see `nnspec layers` for the list of layer kinds").diag
         if best in REGISTRY and values:
-            # check the arguments as if the suggestion had been written, so that a typo in
-            # an argument of a misspelt layer is reported in the same run
+            # the arguments of a misspelt kind are checked as the suggestion's, so that a
+            # typo in one is reported in the same run
             self.report(diag)
             self.layer_params(REGISTRY[best], best, values, stage_span or span)
             raise Reported()
@@ -45,9 +49,24 @@ class Arguments(BuilderBase):
         problem = kind.input_count_problem(p, len(inputs))
         if problem is not None:
             self.fail("E044", problem.replace(kind.name, kind_name, 1), span)
+        self.unbound_symbols(p, kind_name, arg_spans, span)
         inputs.extend(extra.values())
         tied = {key: self.tie(d, prefix) for key, d in ties.items()}
         return self.node(kind, p, inputs, span, prefix, alias, arg_spans, tied)
+
+    def unbound_symbols(self, p, kind_name: str, arg_spans: dict, span) -> None:
+        """A size argument's symbols are read from the model's inputs when it runs:
+        ``expand(c, [M, -1])`` where no input has a dim M is an error here, not then."""
+        for field, v in p:
+            for d in _dims(v):
+                extra = d.symbols() - self.input_symbols
+                if extra:
+                    have = ", ".join(sorted(self.input_symbols)) or "none"
+                    self.fail("E082", f"{kind_name}'s {field} uses the symbol "
+                              f"{sorted(extra)[0]}, which is not a dim of the model's inputs",
+                              arg_spans.get(field, span),
+                              hint=f"the symbols of the inputs: {have}; use one of them, a "
+                                   "constant, or a name an annotation binds (: [N, T, K])")
 
     def tie(self, d: S.Dotted, prefix: str) -> list:
         """``wte.weight`` / ``encoder.fc.weight.T`` -> [owner layer, its key, transposed]: the
@@ -92,6 +111,9 @@ class Arguments(BuilderBase):
                 received = f" (received {loc}={_show(got)})" if loc in params else ""
                 if err["type"] == "missing":
                     fails.append(Failure("E045", f"{kind_name} needs the argument {loc!r}",
+                                         span, hint=_usage(kind, kind_name)))
+                elif loc is None:  # a rule of several arguments together
+                    fails.append(Failure("E046", f"invalid arguments for {kind_name}: {msg}",
                                          span, hint=_usage(kind, kind_name)))
                 else:
                     fails.append(Failure("E046", f"invalid {loc} for {kind_name}: "
@@ -194,6 +216,15 @@ class Arguments(BuilderBase):
         if poisoned:
             raise Reported()
         return params, arg_spans, extra, ties
+
+
+def _dims(v):
+    """The symbolic sizes in an argument's value (a Dim, or tuples of them)."""
+    if isinstance(v, Dim):
+        yield v
+    elif isinstance(v, (tuple, list)):
+        for x in v:
+            yield from _dims(x)
 
 
 def _arg_hint(kind, kind_name: str, key: str) -> str:

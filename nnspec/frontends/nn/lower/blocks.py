@@ -55,8 +55,14 @@ class Blocks(BuilderBase):
         if alias is not None:
             self.fail("E080", f"{inst.alias} names a layer already (at {where}); applying it "
                       "again gives no new name", span)
+        sourceless = inst.kind in REGISTRY and REGISTRY[inst.kind].arity == 0
+        if sourceless and chained:
+            self.discarded(span)  # x | gamma: a learned tensor takes no input
+        if sourceless and rep is not None:
+            self.fail("E041", f"{inst.alias} is a {inst.kind}: it takes no input, so it "
+                      "cannot be repeated", rep.span, hint="use the value it was assigned to")
         if not inputs:
-            inputs = [inp]
+            inputs = [] if sourceless else [inp]
         elif chained:
             self.discarded(span)
         n = 1

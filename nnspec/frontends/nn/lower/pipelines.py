@@ -116,8 +116,11 @@ class Pipelines(BuilderBase):
             while values and values[0][0].key is None and (
                     isinstance(values[0][1], Tensor) or values[0][1] is POISON):
                 inputs.append(values.pop(0)[1])
+        sourceless = name in REGISTRY and REGISTRY[name].arity == 0
+        if sourceless and chained:
+            self.discarded(span)  # x | param [d]: a learned tensor takes no input
         if not inputs:
-            inputs = [inp]
+            inputs = [] if sourceless else [inp]
         elif chained:
             self.discarded(span)
         n = 1
@@ -126,6 +129,9 @@ class Pipelines(BuilderBase):
             if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > MAX_REPEAT:
                 self.fail("E039", f"a repeat count must be an integer from 1 to {MAX_REPEAT}, "
                           f"got {describe(n)}", rep.span)
+            if sourceless:
+                self.fail("E041", f"{name} takes no input, so it cannot be repeated",
+                          rep.span, hint="write one per tensor you need, each with its name")
         if name in REGISTRY:
             make = self.layer
         elif name in self.scope.blocks:
