@@ -1,5 +1,5 @@
 """The command line: ``nnspec check | summary | compile | crosscheck | train | fmt | graph |
-lsp | import | weights | layers | schema``.
+lsp | import | export | weights | layers | schema``.
 
 ``check`` never imports torch; ``crosscheck`` and ``train`` do, and without torch installed
 they say which extra to install (exit 2). A path ``-`` reads the spec from standard input,
@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     _module_command(sub, "lsp", "run the language server (stdio)")
     _module_command(sub, "import", "bring a PyTorch, Hugging Face or ONNX model in as a .nn "
                                    "spec (needs torch)", module="importer")
+    _module_command(sub, "export", "write a spec's model as ONNX (needs the onnx extra)",
+                    consts=True)
     _module_command(sub, "weights", "match a checkpoint's keys to a spec's (weights map)",
                     consts=True)
 

@@ -19,8 +19,9 @@ from .common import EXIT_ERRORS, EXIT_OK, UsageError, parse_dims, require_torch,
 def add_arguments(p) -> None:
     p.add_argument("target", metavar="TARGET",
                    help="package.module:callable (a class, a factory or a function of yours "
-                        "that returns the nn.Module), or hf:PATH/config.json (the "
-                        "transformers class its 'architectures' entry names, built offline)")
+                        "that returns the nn.Module), hf:PATH/config.json (the "
+                        "transformers class its 'architectures' entry names, built offline), "
+                        "or model.onnx (an ONNX file, opset 13 or later)")
     p.add_argument("-o", "--output", help="the .nn file to write (default: standard output)")
     p.add_argument("--input", action="append", metavar="'NAME: [DIMS]'",
                    help="a forward input in nnspec's syntax, symbols included: "
@@ -46,15 +47,13 @@ def _kwargs(text: str) -> dict:
 
 
 def run(args) -> int:
-    if args.target.endswith(".onnx"):
-        raise UsageError("importing .onnx files is not supported yet: import the PyTorch "
-                         "model it was exported from")
+    if args.target.lower().endswith(".onnx"):
+        return _run_onnx(args)
     require_torch("import")
     if args.name is not None and not args.name.isidentifier():
         raise UsageError(f"--name takes an identifier, not {args.name!r}")
     kwargs = _kwargs(args.kwargs)
     dims = parse_dims(args.dim)
-    from .. import loads
     from ..frontends.torch import ImportFailure, import_model
 
     if "" not in sys.path:  # TARGET may be a module of the current directory, as python -m
@@ -66,6 +65,31 @@ def run(args) -> int:
             raise UsageError(str(e)) from None
         print(f"nnspec: error: import {args.target}: {e}", file=sys.stderr)
         return EXIT_ERRORS
+    return _check_and_write(args, text)
+
+
+def _run_onnx(args) -> int:
+    """``nnspec import model.onnx``: the ONNX front end (no torch needed)."""
+    if args.input or args.kwargs != "{}":
+        raise UsageError("--input and --kwargs are for PyTorch targets: an ONNX file "
+                         "declares its inputs")
+    if args.name is not None and not args.name.isidentifier():
+        raise UsageError(f"--name takes an identifier, not {args.name!r}")
+    from ..frontends.onnx import OnnxImportError, import_onnx
+
+    try:
+        text = import_onnx(args.target, parse_dims(args.dim), args.name)
+    except OnnxImportError as e:
+        if e.usage:
+            raise UsageError(str(e)) from None
+        print(f"nnspec: error: import {args.target}: {e}", file=sys.stderr)
+        return EXIT_ERRORS
+    return _check_and_write(args, text)
+
+
+def _check_and_write(args, text: str) -> int:
+    from .. import loads
+
     spec = loads(text, args.output or "<import>", strict=False)
     if spec.diagnostics:  # the importer wrote what nnspec refuses: say so, write nothing
         for d in spec.diagnostics:
