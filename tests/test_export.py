@@ -354,3 +354,28 @@ def test_the_library_function_traces_at_distinct_sizes():
         example_dims(spec, dims={"T": 3})
     with pytest.raises(ExportError, match="opset 17 is out of range"):
         export_onnx(spec, opset=17)
+
+
+def test_weights_from_a_checkpoint(tmp_path, capsys):
+    """--weights: the file computes what the module with those weights computes (keys
+    matched as `nnspec weights map` matches them); a checkpoint that does not fit is a
+    usage error and nothing is written."""
+    spec = nnspec.load(str(SPECS / "lenet5.nn"))
+    trained = build_module(spec, seed=7).eval()
+    ckpt = tmp_path / "lenet5.pt"
+    torch.save(trained.state_dict(), ckpt)
+    out = tmp_path / "lenet5.onnx"
+    assert cli.main(["export", str(SPECS / "lenet5.nn"), "-o", str(out), "--weights",
+                     str(ckpt), "-q"]) == 0
+    x = np.random.default_rng(0).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x})[0]
+    with torch.no_grad():
+        want = trained(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    bad = tmp_path / "bad.pt"
+    torch.save({"conv_0.weight": torch.zeros(3)}, bad)
+    other = tmp_path / "other.onnx"
+    assert cli.main(["export", str(SPECS / "lenet5.nn"), "-o", str(other), "--weights",
+                     str(bad)]) == 2
+    assert "does not map onto the spec" in capsys.readouterr().err and not other.exists()

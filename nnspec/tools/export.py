@@ -35,6 +35,10 @@ def add_arguments(p) -> None:
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="the size a symbolic dim is traced at (default 2, 3, 4, ... in the "
                         "order the symbols appear); it stays dynamic in the file")
+    p.add_argument("--weights", metavar="CHECKPOINT",
+                   help="the weights to export: a .safetensors file, a torch state_dict "
+                        "(.pt, .bin) or a Hugging Face folder, matched to the spec's keys as "
+                        "`nnspec weights map` matches them (default: drawn from --seed)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the weights (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote FILE' summary")
 
@@ -153,8 +157,9 @@ def run(args) -> int:
         print(e.render(), file=sys.stderr)
         print("nnspec: choose other sizes to trace at with --dim NAME=SIZE", file=sys.stderr)
         return EXIT_ERRORS
+    params = _weights(spec, name, args.weights) if args.weights else None
     try:
-        out = export_onnx(spec, name, dims=env, opset=opset, seed=args.seed)
+        out = export_onnx(spec, name, dims=env, opset=opset, seed=args.seed, params=params)
         data = out.to_bytes()
     except ExportError as e:
         print(f"nnspec: error: {e}", file=sys.stderr)
@@ -167,6 +172,25 @@ def run(args) -> int:
     if not args.quiet:
         print("\n".join(describe(out, args.output, len(data))), file=sys.stderr)
     return EXIT_OK
+
+
+def _weights(spec, model: str, path: str) -> dict:
+    """The checkpoint's tensors under the spec's keys; a checkpoint that does not map is a
+    usage error naming its first problems (``nnspec weights map`` shows the whole table)."""
+    from ..backends.checkpoint import CheckpointError, map_weights
+
+    if not os.path.exists(path):
+        raise UsageError(f"--weights {path}: no such file or folder")
+    try:
+        wm = map_weights(spec, path, model)
+    except CheckpointError as e:
+        raise UsageError(f"--weights {path}: {e}") from None
+    if not wm.ok:
+        probs = wm.problems()
+        raise UsageError(f"--weights {path} does not map onto the spec: "
+                         + "; ".join(probs[:3]) + (f" (and {len(probs) - 3} more; see nnspec "
+                                                   "weights map)" if len(probs) > 3 else ""))
+    return wm.state_dict()
 
 
 def _check_opset(opset: int) -> None:
