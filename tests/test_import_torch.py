@@ -139,6 +139,26 @@ def test_vision_transformer_class_token_and_positions(tv):
     _same(ref, spec, torch.randn(3, 3, 32, 32, dtype=torch.float64), source=True)
 
 
+@pytest.mark.parametrize("name,count", [
+    ("resnet18", 11_689_512), ("mobilenetv3_small_100", 2_542_856),
+    ("convnext_atto", 3_695_520), ("efficientnet_b0", 5_288_548)])
+def test_timm_models_round_trip(tv, name, count):
+    """timm's layers compute with F.layer_norm / F.batch_norm on their own parameters
+    (BatchNormAct2d, LayerNorm2d): each becomes the layer of its module, named by its path."""
+    timm = pytest.importorskip("timm")
+    text = import_model("timm:create_model", kwargs={"model_name": name})
+    spec = _spec(text)
+    assert spec.param_count() == count
+    torch.manual_seed(8)
+    ref = timm.create_model(name)
+    for m in ref.modules():  # statistics other than the initial ones
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    _same(ref, spec, torch.randn(2, 3, 64, 64, dtype=torch.float64),
+          numpy=name in ("resnet18", "mobilenetv3_small_100"))
+
+
 def test_kwargs_reach_the_factory(tv):
     text = import_model("torchvision.models:resnet18", kwargs={"num_classes": 7})
     assert "dense 7 as fc" in text

@@ -438,6 +438,15 @@ def function_op(node: fx.Node, dims) -> Op | None:
                 return None
             raise _unsupported(f"output {args[1]} of {x.target}")
         return Op(node, [], [x], "skip")
+    if not method and t is operator.getitem and isinstance(x, fx.Node) \
+            and x.target in ("unbind", torch.unbind) and isinstance(args[1], int):
+        dim = _dim_arg(x, list(x.args), dict(x.kwargs), 1, "dim", 0)
+        src = x.args[0]
+        dim = dim + rank(src) if dim < 0 else dim
+        subs = (slice(None),) * dim + (args[1],)
+        return Op(node, [("index", subs)], [src], "index")
+    if method and t == "unbind" or not method and t is torch.unbind:
+        return None  # its pieces are read by index above
     if not _has_tensor(args, kwargs):
         return None  # arithmetic on sizes: read where a size is used (a reshape)
     if not method and t in _JOINS or method and t in ("add", "sub", "mul", "div", "add_",
@@ -566,6 +575,77 @@ def _sdpa(node, args, kwargs) -> Op:
     if kwargs.get("enable_gqa"):
         pass
     return Op(node, w, ins, "call")
+
+
+# ---- functional calls on a module's own parameters -------------------------------------
+
+def _attr(node) -> str | None:
+    return node.target if isinstance(node, fx.Node) and node.op == "get_attr" else None
+
+
+def _owner(attrs: dict) -> str | None:
+    """The module path P when every given tensor is ``P.<its name>`` (``P.weight``,
+    ``P.running_mean``), else None."""
+    owners = set()
+    for name, node in attrs.items():
+        if node is None:
+            continue
+        target = _attr(node)
+        if target is None or not target.endswith("." + name):
+            return None
+        owners.add(target[: -len(name) - 1])
+    return owners.pop() if len(owners) == 1 else None
+
+
+def functional_layer(node: fx.Node, modules: dict) -> Op | None:
+    """``F.layer_norm(x, shape, self.weight, self.bias, eps)``, ``F.batch_norm`` on a
+    module's running statistics, ``F.linear`` and ``F.conv2d`` with a module's weight: the
+    layer of that module, named by its path (timm's norm layers are written so)."""
+    t, args, kwargs = node.target, list(node.args), dict(node.kwargs)
+    if node.op != "call_function":
+        return None
+    arg = lambda i, n, d=None: _dim_arg(node, args, kwargs, i, n, d)  # noqa: E731
+    if t is F.layer_norm:
+        x, shape, w, b, eps = arg(0, "input"), arg(1, "normalized_shape"), arg(2, "weight"), \
+            arg(3, "bias"), arg(4, "eps", 1e-5)
+        owner = _owner({"weight": w, "bias": b})
+        if owner is None or w is None:
+            return None
+        words = ["layernorm"]
+        if len(shape) != 1:
+            words += kw("axes", len(shape))
+        if eps != 1e-5:
+            words += kw("eps", float(eps))
+        if b is None:
+            words += [" bias=false"]
+        return Op(node, words, [x], "stage", owner)
+    if t is F.batch_norm:
+        x, rm, rv, w, b = (arg(i, n) for i, n in enumerate(
+            ("input", "running_mean", "running_var", "weight", "bias")))
+        training, momentum, eps = arg(5, "training", False), arg(6, "momentum", 0.1), \
+            arg(7, "eps", 1e-5)
+        owner = _owner({"running_mean": rm, "running_var": rv, "weight": w, "bias": b})
+        if owner is None or rm is None or training is not False:
+            return None
+        module = modules.get(owner)
+        words = ["batchnorm"]
+        if eps != 1e-5:
+            words += kw("eps", float(eps))
+        mom = getattr(module, "momentum", momentum)
+        if isinstance(mom, float) and mom != 0.1:
+            words += kw("momentum", float(mom))
+        if w is None:
+            words += [" affine=false"]
+        return Op(node, words, [x], "stage", owner)
+    if t is F.linear:
+        x, w, b = arg(0, "input"), arg(1, "weight"), arg(2, "bias")
+        owner = _owner({"weight": w, "bias": b})
+        if owner is None:
+            return None
+        out = int(modules[owner].get_parameter("weight").shape[0])
+        return Op(node, ["dense ", Slot(out, "d")] + ([] if b is not None else [" bias=false"]),
+                  [x], "stage", owner)
+    return None
 
 
 def isclose(a, b) -> bool:

@@ -52,6 +52,10 @@ class Writer:
 
     def spec(self, model_name: str) -> str:
         root, placeholders, outputs = collect(self.traced, {})
+        used = {x for op in flat_ops(root) for x in op.inputs} | set(outputs)
+        if len(placeholders) > len(self.inputs):  # arguments fixed at their defaults
+            placeholders = placeholders[:len(self.inputs)] + [
+                p for p in placeholders[len(self.inputs):] if p in used]
         if len(placeholders) != len(self.inputs):
             raise ImportFailure(f"the model's forward takes {len(placeholders)} inputs "
                                 f"({', '.join(p.target for p in placeholders)}); "
@@ -124,6 +128,8 @@ class Writer:
         ins, outs = self._io(ops)
         if len(ins) != 1 or len(outs) != 1 or not ops:
             return None
+        if any(op.owner == scope.path for op in ops):  # a module whose forward is a layer
+            return None  # of its own parameters and more (timm's BatchNormAct2d): inline
         prefix = scope.path + "."
         env = {ins[0]: "x"}
         try:

@@ -137,7 +137,7 @@ def trace(model: nn.Module, is_layer, examples: list[list]) -> Traced:
     shapes for each list of example inputs (meta tensors)."""
     tracer = _Tracer(is_layer)
     try:
-        graph = tracer.trace(model)
+        graph = tracer.trace(model, concrete_args=_defaults(model, len(examples[0])))
     except Exception as e:  # data-dependent control flow and the like
         raise ImportFailure(_trace_error(e)) from None
     gm = fx.GraphModule(tracer.root, graph)
@@ -173,6 +173,24 @@ class _Record(ShapeProp):
         if not isinstance(result, torch.Tensor):
             self.values[n] = result
         return result
+
+
+def _defaults(model: nn.Module, n: int) -> dict | None:
+    """The forward's arguments after the ``n`` declared inputs, fixed at their defaults
+    (timm's ``forward(x, attn_mask=None)``); one without a default is an input not
+    declared."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    params = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                              p.KEYWORD_ONLY)]
+    rest = params[n:]
+    if not rest or any(p.default is inspect.Parameter.empty for p in rest):
+        return None
+    return {p.name: p.default for p in rest}
 
 
 def _short(e: BaseException) -> str:

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 
 from torch import fx, nn
 
-from .ops import Op, Slot, _num, converter, function_op, is_tensor, stateless
+from .ops import (
+    Op,
+    Slot,
+    _num,
+    converter,
+    function_op,
+    functional_layer,
+    is_tensor,
+    stateless,
+)
 from .trace import ImportFailure, Traced
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -65,7 +74,22 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
     placeholders, outputs = [], []
     uses: dict = {}
     alias: dict = {}
+    layers = {}  # functional calls on a module's own parameters: that module's layer
     for node in traced.graph.nodes:
+        op = functional_layer(node, traced.modules)
+        if op is not None:
+            layers[node] = op
+    absorbed = {a for op in layers.values() for a in op.node.all_input_nodes
+                if a.op == "get_attr" and all(u in layers for u in a.users)}
+    for node in traced.graph.nodes:
+        if node in absorbed:
+            continue
+        if node in layers:
+            op = layers[node]
+            op.scope = tuple(_stack(node, False))
+            op.inputs = [_rep(alias, x) for x in op.inputs]
+            _place(root, op)
+            continue
         if node.op == "placeholder":
             placeholders.append(node)
             continue
