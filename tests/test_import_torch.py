@@ -221,6 +221,18 @@ _MODELS = textwrap.dedent('''
             return h.reshape(n, 3, -1)
 
 
+    class Glu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 10)
+
+        def forward(self, x):
+            a, b = self.fc(x).chunk(2, dim=-1)
+            n, t, _ = x.shape
+            q, k = self.fc(x).view(n, t, 5, 2).unbind(3)
+            return a * torch.sigmoid(b) + q * k
+
+
     class Loop(nn.Module):
         def __init__(self):
             super().__init__()
@@ -285,6 +297,13 @@ def test_sizes_from_the_graph_become_symbols(user_models):
     m.load_state_dict(ref.state_dict(), strict=True)
     with torch.no_grad():
         assert torch.equal(m(tokens), ref(tokens))
+
+
+def test_chunk_and_unbind_pieces_are_indexed(user_models):
+    text = import_model("nnspec_user_models:Glu", ["x: [N, T, 6]"])
+    assert "fc[..., :5]" in text and "fc[..., 5:]" in text and "[..., 1]" in text
+    spec = _spec(text)
+    _same(user_models.Glu(), spec, torch.randn(2, 5, 6, dtype=torch.float64), source=True)
 
 
 def test_what_cannot_be_imported_is_one_located_error(user_models, tmp_path, capsys):

@@ -78,12 +78,14 @@ def spec_of(model, inputs, dims, name: str, source: str) -> str:
             pairs[s] = EXAMPLE_SIZES.get(s, (12 + 2 * len(pairs), 18 + 2 * len(pairs)))
     _distinct(pairs)
 
+    device = next((p.device for p in model.parameters()), torch.device("meta"))
+
     def examples(run: int):
         out = []
         for i in inputs:
             shape = [d if isinstance(d, int) else pairs[d][run] for d in i.dims]
             dtype = torch.long if i.dtype == "int" else torch.float32
-            out.append(torch.zeros(shape, dtype=dtype, device="meta"))
+            out.append(torch.zeros(shape, dtype=dtype, device=device))
         return out
 
     try:

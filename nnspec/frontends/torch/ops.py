@@ -443,10 +443,20 @@ def function_op(node: fx.Node, dims) -> Op | None:
         dim = _dim_arg(x, list(x.args), dict(x.kwargs), 1, "dim", 0)
         src = x.args[0]
         dim = dim + rank(src) if dim < 0 else dim
-        subs = (slice(None),) * dim + (args[1],)
-        return Op(node, [("index", subs)], [src], "index")
-    if method and t == "unbind" or not method and t is torch.unbind:
-        return None  # its pieces are read by index above
+        return Op(node, [("index", _along(src, dim, args[1]))], [src], "index")
+    if not method and t is operator.getitem and isinstance(x, fx.Node) \
+            and x.target in ("chunk", torch.chunk) and isinstance(args[1], int):
+        xa, xk = list(x.args), dict(x.kwargs)
+        src, n = xa[0], _dim_arg(x, xa, xk, 1, "chunks")
+        dim = _dim_arg(x, xa, xk, 2, "dim", 0)
+        dim = dim + rank(src) if dim < 0 else dim
+        size = int(src.meta["tensor_meta"].shape[dim])
+        step = -(-size // n)  # torch.chunk: pieces of ceil(size / n), the last one shorter
+        a, b = args[1] * step, min(size, (args[1] + 1) * step)
+        piece = slice(a or None, b if b < size else None)
+        return Op(node, [("index", _along(src, dim, piece))], [src], "index")
+    if method and t in ("unbind", "chunk") or not method and t in (torch.unbind, torch.chunk):
+        return None  # their pieces are read by index above
     if not _has_tensor(args, kwargs):
         return None  # arithmetic on sizes: read where a size is used (a reshape)
     if not method and t in _JOINS or method and t in ("add", "sub", "mul", "div", "add_",
@@ -547,6 +557,13 @@ def function_op(node: fx.Node, dims) -> Op | None:
     if not method and t is F.scaled_dot_product_attention:
         return _sdpa(node, args, kwargs)
     raise _unsupported(f"no nnspec kind for {op_name(node)}")
+
+
+def _along(src: fx.Node, dim: int, sub) -> tuple:
+    """Subscripts taking ``sub`` along ``dim``: ``x[:, 0]``, or ``x[..., :5]`` on the last."""
+    if dim == rank(src) - 1 and dim > 1:
+        return (Ellipsis, sub)
+    return (slice(None),) * dim + (sub,)
 
 
 def _has_tensor(args, kwargs) -> bool:
