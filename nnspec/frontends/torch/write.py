@@ -18,16 +18,8 @@ from dataclasses import dataclass, field
 
 from torch import fx, nn
 
-from .ops import (
-    Op,
-    Slot,
-    _num,
-    converter,
-    function_op,
-    functional_layer,
-    is_tensor,
-    stateless,
-)
+from .functions import function_op, functional_layer, is_tensor
+from .ops import Op, Slot, _num, converter, stateless
 from .trace import ImportFailure, Traced
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
