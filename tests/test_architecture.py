@@ -203,11 +203,15 @@ def test_kernels_are_a_leaf():
 
 @pytest.mark.parametrize("mod", sorted(m for m in MODULES if m.startswith("nnspec.layers.torch.")))
 def test_torch_helpers_import_only_torch(mod):
-    """A kind's torch helpers are copied into emitted files: they import torch and math only."""
+    """A kind's torch helpers are copied into emitted files: they import torch and math only,
+    and another family's helpers (``from .rope import apply_rope``, copied with them)."""
     tree = ast.parse(MODULES[mod].read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 1:
+            assert f"nnspec.layers.torch.{node.module}" in MODULES, (mod, node.module)
+            continue
         elif isinstance(node, ast.ImportFrom):
             names = [node.module or ""]
         else:

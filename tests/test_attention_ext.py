@@ -402,10 +402,9 @@ def test_rope_math_matches_hf_and_meta(layout, theta):
     k = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64)
     ref = _hf_rope if layout == "half" else _meta_rope
     want_q, want_k = ref(q, k, theta, q_offset=4)
-    inter = layout == "interleaved"
-    torch.testing.assert_close(attention_torch.apply_rope(q, theta, inter, offset=4), want_q,
+    torch.testing.assert_close(attention_torch.apply_rope(q, theta, layout, offset=4), want_q,
                                rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(attention_torch.apply_rope(k, theta, inter), want_k,
+    torch.testing.assert_close(attention_torch.apply_rope(k, theta, layout), want_k,
                                rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(rope_numpy(q.numpy(), 2, theta, layout, offset=4),
                                want_q.numpy(), rtol=1e-12, atol=1e-12)

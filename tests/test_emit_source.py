@@ -225,7 +225,7 @@ def test_unet_up_is_one_class_with_its_crop_as_arguments(sources, tmp_path):
     assert "    def __init__(self, in_channels, c, start, stop):\n" \
            "        super().__init__()\n        self.start = start\n" \
            "        self.stop = stop\n" in src
-    assert "s = skip[..., self.start:self.stop, self.start:self.stop]" in src
+    assert "s = skip[..., self.start : self.stop, self.start : self.stop]" in src
     assert "self.up1 = Up(in_channels=1024, c=512, start=4, stop=60)" in src
     assert "self.up4 = Up(in_channels=128, c=64, start=88, stop=480)" in src
     src = _same_as_build_module(SMALL_UNET, tmp_path, "small_unet")
@@ -247,7 +247,8 @@ model M(a: [N, 2, 12, 12], b: [N, 2, 8, 8], c: [N, 2, 4, 4]) {
     src = _same_as_build_module(text, tmp_path, "cut")
     assert _classes(src) == ["Cut", "M"]
     assert "self.stop_ = stop_" in src and "self.stop = nn.Conv2d(2, 2, kernel_size=1)" in src
-    assert "def __init__(self, stop_):" in src and "x = x[..., 2:self.stop_, 2:self.stop_]" in src
+    assert "def __init__(self, stop_):" in src
+    assert "x = x[..., 2 : self.stop_, 2 : self.stop_]" in src
     assert "self.one = Cut(10)" in src and "self.two = Cut(6)" in src
 
 

@@ -1,7 +1,8 @@
 """Every loss at its edge cases: the NumPy value and gradients equal torch's function and
 autograd (float64), NaN and infinities included: every target ignored, logits of -inf
 outside the targets, bce's predictions at 0 and 1, kl_div's zero and negative targets,
-the kinks of l1, huber, smooth_l1, margin and cosine_embedding, saturated logits."""
+the kinks of l1, huber, smooth_l1, margin and cosine_embedding, saturated logits, the zero
+distances and margins of contrastive and triplet."""
 
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ CASES = CLASS + [
     ("kl_normal", {}, [X, X]), ("kl_normal", {}, [X, np.array([[30.0, -800.0, 0.0], [0, 0, 0]])]),
     ("margin", {}, [V, np.array([0, 1])]), ("margin", {"lam": 0.3}, [V, np.eye(3)[:2]]),
 ] + [("cosine_embedding", {"margin": m}, [A, B, y])
-     for m in (0.0, 0.5) for y in (np.ones(4), -np.ones(4), np.array([0.0, 1.0, -1.0, -1.0]))]
+     for m in (0.0, 0.5) for y in (np.ones(4), -np.ones(4), np.array([0.0, 1.0, -1.0, -1.0]))
+] + [("contrastive", kw, [A, A + B * 0.6, np.array([0, 1, 1, 0])])  # D 0 (row 1), 1 (row 3)
+     for kw in ({}, {"eps": 0.0}, {"margin": 0.6, "eps": 0.0})
+] + [("triplet", kw, [A, np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0], [2.0, 0.0]]), B])
+     for kw in ({}, {"eps": 0.0}, {"swap": True, "eps": 0.0}, {"p": 1.0, "eps": 0.0})]
 
 
 def _case_id(case) -> str:
@@ -66,7 +71,8 @@ def _case_id(case) -> str:
 def test_value_and_gradients_equal_autograd_at_the_edges(name, kw, xs):
     loss = LOSSES[name]
     p = loss.Params(**kw)
-    float_in = [np.issubdtype(a.dtype, np.floating) and i < 2 for i, a in enumerate(xs)]
+    float_in = [np.issubdtype(a.dtype, np.floating) and (i < 2 or name == "triplet")
+                for i, a in enumerate(xs)]
     ts = [torch.tensor(a, requires_grad=f) for a, f in zip(xs, float_in)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch's mean over no target

@@ -10,6 +10,7 @@ from . import (  # noqa: F401
     dense,
     dropout,
     embedding,
+    gather,
     groupnorm,
     merge,
     norm,

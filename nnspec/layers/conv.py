@@ -1,10 +1,16 @@
 """conv, conv1d, conv2d, conv3d: convolution over [N, C, *spatial] (torch.nn.Conv1d/2d/3d).
 
 F_out = floor((F_in + p_before + p_after - d*(k - 1) - 1) / s) + 1 per spatial dim.
+``weight_norm=<dim>`` reparametrises the weight as torch.nn.utils.weight_norm (see
+:mod:`.weightnorm`): Wav2Vec2's positional conv is ``conv 768 k=128 p=64 groups=16
+weight_norm=2``.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
+from . import weightnorm as wn
 from ._window import IntOrTuple, PadSpec, WindowParams, resolve, show, spatial_out, spatial_rank
 from .base import (
     DEFAULT_INIT,
@@ -48,6 +54,7 @@ class _Conv(LayerKind):
         bias: Bool = True
         init: InitArg = DEFAULT_INIT
         bias_init: InitArg = DEFAULT_INIT
+        weight_norm: Optional[Int] = None
 
         _pos = positive("out", "groups")
 
@@ -71,6 +78,7 @@ class _Conv(LayerKind):
             raise ShapeError(f"groups must divide the output channels, but {p.groups} does "
                              f"not divide {p.out}", arg="groups")
         spatial = spatial_out(self.name, x, k, s, pd, d)
+        wn.check(p, n + 2, self.name)
         return TensorType((x.shape[0], p.out) + spatial)
 
     def weights(self, p, ins, out):
@@ -81,7 +89,7 @@ class _Conv(LayerKind):
         w = {"weight": W((p.out, c_in // p.groups) + k, default_init(fan_in))}
         if p.bias:
             w["bias"] = W((p.out,), default_init(fan_in))
-        return w
+        return wn.with_entries(w, p.weight_norm)
 
     def macs(self, p, ins, out):
         x = ins[0]
@@ -95,6 +103,8 @@ class _Conv(LayerKind):
         kw = {"kernel_size": k, "stride": s, "padding": tuple(a for a, _ in pd) if symmetric
               else 0, "dilation": d, "groups": p.groups, "bias": p.bias}
         mod = TorchModule(f"Conv{n}d", (x.shape[1].value, p.out), kw)
+        if p.weight_norm is not None:
+            mod = wn.module(f"Conv{n}d", mod.args, kw, p.weight_norm)
         if symmetric:
             return TorchPlan(mod, [])
         flat = []
@@ -110,16 +120,20 @@ class _Conv(LayerKind):
             out += f" d={d}"
         if p.groups != 1:
             out += f" groups={p.groups}"
+        if p.weight_norm is not None:
+            out += f" weight_norm={p.weight_norm}"
         return out + ("" if p.bias else " bias=false")
 
     def numpy(self, p, w, xs, ctx):
         n, k, s, pd, d = self.geometry(p, _shape_of(xs[0]))
-        return npops.conv_nd(xs[0], w["weight"], w.get("bias"), s, pd, d, p.groups)
+        weight = wn.weight(w, p.weight_norm)
+        return npops.conv_nd(xs[0], weight, w.get("bias"), s, pd, d, p.groups)
 
     def backward(self, p, w, xs, y, gy, ctx):
         n, k, s, pd, d = self.geometry(p, _shape_of(xs[0]))
-        gx, gw = npops.conv_nd_backward(xs[0], w["weight"], gy, s, pd, d, p.groups)
-        grads = {"weight": gw}
+        weight = wn.weight(w, p.weight_norm)
+        gx, gw = npops.conv_nd_backward(xs[0], weight, gy, s, pd, d, p.groups)
+        grads = wn.grads(w, gw, p.weight_norm)
         if p.bias:
             grads["bias"] = gy.sum(axis=(0,) + tuple(range(2, gy.ndim)))
         return [gx], grads
@@ -129,6 +143,11 @@ class _Conv(LayerKind):
         n = len(shape) - 2
         return ({"out": 6, "k": 3, "s": 2, "p": ((1, 0),) * n, "d": 2, "groups": 2,
                  "bias": False, "init": "kaiming"}, [TensorType(shape)])
+
+    def samples(self):
+        """Also weight_norm over the kernel's first axis, as Wav2Vec2's positional conv."""
+        args, ins = self.sample()
+        return [(args, ins), ({"out": 6, "k": 3, "p": 1, "groups": 2, "weight_norm": 2}, ins)]
 
 
 def _shape_of(a) -> TensorType:

@@ -1,7 +1,11 @@
-"""dense: a fully connected layer over the last axis (torch.nn.Linear)."""
+"""dense: a fully connected layer over the last axis (torch.nn.Linear); ``weight_norm=<dim>``
+reparametrises its weight as torch.nn.utils.weight_norm (see :mod:`.weightnorm`)."""
 
 from __future__ import annotations
 
+from typing import Optional
+
+from . import weightnorm as wn
 from .base import (
     DEFAULT_INIT,
     MODULE,
@@ -50,6 +54,7 @@ class Dense(LayerKind):
         bias: Bool = True
         init: InitArg = DEFAULT_INIT
         bias_init: InitArg = DEFAULT_INIT
+        weight_norm: Optional[Int] = None
 
         _out = positive("out")
 
@@ -57,6 +62,7 @@ class Dense(LayerKind):
         (x,) = ins
         need_float(x, "dense")
         concrete(x.shape[-1], "dense's input width (the last dim)")
+        wn.check(p, 2, "dense")
         return TensorType(x.shape[:-1] + (p.out,))
 
     def weights(self, p, ins, out):
@@ -64,7 +70,7 @@ class Dense(LayerKind):
         w = {"weight": W((p.out, n_in), default_init(n_in))}
         if p.bias:
             w["bias"] = W((p.out,), default_init(n_in))
-        return w
+        return wn.with_entries(w, p.weight_norm)
 
     def macs(self, p, ins, out):
         return prod(out.shape) * ins[0].shape[-1].value
@@ -72,6 +78,8 @@ class Dense(LayerKind):
     def torch(self, p, ins, out):
         n_in = ins[0].shape[-1].value
         kw = {} if p.bias else {"bias": False}
+        if p.weight_norm is not None:
+            return TorchPlan(wn.module("Linear", (n_in, p.out), kw, p.weight_norm), [])
         return TorchPlan(TorchModule("Linear", (n_in, p.out), kw), [])
 
     # ``weight=enc.weight.T``: the weight of another layer, transposed (see LayerKind)
@@ -84,16 +92,20 @@ class Dense(LayerKind):
                          [TorchCall(MODULE, (In(0), ref))])
 
     def numpy(self, p, w, xs, ctx):
-        return npops.linear(xs[0], w["weight"], w.get("bias"))
+        return npops.linear(xs[0], wn.weight(w, p.weight_norm), w.get("bias"))
 
     def backward(self, p, w, xs, y, gy, ctx):
         # y = x Wᵀ + b: dx = gy W, dW = Σ gyᵀ x over the leading axes, db = Σ gy
         x = xs[0]
         g2 = gy.reshape(-1, gy.shape[-1])
-        grads = {"weight": g2.T @ x.reshape(-1, x.shape[-1])}
+        grads = wn.grads(w, g2.T @ x.reshape(-1, x.shape[-1]), p.weight_norm)
         if p.bias:
             grads["bias"] = g2.sum(axis=0)
-        return [gy @ w["weight"]], grads
+        return [gy @ wn.weight(w, p.weight_norm)], grads
 
     def sample(self):
         return {"out": 3, "init": "xavier", "bias_init": "zeros"}, [TensorType((2, 5))]
+
+    def samples(self):
+        """Also weight_norm over the output units (torch's default dim 0)."""
+        return [self.sample(), ({"out": 3, "weight_norm": 0}, [TensorType((2, 5))])]

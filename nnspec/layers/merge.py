@@ -1,13 +1,22 @@
 """Layers that join or split values: element-wise add and mul, concat along an axis,
-and item (one value of a layer that returns several)."""
+and item (one value of a layer that returns several).
+
+Element-wise arithmetic types its result as torch does: ``+ - *`` of int tensors (and int
+numbers) is int, anything with a float tensor or a float number is float, and ``/`` is true
+division, always float. A float result with no float tensor among the operands has torch's
+default float dtype, float32, in both backends; otherwise the float tensors' dtype (the
+wider of two, a 0-d tensor giving way to one with dims, as in torch's type promotion).
+"""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 from pydantic import model_validator
 
 from .base import (
+    FLOAT,
+    INT,
     Bool,
     In,
     Int,
@@ -19,22 +28,40 @@ from .base import (
     TorchCall,
     TorchPlan,
     TupleType,
-    need_float,
     prod,
     register,
 )
 
+#: a number in arithmetic with a tensor: an int keeps an int tensor int, as in torch
+Number = Union[Int, float]
 
-def broadcast_shapes(name: str, ins: list[TensorType]) -> TensorType:
-    """NumPy's broadcasting of the inputs' shapes (symbolically), each checked float."""
+
+def _need_tensor(t, name: str) -> None:
+    if not isinstance(t, TensorType) or t.dtype not in (FLOAT, INT):
+        raise ShapeError(f"{name} needs a tensor, got {t}",
+                         hint="name the values of a layer that returns several, then use one")
+
+
+def broadcast_shapes(name: str, ins: list[TensorType], dtype: str = FLOAT) -> TensorType:
+    """NumPy's broadcasting of the inputs' shapes (symbolically), typed ``dtype``."""
     from .tensorops import broadcast
 
     out = ins[0]
-    need_float(out, name)
+    _need_tensor(out, name)
     for other in ins[1:]:
-        need_float(other, name)
+        _need_tensor(other, name)
         out = TensorType(broadcast(out, other, name))
-    return out
+    return TensorType(out.shape, dtype)
+
+
+def _float_dtype(arrays: list):
+    """The NumPy dtype of a float result, as torch promotes: the float arrays' (those with
+    dims first: a 0-d tensor gives way), else torch's default float dtype, float32."""
+    import numpy as np
+
+    floats = [a for a in arrays if np.issubdtype(a.dtype, np.floating)]
+    shaped = [a for a in floats if a.ndim] or floats
+    return np.result_type(*shaped) if shaped else np.dtype(np.float32)
 
 
 def _reverse(p) -> bool:
@@ -44,7 +71,7 @@ def _reverse(p) -> bool:
 class _NumberFirstParams(Params):
     """sub and div are not commutative: ``(1 - x)`` is other=1 with reverse."""
 
-    other: Optional[float] = None
+    other: Optional[Number] = None
     reverse: Bool = False
 
     @model_validator(mode="after")
@@ -63,7 +90,7 @@ class _Elementwise(LayerKind):
     fn = ""
 
     class Params(Params):
-        other: Optional[float] = None
+        other: Optional[Number] = None
 
     def input_count_problem(self, p, n):
         if p.other is not None:
@@ -80,47 +107,71 @@ class _Elementwise(LayerKind):
         if p.other is None:
             super().check_inputs(p, ins)
 
+    def result_dtype(self, p, dtypes: list[str]) -> str:
+        """int when every operand is an int (numbers included) and the operation keeps
+        ints (``/`` does not), float otherwise."""
+        ints = all(d == INT for d in dtypes) and not isinstance(p.other, float)
+        return INT if ints and self.name != "div" else FLOAT
+
     def infer(self, p, ins):
         self.check_inputs(p, ins)  # a number, or tensors: never both nor neither
         if p.other is not None:
-            need_float(ins[0], self.name)
-            return ins[0]
-        return broadcast_shapes(self.name, ins)
+            _need_tensor(ins[0], self.name)
+            return TensorType(ins[0].shape, self.result_dtype(p, [ins[0].dtype]))
+        return broadcast_shapes(self.name, ins, self.result_dtype(p, [t.dtype for t in ins]))
 
     def macs(self, p, ins, out):
         return prod(out.shape) * max(len(ins) - 1, 1)
 
     def torch(self, p, ins, out):
         if p.other is not None:
-            args = (p.other, In(0)) if _reverse(p) else (In(0), p.other)
+            # a float tensor takes the number as a float: (1.0 - x), as written before ints
+            other = float(p.other) if ins[0].dtype == FLOAT else p.other
+            args = (other, In(0)) if _reverse(p) else (In(0), other)
             return TorchPlan(None, [TorchCall(self.fn, args)])
         calls = [TorchCall(self.fn, (In(0), In(1)))]
         calls += [TorchCall(self.fn, (Prev(), In(i))) for i in range(2, len(ins))]
         return TorchPlan(None, calls)
 
     def operands(self, p, xs):
-        """The operands in order, a number as an array of the tensor's dtype."""
+        """The operands in order, each an array of the result's dtype (see the module's
+        docstring), a number too."""
         import numpy as np
 
+        arrays = [np.asarray(x) for x in xs]
+        dtypes = [INT if np.issubdtype(a.dtype, np.integer) else FLOAT for a in arrays]
+        if self.result_dtype(p, dtypes) == INT:
+            dt = np.result_type(*arrays)
+        else:
+            dt = _float_dtype(arrays)
+        ops = [a.astype(dt, copy=False) for a in arrays]
         if p.other is None:
-            return list(xs)
-        c = np.asarray(p.other, dtype=xs[0].dtype)
-        return [c, xs[0]] if _reverse(p) else [xs[0], c]
+            return ops
+        c = np.asarray(p.other, dtype=dt)
+        return [c, ops[0]] if _reverse(p) else [ops[0], c]
 
     def grads(self, p, xs, gs):
-        """Per-operand gradients -> per-input ones, each summed back to its input's shape."""
+        """Per-operand gradients -> per-input ones, each summed back to its input's shape
+        and dtype; an int input gets none."""
+        import numpy as np
+
         from .tensorops import unbroadcast
 
         if p.other is not None:
             gs = gs[1:] if _reverse(p) else gs[:1]
-        return [unbroadcast(g, x.shape) for g, x in zip(gs, xs)]
+        return [unbroadcast(g, np.shape(x)).astype(np.asarray(x).dtype, copy=False)
+                if np.issubdtype(np.asarray(x).dtype, np.floating) else None
+                for g, x in zip(gs, xs)]
 
     def sample(self):
         return {}, [TensorType((2, 3, 4)), TensorType((3, 1))]
 
     def samples(self):
-        # `(x + 0.5)` and `(x * -2)` lower to other= with one tensor
-        return [self.sample(), ({"other": -2.0}, [TensorType((2, 3))])]
+        # `(x + 0.5)` and `(x * -2)` lower to other= with one tensor; ints stay ints
+        return [self.sample(), ({"other": -2.0}, [TensorType((2, 3))]),
+                ({}, [TensorType((2, 3), INT), TensorType((3,), INT)]),
+                ({}, [TensorType((2, 3), INT), TensorType((2, 1))]),
+                ({"other": 3}, [TensorType((2, 3), INT)])]
 
 
 @register
@@ -148,7 +199,9 @@ class Sub(_Elementwise):
 
     def samples(self):
         return [self.sample(), ({"other": 0.5, "reverse": True}, [TensorType((2, 3))]),
-                ({"other": -2.0}, [TensorType((2, 3))])]
+                ({"other": -2.0}, [TensorType((2, 3))]),
+                ({}, [TensorType((2, 3), INT), TensorType((3,), INT)]),
+                ({"other": 1, "reverse": True}, [TensorType((2, 3), INT)])]
 
     def numpy(self, p, w, xs, ctx):
         a, b = self.operands(p, xs)
@@ -202,7 +255,8 @@ class Div(_Elementwise):
     def samples(self):
         # a divisor away from 0, so that finite differences are well conditioned
         return [({"other": 0.5, "reverse": True}, [TensorType((2, 3))]),
-                ({"other": -2.0}, [TensorType((2, 3))])]
+                ({"other": -2.0}, [TensorType((2, 3))]),
+                ({"other": 2}, [TensorType((2, 3), INT)])]
 
 
 

@@ -23,6 +23,12 @@ zero-extends a padded size below k and leaves the extension out of the counts), 
 dilated, padded max pooling input not known to have at least d cells (a window whose taps
 all fall in the padding gets from torch an index outside the plane, where its backward
 writes: the process aborts).
+
+Average pooling takes a dilation ``d`` too, which torch's avg_pool lacks: its windows are
+max pooling's (the same taps, output size and ceil-mode rule), and it is lowered to a torch
+helper that sums each window's taps through ``unfold``. With ``count_include_pad`` a
+window divides by its taps inside the padded extent (a ceil-mode tap past the padding does
+not count), without it by its taps on input cells; a window with none gives 0.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ from .base import (
 
 #: the torch helper that averages over the input's own cells (count_include_pad=False)
 _REAL_CELLS = "nnspec.layers.torch.pool:avg_pool_real_cells"
+#: the torch helper of average pooling with dilation
+_DILATED = "nnspec.layers.torch.pool:avg_pool_dilated"
 
 
 def show_ints(v: tuple[int, ...]) -> str:
@@ -149,6 +157,8 @@ class _Pool(LayerKind):
             n = self._n(x)
             return TorchPlan(TorchModule(f"Adaptive{cap}Pool{n}d", (1,)), [])
         n, k, s, pd, d = self.geometry(p, x)
+        if self.mode == "avg" and any(dd != 1 for dd in d):
+            return TorchPlan(None, [self._dilated(p, k, s, pd, d)])
         native = self.native(k, pd, x) and self.torch_takes(k, pd, d, x, p.ceil)
         kw = {"kernel_size": k, "stride": s, "padding": tuple(a for a, _ in pd) if native
               else (0,) * n, "ceil_mode": p.ceil}
@@ -188,6 +198,19 @@ class _Pool(LayerKind):
             calls.append(TorchCall("getitem", (Prev(), index)))
         return TorchPlan(mod, calls)
 
+    def _dilated(self, p, k, s, pd, d) -> TorchCall:
+        """Average pooling with dilation, which torch's avg_pool lacks: the helper sums
+        each window's taps (through unfold) over its counted ones."""
+        flat = []
+        for a, b in reversed(pd):  # F.pad lists the last dim first
+            flat += [a, b]
+        args = {"kernel_size": k, "stride": s, "dilation": d}
+        if p.ceil:
+            args["ceil_mode"] = True
+        if not p.count_include_pad:
+            args["count_include_pad"] = False
+        return TorchCall(_DILATED, (In(0), tuple(flat)), args)
+
     def numpy(self, p, w, xs, ctx):
         x = xs[0]
         t = TensorType(x.shape)
@@ -200,7 +223,7 @@ class _Pool(LayerKind):
         n, k, s, pd, d = self.geometry(p, t)
         if self.mode == "max":
             return npops.max_pool_nd(x, k, s, pd, d, p.ceil)
-        return npops.avg_pool_nd(x, k, s, pd, p.ceil, p.count_include_pad)
+        return npops.avg_pool_nd(x, k, s, pd, p.ceil, p.count_include_pad, dilation=d)
 
     def backward(self, p, w, xs, y, gy, ctx):
         import numpy as np
@@ -219,14 +242,13 @@ class _Pool(LayerKind):
         n, k, s, pd, d = self.geometry(p, t)
         if self.mode == "max":
             return [npops.max_pool_nd_backward(x, gy, k, s, pd, d, p.ceil)], {}
-        return [npops.avg_pool_nd_backward(x, gy, k, s, pd, p.ceil, p.count_include_pad)], {}
+        return [npops.avg_pool_nd_backward(x, gy, k, s, pd, p.ceil, p.count_include_pad,
+                                           d)], {}
 
     def sample(self):
         shape = {1: (2, 3, 10), 3: (2, 3, 7, 6, 5)}.get(self.rank, (2, 3, 9, 8))
-        args = {"k": 3, "s": 2, "p": 1, "ceil": True}
-        if self.mode == "max":
-            args["d"] = 2
-        else:
+        args = {"k": 3, "s": 2, "p": 1, "ceil": True, "d": 2}
+        if self.mode == "avg":
             args["count_include_pad"] = False
         return args, [TensorType(shape)]
 
@@ -253,6 +275,7 @@ class AvgParams(WindowParams):
     k: Optional[IntOrTuple] = None
     s: Optional[IntOrTuple] = None
     p: PadSpec = 0
+    d: IntOrTuple = 1
     ceil: Bool = False
     count_include_pad: Bool = True
     global_: Bool = False

@@ -223,7 +223,7 @@ class Sdpa(LayerKind):
             if mask is not None:
                 calls.append(TorchCall(f"{_HELPERS}:with_causal", (mask, In(0), In(1))))
                 mask = Prev()
-            elif q.shape[-2] == k.shape[-2] and p.dropout == 0:
+            elif q.shape[-2] == k.shape[-2]:
                 is_causal = True  # top-left is bottom-right when S == T
             else:
                 calls.append(TorchCall(f"{_HELPERS}:causal_lower_right", (In(0), In(1))))
@@ -231,23 +231,20 @@ class Sdpa(LayerKind):
         kw: dict = {}
         if mask is not None:
             kw["attn_mask"] = mask
+        if is_causal:
+            kw["is_causal"] = True
         if p.scale is not None:
             kw["scale"] = p.scale
-        gqa = self._groups(ins) != (1, 1)
-        if gqa:
+        if self._groups(ins) != (1, 1):
             kw["enable_gqa"] = True
+        qkv = (In(0), In(1), In(2))
         if p.dropout == 0:
-            if is_causal:
-                kw["is_causal"] = True
-            calls.append(TorchCall("F.scaled_dot_product_attention", (In(0), In(1), In(2)), kw))
+            calls.append(TorchCall("F.scaled_dot_product_attention", qkv, kw))
             return TorchPlan(None, calls)
-        # SDPA's dropout_p applies whatever the mode: with dropout the weights are computed
-        # explicitly and go through an nn.Dropout, which is the identity in eval mode
-        calls.append(TorchCall(f"{_HELPERS}:attention_weights", (In(0), In(1)), kw))
-        calls.append(TorchCall(MODULE, (Prev(),)))
-        calls.append(TorchCall(f"{_HELPERS}:attend", (Prev(), In(2)),
-                               {"enable_gqa": True} if gqa else {}))
-        return TorchPlan(TorchModule("Dropout", (p.dropout,)), calls)
+        # SDPA's dropout_p applies whatever the mode: the module passes p in training only
+        calls.append(TorchCall(MODULE, qkv, kw))
+        return TorchPlan(TorchModule(f"{_HELPERS}:ScaledDotProductAttention", (p.dropout,)),
+                         calls)
 
     # ---- numpy -------------------------------------------------------------------------
 

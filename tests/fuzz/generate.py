@@ -169,7 +169,10 @@ class _Gen:
             words.append(f"groups={groups}")
         if r.random() < 0.2:
             words.append("bias=false")
-        if r.random() < 0.2:
+        if r.random() < 0.1:  # weight_norm over a dim of the weight [out, in/groups, *k]
+            words.append(f"weight_norm={r.randint(0, n + 1)}")
+            self.features.add("weight_norm")
+        elif r.random() < 0.2:
             words.append(f"init={r.choice(['xavier', 'kaiming', 'default'])}")
         self.features.add(kind)
         return " ".join(words), Val(shape)
@@ -349,7 +352,7 @@ class _Gen:
         # asymmetric, more than half the kernel, or same (stride 1). Pads stay below the
         # window's extent ke: a window wholly in the padding (-inf, or 0) is tested in
         # tests/test_pool3d_padding.py, and downstream it only turns a spec into NaNs
-        d = r.choice([1, 1, 2]) if mode == "max" else 1
+        d = r.choice([1, 1, 2])
         ke = d * (k - 1) + 1
         form = r.choice(["int", "int", "sides", "large", "same"])
         if form == "large" and ke - 1 < k // 2 + 1:
@@ -386,6 +389,7 @@ class _Gen:
             self.features.add(f"pool-{form}")
         if d != 1:
             words.append(f"d={d}")
+            self.features.add(f"{mode}pool-dilated")
         if ceil:
             words.append("ceil")
             self.features.add("ceil")
@@ -517,7 +521,10 @@ class _Gen:
         words = [kind, str(out)]
         if r.random() < 0.2:
             words.append("bias=false")
-        if r.random() < 0.2:
+        if r.random() < 0.1:
+            words.append(f"weight_norm={r.randint(0, 1)}")
+            self.features.add("weight_norm")
+        elif r.random() < 0.2:
             words.append(f"init={r.choice(['xavier', 'kaiming'])}")
         self.features.add(kind)
         return " ".join(words), Val(x.shape[:-1] + [_const(out)])
@@ -589,22 +596,34 @@ class _Gen:
             words.append("nonlinearity=relu")
         if kind == "gru" and r.random() < 0.4:
             words.append(f"reset={r.choice(['before', 'after'])}")
-        if not preserve and not self.in_block and r.random() < 0.3 and x.shape[0].sym == "N":
+        size = {"h0": hidden, "c0": hidden}  # of the states; h0's is the output's
+        if kind == "lstm" and not preserve and hidden > 1 and r.random() < 0.3:
+            size["h0"] = r.randint(1, hidden - 1)
+            words.append(f"proj_size={size['h0']}")
+            self.features.add("proj_size")
+        free = not self.in_block and x.shape[0].sym == "N"  # may take the model's inputs
+        if not preserve and free and r.random() < 0.3:
             names = ["h0"] + (["c0"] if kind == "lstm" else [])
             self.n_names += 1
             for nm in names:
                 inp = f"{nm}_{self.n_names}"
-                self.extra_inputs.append(f"{inp}: [{layers * dirs}, N, {hidden}]")
+                self.extra_inputs.append(f"{inp}: [{layers * dirs}, N, {size[nm]}]")
                 words.append(f"{nm}={inp}")
             self.features.add("h0")
-        out = Val([x.shape[0], x.shape[1], _const(hidden * dirs)])
+        if free and r.random() < 0.25:
+            self.n_names += 1
+            self.extra_inputs.append(f"len_{self.n_names}: [N] int")
+            words.append(f"lengths=len_{self.n_names}")
+            self.features.add("lengths")
+        out = Val([x.shape[0], x.shape[1], _const(size["h0"] * dirs)])
         self.features.add({"simple_rnn": "rnn"}.get(kind, kind))
         if multi:
             words.append("state")
             self.features.add("state")
             n_states = 2 if kind == "lstm" else 1
-            state = Val([_const(layers * dirs), x.shape[0], _const(hidden)])
-            return " ".join(words), out, [state] * n_states
+            states = [Val([_const(layers * dirs), x.shape[0], _const(size[nm])])
+                      for nm in ("h0", "c0")[:n_states]]
+            return " ".join(words), out, states
         return " ".join(words), out
 
     def attention(self, x: Val, preserve: bool = False):
@@ -988,7 +1007,38 @@ class _Gen:
             got = self.learned(cur, cur_name)
             if got is not None:
                 return got
+        if choice < 0.63:  # entries picked by an int index input (nnspec/layers/gather.py)
+            got = self.gather(cur, cur_name)
+            if got is not None:
+                return got
         return self.pipeline(cur, cur_name)
+
+    def gather(self, cur: Val, cur_name: str | None):
+        """``gather(x, i, dim=d)`` with an int index input of the model: one entry per
+        position of x's other axes, or an index of x's rank (torch.gather's; always on a
+        rank-2 x, so that the value keeps rank 2 or more). Int inputs are drawn in {0, 1}:
+        ``(i - 1)`` makes them -1 or 0, negative indices in range."""
+        if cur.dtype != "float" or cur.rank < 2 or self.in_block:
+            return None
+        r = self.rng
+        d = r.randrange(1, cur.rank)
+        if not all(a.const or a.sym for i, a in enumerate(cur.shape) if i != d):
+            return None
+        shape = [a for i, a in enumerate(cur.shape) if i != d]
+        if cur.rank == 2 or r.random() < 0.3:  # torch.gather's: the index has x's rank
+            shape.insert(d, _const(r.randint(1, 3)))
+        self.n_names += 1
+        idx = f"idx_{self.n_names}"
+        self.extra_inputs.append(f"{idx}: {Val(shape).annotation()} int")
+        if cur.shape[d].value < 2 or r.random() < 0.5:
+            idx = f"({idx} - 1)"
+            self.features |= {"sub"}
+        dim = d - cur.rank if r.random() < 0.3 else d
+        a = self._named(cur_name)
+        out = self.name()
+        self.lines.append(f"{out} = gather({a}, {idx}, dim={dim})")
+        self.features.add("gather")
+        return Val([Ax(x.value, x.sym, x.const) for x in shape]), out
 
     def pipeline(self, cur: Val, cur_name: str | None, from_name: bool = False):
         r = self.rng
@@ -1188,7 +1238,7 @@ class _Gen:
     def block_call(self, cur: Val):
         r = self.rng
         name = f"B{len(self.blocks)}"
-        width = cur.shape[1].value if cur.shape[1].const and cur.rank > 1 else None
+        width = cur.shape[1].value if cur.rank > 1 and cur.shape[1].const else None
         body = []
         self.in_block = True
         for _ in range(r.choice([1, 2, 3])):

@@ -53,7 +53,8 @@ _sig("p=0.5 inplace=False", "Dropout")
 _sig("num_embeddings embedding_dim padding_idx=None max_norm=None norm_type=2.0 "
      "scale_grad_by_freq=False sparse=False _weight=None _freeze=False device=None "
      "dtype=None", "Embedding", "nnspec.layers.torch.positional:LearnedPositions")
-_sig("", "GRU", "LSTM", "RNN")
+_sig("", "GRU", "LSTM", "RNN", "nnspec.layers.torch.recurrent:PackedGRU",
+     "nnspec.layers.torch.recurrent:PackedLSTM", "nnspec.layers.torch.recurrent:PackedRNN")
 _sig("num_groups num_channels eps=1e-05 affine=True device=None dtype=None bias=True",
      "GroupNorm")
 _sig("num_features eps=1e-05 momentum=0.1 affine=False track_running_stats=False device=None "
@@ -62,12 +63,16 @@ _sig("normalized_shape eps=1e-05 elementwise_affine=True bias=True device=None d
      "LayerNorm")
 _sig("in_features out_features bias=True device=None dtype=None", "Linear")
 _sig("in_features out_features bias=True", "nnspec.layers.torch.dense:TransposedLinear")
+_sig("in_features out_features bias=True dim=0", "nnspec.layers.torch.weightnorm:WeightNormLinear")
+_sig("in_channels out_channels kernel_size stride=1 padding=0 dilation=1 groups=1 bias=True "
+     "dim=0", *(f"nnspec.layers.torch.weightnorm:WeightNormConv{n}d" for n in (1, 2, 3)))
 _sig("in_caps in_dim out_caps out_dim routings=3", "nnspec.layers.torch.capsule:CapsuleLayer")
 _sig("always=False", "nnspec.layers.torch.capsule:CapsuleMask")
 _sig("sample='train'", "nnspec.layers.torch.stochastic:Bernoulli",
      "nnspec.layers.torch.stochastic:GaussianSample")
 _sig("std sample='train'", "nnspec.layers.torch.stochastic:GaussianNoise")
 _sig("p", "nnspec.layers.torch.stochastic:DropPath")
+_sig("p=0.0", "nnspec.layers.torch.sdpa:ScaledDotProductAttention")
 _sig("visible hidden k=1 output='hidden' sample_visible=False sample='train'",
      "nnspec.layers.torch.rbm:RBM")
 _sig("embed_dim num_heads kv_heads=None dropout=0.0 bias=True qkv='packed' causal=False "
@@ -88,8 +93,9 @@ _sig("input_size hidden_size num_layers=1 bias=True batch_first=True dropout=0.0
      "bidirectional=False", "nnspec.layers.torch.recurrent:ChoGRU")
 
 # names of the positional arguments where the signature has none (``*args``)
-_POSITIONAL = {"GRU": ("input_size", "hidden_size"), "LSTM": ("input_size", "hidden_size"),
-               "RNN": ("input_size", "hidden_size")}
+_POSITIONAL = {cls: ("input_size", "hidden_size") for cls in (
+    "GRU", "LSTM", "RNN", "nnspec.layers.torch.recurrent:PackedGRU",
+    "nnspec.layers.torch.recurrent:PackedLSTM", "nnspec.layers.torch.recurrent:PackedRNN")}
 
 _TUPLE_KW = {"kernel_size", "stride", "padding", "dilation", "output_size"}
 

@@ -75,7 +75,7 @@ def emit_source(spec: Spec, model: str | None = None, all_models: bool = False) 
 def _emit(spec: Spec, model: str | None, all_models: bool, flat: bool) -> str:
     models = spec.program.models if all_models else [spec.model(model)]
     plans = [_plans(spec, m) for m in models]
-    helpers = list(dict.fromkeys(h for p in plans for h in _helpers_src(p)))
+    helpers = _helpers_src([row for p in plans for row in p])
     module_names = set(_MODULE_NAMES | _helper_names(helpers))
     model_classes = _class_names(models, module_names)
     em = _Emitter(spec, module_names, models[0].file if models else "")

@@ -1,13 +1,15 @@
 """Layout of the generated source: lines of at most :data:`WIDTH` characters. A long
 statement is broken after the opening bracket of its widest call (:func:`_fit`), a spec-line
-comment goes after its statement or above it (:func:`_with_note`), a long comment is wrapped
-(:func:`_comment_lines`), and a spec file's name is shown as the generated file shows it
+comment goes after its statement or whole above it (:func:`_with_note`), a long comment is
+wrapped (:func:`_comment_lines`), and a spec file's name is shown as the generated file shows it
 (:func:`_display`). Pure text: it knows nothing of plans or classes.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import textwrap
 
 from ...stdlib import STDLIB
 
@@ -19,8 +21,7 @@ WIDTH = 100
 
 def _with_note(code: str, indent: int, note: str | None, shape: str | None) -> list[str]:
     """A statement with its spec-line comment: after it when the line stays within WIDTH,
-    else on a line of its own above it (the spec text cut short if need be, the shape
-    kept)."""
+    else on lines of its own above it (the spec text whole, wrapped at spaces)."""
     lines = _fit(code, indent)
     if note is None:
         return lines
@@ -28,17 +29,25 @@ def _with_note(code: str, indent: int, note: str | None, shape: str | None) -> l
     comment = f"# {note}{tail}"
     if len(lines) == 1 and len(lines[0]) + 2 + len(comment) <= WIDTH:
         return [f"{lines[0]}  {comment}"]
-    room = WIDTH - indent - len(tail)
-    if len(comment) - len(tail) > room:
-        comment = f"# {note}"[:max(room - 3, 8)].rstrip() + "..." + tail
-    return [" " * indent + comment] + lines
+    pad = " " * indent
+    if indent + len(comment) <= WIDTH:
+        return [pad + comment] + lines
+    if tail and indent + 2 + len(note) <= WIDTH:  # the spec text on one line, the shape next
+        return [f"{pad}# {note}", f"{pad}#   {tail.strip()}"] + lines
+    # a word is never cut: a line of one word longer than WIDTH is not E501's concern
+    wrapped = textwrap.wrap(f"{note}{tail}", WIDTH - indent - 4, break_long_words=False,
+                            break_on_hyphens=False)
+    return [f"{pad}# {wrapped[0]}"] + [f"{pad}#   {x}" for x in wrapped[1:]] + lines
 
 
 def _fit(code: str, indent: int) -> list[str]:
     """``code`` indented, broken after the opening bracket of its widest call or list (and
-    so on inside) when it is longer than WIDTH. No comma is added: a trailing comma would
-    change the meaning of ``(a + b)`` or of a comprehension."""
+    so on inside) when it is longer than WIDTH, as ruff format breaks it: the contents on
+    one line if they fit there, else one item a line, each with a comma after it. No comma
+    is added inside other brackets: it would change the meaning of ``(a + b)`` or of a
+    comprehension."""
     pad = " " * indent
+    code = _space_slices(code)
     if indent + len(code) <= WIDTH:
         return [pad + code]
     best = _widest_bracket(code)
@@ -47,24 +56,19 @@ def _fit(code: str, indent: int) -> list[str]:
     o, c = best
     head, body, tail = code[:o + 1], code[o + 1:c], code[c:]
     parts = _split_top(body)
-    sep = ","
+    comma = True
     if len(parts) == 1 and code[o] == "(":  # (a * b + c if d else e): before its operators
-        parts, sep = _split_operators(body), ""
+        parts, comma = _split_operators(body), False
     if indent + len(head) > WIDTH or not parts:
         return [pad + code]
-    out = [pad + head]
-    width = WIDTH - indent - 4
-    line = ""
-    for i, p in enumerate(parts):
-        piece = p + (sep if i < len(parts) - 1 else "")
-        if line and len(line) + 1 + len(piece) > width:
-            out += _fit(line, indent + 4)
-            line = piece
-        else:
-            line = f"{line} {piece}" if line else piece
-    out += _fit(line, indent + 4)
-    out.append(pad + tail)
-    return out
+    inner = indent + 4
+    magic = comma and body.rstrip().endswith(",")  # a one-tuple keeps its comma
+    joined = (", " if comma else " ").join(parts)
+    if not magic and (len(parts) == 1 or inner + len(joined) <= WIDTH):
+        body_lines = _fit(joined, inner)
+    else:
+        body_lines = [line for p in parts for line in _fit(p + ("," if comma else ""), inner)]
+    return [pad + head] + body_lines + [pad + tail]
 
 
 def _scan(code: str):
@@ -93,6 +97,63 @@ def _scan(code: str):
         i += 1
 
 
+def _subscript(code: str, o: int) -> bool:
+    """Whether the bracket at ``code[o]`` opens a subscript (``x[...]``, not a list)."""
+    return code[o] == "[" and o > 0 and (code[o - 1].isalnum() or code[o - 1] in "_)]'\"")
+
+
+#: a slice bound written without spaces around its colon: a name or a number, signed
+_SIMPLE = re.compile(r"[-+]?(\w*|\d+\.\d*)")
+
+
+def _space_slices(code: str) -> str:
+    """The slices of ``code`` spaced as PEP 8 and ruff format space them: ``x[1:-1]``, but
+    ``x[a + 1 : b]`` and ``x[self.start :]`` (a colon by a complex bound is an operator)."""
+    if ":" not in code or "[" not in code:
+        return code
+    out, last, opens = [], 0, []
+    for i, ch, _ in _scan(code):
+        if ch in "([{":
+            opens.append(i)
+        elif ch in ")]}" and opens:
+            o = opens.pop()
+            if opens:
+                continue
+            inner = _space_slices(code[o + 1:i])
+            if _subscript(code, o):
+                inner = ",".join(_space_slice(x) for x in _split_at(inner, ","))
+            out += [code[last:o + 1], inner]
+            last = i
+    return "".join(out) + code[last:]
+
+
+def _space_slice(item: str) -> str:
+    parts = [p.strip() for p in _split_at(item, ":")]
+    if len(parts) == 1 or all(_SIMPLE.fullmatch(p) for p in parts):
+        return item
+    text = parts[0]
+    for before, x in zip(parts, parts[1:]):
+        text += (" :" if before else ":") + (f" {x}" if x else "")
+    return (" " if item.startswith(" ") else "") + text
+
+
+def _split_at(body: str, sep: str) -> list[str]:
+    """``body`` cut at each ``sep`` outside brackets and strings (empty parts kept)."""
+    depth, quote, cuts = 0, None, []
+    for i, ch in enumerate(body):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            cuts.append(i)
+    return [body[a + 1:b] for a, b in zip([-1] + cuts, cuts + [len(body)])]
+
+
 def _widest_bracket(code: str) -> tuple[int, int] | None:
     opens: list[int] = []
     best = None
@@ -102,9 +163,7 @@ def _widest_bracket(code: str) -> tuple[int, int] | None:
         elif ch in ")]}" and opens:
             o = opens.pop()
             # not a subscript: breaking ``x[...]`` reads badly (and ``d[k,]`` is a tuple)
-            subscript = code[o] == "[" and o and (code[o - 1].isalnum() or code[o - 1] in
-                                                  "_)]'\"")
-            if depth == 0 and not subscript and i - o > 1 and (
+            if depth == 0 and not _subscript(code, o) and i - o > 1 and (
                     best is None or i - o > best[1] - best[0]):
                 best = (o, i)
     return best
@@ -167,7 +226,5 @@ def _display(file: str, main: str) -> str:
 
 def _comment_lines(text: str) -> list[str]:
     """``# text`` over as many lines as WIDTH needs (a word longer than a line is cut)."""
-    import textwrap
-
     lines = textwrap.wrap(text, WIDTH - 4, break_on_hyphens=False) or [""]
     return [f"# {lines[0]}"] + [f"#   {x}" for x in lines[1:]]

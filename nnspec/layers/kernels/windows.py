@@ -274,8 +274,15 @@ def max_pool_nd(x, k, stride=None, pads=None, dilation=1, ceil_mode: bool = Fals
     return _separable_reduce(xp, k, stride, dilation, outs, np.maximum)
 
 
-def _avg_divisor_1d(n, k, s, pb, pa, o, count_include_pad):
+def _avg_divisor_1d(n, k, s, pb, pa, o, count_include_pad, d=1):
+    """Each window's counted taps along one axis: those inside the padded extent
+    [-pb, n + pa) (the ceil-mode overhang past it never counts), or with
+    ``count_include_pad`` off those inside the input [0, n)."""
     start = np.arange(o) * s - pb
+    if d != 1:
+        taps = start[:, None] + np.arange(k) * d
+        lo, hi = (-pb, n + pa) if count_include_pad else (0, n)
+        return ((taps >= lo) & (taps < hi)).sum(axis=1)
     end = np.minimum(start + k, n + pa)
     size = end - start
     if not count_include_pad:
@@ -291,6 +298,7 @@ def avg_pool_nd(
     ceil_mode: bool = False,
     count_include_pad: bool = True,
     divisor_override: int | None = None,
+    dilation=1,
 ) -> np.ndarray:
     """Average pooling over the last ``len(k)`` axes (PyTorch semantics).
 
@@ -298,21 +306,22 @@ def avg_pool_nd(
     ``end = min(start + k, n + pa)``; with ``count_include_pad`` the divisor is
     the product of ``end - start`` (padded positions count, ceil-mode overhang
     does not), otherwise only real input elements count.  ``divisor_override``
-    replaces the divisor entirely.
+    replaces the divisor entirely. A ``dilation`` (which PyTorch's avg_pool lacks) spaces
+    the taps as max pooling's; the divisor counts the taps by the same rule.
     """
     x = _float_array(x)
-    k = _kernel(k, stride, pads)
+    k = _kernel(k, stride, pads, dilation)
     r = len(k)
     stride = k if stride is None else _tuple(stride, r, "stride")
+    dilation = _tuple(dilation, r, "dilation")
     pads = _pads(pads, r)
-    ones = (1,) * r
-    xp, outs = _pool_prepare(x, k, stride, pads, ones, ceil_mode, 0.0)
-    total = _separable_reduce(xp, k, stride, ones, outs, np.add)
+    xp, outs = _pool_prepare(x, k, stride, pads, dilation, ceil_mode, 0.0)
+    total = _separable_reduce(xp, k, stride, dilation, outs, np.add)
     if divisor_override is not None:
         if divisor_override == 0:
             raise ValueError("divisor_override must be non-zero")
         return total / x.dtype.type(divisor_override)
-    div = _avg_divisor(x, k, stride, pads, outs, count_include_pad)
+    div = _avg_divisor(x, k, stride, pads, outs, count_include_pad, dilation)
     if np.any(div <= 0):  # windows with no element: ATen leaves them at 0
         safe = np.where(div > 0, div, 1)
         return np.where(div > 0, total / safe, 0).astype(x.dtype, copy=False)
@@ -320,13 +329,15 @@ def avg_pool_nd(
     return total
 
 
-def _avg_divisor(x, k, stride, pads, outs, count_include_pad) -> np.ndarray:
+def _avg_divisor(x, k, stride, pads, outs, count_include_pad, dilation=None) -> np.ndarray:
     r = len(k)
     sp = x.shape[x.ndim - r :]
+    dilation = dilation or (1,) * r
     div = np.ones((), dtype=np.int64)
     for i in range(r):
         d = _avg_divisor_1d(
-            sp[i], k[i], stride[i], pads[i][0], pads[i][1], outs[i], count_include_pad
+            sp[i], k[i], stride[i], pads[i][0], pads[i][1], outs[i], count_include_pad,
+            dilation[i],
         )
         div = np.multiply.outer(div, d)
     return div.astype(x.dtype)
@@ -448,19 +459,19 @@ def max_pool_nd_backward(x, gy, k, stride, pads, dilation, ceil_mode: bool = Fal
 
 
 def avg_pool_nd_backward(x, gy, k, stride, pads, ceil_mode: bool = False,
-                         count_include_pad: bool = True):
+                         count_include_pad: bool = True, dilation=1):
     """Gradient of ``avg_pool_nd``: each window's gradient over its divisor, spread over
-    the cells it covers."""
+    the cells it covers (its taps, ``dilation`` apart)."""
     x = _float_array(x)
     r = len(k)
     stride, pads = _tuple(stride, r, "s"), _pads(pads, r)
-    ones = (1,) * r
-    xp, outs = _pool_prepare(x, k, stride, pads, ones, ceil_mode, 0.0)
-    div = _avg_divisor(x, k, stride, pads, outs, count_include_pad)
+    dilation = _tuple(dilation, r, "d")
+    xp, outs = _pool_prepare(x, k, stride, pads, dilation, ceil_mode, 0.0)
+    div = _avg_divisor(x, k, stride, pads, outs, count_include_pad, dilation)
     g = np.where(div > 0, gy / np.where(div > 0, div, 1), 0).astype(x.dtype, copy=False)
     lead = (slice(None),) * (x.ndim - r)
     gxp = np.zeros_like(xp)
-    for sl, _ in _offsets(k, stride, ones, outs):
+    for sl, _ in _offsets(k, stride, dilation, outs):
         gxp[lead + sl] += g
     return _crop(gxp, x.shape, pads)
 

@@ -126,8 +126,8 @@ class CrossEntropy(_ClassLoss):
     ones not equal to ignore_index)."""
 
     name, aliases, torch_fn = "cross_entropy", ("ce", "cross_entropy_loss"), "cross_entropy"
-    summary = ("cross-entropy of logits [N, C] with indices [N] int or probabilities [N, C]:"
-               " cross_entropy(logits, target, label_smoothing=0, ignore_index=-100, dim=1)")
+    about = "cross-entropy of logits [N, C] with indices [N] int or probabilities [N, C]"
+    inputs = ("logits", "target")
     Params = _CEParams
 
     def check(self, p, ins):
@@ -184,7 +184,8 @@ class NLL(_ClassLoss):
     not equal to ignore_index."""
 
     name, aliases, torch_fn = "nll", ("nll_loss",), "nll_loss"
-    summary = "negative log-likelihood of log-probabilities: nll(log_probs, label)"
+    about = "negative log-likelihood of log-probabilities [N, C] with indices [N] int"
+    inputs = ("log_probs", "label")
     Params = _NLLParams
 
     def check(self, p, ins):
@@ -222,7 +223,8 @@ class Margin(LossKind):
     ([N] int) or given [N, K]; the mean over the batch (``sum``: the total)."""
 
     name, aliases = "margin", ("margin_loss", "capsule_margin")
-    summary = "CapsNet margin loss: margin(lengths, label, m_plus=0.9, m_minus=0.1, lam=0.5)"
+    about = "CapsNet margin loss of capsule lengths [N, K]"
+    inputs = ("lengths", "label")
     Params = _MarginParams
 
     def check(self, p, ins):

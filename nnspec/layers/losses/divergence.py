@@ -28,7 +28,8 @@ class KLDiv(LossKind):
     w.r.t. a zero t is NaN (the one-sided derivative log t + 1 - x is -inf there)."""
 
     name, aliases, torch_fn = "kl_div", ("kl", "kl_divergence"), "kl_div"
-    summary = "KL divergence: kl_div(log_probs, target, [reduction=mean|sum], log_target)"
+    about = "KL divergence of a target distribution from log-probabilities"
+    inputs = ("log_probs", "target")
     Params = _KLParams
 
     def check(self, p, ins):
@@ -89,7 +90,8 @@ class KLNormal(LossKind):
     the batch (``sum``: the total)."""
 
     name, aliases = "kl_normal", ("vae_kl", "kl_gaussian")
-    summary = "KL of N(mu, exp(logvar)) from N(0, 1): kl_normal(mu, logvar)"
+    about = "KL of N(mu, exp(logvar)) from N(0, 1), a VAE's latent term"
+    inputs = ("mu", "logvar")
 
     def check(self, p, ins):
         mu, lv = ins
@@ -138,7 +140,8 @@ class CosineEmbedding(LossKind):
 
     name, aliases, arity = "cosine_embedding", ("cosine_embedding_loss",), 3
     torch_fn = "cosine_embedding_loss"
-    summary = "cosine embedding loss: cosine_embedding(x1, x2, y, margin=0)"
+    about = "cosine embedding loss of pairs [N, D] with y [N] (1 similar, -1 not)"
+    inputs = ("x1", "x2", "y")
     Params = _CosParams
 
     def check(self, p, ins):

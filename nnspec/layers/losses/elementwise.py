@@ -42,7 +42,7 @@ class _Elementwise(LossKind):
 
 class MSE(_Elementwise):
     name, aliases, torch_fn = "mse", ("mse_loss", "l2"), "mse_loss"
-    summary = "mean squared error: mse(prediction, target)"
+    about, inputs = "mean squared error", ("prediction", "target")
 
     def f(self, p, x, y):
         return (x - y) ** 2
@@ -53,7 +53,7 @@ class MSE(_Elementwise):
 
 class L1(_Elementwise):
     name, aliases, torch_fn = "l1", ("mae", "l1_loss"), "l1_loss"
-    summary = "mean absolute error: l1(prediction, target)"
+    about, inputs = "mean absolute error", ("prediction", "target")
 
     def f(self, p, x, y):
         import numpy as np
@@ -76,7 +76,7 @@ class Huber(_Elementwise):
     """0.5 d² where |d| <= delta, delta (|d| - delta / 2) beyond (d = x - y)."""
 
     name, aliases, torch_fn = "huber", ("huber_loss",), "huber_loss"
-    summary = "Huber loss: huber(prediction, target, delta=1.0)"
+    about, inputs = "Huber loss", ("prediction", "target")
     Params = _HuberParams
 
     def f(self, p, x, y):
@@ -101,7 +101,7 @@ class SmoothL1(_Elementwise):
     """0.5 d² / beta where |d| < beta, |d| - beta / 2 beyond (DQN's loss with beta 1)."""
 
     name, aliases, torch_fn = "smooth_l1", ("smooth_l1_loss",), "smooth_l1_loss"
-    summary = "smooth L1: smooth_l1(prediction, target, beta=1.0)"
+    about, inputs = "smooth L1 loss", ("prediction", "target")
     Params = _SmoothParams
 
     def f(self, p, x, y):
@@ -128,7 +128,7 @@ class BCE(_Elementwise):
     unclamped log(1 - x) - log(x) (infinite at predictions 0 and 1)."""
 
     name, aliases, torch_fn = "bce", ("binary_cross_entropy",), "binary_cross_entropy"
-    summary = "binary cross-entropy of probabilities: bce(probability, target)"
+    about, inputs = "binary cross-entropy of probabilities", ("probability", "target")
 
     def f(self, p, x, y):
         import numpy as np
@@ -151,7 +151,7 @@ class BCEWithLogits(_Elementwise):
 
     name, aliases = "bce_with_logits", ("bce_logits", "binary_cross_entropy_with_logits")
     torch_fn = "binary_cross_entropy_with_logits"
-    summary = "binary cross-entropy of logits: bce_with_logits(logit, target)"
+    about, inputs = "binary cross-entropy of logits", ("logit", "target")
 
     def f(self, p, x, y):
         import numpy as np

@@ -11,7 +11,7 @@ arguments written out (:func:`_kwargs`).
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -19,7 +19,7 @@ from ..base import FLOAT, ShapeError, TensorType
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     reduction: Literal["mean", "sum"] = "mean"
 
     @field_validator("*")
@@ -40,9 +40,32 @@ class LossKind:
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     arity: ClassVar[int] = 2
-    summary: ClassVar[str] = ""
+    #: the names of its tensors, as the listing and the messages show them (one per arity)
+    inputs: ClassVar[tuple[str, ...]] = ("input", "target")
+    #: what it is, in a few words (the listing adds the arguments)
+    about: ClassVar[str] = ""
     torch_fn: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = _Params
+
+    def arguments(self) -> list[tuple[str, object, tuple]]:
+        """(name, default, the values it may take where they are a fixed few) of each
+        keyword argument, from ``Params``."""
+        out = []
+        for key, f in self.Params.model_fields.items():
+            choices = get_args(f.annotation) if get_origin(f.annotation) is Literal else ()
+            out.append((key, f.default, choices))
+        return sorted(out, key=lambda a: a[0] == "reduction")  # reduction last
+
+    def signature(self) -> str:
+        """``name(tensors..., key=default, ...)``: how a ``train`` section calls it (a
+        choice of a few values: the default first, ``reduction=mean|sum``)."""
+        kw = [f"{k}={'|'.join(_plain(c) for c in (v, *(c for c in choices if c != v)))}"
+              for k, v, choices in self.arguments()]
+        return f"{self.name}({', '.join(list(self.inputs) + kw)})"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.about}: {self.signature()}" if self.about else self.signature()
 
     def check(self, p, ins: list[TensorType]) -> None:
         raise NotImplementedError
@@ -62,6 +85,13 @@ class LossKind:
     def torch_src(self, p, args: list[str]) -> str:
         kw = _kwargs(p)
         return f"F.{self.torch_fn}({', '.join(args + kw)})"
+
+
+def _plain(v) -> str:
+    """A default as a spec writes it: mean, 1.0, false."""
+    if isinstance(v, bool):
+        return str(v).lower()
+    return v if isinstance(v, str) else repr(v)
 
 
 def _kwargs(p) -> list[str]:

@@ -1,9 +1,9 @@
-"""Torch helpers of the attention layer (masks, rotary embeddings, and
-:class:`SDPAttention`: attention on F.scaled_dot_product_attention for the options
-nn.MultiheadAttention lacks).
+"""Torch helpers of the attention layer: its masks, and :class:`SDPAttention` (attention on
+F.scaled_dot_product_attention for the options nn.MultiheadAttention lacks).
 
 The source emitter copies these definitions into generated files: inside them only the
-names torch, nn, F and math are used.
+names torch, nn, F and math are used, and the rotary embeddings' apply_rope (imported from
+the rope layer's helpers, copied with them).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .rope import apply_rope
 
 
 def causal_mask(q, kv):
@@ -39,8 +41,17 @@ class MaskedAttention(nn.MultiheadAttention):
     arises anywhere (not in a backward pass either), and then replaced.
     """
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
-                attn_mask=None, average_attn_weights=True, is_causal=False):
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        key_padding_mask=None,
+        need_weights=True,
+        attn_mask=None,
+        average_attn_weights=True,
+        is_causal=False,
+    ):
         empty = None
         if key_padding_mask is not None:  # [N, S] bool
             rows = key_padding_mask.all(-1)
@@ -50,10 +61,16 @@ class MaskedAttention(nn.MultiheadAttention):
             rows = attn_mask.all(-1)
             attn_mask = attn_mask & ~rows[..., None]
             empty = rows.reshape(query.shape[0], -1, rows.shape[-1])[:, 0, :, None]
-        out, weights = super().forward(query, key, value, key_padding_mask=key_padding_mask,
-                                       need_weights=need_weights, attn_mask=attn_mask,
-                                       average_attn_weights=average_attn_weights,
-                                       is_causal=is_causal)
+        out, weights = super().forward(
+            query,
+            key,
+            value,
+            key_padding_mask=key_padding_mask,
+            need_weights=need_weights,
+            attn_mask=attn_mask,
+            average_attn_weights=average_attn_weights,
+            is_causal=is_causal,
+        )
         if empty is not None:
             bias = self.out_proj.bias
             fill = bias if bias is not None else out.new_zeros(())
@@ -61,36 +78,16 @@ class MaskedAttention(nn.MultiheadAttention):
         return out, weights
 
 
-def apply_rope(x, theta=10000.0, interleaved=False, offset=0):
-    """Rotary position embeddings on x [N, heads, T, D] (D even): the pair of features i
-    of position ``offset + t`` turns by the angle (offset + t) / theta^(2i/D).
-
-    The pairs are (i, i + D/2) (HF LLaMA's rotate_half), or (2i, 2i + 1) with interleaved
-    (RoFormer, Meta's LLaMA). The angles are computed in float64, as the NumPy backend does.
-    """
-    t, d = x.shape[-2], x.shape[-1]
-    pos = torch.arange(t, dtype=torch.float64, device=x.device) + offset
-    inv_freq = 1.0 / theta ** (torch.arange(0, d, 2, dtype=torch.float64, device=x.device) / d)
-    angle = pos[:, None] * inv_freq[None, :]
-    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-    if interleaved:
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-
-
 def attention_mask(t, s, like, key_padding_mask=None, attn_mask=None, causal=False):
     """The masks of an attention layer merged into one attn_mask for
-    F.scaled_dot_product_attention, broadcasting to [N, heads, T, S], and the rows (queries)
-    that see no key, [.., T, 1] bool; (None, None) without masks. A float mask takes the
-    dtype of ``like`` (the queries), every mask its device.
+    F.scaled_dot_product_attention, broadcasting to [N, heads, T, S], or None without masks.
+    A float mask takes the dtype of ``like`` (the queries), every mask its device.
 
     causal is aligned bottom-right: query i sees the keys j <= i + S - T. The key-padding
     mask [N, S] is nonzero where a key is padded; an int attn_mask ([T, S], [N, T, S] or
     [N, heads, T, S]) is nonzero where a query may attend (SDPA's bool mask), a float one is
-    added to the scores. A row that sees no key (every entry masked or -inf) is opened up so
-    that no NaN arises (in a backward pass either); the caller zeroes its output.
+    added to the scores. A query that sees no key gets zeros from SDPA (no NaN, in the
+    backward pass either): the output projection's bias, as the NumPy backend gives.
     """
     allowed = None
     if causal:
@@ -98,22 +95,13 @@ def attention_mask(t, s, like, key_padding_mask=None, attn_mask=None, causal=Fal
     if key_padding_mask is not None:
         keep = (key_padding_mask.to(like.device) == 0)[:, None, None, :]
         allowed = keep if allowed is None else allowed & keep
-    added = None
-    if attn_mask is not None:
-        m = (attn_mask[:, None] if attn_mask.dim() == 3 else attn_mask).to(like.device)
-        if m.is_floating_point():
-            added = m.to(like.dtype)
-        else:
-            allowed = m != 0 if allowed is None else allowed & (m != 0)
-    if added is None:
-        if allowed is None:
-            return None, None
-        empty = ~allowed.any(-1, keepdim=True)
-        return allowed | empty, empty
-    if allowed is not None:
-        added = added.masked_fill(~allowed, -math.inf)
-    empty = torch.isneginf(added).all(-1, keepdim=True)
-    return added.masked_fill(empty, 0.0), empty
+    if attn_mask is None:
+        return allowed
+    m = (attn_mask[:, None] if attn_mask.dim() == 3 else attn_mask).to(like.device)
+    if m.is_floating_point():
+        m = m.to(like.dtype)
+        return m if allowed is None else m.masked_fill(~allowed, -math.inf)
+    return m != 0 if allowed is None else allowed & (m != 0)
 
 
 class SDPAttention(nn.Module):
@@ -131,9 +119,20 @@ class SDPAttention(nn.Module):
     projection (the output is its bias), as the NumPy backend gives.
     """
 
-    def __init__(self, embed_dim, num_heads, kv_heads=None, dropout=0.0, bias=True,
-                 qkv="packed", causal=False, scale=None, rope=False, rope_theta=10000.0,
-                 rope_layout="half"):
+    def __init__(
+        self,
+        embed_dim,
+        num_heads,
+        kv_heads=None,
+        dropout=0.0,
+        bias=True,
+        qkv="packed",
+        causal=False,
+        scale=None,
+        rope=False,
+        rope_theta=10000.0,
+        rope_layout="half",
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.kv_heads = num_heads if kv_heads is None else kv_heads
@@ -144,7 +143,7 @@ class SDPAttention(nn.Module):
         self.scale = scale
         self.rope = rope
         self.rope_theta = rope_theta
-        self.rope_interleaved = rope_layout == "interleaved"
+        self.rope_layout = rope_layout
         if self.packed:
             if self.kv_heads != num_heads:
                 raise ValueError("grouped-query attention needs qkv='separate'")
@@ -173,18 +172,23 @@ class SDPAttention(nn.Module):
         k = k.view(n, s, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(n, s, self.kv_heads, self.head_dim).transpose(1, 2)
         if self.rope:
-            q = apply_rope(q, self.rope_theta, self.rope_interleaved, offset=s - t)
-            k = apply_rope(k, self.rope_theta, self.rope_interleaved)
+            q = apply_rope(q, self.rope_theta, self.rope_layout, offset=s - t)
+            k = apply_rope(k, self.rope_theta, self.rope_layout)
         # causal alone over as many keys as queries is SDPA's own causal mask (its fast
         # kernels); otherwise the masks are merged into one
-        plain_causal = self.causal and t == s and key_padding_mask is None and attn_mask is None
-        mask, empty = (None, None) if plain_causal else attention_mask(
-            t, s, q, key_padding_mask, attn_mask, self.causal)
+        is_causal = self.causal and t == s and key_padding_mask is None and attn_mask is None
+        mask = (
+            None if is_causal else attention_mask(t, s, q, key_padding_mask, attn_mask, self.causal)
+        )
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-            is_causal=plain_causal, scale=self.scale,
-            enable_gqa=self.kv_heads != self.num_heads)
-        if empty is not None:
-            y = y.masked_fill(empty, 0.0)
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
+            scale=self.scale,
+            enable_gqa=self.kv_heads != self.num_heads,
+        )
         y = y.transpose(1, 2).reshape(n, t, self.num_heads * self.head_dim)
         return self.out_proj(y) if self.packed else self.o_proj(y)

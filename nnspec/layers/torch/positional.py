@@ -35,6 +35,7 @@ class LearnedPositions(nn.Embedding):
     def forward(self, x):
         t = x.shape[1]
         if t > self.num_embeddings:
-            raise ValueError(f"the sequence has {t} positions, more than max_len="
-                             f"{self.num_embeddings}")
+            raise ValueError(
+                f"the sequence has {t} positions, more than max_len={self.num_embeddings}"
+            )
         return x + self.weight[:t]

@@ -1,14 +1,14 @@
 """Torch helpers of the sdpa layer (scaled dot-product attention of projected tensors).
 
 The source emitter copies these definitions into generated files: inside them only the
-names torch, nn, F and math are used.
+names torch, nn and F are used.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 
 def causal_lower_right(q, k):
@@ -28,26 +28,24 @@ def with_causal(mask, q, k):
     return torch.where(causal, mask, float("-inf"))
 
 
-def attention_weights(q, k, attn_mask=None, scale=None, enable_gqa=False):
-    """softmax(q kᵀ * scale + mask) [..., T, S] as SDPA computes it (scale 1/sqrt(D) by
-    default; k's heads repeated for grouped-query attention). A query that sees no key
-    gets zero weights, as SDPA gives, not NaN (in the backward pass either)."""
-    if enable_gqa:
-        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = q @ k.transpose(-2, -1) * scale
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        scores = torch.where(attn_mask, scores, float("-inf"))
-    elif attn_mask is not None:
-        scores = scores + attn_mask
-    empty = torch.isneginf(scores).all(dim=-1, keepdim=True)
-    weights = torch.softmax(scores.masked_fill(empty, 0.0), dim=-1)
-    return weights.masked_fill(empty, 0.0)
+class ScaledDotProductAttention(nn.Module):
+    """F.scaled_dot_product_attention with dropout of probability p on the attention
+    weights in training mode only (as nn.Dropout), none in eval mode."""
 
+    def __init__(self, p=0.0):
+        super().__init__()
+        self.p = p
 
-def attend(weights, v, enable_gqa=False):
-    """The attention weights [..., T, S] applied to v [..., S, Dv] (v's heads repeated for
-    grouped-query attention)."""
-    if enable_gqa:
-        v = v.repeat_interleave(weights.shape[-3] // v.shape[-3], dim=-3)
-    return weights @ v
+    def forward(
+        self, query, key, value, attn_mask=None, is_causal=False, scale=None, enable_gqa=False
+    ):
+        return F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=attn_mask,
+            dropout_p=self.p if self.training else 0.0,
+            is_causal=is_causal,
+            scale=scale,
+            enable_gqa=enable_gqa,
+        )
