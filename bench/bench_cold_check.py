@@ -1,6 +1,6 @@
 """Cold start of `python -m nnspec check specs/` vs importing nnspec's two dependencies.
 
-Usage: python bench/bench_cold_check.py [--reps 7] [--importtime] [--vs-rev REV]
+Usage: python bench/bench_cold_check.py [--reps 7] [--importtime] [--vs-rev REV | --vs-dir DIR]
 
 Each figure is a fresh interpreter (subprocess), interleaved check / import / bare python,
 median of --reps. The commands run in a temporary copy of nnspec/, grammar/ and specs/
@@ -15,7 +15,8 @@ specs/lenet5.nn <= 1.8x the import of lark and pydantic (medians of the same run
 
 --vs-rev REV also times the check of the tree at git revision REV (``git archive``), in the
 same interleaved rounds, and prints the ratio now / REV per mode: a change's effect on the
-cold start, measured side by side (``--vs-rev HEAD~1``).
+cold start, measured side by side (``--vs-rev HEAD~1``). --vs-dir DIR does the same with the
+nnspec/ and grammar/ of another working copy (a change not committed yet).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def measure(env, reps: int, cwd, other=None) -> dict[str, list[float]]:
             "bare": (BARE, cwd)}
     if other is not None:
         cmds["check@rev"] = (CHECK, other)
+        cmds["lenet@rev"] = (LENET, other)
     for cmd, where in cmds.values():  # warm-up: OS file cache, lark's grammar cache
         run(cmd, env, where)
     times = {k: [] for k in cmds}
@@ -77,7 +79,12 @@ def main() -> None:
     ap.add_argument("--importtime", action="store_true", help="also print -X importtime")
     ap.add_argument("--vs-rev", metavar="REV",
                     help="also time the check of git revision REV, side by side")
+    ap.add_argument("--vs-dir", metavar="DIR",
+                    help="also time the check of another working copy's nnspec/, side by side")
     args = ap.parse_args()
+    if args.vs_rev and args.vs_dir:
+        ap.error("--vs-rev and --vs-dir exclude each other")
+    args.vs_name = args.vs_rev or args.vs_dir
     print(f"bench_cold_check: {machine()}")
 
     as_is = dict(os.environ)
@@ -90,13 +97,18 @@ def main() -> None:
             if (ROOT / d).is_dir():
                 shutil.copytree(ROOT / d, os.path.join(tmp, d), ignore=ignore)
         other = None
-        if args.vs_rev:
+        if args.vs_name:
             # the revision's nnspec/ and grammar/, beside this tree's specs/ (the same input)
             other = os.path.join(tmp, "rev")
             os.mkdir(other)
-            archive = subprocess.run(["git", "archive", args.vs_rev, "nnspec", "grammar"],
-                                     cwd=ROOT, check=True, stdout=subprocess.PIPE).stdout
-            subprocess.run(["tar", "-x", "-C", other], input=archive, check=True)
+            if args.vs_rev:
+                archive = subprocess.run(["git", "archive", args.vs_rev, "nnspec", "grammar"],
+                                         cwd=ROOT, check=True, stdout=subprocess.PIPE).stdout
+                subprocess.run(["tar", "-x", "-C", other], input=archive, check=True)
+            else:
+                for d in ("nnspec", "grammar"):
+                    shutil.copytree(os.path.join(args.vs_dir, d), os.path.join(other, d),
+                                    ignore=ignore)
             shutil.copytree(ROOT / "specs", os.path.join(other, "specs"))
         for label, env in (("as-is", as_is), ("pyc warm", warm)):
             if label == "pyc warm":
@@ -130,8 +142,13 @@ def run_mode(label, env, cwd, args, other=None) -> None:
     if other is not None:
         r = med(t["check@rev"])
         ratios = [a / b for a, b in zip(t["check"], t["check@rev"])]
-        print(f"  [{label}] check specs/ at {args.vs_rev}: {fmt_s(r)} (min "
-              f"{fmt_s(min(t['check@rev']))}); now / {args.vs_rev}, paired median "
+        print(f"  [{label}] check specs/ at {args.vs_name}: {fmt_s(r)} (min "
+              f"{fmt_s(min(t['check@rev']))}); now / {args.vs_name}, paired median "
+              f"{med(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
+        r = med(t["lenet@rev"])
+        ratios = [a / b for a, b in zip(t["lenet"], t["lenet@rev"])]
+        print(f"  [{label}] check lenet5.nn at {args.vs_name}: {fmt_s(r)} (min "
+              f"{fmt_s(min(t['lenet@rev']))}); now / {args.vs_name}, paired median "
               f"{med(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
     if args.importtime:
         import_profile(env, cwd)

@@ -17,14 +17,23 @@ from .core.util import gc_paused
 from .frontends.nn.lower import lower_file, lower_text
 from .ir.shapes import infer_program
 from .ir.spec import LayerInfo, Spec, from_ir  # noqa: F401  (the Python API's names)
-from .ir.summary import (  # noqa: F401
-    EVAL_VIEW_KINDS,
-    INT_ITEMSIZE,
-    ITEMSIZE,
-    VIEW_KINDS,
-    ModelSummary,
-    SummaryRow,
-)
+
+# the summaries' names, also the Python API's: their module is imported on first use (a
+# check never needs it)
+_SUMMARY_NAMES = frozenset({"EVAL_VIEW_KINDS", "INT_ITEMSIZE", "ITEMSIZE", "VIEW_KINDS",
+                            "ModelSummary", "SummaryRow"})
+
+
+def __getattr__(name: str):
+    if name in _SUMMARY_NAMES:
+        from .ir import summary
+
+        return getattr(summary, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUMMARY_NAMES)
 
 
 def _finish(prog, loader) -> Spec:
@@ -35,7 +44,8 @@ def _finish(prog, loader) -> Spec:
         diags.extend(more)
     loader.note_overrides(diags)  # an error may come from a --const value: say so
     diags.sort(key=lambda d: (d.span.file, d.span.line, d.span.col) if d.span else ("", 0, 0))
-    return Spec(prog, results, diags, loader.sources)
+    warnings = sorted(loader.warnings, key=lambda d: (d.span.file, d.span.line, d.span.col))
+    return Spec(prog, results, diags, loader.sources, warnings=warnings)
 
 
 def load(path: str, strict: bool = True, consts: dict | None = None) -> Spec:

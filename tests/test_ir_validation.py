@@ -465,3 +465,10 @@ def test_truncated_and_corrupted_json_text_never_raises():
                     + text[i:]):
             spec = exercise(bad)
             assert all(d.span.file == "m.json" for d in spec.diagnostics)
+
+
+def test_an_element_wise_op_with_a_number_reads_back():
+    """``(x * 0.5)`` is mul of one tensor and a number: its IR is valid when read back."""
+    spec = nnspec.loads("model M(x: [N, 4]) {\n    (x * 0.5) | relu\n}\n")
+    program, diags = validate(spec.program.to_json())
+    assert diags == [] and program.models[0].nodes[0].params["other"] == 0.5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .source import Source, Span, UnreadableSource
@@ -19,17 +20,25 @@ class Diagnostic:
     hint: str | None = None
     severity: str = "error"
 
-    def render(self, sources: dict[str, Source] | None = None) -> str:
-        where = f"{self.span}: " if self.span else ""
-        out = [f"{where}{self.severity}: {_clip(self.message)} [{self.code}]"]
+    def render(self, sources: dict[str, Source] | None = None, color: bool = False) -> str:
+        """``file:line:col: error: message [CODE]``, the source line with a caret line, the
+        notes and the hint; with ``color``, ANSI styles as ruff and rustc use them."""
+        c = _SEVERITY_STYLE.get(self.severity, _SEVERITY_STYLE["error"])
+        where = style(f"{self.span}:", "1", color) + " " if self.span else ""
+        out = [f"{where}{style(self.severity + ':', c, color)} "
+               f"{style(_clip(self.message), '1', color)} {style(f'[{self.code}]', c, color)}"]
         src = sources.get(self.span.file) if (sources and self.span) else None
         if src is not None:
             excerpt = src.excerpt(self.span)
+            if excerpt and color:
+                text, _, carets = excerpt.rpartition("\n")
+                bare = carets.rstrip("^")
+                excerpt = f"{text}\n{bare}{style(carets[len(bare):], c, color)}"
             if excerpt:
                 out.append(excerpt)
         out.extend(f"  {_clip(n)}" for n in self.notes)
         if self.hint:
-            out.append(f"  hint: {_clip(self.hint)}")
+            out.append(f"  {style('hint:', _HINT_STYLE, color)} {_clip(self.hint)}")
         return "\n".join(out)
 
     def to_dict(self) -> dict:
@@ -60,6 +69,18 @@ class Diagnostic:
         return f"::{self.severity} title={title}::{msg}"
 
 
+#: ANSI styles (SGR parameters) of the coloured text output: an error red and bold, a
+#: warning yellow and bold, a note cyan; the hint's label bold cyan, as rustc's help.
+_SEVERITY_STYLE = {"error": "1;31", "warning": "1;33", "note": "1;36", "info": "1;36"}
+_HINT_STYLE = "1;36"
+
+
+def style(text: str, sgr: str, color: bool = True) -> str:
+    """``text`` in the ANSI style ``sgr`` (``"1;31"``: bold red) when ``color``, else as
+    it is."""
+    return f"\x1b[{sgr}m{text}\x1b[0m" if color and text else text
+
+
 def _gh_data(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
@@ -85,11 +106,11 @@ def _clip(text: str) -> str:
 
 
 def render_all(diagnostics: list[Diagnostic], sources: dict[str, Source] | None = None,
-               limit: int | None = MAX_RENDERED) -> str:
+               limit: int | None = MAX_RENDERED, color: bool = False) -> str:
     """Diagnostics as text, at most ``limit`` of them, then "... and N more errors"
-    (100,000 errors would otherwise print tens of megabytes)."""
+    (100,000 errors would otherwise print tens of megabytes); ANSI colours when ``color``."""
     shown = diagnostics if limit is None else diagnostics[:limit]
-    out = [d.render(sources) for d in shown]
+    out = [d.render(sources, color) for d in shown]
     if len(diagnostics) > len(shown):
         out.append(more_line(len(diagnostics) - len(shown)))
     return "\n".join(out)
@@ -221,16 +242,20 @@ def _sarif_uri(path: str) -> str:
 
 
 def sarif(diagnostics: list[Diagnostic], tool_version: str,
-          error_count: int | None = None) -> dict:
+          error_count: int | None = None, describe: Callable[[str], dict] | None = None
+          ) -> dict:
     """A SARIF 2.1.0 log of one ``check`` run, for code-scanning uploads (GitHub, GitLab,
     Azure DevOps): one result per diagnostic, its notes and hint in the message text, the
     span as a region in code points (columns 1-based, the end exclusive, as nnspec's are).
-    ``error_count`` is the total when ``diagnostics`` is a prefix of them."""
+    ``error_count`` is the total when ``diagnostics`` is a prefix of them; ``describe``
+    gives a code's rule fields (shortDescription, fullDescription, help, helpUri)."""
     rules: dict[str, dict] = {}
     results = []
     for d in diagnostics:
         rules.setdefault(d.code, {"id": d.code, "name": f"nnspec{d.code}",
-                                  "defaultConfiguration": {"level": "error"}})
+                                  **(describe(d.code) if describe else {}),
+                                  "defaultConfiguration": {
+                                      "level": _SARIF_LEVELS.get(d.severity, "error")}})
         text = d.message
         if d.notes:
             text += "\n" + "\n".join(d.notes)

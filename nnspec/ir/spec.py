@@ -55,6 +55,8 @@ class Spec:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     sources: dict[str, Source] = field(default_factory=dict)
     _rows: dict = field(default_factory=dict, repr=False, compare=False)
+    # what may be a mistake but is no error (W001: a value never used); never raised
+    warnings: list[Diagnostic] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from ..core.diagnostics import misspelt
 from ..core.limits import MAX_INT, MAX_NODES
-from ..layers import REGISTRY
+from ..layers import REGISTRY, LayerKind
 from ..layers.activation import NOT_MISSPELT
 from . import model as ir
 from .json_text import _first_line
@@ -229,7 +229,13 @@ class _ModelChecks(_FieldChecks):
         n_pos = n - len(targs)
         with_args = (f" plus one per tensor argument ({', '.join(a for a, _ in targs)})"
                      if targs else "")
-        if kind.arity is None:
+        own = type(kind).input_count_problem is not LayerKind.input_count_problem
+        if p is not None and own:  # the kind's own rule: `(x * 0.5)` is mul of one tensor
+            problem = kind.input_count_problem(p, n_pos)
+            if problem is not None:
+                self.err(where + ("inputs",), "E209", f"{op}: {problem}{with_args}")
+                return
+        elif kind.arity is None:
             if n_pos < 2:
                 self.err(where + ("inputs",), "E209", f"{op} takes two or more input tensors"
                          f"{with_args}, got {n} input{'s' if n != 1 else ''}")

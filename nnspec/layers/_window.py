@@ -58,8 +58,12 @@ def pads(p, n: int, k: tuple, d: tuple, s: tuple) -> list[tuple[int, int]]:
     if isinstance(p, int):
         return [(p, p)] * n
     if len(p) != n:
+        one_pair = n == 1 and len(p) == 2 and all(isinstance(x, int) for x in p)
         raise ShapeError(f"p has {len(p)} entries but the layer has {n} spatial "
-                         f"dim{'s' if n != 1 else ''}", arg="p")
+                         f"dim{'s' if n != 1 else ''}", arg="p",
+                         hint=f"for {p[0]} before and {p[1]} after, write p=(({p[0]}, "
+                         f"{p[1]}),): one pair per spatial dim; ((a, b)) is just (a, b), "
+                         "as in Python" if one_pair else None)
     return [(x, x) if isinstance(x, int) else tuple(x) for x in p]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from .common import (
     JSON_VERSION,
@@ -21,7 +22,9 @@ from .common import (
     EXIT_OK,
     EXIT_USAGE,
     TORCH_EXTRA,
+    SuggestingParser,
     UsageError,
+    add_color,
     add_consts,
     add_spec,
     fail,
@@ -30,8 +33,10 @@ from .common import (
     parse_dims,
     pick_model,
     require_torch,
+    set_color,
     spec_files,
     start_run,
+    use_color,
     write_output,
 )
 
@@ -42,37 +47,55 @@ def cmd_check(args) -> int:
 
     files = spec_files(args.paths)
     all_diags = []
+    all_warnings = []
     n_models = 0
     budget = MAX_RENDERED  # diagnostics still to print, over all files
     for path in files:
         spec = load(path)
-        all_diags.extend(spec.diagnostics)
+        errors, warnings = spec.diagnostics, spec.warnings
+        if args.strict and warnings:  # --strict: every warning is an error
+            errors = sorted([*errors, *(replace(w, severity="error") for w in warnings)],
+                            key=_where)
+            warnings = []
+        all_diags.extend(errors)
+        all_warnings.extend(warnings)
         n_models += len(spec.model_names)
-        shown = spec.diagnostics[:budget]
+        shown = sorted([*errors, *warnings], key=_where)[:budget]
         budget -= len(shown)
         if args.format == "text" and shown:
-            print(render_all(shown, spec.sources, None))
+            print(render_all(shown, spec.sources, None, use_color(sys.stdout)))
         elif args.format == "github":
             for d in shown:
                 print(d.github())
-    n = len(all_diags)
+    n, n_warn = len(all_diags), len(all_warnings)
     if args.format == "json":
         print(json.dumps({"version": JSON_VERSION, "files": len(files), "models": n_models,
                           "error_count": n,
-                          "errors": [d.to_dict() for d in all_diags[:MAX_JSON_ERRORS]]},
+                          "errors": [d.to_dict() for d in all_diags[:MAX_JSON_ERRORS]],
+                          "warning_count": n_warn,
+                          "warnings": [d.to_dict() for d in all_warnings[:MAX_JSON_ERRORS]]},
                          indent=2))
     elif args.format == "sarif":
         from .. import __version__
         from ..core.diagnostics import sarif
+        from .explain import sarif_rule
 
-        print(json.dumps(sarif(all_diags[:MAX_JSON_ERRORS], __version__, n), indent=2))
-    elif n > MAX_RENDERED:
-        print(more_line(n - MAX_RENDERED))
+        both = sorted([*all_diags, *all_warnings], key=_where)[:MAX_JSON_ERRORS]
+        print(json.dumps(sarif(both, __version__, n + n_warn, sarif_rule), indent=2))
+    elif n + n_warn > MAX_RENDERED:
+        print(more_line(n + n_warn - MAX_RENDERED))
     if args.format not in ("json", "sarif") and not args.quiet:
         status = "no errors" if not n else f"{n:,} error{'s' if n != 1 else ''}"
+        if n_warn:
+            status += f", {n_warn:,} warning{'s' if n_warn != 1 else ''}"
         print(f"nnspec: checked {len(files)} file{'s' if len(files) != 1 else ''}, "
               f"{n_models} model{'s' if n_models != 1 else ''}: {status}", file=sys.stderr)
     return EXIT_ERRORS if all_diags else EXIT_OK
+
+
+def _where(d) -> tuple:
+    """A diagnostic's place, to list errors and warnings in file and line order."""
+    return (d.span.file, d.span.line, d.span.col) if d.span else ("", 0, 0)
 
 
 def cmd_compile(args) -> int:
@@ -255,7 +278,8 @@ def _add_quiet(p, what: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="nnspec", description="Declarative model-spec compiler.")
+    ap = SuggestingParser(prog="nnspec", description="Declarative model-spec compiler.")
+    add_color(ap)
     ap.add_argument("--version", action=_Version, help="print the version and exit")
     ap.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -267,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text",
                    help="text (default), json, github (Actions annotations) or sarif "
                         "(SARIF 2.1.0, for code-scanning uploads)")
+    p.add_argument("--strict", action="store_true",
+                   help="treat warnings (W codes: a value computed but never used) as errors")
     add_consts(p)
     _add_quiet(p, "no summary line")
     p.set_defaults(func=cmd_check)
@@ -334,12 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("layers", help="list the layer kinds")
     p.set_defaults(func=cmd_layers)
+    _module_command(sub, "losses", "list the losses of train sections with their arguments")
 
     p = sub.add_parser("schema", help="print the JSON Schema of an output (default: the IR)")
     p.add_argument("output", nargs="?", choices=SCHEMAS, default="ir",
                    help="ir (compile --target json), check (check --format json) or summary "
                         "(summary --json)")
     p.set_defaults(func=cmd_schema)
+    _module_command(sub, "explain", "what an error code means, with an example and the fix")
+    for p in sub.choices.values():  # --color after the command too
+        add_color(p, default=argparse.SUPPRESS)
     return ap
 
 
@@ -355,8 +385,23 @@ def _seed(text: str) -> int:
     return v
 
 
+def _color_flag(argv: list[str]) -> str | None:
+    """The last ``--color WHEN`` of the arguments, read before parsing so that argparse's
+    own usage errors follow it too (a bad value is argparse's to report)."""
+    mode = None
+    for i, word in enumerate(argv):
+        if word == "--":
+            break
+        name, eq, value = word.partition("=")
+        if name in ("--color", "--colour"):
+            value = value if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            mode = value if value in ("auto", "always", "never") else mode
+    return mode
+
+
 def main(argv: list[str] | None = None) -> int:
     start_run()
+    set_color(_color_flag(sys.argv[1:] if argv is None else argv))
     ap = build_parser()
     try:
         args = ap.parse_args(argv)
@@ -372,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(str(e)) from None
         return args.func(args)
     except UsageError as e:
-        print(f"nnspec: error: {e}", file=sys.stderr)
+        from ..core.diagnostics import style
+
+        print(f"nnspec: {style('error:', '1;31', use_color(sys.stderr))} {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

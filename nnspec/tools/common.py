@@ -6,6 +6,7 @@ the CLI itself (``cli``).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -20,6 +21,91 @@ STDIN, STDIN_NAME = "-", "<stdin>"
 
 class UsageError(Exception):
     pass
+
+
+#: ``--color``: auto (a terminal, unless NO_COLOR is set), always or never.
+COLOR_MODES = ("auto", "always", "never")
+_color_mode = "auto"
+
+
+def set_color(mode: str | None) -> None:
+    """This run's ``--color`` mode (None: auto)."""
+    global _color_mode
+    _color_mode = mode or "auto"
+
+
+def use_color(stream) -> bool:
+    """Whether text for ``stream`` gets ANSI colours: ``--color always`` or ``never`` as
+    said; auto colours a terminal unless NO_COLOR is set (no-color.org) or TERM is dumb."""
+    if _color_mode != "auto":
+        return _color_mode == "always"
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def add_color(p, default=None) -> None:
+    """The ``--color`` option (on the main parser, and on each command with ``default``
+    SUPPRESS, so that it may come before or after the command)."""
+    kw = {} if default is None else {"default": default}
+    p.add_argument("--color", "--colour", choices=COLOR_MODES, metavar="WHEN", **kw,
+                   help="colour the diagnostics: auto (on a terminal, unless NO_COLOR is "
+                        "set; the default), always or never")
+
+
+def _close(word: str, choices) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors suggest the option, command or choice meant
+    (``--fromat``: did you mean --format?) instead of printing the whole usage."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _command_parser(self) -> argparse.ArgumentParser:
+        """The parser of the command named in the arguments (this one when none is)."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for word in getattr(self, "_argv", []):
+                    if word in action.choices:
+                        return action.choices[word]
+        return self
+
+    def error(self, message: str):  # type: ignore[override]
+        import re
+
+        hint, prog = None, self.prog
+        unknown = re.fullmatch(r"unrecognized arguments: (.*)", message)
+        choice = re.fullmatch(r"argument (\S+): invalid choice: '(.*?)' \(choose from (.*)\)",
+                              message, re.S)
+        if unknown:
+            parser = self._command_parser()
+            prog = parser.prog
+            options = [o for a in parser._actions for o in a.option_strings]
+            for word in unknown.group(1).split():
+                best = _close(word.split("=")[0], options) if word.startswith("-") else None
+                if best:
+                    hint = f"did you mean {best}? (see {prog} --help)"
+                    break
+        elif choice:
+            best = _close(choice.group(2), re.findall(r"'(.*?)'", choice.group(3)))
+            hint = f"did you mean {best}?" if best else None
+        if hint is None and not unknown:
+            super().error(message)
+        from ..core.diagnostics import style
+
+        color = use_color(sys.stderr)
+        if hint is None:  # the usage of the command, not the main parser's
+            self._command_parser().print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{prog}: {style('error:', '1;31', color)} {message}\n"
+                              + (f"  {style('hint:', '1;36', color)} {hint}\n" if hint else ""))
 
 
 def require_torch(command: str) -> None:
@@ -124,10 +210,25 @@ def _load_spec(path: str, strict: bool):
 
 #: Errors that ``check --format json`` lists (it counts them all).
 def fail(spec) -> int:
-    from ..core.diagnostics import render_all
+    from ..core.diagnostics import MAX_RENDERED, render_all
 
-    print(render_all(spec.diagnostics, spec.sources), file=sys.stderr)
+    print(render_all(spec.diagnostics, spec.sources, MAX_RENDERED, use_color(sys.stderr)),
+          file=sys.stderr)
     return EXIT_ERRORS
+
+
+def single_spec(path: str, command: str) -> str:
+    """``path``, for a command that takes one spec file: a folder is a usage error that
+    names the specs in it (``check`` takes folders; the others one file)."""
+    if path == STDIN or not os.path.isdir(path):
+        return path
+    found = spec_files([path])
+    if not found:
+        raise UsageError(f"{command} takes one spec file, and {path} is a folder with no .nn "
+                         "files in it")
+    shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+    raise UsageError(f"{command} takes one spec file, and {path} is a folder; its specs: "
+                     f"{shown} (nnspec {command} {found[0]}; nnspec check takes folders)")
 
 
 def pick_model(spec, name):

@@ -1,7 +1,8 @@
 """`nnspec fmt`: rewrite specs in one canonical layout.
 
 The layout is computed from the token stream, line by line: the language is line-based
-(a statement is one line plus the lines that start with ``|``; brackets never span lines),
+(a statement is one line plus the lines that start with ``|``; brackets span lines only in
+a model's, block's or train section's signature),
 so a formatter that keeps every line break it is given needs no parse tree, and keeps
 every comment where it was. The parser is used twice: to refuse a file with syntax errors
 (it is left untouched, with the diagnostics ``nnspec check`` gives), and to prove that
@@ -10,13 +11,15 @@ the output is the same program (its syntax tree, spans aside) and is formatted a
 The canonical style, that of the bundled specs:
 
 - 4 spaces of indentation in a body; a line that starts with ``|`` is put under the first
-  ``|`` of its statement's first line (at the statement's indentation if it has none);
+  ``|`` of its statement's first line (at the statement's indentation if it has none); a
+  signature's later lines are indented 4 spaces, but a ``)`` that starts its last line;
 - one space between words and around ``=`` (a statement's or a constant's), ``|``, ``+``,
   ``-``, ``*``, ``/``, ``//``, ``->``; none around a keyword argument's ``=`` (``k=5``,
   ``dim=1``, ``stride=2``), inside brackets, before ``,`` and ``:``, after a unary ``-``;
   inside a shape, ``*``, ``/`` and ``//`` are written tight (``[N, 3*H]``), as nnspec
   prints dims;
-- shape annotations (``: [N, 6, 28, 28]``) of a body are aligned two spaces after the
+- a shape annotation inside a pipeline is written ``conv 8 : [N, 8, H, W] | relu``;
+  those that end a line (``: [N, 6, 28, 28]``) in a body are aligned two spaces after the
   longest statement of each run of lines without a blank line; a statement more than
   ``OUTLIER_GAP`` columns longer than the run's median keeps its annotation three spaces
   after it instead of pushing the whole run to the right;
@@ -115,15 +118,16 @@ def _ends_value(t: _Tok, first: bool) -> bool:
     return t.kind in ("int", "float", "string") or _is_op(t, ")", "]")
 
 
-def _spaced(toks: list[_Tok], ctx: str) -> tuple[str, list[int]]:
+def _spaced(toks: list[_Tok], ctx: str, depth: int = 0) -> tuple[str, list[int]]:
     """The tokens of one line joined with canonical spacing, and each token's column.
 
     ``ctx`` is what the line is: ``stmt`` (a body statement or a continuation line),
     ``tset`` (a train setting) and ``header`` take layer arguments at bracket depth 0, where
     ``-`` can only be a sign; ``const``, ``check``, ``tloss`` and ``use`` take expressions.
+    ``depth`` parentheses are open before the line (a signature's later lines).
     """
     args_ctx = ctx in ("stmt", "tset", "header")
-    stack: list[str] = []
+    stack: list[str] = ["("] * depth
     out: list[str] = []
     cols: list[int] = []
     width = 0
@@ -149,6 +153,8 @@ def _spaced(toks: list[_Tok], ctx: str) -> tuple[str, list[int]]:
             gap = ""
         elif in_index and (_is_op(t, ":", "]") or _is_op(prev, ":")):
             gap = " " if _is_op(prev, ",") else ""  # Python's x[..., :k], x[1:3], x[::2]
+        elif _is_op(t, ":") and depth == 0 and ctx == "stmt":
+            gap = " "  # an annotation inside a pipeline: conv 8 : [N, 8] | relu
         elif (_is_op(t, ")", "]", ",", ":") or prev.kind in ("call", "index")
               or _is_op(prev, "(", "[")
               or prev_unary or prev_tight or tight):
@@ -187,6 +193,29 @@ def _depth0(toks: list[_Tok], text: str) -> int | None:
     return None
 
 
+def _final_annot(toks: list[_Tok]) -> int | None:
+    """The index of the ``:`` of a line's final annotation (outside brackets, no ``|``
+    after it), or None: ``conv 8 : [N, 8] | relu`` keeps its inner annotation in the code."""
+    depth = 0
+    at = None
+    for i, t in enumerate(toks):
+        if t.kind in ("call", "index") or _is_op(t, "(", "["):
+            depth += 1
+        elif _is_op(t, ")", "]"):
+            depth -= 1
+        elif depth == 0 and _is_op(t, ":"):
+            at = i
+        elif depth == 0 and _is_op(t, "|"):
+            at = None
+    return at
+
+
+def _open_parens(toks: list[_Tok]) -> int:
+    """How many parentheses and brackets the tokens leave open (closing more counts less)."""
+    return sum(1 if t.kind in ("call", "index") or _is_op(t, "(", "[") else
+               -1 if _is_op(t, ")", "]") else 0 for t in toks)
+
+
 def _header(toks: list[_Tok]) -> list[_Tok]:
     """``model Foo (x: ...)`` written as ``model Foo(x: ...)`` (the same header)."""
     if len(toks) > 2 and toks[1].kind == "name" and _is_op(toks[2], "("):
@@ -197,8 +226,10 @@ def _header(toks: list[_Tok]) -> list[_Tok]:
 def _lines(text: str) -> list[_Out]:
     """The output lines, before blank lines, comment indentation and alignment."""
     out: list[_Out] = []
-    state = "top"  # top | body | train
+    state = "top"  # top | body | train | sig (a signature's later lines)
     cont_col = INDENT
+    item = ""  # the keyword of the item whose signature is open
+    depth = 0  # the parentheses a signature leaves open
     for line in text.split("\n"):
         toks, comment = _tokens(line)
         inner = state != "top"
@@ -207,11 +238,25 @@ def _lines(text: str) -> list[_Out]:
                        else _Out("blank", inner=inner))
             continue
         first = toks[0]
+        if state == "sig":
+            code, _ = _spaced(toks, "header", depth)
+            depth += _open_parens(toks)
+            indent = 0 if depth <= 0 and _is_op(first, ")") else INDENT
+            if depth <= 0:
+                state = "top" if not _is_op(toks[-1], "{") else \
+                    "body" if item in ("model", "block") else "train"
+            out.append(_Out("code", "sig", indent, code, comment=comment))
+            continue
         if state == "top":
             opens = _is_op(toks[-1], "{")
             if opens:
                 state = "body" if first.text in ("model", "block") else "train"
                 toks = _header(toks)
+            elif first.text in ("model", "block", "train") and _open_parens(toks) > 0:
+                state, item, depth = "sig", first.text, _open_parens(toks)
+                code, _ = _spaced(_header(toks), "header")
+                out.append(_Out("code", "open", 0, code, comment=comment))
+                continue
             ctx = {"use": "use", "const": "const", "check": "check"}.get(first.text, "header")
             code, _ = _spaced(toks, ctx)
             out.append(_Out("code", "open" if opens else "item", 0, code, comment=comment))
@@ -226,7 +271,7 @@ def _lines(text: str) -> list[_Out]:
             out.append(_Out("code", "tstmt", INDENT, code, comment=comment))
             continue
         annot = None
-        at = _depth0(toks, ":")
+        at = _final_annot(toks)
         if at is not None:
             annot = ": " + _spaced(toks[at + 1:], "stmt")[0]
             toks = toks[:at]
@@ -248,8 +293,8 @@ def _blank_lines(lines: list[_Out]) -> list[_Out]:
         if ln.kind == "blank":
             nxt = next((x for x in lines[i + 1:] if x.kind != "blank"), None)
             if (not kept or kept[-1].kind == "blank" or nxt is None
-                    or kept[-1].role == "open" or nxt.role in ("close", "cont")
-                    or (nxt.kind == "comment" and _next_code_role(lines, i) == "cont")):
+                    or kept[-1].role in ("open", "sig") or nxt.role in ("close", "cont", "sig")
+                    or (nxt.kind == "comment" and _next_code_role(lines, i) in ("cont", "sig"))):
                 continue
         kept.append(ln)
     out: list[_Out] = []

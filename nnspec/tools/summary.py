@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import EXIT_OK, JSON_VERSION, UsageError, add_spec, fail, load, parse_dims, pick_model
+from .common import (EXIT_OK, JSON_VERSION, UsageError, add_spec, fail, load, parse_dims,
+                     pick_model, single_spec)
 
 
 def _dim_json(d):
@@ -156,7 +157,7 @@ def _type_symbols(t) -> set[str]:
 def run(args) -> int:
     import shutil
 
-    spec = load(args.spec)
+    spec = load(single_spec(args.spec, "summary"))
     if spec.diagnostics:
         return fail(spec)
     if args.depth is not None and args.depth < 1:

@@ -16,28 +16,43 @@ _NODE_TYPES = tuple(
     if isinstance(cls, type) and cls.__module__ == S.__name__ and hasattr(cls, "__slots__")
     and cls not in (S.Module,)
 )
+_NODES = frozenset(_NODE_TYPES)
+# fields declared as these never hold a syntax node: they are not looked into
+_LEAF_TYPES = frozenset({"str", "str | None", "bool", "Span", "Span | None"})
+_SLOTS: dict[type, tuple[str, ...]] = {}
 
 
-def _children(node):
-    for name in node.__slots__:
-        v = getattr(node, name)
-        if isinstance(v, list):
-            for x in v:
-                if isinstance(x, _NODE_TYPES):
-                    yield x
-        elif isinstance(v, _NODE_TYPES):
-            yield v
+def _node_slots(cls: type) -> tuple[str, ...]:
+    """The slots of a syntax class that may hold a node or a list of them."""
+    got = _SLOTS.get(cls)
+    if got is None:
+        fields = getattr(cls, "__dataclass_fields__", {})
+        got = _SLOTS[cls] = tuple(
+            name for name in cls.__slots__
+            if name not in fields or str(fields[name].type) not in _LEAF_TYPES)
+    return got
 
 
 def too_deep(root, limit: int = MAX_NESTING) -> bool:
-    """True if the syntax tree under ``root`` nests deeper than ``limit`` (iterative)."""
-    stack = [(root, 1)]
-    while stack:
-        node, d = stack.pop()
-        if d > limit:
+    """True if the syntax tree under ``root`` nests deeper than ``limit`` (iterative, one
+    level of the tree at a time)."""
+    level, depth = [root], 1
+    nodes, slots = _NODES, _SLOTS
+    while level:
+        if depth > limit:
             return True
-        for c in _children(node):
-            stack.append((c, d + 1))
+        below = []
+        for node in level:
+            names = slots.get(type(node))
+            if names is None:
+                names = _node_slots(type(node))
+            for name in names:
+                v = getattr(node, name)
+                if type(v) is list:
+                    below += [x for x in v if type(x) in nodes]
+                elif type(v) in nodes:
+                    below.append(v)
+        level, depth = below, depth + 1
     return False
 
 

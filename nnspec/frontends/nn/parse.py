@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import threading
-from pathlib import Path
 
-import lark
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -17,8 +13,17 @@ from ...core.limits import MAX_NESTING, MAX_WORDS, first_too_deep, line_col
 from ...core.source import Source, Span
 from ...core.util import gc_paused
 from . import syntax as S
+from .tables import (  # noqa: F401  (parse.write_tables() regenerates the tables)
+    _from_json,
+    _to_json,
+    grammar_path,
+    grammar_text,
+    load_tables,
+    tables_json,
+    tables_path,
+    write_tables,
+)
 
-_GRAMMAR_FILE = "nnspec.lark"
 _parser: Lark | None = None
 _lock = threading.Lock()
 
@@ -33,19 +38,6 @@ _TERMINAL_WORDS = {
     "__ANON_0": "'->'", "__ANON_1": "'//'", "MODEL": "'model'", "BLOCK": "'block'",
     "CONST": "'const'", "USE": "'use'", "CHECK": "'check'", "RETURN": "'return'", "AS": "'as'",
 }
-
-
-def grammar_path() -> Path:
-    """The grammar file: inside the installed package, or in the source tree's grammar/."""
-    here = Path(__file__).resolve().parents[2]  # the nnspec package
-    for cand in (here / "grammar" / _GRAMMAR_FILE, here.parent / "grammar" / _GRAMMAR_FILE):
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(f"nnspec grammar {_GRAMMAR_FILE} not found next to {here}")
-
-
-def grammar_text() -> str:
-    return grammar_path().read_text()
 
 
 def parser() -> Lark:
@@ -68,74 +60,8 @@ def parser() -> Lark:
     return _parser
 
 
-def tables_path() -> Path:
-    return grammar_path().with_suffix(".tables.json")
-
-
-def _grammar_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _load_tables(text: str) -> Lark | None:
-    """The parser from the shipped tables, or None when they do not fit the grammar/Lark."""
-    try:
-        tables = json.loads(tables_path().read_text(encoding="utf-8"),
-                            object_hook=_from_json)
-    except (OSError, ValueError):
-        return None
-    if (not isinstance(tables, dict) or tables.get("grammar_sha256") != _grammar_digest(text)
-            or tables.get("lark_version") != lark.__version__):
-        return None
-    try:
-        return Lark._load_from_dict(tables["data"], tables["memo"], transformer=_builder)
-    except Exception:  # tables Lark cannot read back: build from the grammar instead
-        return None
-
-
-# Lark's serialised parser has int-keyed dicts and tuples, which JSON has not: they are
-# written as {"__items__": [[key, value], ...]} and {"__tuple__": [...]}.
-def _to_json(x):
-    if isinstance(x, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in x):
-            return {k: _to_json(v) for k, v in x.items()}
-        return {"__items__": [[_to_json(k), _to_json(v)] for k, v in x.items()]}
-    if isinstance(x, tuple):
-        return {"__tuple__": [_to_json(v) for v in x]}
-    if isinstance(x, list):
-        return [_to_json(v) for v in x]
-    return x
-
-
-def _from_json(d: dict):
-    if len(d) == 1:
-        if "__items__" in d:
-            return {k: v for k, v in d["__items__"]}
-        if "__tuple__" in d:
-            return tuple(d["__tuple__"])
-    return d
-
-
-def tables_json() -> str:
-    """The shipped tables' text for the current grammar and Lark version.
-
-    After changing the grammar, regenerate them with
-    ``python -c "from nnspec.frontends.nn import parse; parse.write_tables()"``; a test
-    checks that the shipped tables belong to the grammar and parse like a freshly built parser.
-    """
-    from lark.grammar import Rule
-    from lark.lexer import TerminalDef
-
-    text = grammar_text()
-    data, memo = Lark(text, parser="lalr", maybe_placeholders=True).memo_serialize(
-        [TerminalDef, Rule])
-    return json.dumps({"grammar_sha256": _grammar_digest(text), "lark_version": lark.__version__,
-                       "data": _to_json(data), "memo": _to_json(memo)},
-                      separators=(",", ":")) + "\n"
-
-
-def write_tables() -> None:
-    """Regenerate the shipped tables (see :func:`tables_json`)."""
-    tables_path().write_text(tables_json(), encoding="utf-8")
+    return load_tables(text, _builder)
 
 
 def _span(file: str, meta) -> Span:
@@ -324,7 +250,13 @@ class _Build(Transformer):
         return S.Plus(c[0], c[1], self._sp(c))
 
     def pipeline(self, c):
-        return S.Pipeline(list(c), self._sp(c))
+        """Stages with an optional annotation after each (None where there is none)."""
+        stages = c[0::2]
+        annots = [S.Annot(i, a) for i, a in enumerate(c[1::2]) if a is not None]
+        return S.Pipeline(stages, self._sp(stages), annots)
+
+    def eindex(self, c):
+        return self.index([*c, None])
 
     def annot(self, c):
         return c[0]
@@ -335,13 +267,16 @@ class _Build(Transformer):
     def assign(self, c):
         names = [str(t) for t in c[0]]
         target = names[0] if len(names) == 1 else names
-        return S.Stmt("assign", target, c[1], c[2], self._sp(c))
+        annot = _final_annot(c[1])
+        return S.Stmt("assign", target, c[1], annot, self._sp([*c, annot]))
 
     def ret(self, c):
-        return S.Stmt("return", None, c[1], c[-1], self._sp(c), list(c[2:-1]))
+        annot = _final_annot(c[-1])
+        return S.Stmt("return", None, c[1], annot, self._sp([*c, annot]), list(c[2:]))
 
     def pipe(self, c):
-        return S.Stmt("pipe", None, c[0], c[1], self._sp(c))
+        annot = _final_annot(c[0])
+        return S.Stmt("pipe", None, c[0], annot, self._sp([c[0], annot]))
 
     def body(self, c):
         return list(c)
@@ -408,6 +343,13 @@ class _Build(Transformer):
 
     def start(self, c):
         return list(c)
+
+
+def _final_annot(pl: S.Pipeline) -> S.ShapeLit | None:
+    """Take a statement's final annotation (after its last stage) out of its pipeline."""
+    if pl.annots and pl.annots[-1].after == len(pl.stages) - 1:
+        return pl.annots.pop().shape
+    return None
 
 
 _builder = _Build()

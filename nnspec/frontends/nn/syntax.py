@@ -147,9 +147,20 @@ class Plus:
 
 
 @dataclass(slots=True)
+class Annot:
+    """``: [dims]`` inside a pipeline, after its stage number ``after``."""
+
+    after: int
+    shape: ShapeLit
+
+
+@dataclass(slots=True)
 class Pipeline:
     stages: list
     span: Span
+    # the annotations inside the pipeline (Annot); a statement's final annotation is its
+    # Stmt.annot instead
+    annots: list = field(default_factory=list)
 
 
 @dataclass(slots=True)

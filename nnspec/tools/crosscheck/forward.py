@@ -125,6 +125,18 @@ def _shape_of(v) -> tuple:
     return tuple(int(s) for s in np.shape(v))
 
 
+#: elements per piece when two outputs are compared: the temporaries stay small (a VGG-16
+#: gradient is 822 MB in float64) and in cache
+_CHUNK = 1 << 20
+
+
+def _pieces(*arrays):
+    """Aligned flat pieces of equally shaped arrays (views where the arrays are contiguous)."""
+    flat = [np.ravel(x) for x in arrays]
+    for i in range(0, flat[0].size, _CHUNK):
+        yield tuple(f[i:i + _CHUNK] for f in flat)
+
+
 def _max_finite(arrays) -> float:
     best = 0.0
     for x in arrays:
@@ -134,10 +146,13 @@ def _max_finite(arrays) -> float:
         x = np.asarray(x)
         if x.size == 0 or not np.issubdtype(x.dtype, np.floating):
             continue
-        a = np.abs(x.astype(np.float64, copy=False))
-        a = a[np.isfinite(a)]
-        if a.size:
-            best = max(best, float(a.max()))
+        for (piece,) in _pieces(x):
+            a = np.abs(piece)
+            m = a.max()
+            if not np.isfinite(m):  # skip the infinities and NaNs of this piece
+                a = a[np.isfinite(a)]
+                m = a.max() if a.size else 0.0
+            best = max(best, float(m))
     return best
 
 
@@ -149,7 +164,7 @@ def _errors(a, b, scale: float = 0.0) -> tuple[float, float]:
     around zero (a normalisation of a constant gives +-1e-14 in both) is measured against
     the size of the numbers it came from. Equal non-finite values (the same infinity, or
     NaN in both) agree: they are what PyTorch computes (a max-pooling window wholly in the
-    padding is -inf).
+    padding is -inf). Computed piece by piece, in float64.
     """
     if isinstance(a, (tuple, list)) or isinstance(b, (tuple, list)):
         if not (isinstance(a, (tuple, list)) and isinstance(b, (tuple, list))
@@ -157,18 +172,25 @@ def _errors(a, b, scale: float = 0.0) -> tuple[float, float]:
             return float("inf"), float("inf")
         pairs = [_errors(x, y, scale) for x, y in zip(a, b)]
         return max(p[0] for p in pairs), max(p[1] for p in pairs)
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    a = np.asarray(a)
+    b = np.asarray(b)
     if a.shape != b.shape:
         return float("inf"), float("inf")
     if a.size == 0:
         return 0.0, 0.0
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    with np.errstate(invalid="ignore"):
-        diff_all = np.where(same, 0.0, np.abs(a - b))
-    diff = float(np.max(diff_all))
-    if not np.isfinite(diff):
-        return float("inf"), float("inf")
+    diff = 0.0
+    for x, y in _pieces(a, b):
+        x = x.astype(np.float64, copy=False)
+        y = y.astype(np.float64, copy=False)
+        with np.errstate(invalid="ignore"):
+            d = np.abs(x - y)
+            m = d.max()
+            if not np.isfinite(m):  # equal infinities and NaNs in both agree
+                same = (x == y) | (np.isnan(x) & np.isnan(y))
+                m = np.max(np.where(same, 0.0, d))
+        if not np.isfinite(m):
+            return float("inf"), float("inf")
+        diff = max(diff, float(m))
     if diff == 0.0:
         return 0.0, 0.0
     s = max(_max_finite((a, b)), scale)

@@ -116,14 +116,15 @@ def render(spec, fmt: str, model: str | None = None, depth: int | None = None
 
 
 def run(args) -> int:
-    from ..common import EXIT_OK, EXIT_USAGE, UsageError, fail, load, pick_model, write_output
+    from ..common import (EXIT_OK, EXIT_USAGE, UsageError, fail, load, pick_model, single_spec,
+                          write_output)
     from .dot import CLUSTER_LIMIT
     from .svg import RendererMissing
 
     if args.depth is not None and args.depth < 0:
         raise UsageError(f"--depth must be 0 or more, got {args.depth}")
     fmt = _format(args)
-    spec = load(args.spec)
+    spec = load(single_spec(args.spec, "graph"))
     if spec.diagnostics:
         return fail(spec)
     if args.model:

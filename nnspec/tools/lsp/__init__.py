@@ -1,4 +1,5 @@
-"""`nnspec lsp`: a Language Server over stdio (diagnostics, hover, definitions, completion).
+"""`nnspec lsp`: a Language Server over stdio (diagnostics, hover, definitions, completion,
+formatting, document symbols, inlay hints of each line's shape, quick fixes).
 
 The server (``server``) is a thin pygls layer over the analysis, which needs no LSP
 library: a document is lowered and shape-checked as ``nnspec check`` does it (the same
@@ -11,7 +12,8 @@ pygls is imported only when the server starts, so that the command line's parser
 imports this module) stays as cheap as ``nnspec check`` needs it to be.
 
 The analysis is ``analysis`` (a document lowered and checked, its problems placed),
-``lookup`` (hover, definition) and ``completion``; this package is the command
+``lookup`` (hover, definition), ``completion``, ``outline`` (symbols, inlay hints) and
+``actions`` (quick fixes, formatting); this package is the command
 (``add_arguments``, ``run``) and the analysis's public face: its names are reachable from
 here (``lsp.analyze``), the parts imported on first use, for the same reason as pygls.
 """
@@ -27,6 +29,8 @@ _PARTS = {
                  "problems"),
     "lookup": ("MAX_EXPANSIONS", "definition", "hover"),
     "completion": ("completions",),
+    "outline": ("Hint", "Symbol", "inlay_hints", "symbols"),
+    "actions": ("Fix", "fixes", "formatted"),
 }
 
 __all__ = ["add_arguments", "run", *(n for ns in _PARTS.values() for n in ns)]
@@ -52,9 +56,12 @@ def run(args) -> int:
     if not (args.debounce >= 0 and args.debounce <= 60_000):  # also refuses NaN
         print("nnspec: error: --debounce takes milliseconds from 0 to 60000", file=sys.stderr)
         return EXIT_USAGE
+    from ...core.util import gc_paused
+
     try:
-        import lsprotocol.types  # noqa: F401
-        import pygls.lsp.server  # noqa: F401
+        with gc_paused():  # lsprotocol makes some 600 classes: no collection meanwhile
+            import lsprotocol.types  # noqa: F401
+            import pygls.lsp.server  # noqa: F401
     except ImportError:
         print(f"nnspec: error: {MISSING}", file=sys.stderr)
         return EXIT_USAGE

@@ -48,6 +48,7 @@ class Item:
     detail: str = ""
     doc: str = ""
     insert: str | None = None
+    signature: str = ""  # shown right after the label: a kind's arguments, a block's params
 
 
 def _loader_class():
@@ -96,6 +97,9 @@ class Analysis:
     lines: list[str] = field(default_factory=list)
     _abs: dict = field(default_factory=dict, repr=False)
     _groups: list | None = field(default=None, repr=False)
+    _module: object = field(default=None, repr=False)  # syntax tree; False: does not parse
+    _shapes: dict | None = field(default=None, repr=False)
+    _usage: dict | None = field(default=None, repr=False)
 
     def same_file(self, file: str) -> bool:
         got = self._abs.get(file)
@@ -159,7 +163,9 @@ def problems(an: Analysis) -> list[Problem]:
     from ...core.source import Span
 
     out = []
-    for d in an.spec.diagnostics[:MAX_DIAGNOSTICS]:
+    # warnings (a value never used) only where they are: this document's own
+    mine = [w for w in an.spec.warnings if w.span is not None and an.same_file(w.span.file)]
+    for d in [*an.spec.diagnostics, *mine][:MAX_DIAGNOSTICS]:
         message = d.message
         extra = list(d.notes) + ([f"hint: {d.hint}"] if d.hint else [])
         related = None

@@ -43,16 +43,10 @@ def completions(an: Analysis | None, before: str) -> list[Item]:
         stage = re.sub(r"^\s*return\b", "", stage)
     word = re.fullmatch(r"\s*([A-Za-z_]\w*)?", stage)
     if word is not None:
+        prefix = word.group(1) or ""
         if stage_at == 0 and not before[:1].isspace() and not _ASSIGN.match(code):
-            return [Item(k, "keyword") for k in _TOP_KEYWORDS]
-        items = []
-        for key, kind in REGISTRY.items():
-            same = f" (the same as {kind.name})" if key != kind.name else ""
-            items.append(Item(key, "layer", kind.summary.split("\n")[0] + same))
-        if scope is not None:
-            for name, blk in scope.blocks.items():
-                items.append(Item(name, "block", f"block {_signature(blk)}"))
-        return items
+            return [Item(k, "keyword") for k in _TOP_KEYWORDS if _match(k, prefix) is not None]
+        return _stage_items(an, prefix)
     m = re.match(r"\s*([A-Za-z_]\w*)\s+(.*)$", stage, re.S)
     if m is None or m.group(1) not in REGISTRY:
         return []
@@ -60,6 +54,81 @@ def completions(an: Analysis | None, before: str) -> list[Item]:
     if re.search(r"[=\w.]$", rest) and re.search(r"=\S*$", rest):
         return []  # a value is being typed
     return _argument_items(REGISTRY[m.group(1)], rest)
+
+
+def _match(label: str, prefix: str) -> int | None:
+    """How ``label`` matches what is typed: 0 it starts with it, 1 case aside, 2 its
+    letters in order (``cv`` for ``conv``); None it does not."""
+    if label.startswith(prefix):
+        return 0
+    low, want = label.lower(), prefix.lower()
+    if low.startswith(want):
+        return 1
+    it = iter(low)
+    return 2 if all(ch in it for ch in want) else None
+
+
+def _usage(an: Analysis | None) -> dict[str, int]:
+    """How often each word is written in the document's code (comments aside)."""
+    if an is None:
+        return {}
+    got = an._usage
+    if got is None:
+        from collections import Counter
+
+        got = an._usage = Counter(w for line in an.lines
+                                  for w in _WORD.findall(line.split("#", 1)[0]))
+    return got
+
+
+def _stage_items(an: Analysis | None, prefix: str) -> list[Item]:
+    """The layer kinds and blocks that match ``prefix``, best first: by how they match,
+    then by how often the document uses them (a kind's other names count for it), a
+    kind's own name before its other names, shorter first."""
+    from ...layers import REGISTRY
+
+    used = _usage(an)
+    kind_use: dict[str, int] = {}
+    for key, kind in REGISTRY.items():
+        kind_use[kind.name] = kind_use.get(kind.name, 0) + used.get(key, 0)
+    ranked = []
+    for key, kind in REGISTRY.items():
+        how = _match(key, prefix)
+        if how is None:
+            continue
+        summary = kind.summary.split("\n")[0]
+        same = f" (the same as {kind.name})" if key != kind.name else ""
+        more = kind.summary if summary != kind.summary else ""
+        item = Item(key, "layer", summary + same, doc=more, signature=_kind_signature(kind))
+        ranked.append(((how, -used.get(key, 0), -kind_use[kind.name], key != kind.name,
+                        len(key), key), item))
+    scope = an.scope if an is not None else None
+    if scope is not None:
+        for name, blk in scope.blocks.items():
+            how = _match(name, prefix)
+            if how is not None:
+                sig = _signature(blk)
+                item = Item(name, "block", f"block {sig}", signature=sig[len(name):])
+                ranked.append(((how, -used.get(name, 0), 0, False, len(name), name), item))
+    ranked.sort(key=lambda p: p[0])
+    return [item for _, item in ranked]
+
+
+def _kind_signature(kind) -> str:
+    """A kind's arguments, as ``nnspec``'s usage lines write them: `` <out> k=<k> [s=1]
+    [ceil]`` (positional, required, optional with its default, flags)."""
+    parts = [f"<{f}>" for f in kind.positional]
+    for f, info in kind.fields().items():
+        if f in kind.positional or f in kind.tensor_args:
+            continue
+        shown = f[:-1] if f.endswith("_") and kind.synonyms.get(f[:-1]) == f else f
+        if info.is_required():
+            parts.append(f"{shown}=<{shown}>")
+        elif info.annotation is bool:
+            parts.append(f"[{shown}]")
+        else:
+            parts.append(f"[{shown}={_plain(info.default)}]")
+    return " " + " ".join(parts) if parts else ""
 
 
 def _scan(before: str):

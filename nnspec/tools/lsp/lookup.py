@@ -132,12 +132,43 @@ def _header_text(an: Analysis, line: int) -> str | None:
             t = an.spec.results[m.name]
             ins = ", ".join(f"{i.name}: {ty}" for i, ty in zip(m.inputs, t.inputs()))
             try:
-                params = _n(an.spec.param_count(m.name))
+                rows = an.spec.layers(m.name)
             except KeyError:
-                params = "?"
-            return (f"**model {m.name}**({ins}) → `{t.output()}`\n\n"
-                    f"{_n(len(m.nodes))} layers · {params} parameters")
+                rows = []
+            params = _n(sum(r.params for r in rows))
+            if t.output() is not None:
+                return (f"**model {m.name}**({ins}) → `{t.output()}`\n\n"
+                        f"{_n(len(m.nodes))} layers · {params} parameters")
+            return _partial_text(an, m.name, ins, rows, len(m.nodes), params)
     return None
+
+
+def _partial_text(an: Analysis, name: str, ins: str, rows: list, n_nodes: int,
+                  params: str) -> str:
+    """A model whose output was not inferred: its inputs, the output it declares, the
+    layers inferred before the first error, and where its errors are."""
+    syn = an.scope.models.get(name) if an.scope is not None else None
+    declared = ""
+    if syn is not None and syn.out_shape is not None:
+        s = syn.out_shape.span
+        if s.line == s.end_line and 0 < s.line <= len(an.lines):
+            declared = f" (declared `{an.lines[s.line - 1][s.col - 1:s.end_col - 1]}`)"
+    out = [f"**model {name}**({ins}) → output not inferred{declared}"]
+    if rows:
+        out.append(f"{_n(len(rows))} of {_n(n_nodes)} layers inferred · {params} parameters "
+                   f"in them · the last, **{rows[-1].name}**: `{rows[-1].output}`")
+    else:
+        out.append("no layer inferred")
+    if syn is not None and syn.body:
+        first, last = syn.span.line, max(st.span.end_line for st in syn.body) + 1
+        lines = sorted({d.span.line for d in an.spec.diagnostics
+                        if d.severity == "error" and d.span is not None
+                        and an.same_file(d.span.file) and first <= d.span.line <= last})
+        if lines:
+            out.append("errors on line" + ("s " if len(lines) > 1 else " ") +
+                       ", ".join(str(n) for n in lines[:10]) + (", ..." if len(lines) > 10
+                                                               else ""))
+    return "\n\n".join(out)
 
 
 def _word_at(text: str, char0: int) -> tuple[str, int] | None:

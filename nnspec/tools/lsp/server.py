@@ -1,8 +1,9 @@
 """The pygls server of ``nnspec lsp`` (:func:`_build_server`): the document
-synchronisation, diagnostics published after each (debounced) edit, hover, definition
-and completion handlers over the analysis, converting positions to and from the client's
-units. pygls and lsprotocol are imported only inside its functions, when the server
-starts.
+synchronisation, diagnostics published after each (debounced) edit, hover, definition,
+completion, formatting, document symbols, inlay hints and quick fixes over the analysis,
+converting positions to and from the client's units. pygls and lsprotocol are imported
+only inside its functions, when the server starts; the formatter and the outline's parts
+on their first request.
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ def _build_server(debounce: float):
             an.lines, T.Position(line=pos.line, character=pos.character))
         return got.line, got.character
 
+    def to_diagnostic(an: Analysis, p, uri: str):
+        related = None
+        if p.related is not None:
+            related = [T.DiagnosticRelatedInformation(
+                location=to_location(an, p.related, uri), message="the error is here")]
+        return T.Diagnostic(
+            range=to_range(an, p.loc), message=p.message, code=p.code, source="nnspec",
+            severity=severity.get(p.severity, T.DiagnosticSeverity.Information),
+            related_information=related)
+
     def check(uri: str) -> Analysis | None:
         pending.pop(uri, None)
         doc = server.workspace.text_documents.get(uri)
@@ -92,17 +103,7 @@ def _build_server(debounce: float):
         overlays.pop(here, None)
         try:
             an = analyze(doc.source, doc_path(doc), overlays)
-            diags = []
-            for p in problems(an):
-                related = None
-                if p.related is not None:
-                    related = [T.DiagnosticRelatedInformation(
-                        location=to_location(an, p.related, uri), message="the error is here")]
-                diags.append(T.Diagnostic(
-                    range=to_range(an, p.loc), message=p.message, code=p.code,
-                    source="nnspec", severity=severity.get(p.severity,
-                                                           T.DiagnosticSeverity.Information),
-                    related_information=related))
+            diags = [to_diagnostic(an, p, uri) for p in problems(an)]
         except Exception as e:  # never let a bug take the editor's server down
             an = None
             diags = [T.Diagnostic(
@@ -206,7 +207,86 @@ def _build_server(debounce: float):
         items = completions(analyses.get(uri), before)
         return T.CompletionList(is_incomplete=False, items=[
             T.CompletionItem(label=i.label, kind=item_kind[i.kind], detail=i.detail or None,
-                             documentation=i.doc or None, insert_text=i.insert)
-            for i in items])
+                             documentation=i.doc or None, insert_text=i.insert,
+                             sort_text=f"{n:04d}",  # the order given: best first
+                             label_details=T.CompletionItemLabelDetails(detail=i.signature)
+                             if i.signature else None)
+            for n, i in enumerate(items)])
 
+    _editing_features(server, T, current, to_range, to_diagnostic, from_pos, codec)
     return server
+
+
+def _editing_features(server, T, current, to_range, to_diagnostic, from_pos, codec) -> None:
+    """Formatting, document symbols, inlay hints and quick fixes, on ``server``."""
+    import re
+
+    symbol_kind = {"model": T.SymbolKind.Class, "block": T.SymbolKind.Function,
+                   "const": T.SymbolKind.Constant, "train": T.SymbolKind.Event,
+                   "input": T.SymbolKind.Variable, "parameter": T.SymbolKind.TypeParameter,
+                   "value": T.SymbolKind.Variable}
+
+    @server.feature(T.TEXT_DOCUMENT_FORMATTING)
+    def on_formatting(ls, params: T.DocumentFormattingParams):
+        from .actions import formatted
+
+        doc = server.workspace.text_documents.get(params.text_document.uri)
+        if doc is None:
+            return None
+        text = doc.source
+        out = formatted(text, doc.path if doc.uri.startswith("file:") else doc.uri)
+        if out is None:
+            return []
+        lines = re.split(r"\r\n|\r|\n", text)  # as the client counts lines
+        end = T.Position(line=len(lines) - 1, character=codec().client_num_units(lines[-1]))
+        return [T.TextEdit(range=T.Range(start=T.Position(line=0, character=0), end=end),
+                           new_text=out)]
+
+    def to_symbol(an: Analysis, s):
+        return T.DocumentSymbol(
+            name=s.name, kind=symbol_kind[s.kind], detail=s.detail or None,
+            range=to_range(an, s.loc), selection_range=to_range(an, s.name_loc),
+            children=[to_symbol(an, c) for c in s.children] or None)
+
+    @server.feature(T.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    def on_symbols(ls, params: T.DocumentSymbolParams):
+        from .outline import symbols
+
+        an = current(params.text_document.uri)
+        return [to_symbol(an, s) for s in symbols(an)] if an is not None else None
+
+    @server.feature(T.TEXT_DOCUMENT_INLAY_HINT, T.InlayHintOptions(resolve_provider=False))
+    def on_inlay_hints(ls, params: T.InlayHintParams):
+        from .outline import inlay_hints
+
+        an = current(params.text_document.uri)
+        if an is None:
+            return None
+        first, _ = from_pos(an, params.range.start)
+        last, _ = from_pos(an, params.range.end)
+        out = []
+        for h in inlay_hints(an, first, last):
+            pos = to_range(an, Loc(an.path, h.line, h.char, h.line, h.char)).start
+            out.append(T.InlayHint(position=pos, label=h.label, kind=T.InlayHintKind.Type,
+                                   padding_left=True, tooltip=h.tooltip or None))
+        return out
+
+    @server.feature(T.TEXT_DOCUMENT_CODE_ACTION, T.CodeActionOptions(
+        code_action_kinds=[T.CodeActionKind.QuickFix]))
+    def on_code_action(ls, params: T.CodeActionParams):
+        from .actions import fixes
+
+        uri = params.text_document.uri
+        an = current(uri)
+        if an is None:
+            return None
+        line, char = from_pos(an, params.range.start)
+        end_line, end_char = from_pos(an, params.range.end)
+        out = []
+        for f in fixes(an, line, char, end_line, end_char):
+            edit = T.TextEdit(range=to_range(an, f.loc), new_text=f.new)
+            out.append(T.CodeAction(
+                title=f.title, kind=T.CodeActionKind.QuickFix, is_preferred=f.preferred,
+                diagnostics=[to_diagnostic(an, f.problem, uri)],
+                edit=T.WorkspaceEdit(changes={uri: [edit]})))
+        return out

@@ -78,6 +78,10 @@ class BuilderBase:
         self.types: dict = {}
         self.typed = 0
         self.input_symbols: set[str] = set()
+        # the values statements computed, for the warning about those never used
+        self.made: list[tuple] = []  # (statement, name, value id, its layers' names)
+        self.poisoned = False  # a statement failed: its inputs may look unused
+        self.warn = True  # False for a model cut short at a syntax error
     def fail(self, code, msg, span, notes=(), hint=None):
         raise Failure(code, msg, span, list(notes), hint)
 

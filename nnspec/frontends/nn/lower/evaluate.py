@@ -86,6 +86,9 @@ class Evaluator:
                           hint="calls of layers and blocks belong in a model or block body")
         if isinstance(e, S.Dotted):
             return e  # ``wte.weight``: a layer's parameter, resolved where a layer uses it
+        if isinstance(e, S.Index):
+            raise Failure("E022", f"{e.name}[...] is not allowed here", e.span,
+                          hint="index a named tensor inside a model or block body")
         raise Failure("E999", f"unsupported expression {type(e).__name__}", e.span)
 
     def initializer(self, e: S.CallExpr, env: dict) -> _inits.Init:
@@ -227,7 +230,7 @@ def _arith_raw(e: S.BinOp, a, b):
 
 def has_tensor_syntax(e) -> bool:
     """True if the expression may produce a tensor (it contains a reference or a call)."""
-    if isinstance(e, (S.Ref, S.CallExpr)):
+    if isinstance(e, (S.Ref, S.CallExpr, S.Index)):
         return True
     if isinstance(e, S.BinOp):
         return has_tensor_syntax(e.left) or has_tensor_syntax(e.right)

@@ -2,11 +2,18 @@
 the file, else in the bundled library; import cycles and files not named .nn are refused),
 collects each file's constants, blocks and models into a FileScope (a file's own definition
 shadows an imported one), applies the ``--const`` overrides to the spec's own constants and
-notes them in the errors they may cause, and keeps the sources for error excerpts."""
+notes them in the errors they may cause, and keeps the sources for error excerpts.
+
+The files that ``use`` imports are parsed once per process: their syntax tree (which
+lowering only reads) and parse errors are kept by path and text, so that checking several
+specs that use the same library, or re-checking an edited spec, parses the library once."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from ....core.diagnostics import Diagnostic, Failure, suggest, unreadable
@@ -29,27 +36,32 @@ class Loader:
         self.scopes: dict[str, FileScope] = {}
         self.diags: list[Diagnostic] = []
         self.reported: set = set()  # (code, message, span) of the errors in diags
+        self.warnings: list[Diagnostic] = []
+        self.warned: set = set()  # (span, name) of the values warned about
         self._loading: list[str] = []
         # constants set from outside (--const): they replace the `const` statements of the
         # first file loaded, the spec itself; the files it uses keep theirs, so that a
         # library means the same in every spec that uses it
-        from ..overrides import check_values
+        self.overrides: dict = {}
+        if consts:
+            from ..overrides import check_values
 
-        self.overrides: dict = check_values(consts)
+            self.overrides = check_values(consts)
         # the spec's consts computed from overridden ones: name -> (their names, value)
         self.derived: dict[str, tuple] = {}
 
     def error(self, code, msg, span, notes=(), hint=None):
         self.diags.append(Diagnostic(code, msg, span, list(notes), hint))
 
-    def load_text(self, text: str, path: str) -> FileScope | None:
+    def load_text(self, text: str, path: str, cached: bool = False) -> FileScope | None:
+        """Parse and collect one file's text; ``cached``: take its parse from (and keep it
+        in) the process's cache of imported files."""
         self.sources[path] = Source(path, text if text.endswith("\n") else text + "\n")
-        module, errors, blanked = parse_recover(text, path)
+        module, errors, tainted, consts, deep = _parsed(text, path, cached)
         self.diags.extend(errors)
         if module is None:
             return None
-        tainted, consts = tainted_items(module, text, blanked)
-        for i, span in nesting_errors(module):
+        for i, span in deep:
             self.error("E029", f"this is nested more than {MAX_NESTING} levels deep "
                        "(operators, brackets and calls)", span,
                        hint="split it into named constants or several statements")
@@ -60,7 +72,9 @@ class Loader:
         self.scopes[os.path.abspath(path)] = scope
         self._loading.append(os.path.abspath(path))
         try:
-            self._collect(module, scope, tainted)
+            # the lines of the syntax errors (blanked to parse the rest) and deep statements
+            cuts = [d.span.line for d in errors if d.span] + [sp.line for _, sp in deep]
+            self._collect(module, scope, tainted, cuts)
         finally:
             self._loading.pop()
         return scope
@@ -92,7 +106,7 @@ class Loader:
             if shown is not None:
                 self.sources[path] = shown
             return None
-        return self.load_text(text, path)
+        return self.load_text(text, path, cached=span is not None)
 
     def _resolve_use(self, use: S.Use, here: str) -> str | None:
         """The file a ``use`` names: next to the importing file, else in the bundled
@@ -119,7 +133,8 @@ class Loader:
             pass
         return None
 
-    def _collect(self, module: S.Module, scope: FileScope, tainted: set = frozenset()):
+    def _collect(self, module: S.Module, scope: FileScope, tainted: set = frozenset(),
+                 cuts: list[int] = ()):
         ev = Evaluator(self, scope)
         for index, item in enumerate(module.items):
             if index in tainted:
@@ -129,6 +144,10 @@ class Loader:
                     table = "blocks" if isinstance(item, S.Block) else "models"
                     self._define(scope, table, item.name, item, item.span)
                     scope.broken.add(item.name)
+                    nxt = module.items[index + 1] if index + 1 < len(module.items) else None
+                    cut = isinstance(item, S.Model) and _cut(item, cuts, nxt)
+                    if cut:
+                        scope.partial[item.name] = cut
                 continue
             if isinstance(item, S.Use):
                 path = self._resolve_use(item, module.path)
@@ -193,10 +212,10 @@ class Loader:
     def check_overrides(self, scope: FileScope | None) -> None:
         """Raise ConstError unless every overridden name is a ``const`` of the spec itself
         (a misspelt name would otherwise change nothing, silently)."""
-        from ..overrides import ConstError
-
         if scope is None or not self.overrides:
             return  # the spec did not parse: its errors say why
+        from ..overrides import ConstError
+
         own = [n for n in scope.consts if n not in scope.imported]
         name = os.path.basename(scope.path)
         for key in self.overrides:
@@ -216,12 +235,12 @@ class Loader:
     def note_overrides(self, diags: list[Diagnostic]) -> None:
         """Add to each diagnostic a note on the overridden constants it may come from: the
         ones its span mentions (or consts computed from them), else all of them."""
+        if not self.overrides:
+            return
         import re
 
         from ..overrides import show
 
-        if not self.overrides:
-            return
         flags = ", ".join(f"--const {k}={show(v)}" for k, v in self.overrides.items())
         names = set(self.overrides) | set(self.derived)
         for d in diags:
@@ -279,9 +298,64 @@ class Loader:
             scope.const_spans[name] = vspan
 
 
+#: Imported files parsed in this process, (path, text) -> what _parse_text made of them; the
+#: least recently used go first. A file's text is part of the key, so an edit is a miss.
+_PARSED: OrderedDict = OrderedDict()
+_PARSED_FILES = 32
+_PARSED_CHARS = 256 * 1024  # a larger file is parsed each time (its tree is not kept)
+_parsed_lock = threading.Lock()
+
+
+def _parse_text(text: str, path: str):
+    """(module, syntax errors, tainted items, consts with a blanked line, (item, span) of
+    each statement nested too deep); the module is None when nothing could be parsed."""
+    module, errors, blanked = parse_recover(text, path)
+    if module is None:
+        return None, errors, set(), [], []
+    tainted, consts = tainted_items(module, text, blanked)
+    return module, errors, tainted, consts, nesting_errors(module)
+
+
+def _parsed(text: str, path: str, cached: bool):
+    """_parse_text's result, from the cache when ``cached``; what a Loader may change (the
+    errors' notes, the tainted set) is a copy of the cached entry."""
+    if not cached or len(text) > _PARSED_CHARS:
+        return _parse_text(text, path)
+    key = (path, text)
+    with _parsed_lock:
+        got = _PARSED.get(key)
+        if got is not None:
+            _PARSED.move_to_end(key)
+    if got is None:
+        got = _parse_text(text, path)
+        with _parsed_lock:
+            _PARSED[key] = got
+            while len(_PARSED) > _PARSED_FILES:
+                _PARSED.popitem(last=False)
+    module, errors, tainted, consts, deep = got
+    return (module, [dataclasses.replace(d, notes=list(d.notes)) for d in errors],
+            set(tainted), list(consts), list(deep))
+
+
 def _same_file(a, b) -> bool:
     """Whether path a is the file b (False when b is no file: a spec given as text)."""
     try:
         return os.path.samefile(a, b)
     except (OSError, ValueError):
         return False
+
+
+def _cut(model: S.Model, cuts, nxt) -> S.Model | None:
+    """A model with a syntax error (or a statement nested too deep), cut before its first
+    such line: the statements before it are still checked (those after may need what the
+    broken one defined), its declared output shape is not (its end is missing). None when
+    the line is in its signature or outside it (a broken line above every item, say)."""
+    end = getattr(getattr(nxt, "span", None), "line", None)
+    line = min((n for n in cuts if n >= model.span.line and (end is None or n < end)),
+               default=None)
+    header = max([model.span.end_line, *(i.span.end_line for i in model.inputs),
+                  *([model.out_shape.span.end_line] if model.out_shape else [])])
+    if line is None or line <= header:
+        return None
+    body = [st for st in model.body if st.span.end_line < line]
+    return S.Model(model.name, model.inputs, None, body, model.span, model.file)

@@ -20,8 +20,11 @@ class Pipelines(BuilderBase):
 
     def pipeline(self, pl: S.Pipeline, env: dict, current, prefix: str):
         v = current
+        annots = {a.after: a.shape for a in pl.annots}
         for i, stage in enumerate(pl.stages):
             v = self.stage(stage, env, v, prefix, chained=i > 0)
+            if i in annots:
+                self.annotate(annots[i], v, env)
         return v
 
     def discarded(self, span: Span):
@@ -77,21 +80,24 @@ class Pipelines(BuilderBase):
             self.fail("E038", f"{st.name!r} is {describe(bound)}, not a tensor", st.name_span)
         ev = Evaluator(self.loader, self.scope)
 
-        def integer(e):
+        def integer(e, dim=None):
             v = ev.value(e, env)
             if isinstance(v, bool) or not isinstance(v, int):
+                picks = isinstance(v, Tensor) and dim is not None  # q[:, action]
                 self.fail("E046", f"an index or slice bound is an integer, got {describe(v)}",
-                          e.span)
+                          e.span, hint=f"use gather({st.name}, {self.text(e.span)}, dim={dim})"
+                          if picks else None)
             return v
 
         items = []
-        for it in st.items:
+        for i, it in enumerate(st.items):
             if it is Ellipsis:
                 items.append("...")
             elif isinstance(it, tuple):
                 items.append(tuple(None if e is None else integer(e) for e in it))
             else:
-                items.append(integer(it))
+                after = Ellipsis in st.items[:i]  # x[..., i]: an axis from the end
+                items.append(integer(it, i - len(st.items) if after else i))
         return self.node(REGISTRY["index"], {"items": tuple(items)}, [bound], st.span, prefix,
                          st.alias, {})
 
@@ -175,6 +181,8 @@ class Pipelines(BuilderBase):
             if best is not None and suggest(e.name, REGISTRY) is None:
                 self.fail("E073", f"unknown initialiser {e.name!r}", e.name_span,
                           hint=f"did you mean {best}(...)?")
+        if isinstance(e, S.Index):  # concat(h[:, 1:], h[:, :1], dim=1)
+            return self.index(e, env, prefix, False)
         if isinstance(e, S.CallExpr) and not _is_initializer(e, self.scope):
             return self.apply(e.name, e.args, None, None, e.span, e.name_span, env, None,
                               prefix, call_form=True)
@@ -188,14 +196,14 @@ class Pipelines(BuilderBase):
                               e.span)
                 number = next((v for v in (a, b) if _is_number(v)), None)
                 if number is not None and POISON not in (a, b):
-                    return self.scalar_op(ops[e.op], b if number is a else a, float(number),
+                    return self.scalar_op(ops[e.op], b if number is a else a, number,
                                           number is a, e.span, prefix)
                 return self.elementwise(ops[e.op], [a, b], e.span, prefix)
             return Evaluator(self.loader, self.scope).arith(e, a, b)
         v = Evaluator(self.loader, self.scope).value(e, env)
         return v
 
-    def scalar_op(self, op, x, number: float, reverse: bool, span, prefix):
+    def scalar_op(self, op, x, number: int | float, reverse: bool, span, prefix):
         """``(x * 0.5)``, ``(1 - x)``: one tensor and a number (first when ``reverse``)."""
         if not isinstance(x, Tensor):
             self.fail("E058", f"{op} needs a tensor, got {describe(x)}", span)

@@ -20,6 +20,10 @@ def lower_scope(loader: Loader, scope: FileScope, models=None) -> ir.Program:
     for m in local:
         if m.name not in scope.broken:
             out.append(ModelBuilder(loader, scope, m).build())
+        elif m.name in scope.partial:
+            builder = ModelBuilder(loader, scope, scope.partial[m.name])
+            builder.warn = False  # what the missing statements use would look unused
+            out.append(builder.build())
     checks = []
     for c in scope.__dict__.get("checks", []):
         found = _check_chain(c.expr, loader)

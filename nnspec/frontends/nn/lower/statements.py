@@ -5,7 +5,7 @@ so that the emitted forward reads ``y = self.conv(x)``."""
 
 from __future__ import annotations
 
-from ....core.diagnostics import Failure
+from ....core.diagnostics import Diagnostic, Failure
 from ....core.dims import DimTooComplex
 from ....core.source import Span
 from ....ir import model as ir
@@ -64,11 +64,19 @@ class Statements(BuilderBase):
         if not syn.inputs:
             self.loader.error("E033", f"model {syn.name} has no inputs", syn.span)
         current = env[syn.inputs[0].name] if syn.inputs else POISON
+        n_diags = len(self.loader.diags)
         try:
             out = self.body(syn.body, env, current, "")
         except Abort as a:
             self.loader.diags.append(a.diag)
             self.nodes, self.asserts, out = [], [], POISON
+        if isinstance(out, Tensor) and len(self.loader.diags) == n_diags:
+            self.warn_unused(out.id)
+        elif out is not POISON and out is not None and len(self.loader.diags) == n_diags:
+            self.loader.error("E083", f"model {syn.name} returns {describe(out)}, not a "
+                              "tensor", syn.body[-1].span if syn.body else syn.span,
+                              hint="a model's value is a tensor: the output of a layer or "
+                                   "an input")
         output = out.id if isinstance(out, Tensor) else ""
         if syn.out_shape is not None and isinstance(out, Tensor):
             try:
@@ -85,8 +93,8 @@ class Statements(BuilderBase):
         return model
 
     def body(self, stmts: list[S.Stmt], env: dict, current, prefix: str):
-        ev = Evaluator(self.loader, self.scope)
         result = None
+        made: list[tuple] = []  # see values_made
         for st in stmts:
             if result is not None:
                 self.loader.error("E034", "statement after return is never reached", st.span)
@@ -100,6 +108,11 @@ class Statements(BuilderBase):
                                           "annotate each returned value on a line of its own",
                                           st.annot.span)
                     vals = [v] + [self.pipeline(pl, env, current, prefix) for pl in st.more]
+                    for pl in [st.pipeline, *st.more[:-1]]:
+                        if pl.annots and pl.annots[-1].after == len(pl.stages) - 1:
+                            self.loader.error("E081", "a shape annotation needs a single "
+                                              "value; annotate each returned value on a "
+                                              "line of its own", pl.annots[-1].shape.span)
                     bad = next((x for x in vals if not isinstance(x, Tensor) and x is not POISON),
                                None)
                     if bad is not None:
@@ -112,15 +125,8 @@ class Statements(BuilderBase):
             except Failure as f:
                 self.report(f.diag)
                 v = POISON
-            if st.annot is not None and isinstance(v, Tensor) and not isinstance(st.target, list) \
-                    and not st.more:
-                try:
-                    dims = ev.shape(st.annot, env)
-                    self.asserts.append(ir.Assert(value=v.id, dims=[
-                        d if d == "_" else str(d) for d in dims], span=st.annot.span.to_json()))
-                    self.bind_symbols(st.annot, v, env)
-                except Failure as f:
-                    self.report(f.diag)
+            if st.annot is not None and not isinstance(st.target, list) and not st.more:
+                self.annotate(st.annot, v, env)
             if st.kind == "assign" and isinstance(st.target, list):
                 v = self.unpack(st, v, env, prefix)
             elif st.kind == "assign":
@@ -132,7 +138,64 @@ class Statements(BuilderBase):
             current = v
             if st.kind == "return":
                 result = v
-        return current if result is None else result
+            self.values_made(st, v, env, first, made)
+        out = current if result is None else result
+        if isinstance(out, Tensor):
+            self.made.extend(x for x in made if x[2] != out.id)
+        return out
+
+    def values_made(self, st: S.Stmt, v, env: dict, first: int, made: list) -> None:
+        """Record the values a statement computed, to warn about those never used (W001):
+        each name of ``y, h = ...`` but those that start with ``_``, else its one value."""
+        if v is POISON:
+            self.poisoned = True
+            return
+        new = {n.id for n in self.nodes[first:]}
+        layers = frozenset(n.name for n in self.nodes[first:])
+        if st.kind == "assign" and isinstance(st.target, list):
+            made.extend((st, n, env[n].id, layers) for n in st.target
+                        if not n.startswith("_") and isinstance(env.get(n), Tensor)
+                        and env[n].id in new)
+        elif isinstance(v, Tensor) and v.id in new and st.kind != "return":
+            made.append((st, st.target if st.kind == "assign" else None, v.id, layers))
+
+    def warn_unused(self, output: str) -> None:
+        """W001 for each value a statement computed that no layer takes and that is not
+        returned (once per statement, however often its block is expanded). A statement
+        whose layer is applied again by name, or has a weight another layer ties to, is
+        there for that layer: its value may go unused."""
+        if self.poisoned or not self.warn:
+            return
+        used = {i for n in self.nodes for i in n.inputs} | {output}
+        kept = {n.name for n in self.nodes if n.shared}
+        kept |= {t[0] for n in self.nodes for t in n.ties.values()}
+        for st, name, vid, layers in self.made:
+            key = (st.span, name)
+            if vid in used or key in self.loader.warned or layers & kept:
+                continue
+            self.loader.warned.add(key)
+            what = f"the value {name!r} is" if name else "this value is"
+            hint = (f"write _{name} in its place if it is not needed"
+                    if isinstance(st.target, list) else
+                    "use it, return it, or drop the statement" if name else
+                    "name it and use it, or drop the statement: the next statement does not "
+                    "take it")
+            self.loader.warnings.append(Diagnostic(
+                "W001", f"{what} computed but never used", st.span, hint=hint,
+                severity="warning"))
+
+    def annotate(self, annot: S.ShapeLit, v, env: dict) -> None:
+        """``: [N, 8, H, W]`` after a stage: an assertion on its value (and the names it
+        binds); a value that failed already is not asserted on."""
+        if not isinstance(v, Tensor):
+            return
+        try:
+            dims = Evaluator(self.loader, self.scope).shape(annot, env)
+            self.asserts.append(ir.Assert(value=v.id, dims=[
+                d if d == "_" else str(d) for d in dims], span=annot.span.to_json()))
+            self.bind_symbols(annot, v, env)
+        except Failure as f:
+            self.report(f.diag)
 
     def bind_symbols(self, annot: S.ShapeLit, v: Tensor, env: dict) -> None:
         """``x : [_, C, H, W]``: a name the annotation binds (not a value, constant or symbol

@@ -47,6 +47,8 @@ class FileScope:
     # models and blocks whose text has an error already reported (a syntax error, say):
     # they are not lowered, and using them is silent
     broken: set = field(default_factory=set)
+    # the broken models cut before their syntax error, still lowered to check what is there
+    partial: dict = field(default_factory=dict)
 
 
 def describe(v) -> str:
