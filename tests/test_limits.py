@@ -271,3 +271,14 @@ def test_lowering_builds_nodes_as_model_construct_would():
         slow = ir._slow_node(ir.Node, dict(node.__dict__), node.p)
         assert node == slow and node.model_fields_set == slow.model_fields_set
         assert node.model_dump_json() == slow.model_dump_json() and node.p is slow.p
+
+
+def test_a_deep_loss_expression_is_a_located_limit_not_a_crash():
+    """A train section's loss lines are walked by the nesting limit too (a 4,000-deep chain
+    of divisions in a loss argument once overflowed the evaluator's recursion)."""
+    chain = "1 / " * 4000 + "1"
+    text = ("model M(x: [N, 4]) {\n    dense 2\n}\n"
+            f"train M(y: [N] int) {{\n    loss cross_entropy(output, y, label_smoothing={chain})\n"
+            "    optimizer sgd lr=0.1\n}\n")
+    ds = nnspec.loads(text, strict=False).diagnostics
+    assert [(d.code, d.span.line) for d in ds] == [("E029", 5)]

@@ -49,7 +49,11 @@ def too_deep(root, limit: int = MAX_NESTING) -> bool:
             for name in names:
                 v = getattr(node, name)
                 if type(v) is list:
-                    below += [x for x in v if type(x) in nodes]
+                    for x in v:
+                        if type(x) in nodes:
+                            below.append(x)
+                        elif type(x) is tuple:  # a train section's (expr, span) loss lines
+                            below += [y for y in x if type(y) in nodes]
                 elif type(v) in nodes:
                     below.append(v)
         level, depth = below, depth + 1
@@ -63,6 +67,10 @@ def _roots(item):
         if isinstance(item, S.Model) and item.out_shape is not None:
             yield item.out_shape
         yield from item.body
+    elif isinstance(item, S.Train):  # each loss line and setting on its own
+        yield from item.targets
+        yield from (expr for expr, _ in item.loss)
+        yield from item.settings
     else:
         yield item
 
