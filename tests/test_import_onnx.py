@@ -471,6 +471,19 @@ def test_unsupported_op_names_the_node(tmp_path, capsys):
     assert out.read_text() == "kept\n"  # a failed import leaves the file as it was
 
 
+def test_zeros_of_the_batch_size_outside_a_recurrent_layer(tmp_path):
+    """A constant broadcast to a symbolic size is taken as a recurrent layer's zero state
+    only: added to a tensor, it is an error naming the node that reads it."""
+    path = _model(tmp_path / "zeros.onnx",
+                  [_node("Shape", ["x"], ["s"]),
+                   _node("Expand", ["zero", "s"], ["z"]),
+                   _node("Add", ["x", "z"], ["y"], name="/head/Add")],
+                  [("x", ["N", 3])], ("y", ["N", 3]), inits={"zero": np.zeros((), np.float32)})
+    with pytest.raises(OnnxImportError, match=r"node '/head/Add' \(Add\): 'z' is a tensor of "
+                       r"0.0 whose shape is computed from the input's symbolic sizes"):
+        import_onnx(str(path))
+
+
 @pytest.mark.parametrize("node, inits, message", [
     (("Gemm", ["x", "w"], ["y"], {"alpha": 0.5}), {"w": np.ones((3, 3), np.float32)},
      r"\(Gemm\): alpha=0.5"),

@@ -84,7 +84,11 @@ def load_onnx_weights(path: str, spec, model: str | None = None) -> dict[str, np
             continue
         for key, (src, how) in op.weights.items():
             a = cx.value(src)
-            found[f"{op.layer}.{key}" if key else op.layer] = a.T if how == "T" else a
+            if callable(how):
+                a = how(a)
+            elif how == "T":
+                a = a.T
+            found[f"{op.layer}.{key}" if key else op.layer] = a
     want = spec.state_shapes(model)
     out: dict[str, np.ndarray] = {}
     for key, w in want.items():

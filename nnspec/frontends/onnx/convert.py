@@ -71,6 +71,8 @@ class Converter:
         self.outputs = [o.name for o in g.graph.output]
         self.tensors = {name for name, _, _ in g.inputs}
         self.skip: set[int] = set()
+        self.fills: dict[str, float] = {}
+        self.time_major: dict[str, str] = {}
         self.consumers: dict[str, list] = {}
         for k, node in enumerate(g.graph.node):
             for i in node.input:
@@ -109,6 +111,10 @@ class Converter:
     def tensor(self, node, name: str) -> str:
         if name in self.tensors:
             return name
+        if name in self.fills:
+            raise self.fail(node, f"{name!r} is a tensor of {self.fills[name]} whose shape "
+                                  "is computed from the input's symbolic sizes (nnspec "
+                                  "takes one only as a recurrent layer's zero state)")
         if self.is_const(name):
             raise self.fail(node, f"{name!r} is a constant where nnspec needs a tensor "
                                   "computed from the model's inputs")
@@ -155,7 +161,7 @@ class Converter:
                 raise self.fail(node, f"an op of the custom domain {node.domain!r}: nnspec "
                                       "never runs an ONNX file's own operators")
             ins = [self.resolve(x) if x else "" for x in node.input]
-            if self._folded(node, ins):
+            if self._filled(node, ins) or self._folded(node, ins):
                 continue
             make = ops.get(node.op_type)
             if make is None:
@@ -188,11 +194,44 @@ class Converter:
             return False
         if node.op_type not in _FOLDABLE:
             return False
+        if node.op_type == "Expand" and symbolic(self.value(ins[1])):
+            return False  # a learned constant broadcast to the batch: an expand
         vals = [self.value(x) if x else None for x in ins]
         try:
             self.const[node.output[0]] = fold(node, vals)
         except FoldError as e:
             raise self.fail(node, str(e)) from None
+        return True
+
+    def _filled(self, node, ins: list[str]) -> bool:
+        """A tensor of one repeated value whose shape depends on symbolic sizes (the
+        zero state ``torch.zeros(layers, x.size(0), hidden)``), followed through the ops
+        that keep it one: kept as its value alone."""
+        rest = [x for x in ins[1:] if x]
+        if not ins or not all(self.is_const(x) for x in rest):
+            return False
+        if node.op_type in _FILL_KEEPING and ins[0] in self.fills:
+            self.fills[node.output[0]] = self.fills[ins[0]]
+            return True
+        if node.op_type not in ("Expand", "ConstantOfShape"):
+            return False
+        shape = ins[1] if node.op_type == "Expand" else ins[0]
+        if not self.is_const(shape) or not symbolic(self.value(shape)):
+            return False
+        if node.op_type == "ConstantOfShape":
+            from onnx import numpy_helper
+
+            v = self.attr(node, "value")
+            fill = numpy_helper.to_array(v) if v is not None else np.zeros(1)
+        elif self.is_const(ins[0]) and not symbolic(self.value(ins[0])) and \
+                self.value(ins[0]).size == 1:
+            fill = self.value(ins[0])
+        else:
+            return False
+        flat = np.asarray(fill, dtype=np.float64).reshape(-1)
+        if flat.size == 0 or not np.all(flat == flat[0]):
+            return False
+        self.fills[node.output[0]] = float(flat[0])
         return True
 
     def _shape(self, node, x: str) -> np.ndarray:
@@ -229,6 +268,7 @@ class Converter:
         return op
 
 
+_FILL_KEEPING = {"Slice", "Squeeze", "Unsqueeze", "Reshape", "Identity", "Cast", "Expand"}
 _FOLDABLE = {"Identity", "Cast", "CastLike", "Unsqueeze", "Squeeze", "Concat", "Gather",
              "Slice", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "Neg", "Sqrt",
              "Equal", "Where", "ConstantOfShape", "Range", "Expand", "Shape"}

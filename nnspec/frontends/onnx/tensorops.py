@@ -14,6 +14,7 @@ import numpy as np
 
 from .convert import Converter, Op, good_path, label
 from .layerops import fuse_bias
+from .patterns import adaptive_pool
 from .words import NotFinite, dims, num, scalar, tup
 
 _FLOAT_TYPES = {1, 10, 11, 16}
@@ -239,6 +240,9 @@ def transpose(cx: Converter, node, ins, i) -> Op | None:
     if perm == list(range(r)):
         cx.alias[node.output[0]] = x
         return None
+    pooled = adaptive_pool(cx, node, x, perm)
+    if pooled is not None:
+        return pooled
     return Op(label(node), "stage", f"permute {tup(perm)}", [x], node.output[0])
 
 
@@ -252,7 +256,7 @@ def concat(cx: Converter, node, ins, i) -> Op:
               node.output[0], base="cat")
 
 
-def slice_(cx: Converter, node, ins, i) -> Op:
+def slice_(cx: Converter, node, ins, i) -> Op | None:
     x = cx.tensor(node, ins[0])
     r = cx.rank(node, x)
     starts = [int(v) for v in cx.numeric(node, ins[1], "starts")]
@@ -262,14 +266,20 @@ def slice_(cx: Converter, node, ins, i) -> Op:
     steps = [int(v) for v in cx.numeric(node, ins[4], "steps")] \
         if len(ins) > 4 and ins[4] else [1] * len(starts)
     subs = [":"] * r
+    have = cx.dims(x) or [None] * r
     for s, e, ax, st in zip(starts, ends, axes, steps):
         if st < 1:
             raise cx.fail(node, f"step {st} (nnspec slices forwards)")
+        if s == 0 and st == 1 and isinstance(have[ax], int) and e >= have[ax]:
+            continue
         a = "" if s == 0 else str(s)
         b = "" if e >= 2**31 - 1 else str(e)
         subs[ax] = f"{a}:{b}" + (f":{st}" if st != 1 else "")
     while len(subs) > 1 and subs[-1] == ":":
         subs.pop()
+    if subs == [":"]:
+        cx.alias[node.output[0]] = x
+        return None
     return Op(label(node), "expr", "{0}[" + ", ".join(subs) + "]", [x], node.output[0],
               base="part")
 
@@ -300,6 +310,25 @@ def reduce(kind: str):
     return make
 
 
+def expand(cx: Converter, node, ins, i) -> Op:
+    """A tensor, or a learned constant, broadcast to sizes read from the input's shape."""
+    x = param(cx, node, ins[0]) if cx.is_const(ins[0]) else cx.tensor(node, ins[0])
+    if not cx.is_const(ins[1]):
+        raise cx.fail(node, "a shape computed at run time")
+    shape = list(cx.value(ins[1]).reshape(-1))
+    have = cx.value(ins[0]).shape if cx.is_const(ins[0]) else cx.dims(x)
+    if have is None or len(have) != len(shape):
+        raise cx.fail(node, "an expand that adds axes (nnspec's expand keeps the rank)")
+    out = []
+    for d, s in zip(have, shape):
+        if s is None:
+            raise cx.fail(node, "a size not known statically")
+        s = s if isinstance(s, str) else int(s)
+        out.append(-1 if s == 1 or s == d else s)
+    return Op(label(node), "expr", "expand({0}, " + dims(out) + ")", [x], node.output[0],
+              base="wide")
+
+
 TENSOR_OPS = {
     "Relu": activation("relu"), "Sigmoid": activation("sigmoid"),
     "Tanh": activation("tanh"), "Softplus": activation("softplus"),
@@ -314,5 +343,5 @@ TENSOR_OPS = {
     "Reshape": reshape, "Flatten": to_inferred, "Squeeze": to_inferred,
     "Unsqueeze": to_inferred, "Transpose": transpose, "Concat": concat, "Slice": slice_,
     "ReduceMean": reduce("mean"), "ReduceSum": reduce("sum"), "ReduceMax": reduce("amax"),
-    "ReduceMin": reduce("amin"), "DepthToSpace": depth_to_space,
+    "ReduceMin": reduce("amin"), "DepthToSpace": depth_to_space, "Expand": expand,
 }

@@ -66,13 +66,16 @@ def body(ops: list[Op], env: dict[str, str], outputs: list[str], taken: set[str]
     for op in ops:
         if op.form == "stage":
             x = op.inputs[0]
+            text = op.stage_text()
+            if len(op.inputs) > 1:
+                text = text.format("", *(env[v] for v in op.inputs[1:]))
             if tail is not None and x == tail and users.get(x, 0) == 1:
-                chain.append(op.stage_text())
+                chain.append(text)
                 tail = op.output
                 tail_op = op if op.layer is not None or tail_op.layer is None else tail_op
                 continue
             close()
-            start, chain, tail, tail_op = env[x], [op.stage_text()], op.output, op
+            start, chain, tail, tail_op = env[x], [text], op.output, op
             continue
         close()
         start, chain, tail, tail_op = None, [], None, None

@@ -1,0 +1,101 @@
+"""Bundled specs out through ``export_onnx`` (torch's dynamo exporter) and back through
+``nnspec import``: the imported spec takes the file's initializers strictly and gives
+onnxruntime's outputs in NumpyModel and build_module, at two sizes of each symbolic dim;
+the layer kinds and parameter counts are the original's."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+torch = pytest.importorskip("torch")
+
+import nnspec  # noqa: E402
+from nnspec.backends.numpy import NumpyModel  # noqa: E402
+from nnspec.backends.torch import build_module  # noqa: E402
+from nnspec.backends.torch.onnx import export_onnx  # noqa: E402
+from nnspec.frontends.onnx import import_onnx, load_onnx_weights  # noqa: E402
+from nnspec.tools.fmt import format_text  # noqa: E402
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+# the spec's text shrunk (each replaced text must be in it) and its annotations dropped
+SHRINK = {"alexnet.nn": [("[N, 3, 224, 224]", "[N, 3, 63, 63]"), ("4096", "64")],
+          "gru_sentiment.nn": [("embedding 20000 128", "embedding 50 8"), ("gru 256", "gru 12")],
+          "seq2seq_gru.nn": [("const vocab = 8000", "const vocab = 30"),
+                             ("const hidden = 256", "const hidden = 12"), ("256]", "12]")]}
+ANNOTATION = re.compile(r"\s+:\s*\[[^\]\n]*\]\s*$", re.M)
+
+
+def _source(name: str):
+    text = (SPECS / name).read_text()
+    for old, new in SHRINK.get(name, []):
+        assert old in text, (name, old)
+        text = text.replace(old, new)
+    if name in SHRINK:
+        text = "\n".join(ANNOTATION.sub("", ln) if ln.startswith(" ") else ln
+                         for ln in text.splitlines())
+    return nnspec.loads(text, str(SPECS / name))
+
+
+def _round_trip(tmp_path, name: str, model: str):
+    source = _source(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = export_onnx(source, model, seed=0)
+    path = tmp_path / f"{model}.onnx"
+    path.write_bytes(out.to_bytes())
+    text = import_onnx(str(path))
+    assert format_text(text) == text
+    spec = nnspec.loads(text)
+    spec.raise_for_errors()
+    return source, path, text, spec, load_onnx_weights(str(path), spec)
+
+
+def _same(path: Path, spec, params: dict, sizes: dict, seed: int) -> None:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) else sizes[d] for d in i.shape]
+        feed[i.name] = rng.integers(0, 7, shape).astype(np.int64) if "int" in i.type \
+            else rng.standard_normal(shape).astype(np.float32)
+    want = sess.run(None, feed)[0]
+    scale = max(1.0, float(np.abs(want).max()))
+    got = NumpyModel(spec, params=params)(*feed.values())
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * scale
+    m = build_module(spec).eval()
+    m.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()}, strict=True)
+    with torch.no_grad():
+        out = m(*(torch.from_numpy(x) for x in feed.values())).numpy()
+    assert np.abs(out - want).max() <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("name, model, stages, sizes", [
+    # the adaptive pooling written as GatherND and a mean
+    ("alexnet.nn", "AlexNet", ["adaptive_avgpool 6 |"], [{"N": 2}, {"N": 3}]),
+    # LSTM: gates reordered, the zero state of the batch's size dropped
+    ("keras_lstm.nn", "KerasLSTM", ["lstm 64 as lstm"], [{"N": 2}, {"N": 5}]),
+    # two bidirectional GRU nodes: one layer of two layers
+    ("gru_sentiment.nn", "GRUSentiment", ["gru 12 bidirectional layers=2 as gru"],
+     [{"N": 2, "T": 3}, {"N": 4, "T": 6}]),
+    # an initial state given as an input
+    ("seq2seq_gru.nn", "Decoder", ["gru 12 h0=h0 as decoder.gru"],
+     [{"N": 2}, {"N": 5}]),
+])
+def test_exported_spec_imports_back(tmp_path, name, model, stages, sizes):
+    source, path, text, spec, params = _round_trip(tmp_path, name, model)
+    for st in stages:
+        assert st in text, text
+    assert "permute" not in text
+    assert spec.param_count() == source.param_count(model)
+    for k, dims in enumerate(sizes):
+        _same(path, spec, params, dims, seed=k)
+
