@@ -219,36 +219,35 @@ model SmallUNet(x: [N, 1, 44, 44]) -> [N, 2, 4, 4] {
 """
 
 
-def test_unet_up_is_one_class_with_its_crop_as_arguments(sources, tmp_path):
-    _, src = sources["unet.nn"]  # the crop of each Up's skip is another literal
+def test_unet_up_is_one_class_with_its_crop_from_the_shapes(sources, tmp_path):
+    _, src = sources["unet.nn"]  # the crop of each Up's skip is read from the tensors
     assert _classes(src) == ["DoubleConv", "Down", "Up", "UNet"]
-    assert "    def __init__(self, in_channels, c, start, stop):\n" \
-           "        super().__init__()\n        self.start = start\n" \
-           "        self.stop = stop\n" in src
-    assert "s = skip[..., self.start : self.stop, self.start : self.stop]" in src
-    assert "self.up1 = Up(in_channels=1024, c=512, start=4, stop=60)" in src
-    assert "self.up4 = Up(in_channels=128, c=64, start=88, stop=480)" in src
+    assert "    def __init__(self, in_channels, c):\n" in src
+    assert "(skip.shape[2] - u.shape[2]) // 2 : (skip.shape[2] + u.shape[2]) // 2," in src
+    assert "self.up1 = Up(in_channels=1024, c=512)" in src
+    assert "self.up4 = Up(in_channels=128, c=64)" in src
     src = _same_as_build_module(SMALL_UNET, tmp_path, "small_unet")
     assert _classes(src) == ["DoubleConv", "Up", "SmallUNet"]
-    assert "self.up1 = Up(in_channels=16, c=8, start=4, stop=12)" in src
-    assert "self.up2 = Up(in_channels=8, c=4, start=16, stop=24)" in src
+    assert "self.up1 = Up(in_channels=16, c=8)" in src
+    assert "self.up2 = Up(in_channels=8, c=4)" in src
 
 
 def test_a_literal_kept_on_self_is_never_a_childs_name(tmp_path):
     text = """
-block Cut(x, ref) {
-    crop_like(x, ref) | conv 2 k=1 as stop
+block Cut(x, n) {
+    y = x[..., 2:n + 2, 2:n + 2]
+    y | conv 2 k=1 as stop
 }
-model M(a: [N, 2, 12, 12], b: [N, 2, 8, 8], c: [N, 2, 4, 4]) {
-    p = Cut(a, b) as one
-    Cut(p, c) as two
+model M(a: [N, 2, 12, 12]) {
+    p = Cut(a, 8) as one
+    Cut(p, 4) as two
 }
 """
     src = _same_as_build_module(text, tmp_path, "cut")
     assert _classes(src) == ["Cut", "M"]
     assert "self.stop_ = stop_" in src and "self.stop = nn.Conv2d(2, 2, kernel_size=1)" in src
     assert "def __init__(self, stop_):" in src
-    assert "x = x[..., 2 : self.stop_, 2 : self.stop_]" in src
+    assert "y = x[..., 2 : self.stop_, 2 : self.stop_]" in src
     assert "self.one = Cut(10)" in src and "self.two = Cut(6)" in src
 
 

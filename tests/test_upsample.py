@@ -234,7 +234,8 @@ def test_emitted_source_reads_like_torch(tmp_path):
     s = spec("upsample 2 mode=bilinear align_corners | upsample size=[2*H, W]")
     src = emit_source(s, "M")
     assert 'nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)' in src
-    assert 'F.interpolate(x, size=(2 * dims["H"], dims["W"]), mode="nearest")' in src
+    assert "_, _, H, W = x.shape\n" in src
+    assert 'F.interpolate(x, size=(2 * H, W), mode="nearest")' in src
     path = tmp_path / "m.py"
     path.write_text(src)
     emitted = import_source(path, "emitted_upsample_sym").M()

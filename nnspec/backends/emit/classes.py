@@ -2,8 +2,8 @@
 its submodules and initialisers, ``forward`` with the spec's value names, a repetition as an
 ``nn.ModuleList`` and a loop), gives the instances of a block that render alike one class
 whose constructor takes what differs between them (:meth:`_Emitter.finish`), and writes a
-class's source lines. The pieces of ``__init__`` for block instances and module lists, and
-the ``dims = {...}`` line of forward, are here too.
+class's source lines. The pieces of ``__init__`` for block instances and module lists are
+here too; where forward reads its sizes is :mod:`.sizes`'s rule.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from ...ir.names import MODULE_ATTRS, child_name_problem, py_name
 from ...ir.spec import Spec
 from ...layers import REGISTRY
 from ...layers.base import ParamRef
-from ..plans import symbol_sources as _symbol_sources
 from .constructors import (
     _call_pieces,
     _module_pieces,
@@ -26,7 +25,7 @@ from .constructors import (
 )
 from .folding import _INDENT, _Count, _Raw, _slots_and_key
 from .layout import _comment_lines, _display, _fit, _with_note
-from .literals import _call_src, _Code, _comment, _lit, _str
+from .literals import _call_src, _Code, _comment, _dim_src, _lit, _str
 from .naming import (
     _RESERVED_LOCALS,
     _TRAIN_METHODS,
@@ -35,6 +34,7 @@ from .naming import (
     _check_child_name,
     _child,
 )
+from .sizes import fresh_axis, is_fresh, plan_symbols, shape_plan, size_lines
 from .structure import _Class, _NameClash, _path_ref, _rel, _Scope
 
 
@@ -210,12 +210,15 @@ class _Emitter:
                 last[v] = k
         if s.output is not None:
             last[s.output] = len(s.items)
-        fwd: list = []
-        if s.symbols:
-            if s.parent is None:
-                fwd.append((0, _dims_line(m, _scope_symbols(s), args), None, None))
-            else:
-                args.append("dims")
+        # the sizes: from the layers' own inputs, else read once from the arguments
+        sized = {k: shape_plan(REGISTRY[plans[x][0].op], *plans[x]) for k, (kind, x, _)
+                 in enumerate(s.items) if kind == "node"}
+        symbols = set().union(*map(plan_symbols, sized.values()))
+        locals_ = {sym: pick(sym, f"<size {sym}>") for sym in sorted(symbols)}
+        types = self.spec.types(m.name).types
+        fwd: list = [(0, line, None, None) for line in size_lines(
+            symbols, args, [types.get(v) for v in (s.inputs if s.parent else
+                                                   [i.id for i in m.inputs])], locals_)]
         tmp = None
         returned = False
         k = 0
@@ -231,7 +234,7 @@ class _Emitter:
                 target = ins[0]
                 live[target], var[out_id] = out_id, target
                 loop = py_name("layer", set(), reserved | set(live))
-                more = ins[1:] + (["dims"] if x.cls.symbols else [])
+                more = ins[1:]
                 fwd.append((0, f"for {loop} in {_child('self', lists[k][0])}:",
                             self.call_note(x.call), self.shape(m, out_id)))
                 fwd.append((1, f"{target} = {loop}({', '.join([target] + more)})", None, None))
@@ -240,7 +243,17 @@ class _Emitter:
             if kind == "node":
                 node, _, plan = plans[x]
                 expr = None
-                for j, call in enumerate(plan.calls):
+
+                def atom(name: str, ins=ins) -> str:
+                    if is_fresh(name):
+                        i, axis = fresh_axis(name)
+                        return f"{ins[i]}.shape[{axis}]"
+                    return locals_[name]
+
+                def size(d, atom=atom) -> str:
+                    return _dim_src(d, atom)
+
+                for j, call in enumerate(sized[k].calls):
                     if any(isinstance(a, ParamRef) for a in call.args):
                         call = replace(call, args=tuple(
                             _Code(_path_ref(_rel(a.key, s))) if isinstance(a, ParamRef) else a
@@ -251,7 +264,7 @@ class _Emitter:
                         tmp = tmp or pick("t", "<tmp>")
                         fwd.append((0, f"{tmp} = {expr}", None, None))
                         expr = tmp
-                    expr = _call_src(call, refs.get(k), ins, expr)
+                    expr = _call_src(call, refs.get(k), ins, expr, size)
                 if _is_parameter(plan.module):
                     expr = refs[k]  # cls = self.class_token
                 elif expr is None:
@@ -262,8 +275,7 @@ class _Emitter:
                 if fallback.isdigit() or not fallback.isidentifier():
                     fallback = node.op
             else:
-                more = ["dims"] if x.cls.symbols else []
-                expr = f"{refs[k]}({', '.join(ins + more)})"
+                expr = f"{refs[k]}({', '.join(ins)})"
                 out_id = x.output
                 note = self.call_note(x.call)
                 fallback = local.split(".")[0]
@@ -369,7 +381,7 @@ class _Emitter:
         num_param = {w: param_of[col] for w, col in zip(where, ftexts) if col in param_of}
         params = list(param_of.values())
         on_self = [param_of[col] for col, (_, attr) in wanted.items() if attr]
-        cls = _Class(self.class_name(block), params, s0.symbols)
+        cls = _Class(self.class_name(block), params)
         for sc, raw in members:
             got = {}
             for j, p in slot_param.items():
@@ -495,26 +507,6 @@ def _parameter_ref(parent: str, name: str) -> str:
     if _attr_ok(name):
         return f"{parent}.{name}"
     return f"{parent}._parameters[{_str(name)}]"
-
-
-def _scope_symbols(s: _Scope) -> set:
-    acc: set = set()
-    stack = [s]
-    while stack:
-        sc = stack.pop()
-        acc |= sc.own_symbols
-        stack += [it[1] for it in sc.items if it[0] == "inst"]
-    return acc
-
-
-def _dims_line(m, used: set, args: list) -> str:
-    src = _symbol_sources(m)
-    missing = sorted(used - src.keys())
-    if missing:
-        raise ValueError(f"the symbol {missing[0]} is used by a layer but is not a dim "
-                         "of the model's inputs")
-    binds = ", ".join(f"{_str(x)}: {args[src[x][0]]}.shape[{src[x][1]}]" for x in sorted(used))
-    return f"dims = {{{binds}}}"
 
 
 def _where(node) -> tuple[str, int, str]:

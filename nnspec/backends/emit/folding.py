@@ -23,7 +23,7 @@ class _Raw:
 
     init: list            # pieces per line
     fwd: list             # (indent, code, note, shape) per line
-    args: list            # forward's argument names after self (dims included)
+    args: list            # forward's argument names after self
     key: tuple = ()
     slots: list = field(default_factory=list)
     nums: list = field(default_factory=list)  # per forward line: its _Num literals

@@ -162,8 +162,10 @@ def _widest_bracket(code: str) -> tuple[int, int] | None:
             opens.append(i)
         elif ch in ")]}" and opens:
             o = opens.pop()
-            # not a subscript: breaking ``x[...]`` reads badly (and ``d[k,]`` is a tuple)
-            if depth == 0 and not _subscript(code, o) and i - o > 1 and (
+            # a subscript only with several indexes: breaking ``x[...]`` reads badly (and
+            # ``d[k,]`` is a tuple)
+            if depth == 0 and (not _subscript(code, o) or len(_split_top(code[o + 1:i])) > 1) \
+                    and i - o > 1 and (
                     best is None or i - o > best[1] - best[0]):
                 best = (o, i)
     return best

@@ -1,5 +1,5 @@
 """Literals and expressions of the generated source: a plan value as a Python literal
-(:func:`_lit`, never an arbitrary repr), a symbolic size as arithmetic over ``dims[...]``
+(:func:`_lit`, never an arbitrary repr), a symbolic size as arithmetic
 (:func:`_dim_src`), and one :class:`~nnspec.layers.base.TorchCall` of a layer plan as the
 call a person would write (:func:`_call_src`: ``F.relu(x)``, ``y + x``, ``x[..., 4:68]``,
 ``self.conv(x)``). Comments made safe for one line (:func:`_comment`) are here too.
@@ -58,34 +58,57 @@ def _single_unit(p: Dim) -> bool:
     return c == 1 and len(mono) == 1 and isinstance(mono[0], str)
 
 
-def _dim_src(d: Dim) -> str:
-    """Python arithmetic over ``dims[...]`` for a Dim (``//`` for floor, ``-(-a // k)`` for
-    ceil)."""
+def _fold_floor(d: Dim):
+    """(P + k*Q, k) for ``d = floor(P/k) + Q`` (Q symbolic, without divisions) when P + k*Q
+    has fewer terms than P and Q together, else None."""
+    floors = [m for m in d.terms if len(m) == 1 and not isinstance(m[0], str)]
+    if len(floors) != 1 or d.terms[floors[0]] != 1 or floors[0][0]._kind != 1 or any(
+            not isinstance(a, str) for m in d.terms if m != floors[0] for a in m):
+        return None
+    f = floors[0][0]
+    rest = d - Dim._new({floors[0]: 1})
+    whole = f.poly + rest * f.k
+    if rest.is_const or len(whole.terms) >= len(f.poly.terms) + len(rest.terms):
+        return None
+    return whole, f.k
+
+
+def _dim_src(d: Dim, atom=None) -> str:
+    """Python arithmetic for a Dim (``//`` for floor, ``-(-a // k)`` for ceil), its constant
+    term last; ``atom(symbol)`` writes a symbol (default: its name)."""
     if d.is_const:
         return repr(d.value)
+    atom = atom or str
+    folded = _fold_floor(d)
+    if folded is not None:  # (a - b) // 2 rather than (a + b) // 2 - b
+        inner = _dim_src(folded[0], atom)
+        simple = len(folded[0].terms) == 1 and _single_unit(folded[0])
+        return f"{inner if simple else f'({inner})'} // {folded[1]}"
     parts = []
-    for mono, c in d.terms.items():
+    # a positive term first (``-a // 2`` is ``(-a) // 2``), the constant last
+    for mono, c in sorted(d.terms.items(), key=lambda t: (not t[0], t[1] < 0)):
         atoms = []
         for a in mono:
             if isinstance(a, str):
-                atoms.append(f"dims[{_str(a)}]")
+                atoms.append(atom(a))
                 continue
-            inner = _dim_src(a.poly)
+            inner = _dim_src(a.poly, atom)
             simple = len(a.poly.terms) == 1 and _single_unit(a.poly)
             if a._kind == 1:
-                atoms.append(f"({inner if simple else f'({inner})'} // {a.k})")
+                atoms.append(f"{inner if simple else f'({inner})'} // {a.k}")
             else:
                 atoms.append(f"-(-{inner if simple else f'({inner})'} // {a.k})")
         if not atoms:
             parts.append((c < 0, str(abs(c))))
             continue
-        atoms = [f"({x})" if x.startswith("-") else x for x in atoms]
+        if len(atoms) > 1 or abs(c) != 1:  # 2 * (H // 16): a product needs parentheses
+            atoms = [f"({x})" if " " in x else x for x in atoms]
         body = " * ".join(atoms)
         parts.append((c < 0, body if abs(c) == 1 else f"{abs(c)} * {body}"))
     out = ""
     for i, (neg, body) in enumerate(parts):
         if i == 0:
-            out = f"-{body}" if neg else body
+            out = (f"-({body})" if "//" in body else f"-{body}") if neg else body
         else:
             out += f" - {body}" if neg else f" + {body}"
     return out
@@ -95,7 +118,7 @@ class _Code(str):
     """Source text that stands as it is in a call (another layer's parameter)."""
 
 
-def _arg_src(a, ins: list[str], prev: str | None) -> str:
+def _arg_src(a, ins: list[str], prev: str | None, size=_dim_src) -> str:
     if isinstance(a, _Code):
         return str(a)
     if isinstance(a, In):
@@ -105,29 +128,30 @@ def _arg_src(a, ins: list[str], prev: str | None) -> str:
             raise ValueError("Prev() in the first call of a layer")
         return prev
     if isinstance(a, SymDim):
-        return _dim_src(a.dim)
+        return size(a.dim)
     if isinstance(a, Dim):
-        return _dim_src(a)
+        return size(a)
     if isinstance(a, tuple):
-        inner = ", ".join(_arg_src(x, ins, prev) for x in a)
+        inner = ", ".join(_arg_src(x, ins, prev, size) for x in a)
         return f"({inner},)" if len(a) == 1 else f"({inner})"
     if isinstance(a, list):
-        return "[" + ", ".join(_arg_src(x, ins, prev) for x in a) + "]"
+        return "[" + ", ".join(_arg_src(x, ins, prev, size) for x in a) + "]"
     return _lit(a)
 
 
-def _index_src(a, ins: list[str], prev: str | None) -> str:
+def _index_src(a, ins: list[str], prev: str | None, size=_dim_src) -> str:
     """A subscript as written by hand: ``x[..., 4:68, a:a + w]`` (slices and ``...`` are
     rendered only here, where they are valid Python)."""
     if isinstance(a, tuple) and a:
-        inner = ", ".join(_index_src(x, ins, prev) for x in a)
+        inner = ", ".join(_index_src(x, ins, prev, size) for x in a)
         return inner + ("," if len(a) == 1 else "")
     if a is Ellipsis:
         return "..."
     if isinstance(a, slice):
-        text = ":".join("" if x is None else _arg_src(x, ins, prev) for x in (a.start, a.stop))
-        return text + ("" if a.step is None else f":{_arg_src(a.step, ins, prev)}")
-    return _arg_src(a, ins, prev)
+        text = ":".join("" if x is None else _arg_src(x, ins, prev, size)
+                        for x in (a.start, a.stop))
+        return text + ("" if a.step is None else f":{_arg_src(a.step, ins, prev, size)}")
+    return _arg_src(a, ins, prev, size)
 
 
 def _fn_name(fn: str) -> str:
@@ -150,19 +174,22 @@ _INFIX = {"torch.add": "+", "torch.sub": "-", "torch.mul": "*", "torch.div": "/"
 _OPERAND = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*|-?[0-9]+(\.[0-9]*)?(e[-+]?[0-9]+)?")
 
 
-def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | None) -> str:
+def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | None,
+              size=_dim_src) -> str:
+    """The call as written by hand; ``size(dim)`` writes a symbolic size."""
     if call.fn == "getitem":
-        return f"{_arg_src(call.args[0], ins, prev)}[{_index_src(call.args[1], ins, prev)}]"
+        index = _index_src(call.args[1], ins, prev, size)
+        return f"{_arg_src(call.args[0], ins, prev, size)}[{index}]"
     if call.fn == "tuple":  # several values returned as one: (a, b)
-        return "(" + ", ".join(_arg_src(a, ins, prev) for a in call.args) + ")"
-    args = [_arg_src(a, ins, prev) for a in call.args]
+        return "(" + ", ".join(_arg_src(a, ins, prev, size) for a in call.args) + ")"
+    args = [_arg_src(a, ins, prev, size) for a in call.args]
     if call.fn in _INFIX and len(args) == 2 and not call.kwargs:
         a, b = (x if _OPERAND.fullmatch(x) else f"({x})" for x in args)
         return f"{a} {_INFIX[call.fn]} {b}"
     for k in call.kwargs:
         if not (k.isidentifier() and not keyword.iskeyword(k)):
             raise ValueError(f"invalid keyword argument {k!r}")
-    kws = [f"{k}={_arg_src(v, ins, prev)}" for k, v in call.kwargs.items()]
+    kws = [f"{k}={_arg_src(v, ins, prev, size)}" for k, v in call.kwargs.items()]
     if call.fn == MODULE:
         return f"{mod_ref}({', '.join(args + kws)})"
     if call.fn.startswith("."):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..plans import plan_symbols as _plan_symbols
 from .naming import _child
 
 
@@ -24,7 +23,6 @@ class _Class:
 
     name: str
     params: list = field(default_factory=list)  # constructor parameter names
-    symbols: bool = False                       # forward takes ``dims``
     lines: list = field(default_factory=list)   # the class's source lines
 
 
@@ -41,8 +39,6 @@ class _Scope:
     defined: set = field(default_factory=set)   # value ids made inside (descendants too)
     inputs: list = field(default_factory=list)  # ids read from outside, in order of use
     output: str | None = None
-    own_symbols: set = field(default_factory=set)  # the symbols its own layers use
-    symbols: bool = False                       # it or a descendant needs dims[...]
     height: int = 0
     cls: _Class | None = None
     values: list = field(default_factory=list)  # its class's constructor arguments
@@ -125,14 +121,10 @@ def _flow(s: _Scope, plans, model_output: str, readers: dict) -> None:
     s.items = items
     for kind, x, _ in items:
         if kind == "node":
-            node, _, plan = plans[x]
-            s.defined.add(node.id)
-            s.own_symbols |= _plan_symbols(plan)
+            s.defined.add(plans[x][0].id)
         else:
             s.defined |= x.defined
-            s.symbols |= x.symbols
             s.height = max(s.height, x.height + 1)
-    s.symbols |= bool(s.own_symbols)
     seen: set = set()
     for kind, x, _ in items:
         for v in (plans[x][0].inputs if kind == "node" else x.inputs):
