@@ -152,3 +152,86 @@ def test_json_has_one_shape_and_numbers_as_numbers(capsys):
             assert all(isinstance(d, int) or not d.isdigit() for d in row["output"])
     huge = _summary_json(capsys, str(ROOT / "specs" / "dense_1e12.nn"))["models"][0]
     assert huge["params"] == 1_000_001_000_000
+
+
+def _table(capsys, *args) -> list[str]:
+    assert cli.main(["summary", *args]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def _row(lines: list[str], name: str) -> str:
+    return next(line for line in lines if line.split() and line.split()[0] == name)
+
+
+def test_blocks_are_a_tree_and_internal_rows_hidden_unless_all(monkeypatch, capsys):
+    gpt2 = str(ROOT / "specs" / "gpt2.nn")
+    lines = _table(capsys, gpt2)
+    names = [line[2:].split()[0] for line in lines[3:] if line.startswith("  ") and
+             not line.startswith("  total")]
+    assert names[:8] == ["transformer", "wte", "wpe", "drop", "h", "0", "ln_1", "attn"]
+    attn = lines.index(_row(lines, "attn"))
+    assert lines[attn].startswith("        attn ") and "CausalSelfAttention" in lines[attn]
+    assert lines[attn + 1].startswith("          c_attn ")
+    assert lines[attn + 2].split()[0] == "sdpa_0"  # chunk, items, reshapes, transposes hidden
+    assert lines[attn].split()[-1] == "--"  # a block's row: its layers hold the figures
+    assert not any(w in line for line in lines for w in ("item_0", "pack_0", "reshape_0"))
+    assert "  (144 internal rows not shown: --all shows them)" in lines
+    monkeypatch.setenv("COLUMNS", "160")
+    every = _table(capsys, gpt2, "--all")
+    assert any(line.split()[0] == "item_0" for line in every if line.split())
+    assert not any("internal rows" in line for line in every)
+    # the figures are the same whatever is shown
+    assert lines[-6:-2] == every[-5:-1] and "total: 124,439,808" in lines[-6]
+
+
+def test_connected_to_names_what_a_join_reads(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "250")
+    lines = _table(capsys, str(ROOT / "specs" / "resnet18.nn"))
+    head = lines[1]
+    col = head.index("connected to")
+    adds = [line for line in lines if line.split()[:1] == ["add_0"]]
+    assert len(adds) == 8
+    assert adds[0][col:].split("  ")[0] == "bn2, maxpool_0"  # y + x in layer1.0
+    assert adds[1][col:].split("  ")[0] == "bn2, 0"  # x is block layer1.0's output
+    assert _row(lines, "conv1")[col:].strip().startswith("9,408")  # a chain: blank
+    s = nnspec.load(str(ROOT / "specs" / "resnet18.nn")).summary(depth=1)
+    assert {r.name: r.connected for r in s.rows}["layer2"] == ["layer1.1.relu_1"]
+
+
+def test_arguments_as_written_and_shared_layers_marked(tmp_path, monkeypatch, capsys):
+    lines = _table(capsys, str(ROOT / "specs" / "capsnet.nn"), "--json")
+    rows = {r["name"]: r for r in json.loads("\n".join(lines))["models"][0]["layers"]}
+    assert rows["capsule_mask_0"]["args"] == "label=label"
+    assert rows["capsule_mask_0"]["connected_to"] == ["digitcaps", "label"]
+    assert rows["pack_0"]["internal"] and not rows["digitcaps"]["internal"]
+    seq = nnspec.load(str(ROOT / "specs" / "seq2seq_gru.nn")).summary("Seq2Seq")
+    gru = next(r for r in seq.rows if r.name == "decoder.gru")
+    assert "h0=h0" in gru.args and "[1, N, 256]" not in gru.args
+    text = ("model Siamese(a: [N, 6], b: [N, 6]) {\n"
+            "    u = a | dense 8 as fc\n    v = b | fc\n    return u + v\n}\n")
+    s = nnspec.loads(text).summary()
+    assert [r.shared for r in s.rows] == [False, True, False] and s.params == 56
+    path = tmp_path / "siamese.nn"
+    path.write_text(text)
+    monkeypatch.setenv("COLUMNS", "200")
+    out = _table(capsys, str(path))
+    fcs = [line.split()[:3] for line in out if line.split()[:1] == ["fc"]]
+    assert fcs == [["fc", "dense", "out=8"], ["fc", "dense", "(shared)"]]
+    assert _row(out, "add_0").split()[-4] == "fc"  # a join reads both applications of fc
+
+
+@pytest.mark.parametrize("width, gone", [
+    (250, []), (160, ["args"]), (120, ["args", "input", "connected to"]),
+    (100, ["args", "input", "connected to"]),
+])
+def test_width_drops_columns_in_order_and_never_cuts_shapes(width, gone, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", str(width))
+    lines = _table(capsys, str(ROOT / "specs" / "resnet18.nn"))
+    head = lines[1]
+    for col in ("args", "input", "connected to", "%"):
+        assert (col not in head.split("  ")) == (col in gone) or col.strip() in head, col
+    assert all(len(line) <= width for line in lines)
+    full = nnspec.load(str(ROOT / "specs" / "resnet18.nn")).summary()
+    shapes = {str(r.output) for r in full.rows}
+    assert shapes <= {s for line in lines for s in shapes if s in line}
+    assert summary.table_width(True, __import__("sys").stdout) == 100

@@ -6,7 +6,8 @@ keeps), symbolic where the sizes are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
 from ..core.dims import Dim
 from ..layers import TensorType
@@ -20,6 +21,11 @@ INT_ITEMSIZE = 8
 #: nothing, and their input stays alive as long as they are.
 VIEW_KINDS = frozenset({"flatten", "reshape", "identity", "item", "transpose", "permute", "index",
                         "split", "chunk", "expand"})
+#: Kinds whose rows the summary table hides unless asked (``--all``): the unpacking of a
+#: layer's several values (``item``), a block's return of several (``pack``), and views that
+#: only rearrange a tensor (torch modules have no such rows)
+INTERNAL_KINDS = frozenset({"item", "pack", "reshape", "transpose", "permute", "chunk",
+                            "split", "index", "expand"})
 #: Kinds that are views at inference only (dropout returns its input in eval mode).
 EVAL_VIEW_KINDS = VIEW_KINDS | {"dropout", "drop_path"}
 
@@ -89,6 +95,10 @@ class SummaryRow:
     macs: Dim
     layers: int = 1
     node_id: str = ""  # the (last) IR node of the row
+    # the rows (or model inputs) whose outputs it reads, internal rows seen through
+    connected: list[str] = field(default_factory=list)
+    internal: bool = False  # an item, pack or rearranging view (see INTERNAL_KINDS)
+    shared: bool = False  # a shared layer applied again (its weights counted once)
 
 
 @dataclass
@@ -119,6 +129,8 @@ class ModelSummary:
     inference_bytes: Dim | None
     training_bytes: Dim
     output: TensorType | None = None  # the model's output type
+    # each block call (a dotted name prefix) as one folded row, for the table's tree
+    blocks: dict[str, SummaryRow] = field(default_factory=dict)
 
 
 def _fold(rows: list[SummaryRow], nodes: dict[str, ir.Node], types: dict, depth: int
@@ -140,6 +152,17 @@ def _fold(rows: list[SummaryRow], nodes: dict[str, ir.Node], types: dict, depth:
             continue
         out.append(_folded_row(key, members, nodes, types, depth))
     return out
+
+
+def _blocks(rows: list[SummaryRow], nodes: dict, types: dict) -> dict[str, SummaryRow]:
+    """Every block call (a proper prefix of a dotted name) folded into one row."""
+    members: dict[str, list[SummaryRow]] = {}
+    for r in rows:
+        parts = r.name.split(".")
+        for k in range(1, len(parts)):
+            members.setdefault(".".join(parts[:k]), []).append(r)
+    return {key: _folded_row(key, rs, nodes, types, key.count(".") + 1)
+            for key, rs in members.items()}
 
 
 def _folded_row(key: str, members: list[SummaryRow], nodes: dict, types: dict, depth: int
@@ -164,10 +187,34 @@ def _folded_row(key: str, members: list[SummaryRow], nodes: dict, types: dict, d
     macs = Dim.const(0)
     for r in members:
         macs = macs + r.macs
+    inner = key + "."
+    connected = list(dict.fromkeys(c for r in members for c in r.connected
+                                   if not c.startswith(inner)))
     return SummaryRow(key, kind, line, f"{len(members)} layers", outside or members[0].inputs,
                       members[-1].output, sum(r.params for r in members),
                       sum(r.non_trainable for r in members), sum(r.buffers for r in members),
-                      macs, len(members), members[-1].node_id)
+                      macs, len(members), members[-1].node_id, connected)
+
+
+def _written(spec, node, text: str, ins: list) -> str:
+    """``text`` (the kind's summary of its arguments) with each tensor argument as the spec
+    wrote it (``label=label``, ``h0=h``) instead of its input index or shape."""
+    for a in node.kind.tensor_args:
+        i = getattr(node.p, a, None)
+        span = node.arg_spans.get(a)
+        src = spec.sources.get(span[0]) if span else None
+        if i is None or src is None or span[1] != span[3]:
+            continue
+        value = re.sub(r"^\w+\s*=\s*", "", src.line_text(span[1])[span[2] - 1:span[4] - 1])
+        for shown in (f"{a}={ins[i]}", f"{a}={i}"):
+            found = re.search(rf"(^| ){re.escape(shown)}(?= |$)", text)
+            if found:
+                text = text[:found.start()] + found.group(1) + f"{a}={value}" + \
+                    text[found.end():]
+                break
+        else:
+            text = f"{text} {a}={value}".strip()
+    return text
 
 
 def summarise(spec, name: str | None, dtype: str, depth: int | None,
@@ -180,6 +227,7 @@ def summarise(spec, name: str | None, dtype: str, depth: int | None,
     types = spec.results[m.name].types
     rows = []
     weight_bytes = 0
+    seen: dict[str, str] = {i.id: i.name for i in m.inputs}  # value -> the row showing it
     for r in spec.layers(m.name):
         buffers = 0
         for w in r.weights.values():
@@ -189,13 +237,19 @@ def summarise(spec, name: str | None, dtype: str, depth: int | None,
             weight_bytes += n * (INT_ITEMSIZE if w.dtype == "int" else itemsize)
             if not w.trainable:
                 buffers += n
-        args = r.node.kind.detail(r.node.p, r.inputs)
+        node = r.node
+        args = _written(spec, node, node.kind.detail(node.p, r.inputs), r.inputs)
         ties = " ".join(f"{k}={o}.{ok}{'.T' if t else ''}" for k, (o, ok, t) in
-                        r.node.ties.items())
-        args = " ".join(filter(None, [args, ties, "(shared)" if r.node.shared else ""]))
-        rows.append(SummaryRow(r.name, r.kind, r.node.span[1] if r.node.span else None,
+                        node.ties.items())
+        args = " ".join(filter(None, [args, ties]))
+        internal = node.op in INTERNAL_KINDS and not r.params and not buffers
+        connected = list(dict.fromkeys(seen.get(v, v) for v in node.inputs))
+        seen[node.id] = seen.get(node.inputs[0], r.name) if internal and node.inputs \
+            else r.name
+        rows.append(SummaryRow(r.name, r.kind, node.span[1] if node.span else None,
                                args, r.inputs, r.output, r.params, 0, buffers, r.macs,
-                               node_id=r.node.id))
+                               node_id=node.id, connected=connected, internal=internal,
+                               shared=node.shared))
     nodes = {n.id: n for n in m.nodes}
     batch = None
     if m.inputs and m.inputs[0].shape:
@@ -212,7 +266,8 @@ def summarise(spec, name: str | None, dtype: str, depth: int | None,
     for r in rows:
         macs = macs + r.macs
     return ModelSummary(m, shown, params, 0, sum(r.buffers for r in rows), macs, dtype,
-                        weight_bytes, batch, inference, training, spec.results[m.name].output())
+                        weight_bytes, batch, inference, training, spec.results[m.name].output(),
+                        _blocks(rows, nodes, types))
 
 
 def _activation_bytes(m: ir.Model, types: dict, itemsize: int, env: dict[str, int]

@@ -57,7 +57,15 @@ class Attention(LayerKind):
     - ``causal``: query i sees the keys j <= i + S - T, aligned bottom-right (a block of T
       queries at the end of S keys, as SDPA's and FlashAttention's bottom-right causal
       masks); S and T are taken at run time, so symbolic sizes are fine. With S < T the
-      first T - S queries see no key.
+      first T - S queries see no key;
+    - ``window=<w>`` (w >= 1), a sliding window: query i, at position p = i + S - T among
+      the keys (bottom-right, as causal), sees the keys j > p - w. With causal that is the
+      w most recent keys, itself included (Mistral's sliding window); without causal also
+      j < p + w, a band of the keys nearer than w on either side.
+
+``softcap=<c>`` (c > 0) soft-caps the attention logits as Gemma 2's
+``attn_logit_softcapping``: the scaled scores s become c * tanh(s / c) before a float
+attn_mask is added, the masks applied and the softmax taken.
 
     A query that sees no key at all attends to nothing: its output is the output
     projection's bias.
@@ -80,12 +88,13 @@ class Attention(LayerKind):
     positional = ("heads",)
     synonyms = {"num_heads": "heads", "key_padding_mask": "mask", "is_causal": "causal",
                 "memory": "kv", "num_kv_heads": "kv_heads", "num_key_value_heads": "kv_heads",
-                "theta": "rope_theta", "rope_base": "rope_theta"}
+                "theta": "rope_theta", "rope_base": "rope_theta",
+                "attn_logit_softcapping": "softcap", "sliding_window": "window"}
     tensor_args = ("kv", "mask", "attn_mask")
     summary = ("multi-head attention: attention heads=<h> [kv=<value>] [causal] [mask=<value>] "
                "[attn_mask=<value>] [kv_heads=<k>] [qkv=packed|separate] [scale=<s>] "
-               "[rope [rope_theta=10000.0] [rope_layout=half|interleaved]] [dropout=0.1] "
-               "[bias=false]")
+               "[rope [rope_theta=10000.0] [rope_layout=half|interleaved]] [softcap=<c>] "
+               "[window=<w>] [dropout=0.1] [bias=false]")
 
     class Params(Params):
         heads: Int
@@ -99,16 +108,18 @@ class Attention(LayerKind):
         rope: Bool = False
         rope_theta: float = ROPE_THETA
         rope_layout: Literal["half", "interleaved"] = "half"
+        softcap: Optional[float] = None
+        window: Optional[Int] = None
         dropout: float = 0.0
         bias: Bool = True
         init: InitArg = DEFAULT_INIT
         bias_init: InitArg = DEFAULT_INIT
 
-        _heads = positive("heads", "kv_heads")
+        _heads = positive("heads", "kv_heads", "window")
 
         _dropout = probability("dropout")
 
-        @field_validator("scale", "rope_theta")
+        @field_validator("scale", "rope_theta", "softcap")
         @classmethod
         def _positive_float(cls, v):
             if v is not None and not v > 0:
@@ -179,7 +190,8 @@ class Attention(LayerKind):
         kv = self.extra(p, ins, "kv")
         bottom_right = p.causal and kv is not None and kv.shape[1] != ins[0].shape[1]
         return (p.attn_mask is not None or _kv_heads(p) != p.heads or p.qkv == "separate"
-                or p.scale is not None or p.rope or bottom_right)
+                or p.scale is not None or p.rope or bottom_right or p.softcap is not None
+                or p.window is not None)
 
     def weights(self, p, ins, out):
         e = ins[0].shape[2].value
@@ -221,7 +233,8 @@ class Attention(LayerKind):
         if self._sdpa(p, ins):
             kw = {"kv_heads": p.kv_heads, "dropout": p.dropout, "bias": p.bias, "qkv": p.qkv,
                   "causal": p.causal, "scale": p.scale, "rope": p.rope,
-                  "rope_theta": p.rope_theta, "rope_layout": p.rope_layout}
+                  "rope_theta": p.rope_theta, "rope_layout": p.rope_layout,
+                  "softcap": p.softcap, "window": p.window}
             module = TorchModule(f"{_HELPERS}:SDPAttention", (e, p.heads), kw)
             call_kw = {}
             if p.mask is not None:
@@ -274,10 +287,14 @@ class Attention(LayerKind):
             k, v = np.repeat(k, h // hk, axis=1), np.repeat(v, h // hk, axis=1)
         scores = np.matmul(q, k.transpose(0, 1, 3, 2))
         scores *= _scale(p, d)
+        if p.softcap is not None:  # Gemma 2: c * tanh(s / c), before the masks
+            capped = np.tanh(scores / p.softcap)
+            scores = capped * p.softcap
         masked = None
         additive = False
-        if p.causal:  # bottom-right: query i sees the keys j <= i + S - T
-            masked = (np.arange(s)[None, :] > np.arange(t)[:, None] + (s - t))[None, None]
+        seen = visible_numpy(t, s, p.causal, p.window)
+        if seen is not None:  # bottom-right: query i sits at position i + S - T
+            masked = ~seen[None, None]
         if p.mask is not None:
             pad = (np.asarray(xs[p.mask]) != 0)[:, None, None, :]
             masked = pad if masked is None else masked | pad
@@ -304,7 +321,8 @@ class Attention(LayerKind):
             attn = np.where(empty, 0.0, attn)
         rec = ctx.saved
         if rec is not None:
-            rec.update(q=q, k=k, v=v, attn=attn, mask=None)
+            rec.update(q=q, k=k, v=v, attn=attn, mask=None,
+                       tanh=capped if p.softcap is not None else None)
         if rec is not None and ctx.training and p.dropout > 0:
             # the same draw as dropout(attn), kept as the scale mask (0 or 1/(1-p))
             mask = npops.dropout(np.ones_like(attn), p.dropout, True, ctx.rng)
@@ -367,6 +385,8 @@ class Attention(LayerKind):
             m = np.asarray(xs[p.attn_mask])
             if np.issubdtype(m.dtype, np.floating):
                 gxs[p.attn_mask] = _unbroadcast(ds, m.shape).astype(dt, copy=False)
+        if p.softcap is not None:  # d(c tanh(s / c)) / ds = 1 - tanh²
+            ds *= 1 - rec["tanh"] ** 2
         ds *= _scale(p, d)
         dq = np.matmul(ds, k)  # [N, h, T, d]
         dk = np.matmul(ds.transpose(0, 1, 3, 2), q)  # [N, h, S, d]
@@ -414,8 +434,9 @@ class Attention(LayerKind):
             parts.append(f"mask={ins[p.mask]}")
         if p.attn_mask is not None:
             parts.append(f"attn_mask={ins[p.attn_mask]}")
-        if p.scale is not None:
-            parts.append(f"scale={p.scale}")
+        for arg in ("scale", "softcap", "window"):
+            if getattr(p, arg) is not None:
+                parts.append(f"{arg}={getattr(p, arg)}")
         if p.rope:
             parts.append("rope")
             if p.rope_theta != ROPE_THETA:
@@ -444,7 +465,24 @@ class Attention(LayerKind):
                   "scale": 0.3, "rope": True, "rope_theta": 100.0,
                   "rope_layout": "interleaved"}, cross),
                 ({"heads": 4, "kv_heads": 2, "qkv": "separate", "attn_mask": 1, "mask": 2,
-                  "causal": True, "bias": False}, gqa)]
+                  "causal": True, "bias": False}, gqa),
+                # soft-capped logits, a sliding window without causal, a float mask
+                ({"heads": 2, "kv": 1, "attn_mask": 2, "softcap": 0.5, "window": 2}, cross)]
+
+
+def visible_numpy(t: int, s: int, causal: bool, window):
+    """[T, S] bool, True where query i (at position p = i + S - T) sees key j: j <= p with
+    causal, p - window < j with a window (and j < p + window without causal); None when
+    neither is set."""
+    import numpy as np
+
+    if not causal and window is None:
+        return None
+    pos, j = np.arange(t)[:, None] + (s - t), np.arange(s)[None, :]
+    seen = j <= pos if causal else np.ones((t, s), bool)
+    if window is not None:
+        seen = seen & (j > pos - window) & (causal | (j < pos + window))
+    return seen
 
 
 def _kv_heads(p) -> int:

@@ -12,6 +12,13 @@ if they divide q's, each shared by a group of query heads. ``mask=`` is a tensor
 broadcastable to [..., T, S]: an int mask (nonzero = attend, as SDPA's bool mask) or a
 float mask added to the scores. A query that sees no key gets zero weights (its output is
 zero), as SDPA gives. ``dropout`` applies to the attention weights in training only.
+
+``window=<w>`` (w >= 1) is a sliding window, aligned bottom-right as causal: query i, at
+position p = i + S - T, sees the keys j > p - w; with causal the w most recent keys, itself
+included (Mistral), without causal also j < p + w (the keys nearer than w on either side).
+``softcap=<c>`` (c > 0) soft-caps the scaled scores s to c * tanh(s / c) before the mask is
+added or applied (Gemma 2's attn_logit_softcapping); the torch backend then computes the
+scores itself (torch.sdpa.softcapped_attention), as no fused kernel takes it.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ import math
 from dataclasses import replace
 from typing import Annotated, Optional
 
-from pydantic import BeforeValidator, Strict
+from pydantic import BeforeValidator, Strict, field_validator
 
 from ..core.dims import Dim
+from .attention import visible_numpy
 from .base import (
     FLOAT,
     INT,
@@ -40,6 +48,7 @@ from .base import (
     TorchPlan,
     need_float,
     npops,
+    positive,
     probability,
     prod,
     register,
@@ -93,19 +102,31 @@ class Sdpa(LayerKind):
     aliases = ("scaled_dot_product_attention",)
     arity = 3
     tensor_args = ("mask",)
-    synonyms = {"attn_mask": "mask", "is_causal": "causal", "dropout_p": "dropout"}
+    synonyms = {"attn_mask": "mask", "is_causal": "causal", "dropout_p": "dropout",
+                "attn_logit_softcapping": "softcap", "sliding_window": "window"}
     ranks = (2, None)
     layout = "[..., T, D]"
     summary = ("scaled dot-product attention of projected heads: sdpa(q, k, v) [causal] "
-               "[mask=<value>] [scale=] [dropout=] (causal aligned bottom-right; GQA by shapes)")
+               "[mask=<value>] [scale=] [softcap=] [window=] [dropout=] (causal aligned "
+               "bottom-right; GQA by shapes)")
 
     class Params(Params):
         mask: Optional[Int] = None
         causal: Bool = False
         scale: Optional[Number] = None
+        softcap: Optional[Number] = None
+        window: Optional[Int] = None
         dropout: float = 0.0
 
         _dropout = probability("dropout")
+        _window = positive("window")
+
+        @field_validator("softcap")
+        @classmethod
+        def _softcap(cls, v):
+            if v is not None and not v > 0:
+                raise ValueError("must be > 0")
+            return v
 
     def input_count_problem(self, p, n):
         if n != 3:
@@ -219,11 +240,17 @@ class Sdpa(LayerKind):
             else:
                 mask = In(p.mask)
         is_causal = False
-        if p.causal:
+        if p.window is not None:
+            wkw: dict = {"causal": True} if p.causal else {}
+            if mask is not None:
+                wkw["mask"] = mask
+            calls.append(TorchCall(f"{_HELPERS}:window_mask", (In(0), In(1), p.window), wkw))
+            mask = Prev()
+        elif p.causal:
             if mask is not None:
                 calls.append(TorchCall(f"{_HELPERS}:with_causal", (mask, In(0), In(1))))
                 mask = Prev()
-            elif q.shape[-2] == k.shape[-2]:
+            elif q.shape[-2] == k.shape[-2] and p.softcap is None:
                 is_causal = True  # top-left is bottom-right when S == T
             else:
                 calls.append(TorchCall(f"{_HELPERS}:causal_lower_right", (In(0), In(1))))
@@ -238,6 +265,14 @@ class Sdpa(LayerKind):
         if self._groups(ins) != (1, 1):
             kw["enable_gqa"] = True
         qkv = (In(0), In(1), In(2))
+        if p.softcap is not None:  # the scores are needed: no fused kernel
+            if p.dropout == 0:
+                calls.append(TorchCall(f"{_HELPERS}:softcapped_attention", qkv,
+                                       {**kw, "softcap": p.softcap}))
+                return TorchPlan(None, calls)
+            calls.append(TorchCall(MODULE, qkv, kw))
+            return TorchPlan(TorchModule(f"{_HELPERS}:SoftcappedAttention",
+                                         (p.softcap, p.dropout)), calls)
         if p.dropout == 0:
             calls.append(TorchCall("F.scaled_dot_product_attention", qkv, kw))
             return TorchPlan(None, calls)
@@ -267,15 +302,19 @@ class Sdpa(LayerKind):
         q, k, v = self._kv(xs)
         dt = np.result_type(q, k, v)
         scores = np.matmul(q, np.swapaxes(k, -1, -2)) * dt.type(self._scale(p, q))
+        capped = None
+        if p.softcap is not None:  # Gemma 2: c * tanh(s / c), before the mask
+            capped = np.tanh(scores / dt.type(p.softcap))
+            scores = capped * dt.type(p.softcap)
         if p.mask is not None:
             m = np.asarray(xs[p.mask])
             if np.issubdtype(m.dtype, np.integer) or m.dtype == bool:
                 scores = np.where(m != 0, scores, -np.inf)
             else:
                 scores = scores + m.astype(dt)
-        if p.causal:
-            t, s = q.shape[-2], k.shape[-2]
-            scores = np.where(np.tril(np.ones((t, s), dtype=bool), s - t), scores, -np.inf)
+        seen = visible_numpy(q.shape[-2], k.shape[-2], p.causal, p.window)
+        if seen is not None:
+            scores = np.where(seen, scores, -np.inf)
         # softmax with a max shift; a query that sees no key gets zero weights
         top = scores.max(axis=-1, keepdims=True)
         top = np.where(np.isneginf(top), 0.0, top)
@@ -284,7 +323,7 @@ class Sdpa(LayerKind):
         attn = (e / np.where(total == 0, 1.0, total)).astype(dt)
         rec = ctx.saved
         if rec is not None:
-            rec.update(sdpa_attn=attn, sdpa_drop=None)
+            rec.update(sdpa_attn=attn, sdpa_drop=None, sdpa_tanh=capped)
         if rec is not None and ctx.training and p.dropout > 0:
             # the same draw as dropout(attn), kept as the scale mask (0 or 1/(1-p))
             drop = npops.dropout(np.ones_like(attn), p.dropout, True, ctx.rng)
@@ -295,10 +334,12 @@ class Sdpa(LayerKind):
         return np.matmul(attn, v)
 
     def backward(self, p, w, xs, y, gy, ctx):
-        """y = (D ⊙ A) v with A = softmax(S), S = q kᵀ * scale + M (M the float mask, or -inf
-        where a mask or causality hides a key), D the dropout mask. Backwards: dv = (D ⊙
-        A)ᵀ dy, dA = D ⊙ (dy vᵀ), the softmax's dS = A ⊙ (dA - Σ_j dA ⊙ A) (zero where A
-        is), dM = dS, dq = dS k * scale, dk = dSᵀ q * scale; each summed over the axes it
+        """y = (D ⊙ A) v with A = softmax(S), S = cap(q kᵀ * scale) + M (M the float mask, or
+        -inf where a mask, causality or the window hides a key; cap(s) = c tanh(s / c) with
+        softcap, else s), D the dropout mask. Backwards: dv = (D ⊙ A)ᵀ dy, dA = D ⊙ (dy vᵀ),
+        the softmax's dS = A ⊙ (dA - Σ_j dA ⊙ A) (zero where A is), dM = dS, dR = dS ⊙ (1 -
+        tanh²) under softcap (else dS), dq = dR k * scale, dk = dRᵀ q * scale; each summed
+        over the axes it
         was broadcast along, and k's and v's over the query heads that share them (GQA).
         An int mask gets no gradient."""
         import numpy as np
@@ -321,7 +362,9 @@ class Sdpa(LayerKind):
         ga = unbroadcast(np.matmul(gy, np.swapaxes(v, -1, -2)), attn.shape)
         if drop is not None:
             ga = ga * drop
-        gs = attn * (ga - np.sum(ga * attn, axis=-1, keepdims=True))
+        gs = gm = attn * (ga - np.sum(ga * attn, axis=-1, keepdims=True))
+        if p.softcap is not None:  # d(c tanh(s / c)) / ds = 1 - tanh²
+            gs = gs * (1 - rec["sdpa_tanh"] ** 2)
         scale = dt.type(self._scale(p, q))
         qk = np.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (q.shape[-2], k.shape[-2])
         gs_qk = unbroadcast(gs, qk)
@@ -332,7 +375,7 @@ class Sdpa(LayerKind):
         if p.mask is not None:
             m = np.asarray(xs[p.mask])
             if not (np.issubdtype(m.dtype, np.integer) or m.dtype == bool):
-                gxs[p.mask] = unbroadcast(gs, m.shape).astype(m.dtype)
+                gxs[p.mask] = unbroadcast(gm, m.shape).astype(m.dtype)
         return gxs, {}
 
     def detail(self, p, ins):
@@ -342,8 +385,9 @@ class Sdpa(LayerKind):
             parts.append(f"mask={ins[p.mask]}")
         if p.causal:
             parts.append("causal")
-        if p.scale is not None:
-            parts.append(f"scale={p.scale}")
+        for arg in ("scale", "softcap", "window"):
+            if getattr(p, arg) is not None:
+                parts.append(f"{arg}={getattr(p, arg)}")
         if p.dropout:
             parts.append(f"dropout={p.dropout}")
         if self._groups(ins) != (1, 1):
@@ -365,7 +409,11 @@ class Sdpa(LayerKind):
                 ({"causal": True, "scale": 1.5},
                  [TensorType((2, 4, 3)), TensorType((2, 4, 3)), TensorType((1, 4, 5))]),
                 ({"mask": 3}, [TensorType((3, 4)), TensorType((5, 4)), TensorType((5, 2)),
-                               TensorType((3, 5))])]
+                               TensorType((3, 5))]),
+                # soft-capped GQA under a causal sliding window and an int mask, dropout
+                ({"mask": 3, "causal": True, "window": 2, "softcap": 0.4, "dropout": 0.25},
+                 [TensorType((2, 4, 3, 4)), TensorType((2, 2, 5, 4)), TensorType((2, 2, 5, 3)),
+                  TensorType((3, 5), INT)])]
 
 
 def _heads_back(g, x):

@@ -129,6 +129,7 @@ def cmd_crosscheck(args) -> int:
     models = [pick_model(spec, args.model)] if args.model else spec.program.models
     from ..backends.numpy.interpreter import NoBackward
     from .crosscheck import crosscheck, crosscheck_grad, model_symbols
+    from .progress import progress
 
     # a --dim must name a symbol of (one of) the models checked
     syms = {m.name: model_symbols(m) for m in models}
@@ -145,7 +146,9 @@ def cmd_crosscheck(args) -> int:
         mine = {k: v for k, v in dims.items() if k in syms[m.name]}
         try:
             run = crosscheck_grad if args.grad else crosscheck
-            report = run(spec, m.name, args.dtype, args.seed, mine, sample=args.sample)
+            with progress(not args.quiet) as bar:
+                report = run(spec, m.name, args.dtype, args.seed, mine, sample=args.sample,
+                             progress=bar)
         except NoBackward as e:
             print(f"nnspec: {m.name}: {e}", file=sys.stderr)
             status = EXIT_ERRORS
@@ -185,6 +188,7 @@ def cmd_train(args) -> int:
     if not models:
         raise UsageError(f"{args.spec} has no train section (train Model(...) {{ loss ... }})")
     from .crosscheck import model_symbols
+    from .progress import progress
     from .trainer import overfit
 
     status = EXIT_OK
@@ -192,7 +196,8 @@ def cmd_train(args) -> int:
         if T.training_for(spec.program, m.name) is None:
             raise UsageError(f"model {m.name} has no train section")
         mine = {k: v for k, v in dims.items() if k in model_symbols(m)}
-        report = overfit(spec, m.name, args.steps, args.seed, mine)
+        with progress(not args.quiet, unit="step") as bar:
+            report = overfit(spec, m.name, args.steps, args.seed, mine, progress=bar)
         if not (args.quiet and report.ok):
             print(report.render())
         if not report.ok:

@@ -33,7 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="the size a symbol is traced at (defaults: N=2, H=W=224, T=16)")
     p.add_argument("--name", help="the model's name in the spec (default: from TARGET)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote FILE' line")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no 'wrote FILE' line and no progress bar")
 
 
 def _kwargs(text: str) -> dict:
@@ -59,7 +60,8 @@ def run(args) -> int:
     if "" not in sys.path:  # TARGET may be a module of the current directory, as python -m
         sys.path.insert(0, "")
     try:
-        text = import_model(args.target, args.input, kwargs, dims, args.name)
+        with _bar(args, f"tracing {args.target}"):
+            text = import_model(args.target, args.input, kwargs, dims, args.name)
     except ImportFailure as e:
         if e.usage:
             raise UsageError(str(e)) from None
@@ -78,7 +80,8 @@ def _run_onnx(args) -> int:
     from ..frontends.onnx import OnnxImportError, import_onnx
 
     try:
-        text = import_onnx(args.target, parse_dims(args.dim), args.name)
+        with _bar(args, f"reading {args.target}"):
+            text = import_onnx(args.target, parse_dims(args.dim), args.name)
     except OnnxImportError as e:
         if e.usage:
             raise UsageError(str(e)) from None
@@ -87,10 +90,20 @@ def _run_onnx(args) -> int:
     return _check_and_write(args, text)
 
 
+def _bar(args, stage: str):
+    """A progress bar on standard error showing ``stage`` (none with -q or when piped)."""
+    from .progress import progress
+
+    bar = progress(not args.quiet, unit="step")
+    bar.stage(stage)
+    return bar
+
+
 def _check_and_write(args, text: str) -> int:
     from .. import loads
 
-    spec = loads(text, args.output or "<import>", strict=False)
+    with _bar(args, "checking the written spec"):
+        spec = loads(text, args.output or "<import>", strict=False)
     if spec.diagnostics:  # the importer wrote what nnspec refuses: say so, write nothing
         for d in spec.diagnostics:
             print(d.render(spec.sources) if hasattr(d, "render") else str(d),

@@ -40,7 +40,8 @@ def _summary_json(s) -> dict:
              "trainable": r.params, "non_trainable": r.non_trainable, "buffers": r.buffers,
              "param_percent": round(100 * (r.params + r.non_trainable) / total, 4)
              if total else 0.0,
-             "macs": _dim_json(r.macs), "macs_text": fmt_count(r.macs), "layers": r.layers}
+             "macs": _dim_json(r.macs), "macs_text": fmt_count(r.macs), "layers": r.layers,
+             "connected_to": r.connected, "internal": r.internal, "shared": r.shared}
             for r in s.rows]
     return {"model": m.name,
             "inputs": [{"name": i.name, "shape": [_dim_json(d) for d in i.dims()],
@@ -82,55 +83,138 @@ def _clip_cell(text: str, width: int) -> str:
     return text[:(keep + 1) // 2] + "..." + text[len(text) - keep // 2:]
 
 
-#: The width of ``summary --narrow``.
+#: The width of ``summary --narrow``, and of a table written to a pipe or file (unless the
+#: environment's COLUMNS says otherwise).
 NARROW_COLUMNS = 100
+#: The table's columns: (title, right-aligned). When the table is wider than the terminal,
+#: the columns of DROP_ORDER go, in that order; then the name and kind cells are cut in their
+#: middle. Output shapes, parameters and MACs are never cut.
+COLUMNS = (("name", False), ("kind", False), ("args", False), ("input", False),
+           ("output", False), ("connected to", False), ("params", True), ("%", True),
+           ("MACs", True))
+DROP_ORDER = ("args", "input", "connected to", "%")
 
 
-def _table(head, rows, right: set[int], width: int | None) -> list[str]:
-    """Aligned columns; with ``width``, the text columns that are widest are cut (in their
-    middle, ``...``) until a line fits."""
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+def _table(cols: list[str], rows: list[dict], width: int | None) -> list[str]:
+    """Aligned columns of ``rows`` (dicts by column title), columns dropped in DROP_ORDER
+    and then the name and kind cut until a line fits ``width``; a column that is empty in
+    every row is left out."""
+    cols = [c for c in cols if any(r.get(c) for r in rows) or c in ("name", "output")]
+
+    def widths(cs):
+        return {c: max(len(str(r.get(c, ""))) for r in [dict(zip(cs, cs)), *rows]) for c in cs}
+
+    def line_width(w):
+        return 2 + sum(w.values()) + 2 * (len(w) - 1)
+
+    w = widths(cols)
     if width is not None:
-        shrinkable = [i for i in range(len(head)) if i not in right]
-        while 2 + sum(widths) + 2 * (len(widths) - 1) > width:
-            i = max(shrinkable, key=lambda k: widths[k])
-            if widths[i] <= 8:
+        for c in DROP_ORDER:
+            if line_width(w) <= width:
                 break
-            widths[i] -= 1
+            if c in cols:
+                cols.remove(c)
+                w = widths(cols)
+        for c, least in (("kind", 10), ("name", 12)):  # the kind is cut first
+            while line_width(w) > width and w[c] > least:
+                w[c] -= 1
+    right = {title for title, r in COLUMNS if r}
     out = []
-    for j, row in enumerate([head, *rows]):
-        cells = [_clip_cell(str(c), widths[i]) for i, c in enumerate(row)]
-        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i])
-                 for i, c in enumerate(cells)]
+    for j, row in enumerate([dict(zip(cols, cols)), *rows]):
+        cells = [_clip_name(str(row.get(c, "")), w[c]) if c == "name"
+                 else _clip_cell(str(row.get(c, "")), w[c]) for c in cols]
+        cells = [x.rjust(w[c]) if c in right else x.ljust(w[c]) for x, c in zip(cells, cols)]
         out.append("  " + "  ".join(cells).rstrip())
         if j == 0:
-            out.append("  " + "  ".join("-" * w for w in widths))
+            out.append("  " + "  ".join("-" * w[c] for c in cols))
     return out
 
 
-def _summary_text(s, units: str, narrow_width: int | None) -> list[str]:
+def _clip_name(text: str, width: int) -> str:
+    """A tree's name cut in its own text, keeping the indentation that places it."""
+    name = text.lstrip(" ")
+    indent = text[:len(text) - len(name)]
+    return indent + _clip_cell(name, max(width - len(indent), 4))
+
+
+def _relative(name: str, scope: list[str], blocks: dict, node_id: str | None) -> str:
+    """``name`` as seen from the block ``scope``: the common prefix left out, and a layer
+    that ends a block (whose output is the block's) named by that block."""
+    parts = name.split(".")
+    k = 0
+    while k < len(scope) and k < len(parts) - 1 and parts[k] == scope[k]:
+        k += 1
+    for end in range(k + 1, len(parts)):
+        b = blocks.get(".".join(parts[:end]))
+        if b is not None and node_id is not None and b.node_id == node_id:
+            return ".".join(parts[k:end])
+    return ".".join(parts[k:])
+
+
+def _rows(s, show_all: bool) -> tuple[list[dict], int]:
+    """The table's rows as dicts, block calls as rows of their own with their layers
+    indented under them (torchinfo's tree); and the count of internal rows left out."""
+    from ..core.util import fmt_count
+
+    total = s.params + s.non_trainable
+    ids = {r.name: r.node_id for r in s.rows}
+    ids.update((k, b.node_id) for k, b in s.blocks.items())
+    shown = [r for r in s.rows if show_all or not r.internal]
+    names = {r.name for r in s.rows}
+    out: list[dict] = []
+    opened: list[str] = []
+    previous = s.model.inputs[0].name if s.model.inputs else None
+    for r in shown:
+        parts = r.name.split(".")
+        scope = parts[:-1]
+        k = 0
+        while k < len(opened) and k < len(scope) and opened[k] == scope[k]:
+            k += 1
+        for depth in range(k, len(scope)):
+            b = s.blocks[".".join(scope[:depth + 1])]
+            out.append({"name": "  " * depth + scope[depth], "kind": b.kind,
+                        "input": _first(b), "output": str(b.output), "params": "--",
+                        "MACs": "--"})
+        opened = scope
+        connected = list(dict.fromkeys(_folded_name(c, names) for c in r.connected))
+        if connected == [previous] and len(r.inputs) < 2:  # a chain; a join always shows
+            connected = []
+        params = r.params + r.non_trainable
+        out.append({"name": "  " * len(scope) + parts[-1],
+                    "kind": r.kind + (" (shared)" if r.shared else ""),
+                    "args": r.args, "input": _first(r), "output": str(r.output),
+                    "connected to": ", ".join(_relative(c, scope, s.blocks, ids.get(c))
+                                              for c in connected),
+                    "params": f"{params:,}",
+                    "%": f"{100 * params / total:.1f}%" if total else "-",
+                    "MACs": fmt_count(r.macs)})
+        previous = r.name
+    return out, len(s.rows) - len(shown)
+
+
+def _folded_name(name: str, names: set[str]) -> str:
+    """The row that shows layer ``name``: itself, or the block call folded over it."""
+    parts = name.split(".")
+    for k in range(1, len(parts)):
+        if ".".join(parts[:k]) in names:
+            return ".".join(parts[:k])
+    return name
+
+
+def _first(r) -> str:
+    return str(r.inputs[0]) if r.inputs else ""
+
+
+def _summary_text(s, units: str, width: int | None, show_all: bool = False) -> list[str]:
     from ..core.util import fmt_count
 
     m = s.model
     total = s.params + s.non_trainable
-
-    def pct(r) -> str:
-        return f"{100 * (r.params + r.non_trainable) / total:.1f}%" if total else "-"
-
     ins = ", ".join(f"{i.name}: [{', '.join(i.shape)}]" + (f" {i.dtype}" if i.dtype != "float"
                                                           else "") for i in m.inputs)
     lines = [f"model {m.name}({ins}) -> {s.output}"]  # a tuple for `gru 8 state`
-    first_in = [str(r.inputs[0]) if r.inputs else "" for r in s.rows]
-    if narrow_width is None:
-        head = ("name", "kind", "args", "input", "output", "params", "%", "MACs")
-        rows = [(r.name, r.kind, r.args, x, str(r.output), f"{r.params + r.non_trainable:,}",
-                 pct(r), fmt_count(r.macs)) for r, x in zip(s.rows, first_in)]
-        lines += _table(head, rows, {5, 6, 7}, None)
-    else:
-        head = ("name", "kind", "output", "params", "%", "MACs")
-        rows = [(r.name, r.kind, str(r.output), f"{r.params + r.non_trainable:,}", pct(r),
-                 fmt_count(r.macs)) for r in s.rows]
-        lines += _table(head, rows, {3, 4, 5}, narrow_width)
+    rows, hidden = _rows(s, show_all)
+    lines += _table([c for c, _ in COLUMNS], rows, width)
     lines.append(f"  total: {total:,} parameters ({s.params:,} trainable, "
                  f"{s.non_trainable:,} non-trainable), {s.buffers:,} in buffers")
     lines.append(f"  MACs: {fmt_count(s.macs)}")
@@ -143,8 +227,11 @@ def _summary_text(s, units: str, narrow_width: int | None) -> list[str]:
                       - {s.batch})
         lines.append(f"  (the inference peak depends on {', '.join(syms)}: give a size with "
                      f"--dim {syms[0] if syms else 'T'}=SIZE)")
-    if narrow_width is not None:  # a long formula (MACs of several symbols) is cut too
-        lines = [_clip_cell(line, narrow_width) for line in lines]
+    if hidden:
+        lines.append(f"  ({hidden} internal row{'s' if hidden != 1 else ''} not shown: "
+                     "--all shows them)")
+    if width is not None:  # a long formula (MACs of several symbols) is cut too
+        lines = [_clip_cell(line, width) for line in lines]
     return lines
 
 
@@ -155,8 +242,6 @@ def _type_symbols(t) -> set[str]:
 
 
 def run(args) -> int:
-    import shutil
-
     spec = load(single_spec(args.spec, "summary"))
     if spec.diagnostics:
         return fail(spec)
@@ -169,15 +254,25 @@ def run(args) -> int:
         print(json.dumps({"version": JSON_VERSION,
                           "models": [_summary_json(s) for s in summaries]}, indent=2))
         return EXIT_OK
-    narrow = NARROW_COLUMNS if args.narrow else None
-    if narrow is None and sys.stdout.isatty():
-        columns = shutil.get_terminal_size().columns
-        wide = max(len(line) for s in summaries for line in _summary_text(s, args.units, None))
-        narrow = columns if wide > columns else None
+    width = table_width(args.narrow, sys.stdout)
     for s in summaries:
-        print("\n".join(_summary_text(s, args.units, narrow)))
+        print("\n".join(_summary_text(s, args.units, width, args.all)))
         print()
     return EXIT_OK
+
+
+def table_width(narrow: bool, stream) -> int:
+    """The width the table fits: NARROW_COLUMNS with ``--narrow``; a terminal's width; else
+    (a pipe or file) the environment's COLUMNS, or NARROW_COLUMNS."""
+    import os
+    import shutil
+
+    if narrow:
+        return NARROW_COLUMNS
+    if stream.isatty():
+        return shutil.get_terminal_size((NARROW_COLUMNS, 24)).columns
+    value = os.environ.get("COLUMNS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else NARROW_COLUMNS
 
 
 def add_arguments(p) -> None:
@@ -194,7 +289,11 @@ def add_arguments(p) -> None:
     p.add_argument("--units", choices=("binary", "si"), default="binary",
                    help="byte units: binary (KiB, MiB; the default) or si (kB, MB)")
     p.add_argument("--narrow", action="store_true",
-                   help=f"fit the table in {NARROW_COLUMNS} columns (no args and input "
-                        "columns; automatic on a narrower terminal)")
+                   help=f"fit the table in {NARROW_COLUMNS} columns, as when piped, also on "
+                        "a wider terminal (columns dropped in order: args, input, connected "
+                        "to, %%)")
+    p.add_argument("--all", action="store_true",
+                   help="show the internal rows too (item, pack, and views such as reshape "
+                        "and transpose)")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="bind a symbolic dim for the activation figures (the batch dim is 1)")

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..ir.spec import Spec
 from .crosscheck import bind_dims, concrete_inputs
+from .progress import Progress
 
 # losses whose int target indexes the classes along axis 1 of the output
 _CLASS_TARGETS = ("cross_entropy", "nll", "margin")
@@ -151,8 +152,10 @@ def _as_targets(t, m, inputs: list, rng) -> list:
 
 
 def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0,
-            dims: dict[str, int] | None = None, min_drop: float = 0.1) -> OverfitReport:
-    """Train on one random batch; see the module docstring."""
+            dims: dict[str, int] | None = None, min_drop: float = 0.1,
+            progress: Progress | None = None) -> OverfitReport:
+    """Train on one random batch; see the module docstring. ``progress``
+    (nnspec.tools.progress) is told each step and its loss."""
     import torch
 
     from ..backends.torch.module import build_module
@@ -164,6 +167,8 @@ def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0
     if t is None:
         raise ValueError(f"model {m.name} has no train section")
     env = bind_dims(spec, m.name, {**{s: 4 for s in _symbols(m)}, **(dims or {})})
+    bar = progress or Progress()
+    bar.stage(f"{m.name}: building the torch module")
     torch.manual_seed(seed)
     mod = build_module(spec, m.name, seed=seed).train()
     rng = np.random.default_rng(seed + 2)
@@ -181,6 +186,7 @@ def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0
                            declared=t.optimizer is not None, schedule=_schedule(t, T))
     seen: set[str] = set()
     named = list(mod.named_parameters())
+    bar.stage(f"{m.name}: training", steps)
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         out = mod(*inputs)
@@ -197,8 +203,10 @@ def overfit(spec: Spec, model: str | None = None, steps: int = 50, seed: int = 0
         if t.clip is not None:
             mod.clip_gradients()
         opt.step()
+        bar.advance(loss=value)
     if report.losses and math.isfinite(report.losses[0]):  # a backward pass ran
         report.no_grad = [k for k, p in named if p.requires_grad and k not in seen]
+    bar.close()
     return report
 
 

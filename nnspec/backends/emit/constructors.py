@@ -73,10 +73,11 @@ _sig("sample='train'", "nnspec.layers.torch.stochastic:Bernoulli",
 _sig("std sample='train'", "nnspec.layers.torch.stochastic:GaussianNoise")
 _sig("p", "nnspec.layers.torch.stochastic:DropPath")
 _sig("p=0.0", "nnspec.layers.torch.sdpa:ScaledDotProductAttention")
+_sig("softcap p=0.0", "nnspec.layers.torch.sdpa:SoftcappedAttention")
 _sig("visible hidden k=1 output='hidden' sample_visible=False sample='train'",
      "nnspec.layers.torch.rbm:RBM")
 _sig("embed_dim num_heads kv_heads=None dropout=0.0 bias=True qkv='packed' causal=False "
-     "scale=None rope=False rope_theta=10000.0 rope_layout='half'",
+     "scale=None rope=False rope_theta=10000.0 rope_layout='half' softcap=None window=None",
      "nnspec.layers.torch.attention:SDPAttention")
 _sig("kernel_size stride=None padding=0 dilation=1 return_indices=False ceil_mode=False",
      "MaxPool1d", "MaxPool2d", "MaxPool3d")

@@ -2,8 +2,9 @@
 F.scaled_dot_product_attention for the options nn.MultiheadAttention lacks).
 
 The source emitter copies these definitions into generated files: inside them only the
-names torch, nn, F and math are used, and the rotary embeddings' apply_rope (imported from
-the rope layer's helpers, copied with them).
+names torch, nn, F and math are used, the rotary embeddings' apply_rope (imported from
+the rope layer's helpers, copied with them) and the sdpa layer's visible and
+softcapped_attention (likewise).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .rope import apply_rope
+from .sdpa import softcapped_attention, visible
 
 
 def causal_mask(q, kv):
@@ -78,20 +80,22 @@ class MaskedAttention(nn.MultiheadAttention):
         return out, weights
 
 
-def attention_mask(t, s, like, key_padding_mask=None, attn_mask=None, causal=False):
+def attention_mask(t, s, like, key_padding_mask=None, attn_mask=None, causal=False, window=None):
     """The masks of an attention layer merged into one attn_mask for
     F.scaled_dot_product_attention, broadcasting to [N, heads, T, S], or None without masks.
     A float mask takes the dtype of ``like`` (the queries), every mask its device.
 
-    causal is aligned bottom-right: query i sees the keys j <= i + S - T. The key-padding
+    causal is aligned bottom-right: query i sees the keys j <= i + S - T; a sliding window
+    keeps the keys j > i + S - T - window (and, without causal, j < i + S - T + window),
+    as :func:`visible`. The key-padding
     mask [N, S] is nonzero where a key is padded; an int attn_mask ([T, S], [N, T, S] or
     [N, heads, T, S]) is nonzero where a query may attend (SDPA's bool mask), a float one is
     added to the scores. A query that sees no key gets zeros from SDPA (no NaN, in the
     backward pass either): the output projection's bias, as the NumPy backend gives.
     """
     allowed = None
-    if causal:
-        allowed = torch.ones(t, s, dtype=torch.bool, device=like.device).tril(s - t)
+    if causal or window is not None:
+        allowed = visible(t, s, like.device, causal, window)
     if key_padding_mask is not None:
         keep = (key_padding_mask.to(like.device) == 0)[:, None, None, :]
         allowed = keep if allowed is None else allowed & keep
@@ -110,7 +114,10 @@ class SDPAttention(nn.Module):
     bottom-right when keys and queries differ in number, grouped-query attention (kv_heads <
     num_heads: each group of num_heads // kv_heads query heads shares one key/value head;
     kv_heads=1 is multi-query attention), a scale other than 1/sqrt(head_dim), and rotary
-    embeddings on q and k (positions 0..S-1 for the keys, S-T..S-1 for the queries).
+    embeddings on q and k (positions 0..S-1 for the keys, S-T..S-1 for the queries), a
+    sliding window (an attn_mask, see :func:`attention_mask`), and attention logit
+    soft-capping (Gemma 2: scores s -> softcap * tanh(s / softcap) before the masks and the
+    softmax; it needs the scores, so :func:`softcapped_attention` instead of SDPA).
 
     qkv='packed' has nn.MultiheadAttention's parameters and initialisation (in_proj_weight
     [3E, E] xavier-uniform, zero biases, out_proj); qkv='separate' has HF LLaMA's nn.Linear
@@ -132,6 +139,8 @@ class SDPAttention(nn.Module):
         rope=False,
         rope_theta=10000.0,
         rope_layout="half",
+        softcap=None,
+        window=None,
     ):
         super().__init__()
         self.num_heads = num_heads
@@ -144,6 +153,8 @@ class SDPAttention(nn.Module):
         self.rope = rope
         self.rope_theta = rope_theta
         self.rope_layout = rope_layout
+        self.softcap = softcap
+        self.window = window
         if self.packed:
             if self.kv_heads != num_heads:
                 raise ValueError("grouped-query attention needs qkv='separate'")
@@ -176,19 +187,31 @@ class SDPAttention(nn.Module):
             k = apply_rope(k, self.rope_theta, self.rope_layout)
         # causal alone over as many keys as queries is SDPA's own causal mask (its fast
         # kernels); otherwise the masks are merged into one
-        is_causal = self.causal and t == s and key_padding_mask is None and attn_mask is None
-        mask = (
-            None if is_causal else attention_mask(t, s, q, key_padding_mask, attn_mask, self.causal)
+        is_causal = (
+            self.causal
+            and t == s
+            and key_padding_mask is None
+            and attn_mask is None
+            and self.window is None
+            and self.softcap is None
         )
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
-            scale=self.scale,
-            enable_gqa=self.kv_heads != self.num_heads,
-        )
+        mask = None
+        if not is_causal:
+            mask = attention_mask(t, s, q, key_padding_mask, attn_mask, self.causal, self.window)
+        gqa = self.kv_heads != self.num_heads
+        if self.softcap is not None:
+            p = self.dropout if self.training else 0.0
+            y = softcapped_attention(q, k, v, mask, p, self.scale, gqa, self.softcap)
+        else:
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                dropout_p=self.dropout if self.training else 0.0,
+                is_causal=is_causal,
+                scale=self.scale,
+                enable_gqa=gqa,
+            )
         y = y.transpose(1, 2).reshape(n, t, self.num_heads * self.head_dim)
         return self.out_proj(y) if self.packed else self.o_proj(y)

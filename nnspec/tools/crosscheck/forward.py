@@ -7,12 +7,14 @@ gradient check (``grad``) uses them as well.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...backends import weights as _init
 from ...ir.spec import Spec
+from ..progress import Counted, Progress
 from .sizes import _prepare, _show_dims, concrete_inputs
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
@@ -205,9 +207,9 @@ def _to_numpy(v):
 
 def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", seed: int = 0,
                dims: dict[str, int] | None = None, limit: int | None | str = "auto",
-               sample: bool = False) -> Report:
+               sample: bool = False, progress: Progress | None = None) -> Report:
     """Both backends, the same weights (drawn from ``seed``) and inputs; per-layer errors
-    and shapes.
+    and shapes. ``progress`` (nnspec.tools.progress) is told each stage and layer.
 
     The stochastic layers of both backends draw the same numbers (``Noise(seed)``, see
     nnspec/layers/stochastic.py); with ``sample`` those with ``sample=train`` sample, as
@@ -221,13 +223,17 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
     """
     m, np_dtype, env = _prepare(spec, model, dtype, dims, limit)
     types = spec.types(m.name).types
+    bar = progress or Progress()
+    n = len(m.nodes)
 
     import torch
 
     from ...backends.numpy.interpreter import NumpyModel
     from ...backends.torch.module import build_module
     tdtype = {"float64": torch.float64, "float32": torch.float32}[np_dtype.name]
+    bar.stage(f"{m.name}: drawing weights")
     params = _init.draw(spec.state_shapes(m.name), seed, np_dtype, limit=None)
+    bar.stage(f"{m.name}: building the torch module")
     mod = build_module(spec, m.name, dtype=tdtype,
                        params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
     del params
@@ -242,10 +248,14 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
     del shared
     inputs = concrete_inputs(spec, m.name, env, np_dtype, seed)
     force = True if sample else None
-    ours = ref(*inputs, trace=True, noise=_noise(seed), sample=force)
+    bar.stage(f"{m.name}: NumPy forward", n)
+    with counting(ref, "_plan", bar):
+        ours = ref(*inputs, trace=True, noise=_noise(seed), sample=force)
     _use_noise(mod, _noise(seed), force)
-    with torch.no_grad():
+    bar.stage(f"{m.name}: torch forward", n)
+    with torch.no_grad(), counting(mod, "_steps", bar):
         theirs = mod.trace(*[torch.from_numpy(np.ascontiguousarray(a)) for a in inputs])
+    bar.stage(f"{m.name}: comparing", n)
     report = Report(m.name, np_dtype.name, TOLERANCE[np_dtype.name], dims=dict(env),
                     sample=sample)
     # a value's scale: the largest finite magnitude on any path into it. Rounding errors are
@@ -263,7 +273,24 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
         report.rows.append(Row(node.id, node.name, node.op, _shape_of(a), mx, rel,
                                node.span[1] if node.span else None, expected,
                                _shape_of(a), _shape_of(b)))
+        bar.advance()
+    bar.close()
     return report
+
+
+@contextmanager
+def counting(obj, attr: str, bar: Progress):
+    """Count the steps of a backend's plan (the list ``obj.attr``) on ``bar`` while the
+    block runs; the plan is put back as it was after it."""
+    saved = getattr(obj, attr, None)
+    if type(bar) is Progress or not isinstance(saved, list):  # no bar, or no plan to count
+        yield
+        return
+    setattr(obj, attr, Counted(saved, bar.advance))
+    try:
+        yield
+    finally:
+        setattr(obj, attr, saved)
 
 
 def _noise(seed: int):

@@ -14,7 +14,8 @@ import numpy as np
 
 from ...backends import weights as _init
 from ...ir.spec import Spec
-from .forward import _errors, _max_finite, _noise, _shape_of, _show_shape, _use_noise
+from ..progress import Progress
+from .forward import _errors, _max_finite, _noise, _shape_of, _show_shape, _use_noise, counting
 from .sizes import _prepare, _show_dims, concrete_inputs
 
 #: tolerance on the gradients' relative error (float64: the issue's 1e-8; float32 rounding
@@ -89,28 +90,37 @@ class GradReport:
 
 def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64",
                     seed: int = 0, dims: dict[str, int] | None = None,
-                    limit: int | None | str = "auto", sample: bool = False) -> GradReport:
+                    limit: int | None | str = "auto", sample: bool = False,
+                    progress: Progress | None = None) -> GradReport:
     """NumPy's reference backward against torch autograd: the same weights, inputs (from
     ``seed``) and a random cotangent c, in eval mode; the gradients of L = sum(output * c)
     for every trainable parameter and float input, and of every layer's output. The
     stochastic layers draw the same numbers in both, and sample with ``sample`` (as in
-    :func:`crosscheck`)."""
+    :func:`crosscheck`); ``progress`` is told each stage and layer."""
     m, np_dtype, env = _prepare(spec, model, dtype, dims, limit)
+    bar = progress or Progress()
+    n = len(m.nodes)
 
     import torch
 
     from ...backends.numpy.interpreter import NumpyModel
     from ...backends.torch.module import build_module
     tdtype = {"float64": torch.float64, "float32": torch.float32}[np_dtype.name]
+    bar.stage(f"{m.name}: drawing weights")
     params = _init.draw(spec.state_shapes(m.name), seed, np_dtype, limit=None)
+    bar.stage(f"{m.name}: building the torch module")
     mod = build_module(spec, m.name, dtype=tdtype,
                        params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
     ref = NumpyModel(spec, m.name, params=params, dtype=np_dtype)
     inputs = concrete_inputs(spec, m.name, env, np_dtype, seed)
     force = True if sample else None
-    out = ref(*inputs, noise=_noise(seed), sample=force)
-    cot = cotangent(out, seed, np_dtype)
-    got = ref.vjp(*inputs, cotangent=cot, keep=True, noise=_noise(seed), sample=force)
+    # the plan is walked four times: forward, the check that each layer has a backward,
+    # forward keeping what the backward needs, backward
+    bar.stage(f"{m.name}: NumPy forward and backward", 4 * n)
+    with counting(ref, "_plan", bar):
+        out = ref(*inputs, noise=_noise(seed), sample=force)
+        cot = cotangent(out, seed, np_dtype)
+        got = ref.vjp(*inputs, cotangent=cot, keep=True, noise=_noise(seed), sample=force)
     _use_noise(mod, _noise(seed), force)
 
     xs = []
@@ -119,7 +129,9 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
         if inp.dtype != "int":
             t.requires_grad_(True)
         xs.append(t)
-    values = mod.trace(*xs)
+    bar.stage(f"{m.name}: torch forward", n)
+    with counting(mod, "_steps", bar):
+        values = mod.trace(*xs)
     for v in values.values():
         for t in (v if isinstance(v, tuple) else (v,)):
             if isinstance(t, torch.Tensor) and t.requires_grad and not t.is_leaf:
@@ -127,7 +139,9 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
     y = values[m.output]
     pairs = zip(y, cot) if isinstance(y, tuple) else [(y, cot)]
     loss = sum((a * torch.from_numpy(b)).sum() for a, b in pairs)
+    bar.stage(f"{m.name}: torch backward")
     loss.backward()
+    bar.stage(f"{m.name}: comparing", len(got.params) + n)
 
     report = GradReport(m.name, np_dtype.name, GRAD_TOLERANCE[np_dtype.name], dims=dict(env))
     named = dict(mod.named_parameters())
@@ -141,6 +155,7 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
         want = np.zeros_like(g) if want is None else want.detach().numpy()
         mx, rel = _errors(g, want, scale[k])
         report.params.append(GradRow(k, "param", tuple(g.shape), mx, rel))
+        bar.advance()
     for inp, x, g in zip(m.inputs, xs, got.inputs):
         if g is None:
             continue
@@ -148,6 +163,7 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
         mx, rel = _errors(g, want, path.get(inp.id, 0.0))
         report.params.append(GradRow(f"input {inp.name}", "input", tuple(g.shape), mx, rel))
     for node in m.nodes:
+        bar.advance()
         if node.op == "pack":
             # its values are its inputs' tensors, whose torch .grad sums every reader, not only
             # the pack (return s, pooled with s read by the pooler too): they have rows of their own
@@ -166,6 +182,7 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
             mx, rel = _errors(mine, theirs, path[node.id])
         report.layers.append(GradRow(node.name, node.op, _shape_of(mine), mx, rel,
                                      node.span[1] if node.span else None))
+    bar.close()
     return report
 
 
