@@ -1,6 +1,7 @@
 """Cold start of `python -m nnspec check specs/` vs importing nnspec's two dependencies.
 
-Usage: python bench/bench_cold_check.py [--reps 7] [--importtime] [--vs-rev REV | --vs-dir DIR]
+Usage: python bench/bench_cold_check.py [--reps 7] [--importtime] [--cpu]
+                                      [--vs-rev REV | --vs-dir DIR]
 
 Each figure is a fresh interpreter (subprocess), interleaved check / import / bare python,
 median of --reps. The commands run in a temporary copy of nnspec/, grammar/ and specs/
@@ -17,6 +18,9 @@ specs/lenet5.nn <= 1.8x the import of lark and pydantic (medians of the same run
 same interleaved rounds, and prints the ratio now / REV per mode: a change's effect on the
 cold start, measured side by side (``--vs-rev HEAD~1``). --vs-dir DIR does the same with the
 nnspec/ and grammar/ of another working copy (a change not committed yet).
+--cpu times each run by its CPU time (user + system, from the child's resource usage)
+instead of the wall clock: on a machine shared with other processes, waiting for a core
+then does not count.
 """
 
 from __future__ import annotations
@@ -29,7 +33,23 @@ import subprocess
 import sys
 import tempfile
 
-from _common import ROOT, fmt_s, machine, med, result, run_timed as run, wait_quiet
+from _common import ROOT, fmt_s, machine, med, result, run_timed, wait_quiet
+
+#: how one run is timed: run_timed (wall seconds) or run_cpu (--cpu)
+run = run_timed
+
+
+def run_cpu(cmd, env, cwd) -> float:
+    """CPU seconds (user + system) of one subprocess run of ``cmd``, its output captured."""
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    out = p.stdout.read()
+    p.stdout.close()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{out.decode()}")
+    return usage.ru_utime + usage.ru_stime
 
 GOAL = 0.5
 GOAL_RATIO = 2.0
@@ -77,6 +97,8 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--importtime", action="store_true", help="also print -X importtime")
+    ap.add_argument("--cpu", action="store_true",
+                    help="time the runs by CPU time (user + system) instead of wall time")
     ap.add_argument("--vs-rev", metavar="REV",
                     help="also time the check of git revision REV, side by side")
     ap.add_argument("--vs-dir", metavar="DIR",
@@ -85,6 +107,9 @@ def main() -> None:
     if args.vs_rev and args.vs_dir:
         ap.error("--vs-rev and --vs-dir exclude each other")
     args.vs_name = args.vs_rev or args.vs_dir
+    if args.cpu:
+        global run
+        run = run_cpu
     print(f"bench_cold_check: {machine()}")
 
     as_is = dict(os.environ)
@@ -125,7 +150,8 @@ def run_mode(label, env, cwd, args, other=None) -> None:
     wait_quiet()
     t = measure(env, args.reps, cwd, other)
     c, i, b = med(t["check"]), med(t["import"]), med(t["bare"])
-    print(f"  [{label}] median of {args.reps}: check specs/ {fmt_s(c)} "
+    clock = "CPU time" if run is run_cpu else "wall time"
+    print(f"  [{label}] {clock}, median of {args.reps}: check specs/ {fmt_s(c)} "
           f"(min {fmt_s(min(t['check']))}), import lark+pydantic {fmt_s(i)} "
           f"(min {fmt_s(min(t['import']))}), bare python {fmt_s(b)}")
     lenet = med(t["lenet"])

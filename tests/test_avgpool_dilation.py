@@ -127,7 +127,8 @@ def test_a_spec_through_both_backends_and_the_emitted_source():
     assert "def avg_pool_dilated(" in src
     assert ("x = avg_pool_dilated(x, (1, 1, 1, 1), kernel_size=(2, 2), stride=(1, 1), "
             "dilation=(1, 2))") in src
-    assert "dilation=(2, 2),\n            ceil_mode=True,\n            count_include_pad=False," in src
+    assert ("dilation=(2, 2),\n            ceil_mode=True,\n            count_include_pad=False,"
+            in src)
     env: dict = {}
     exec(compile(src, "p.py", "exec"), env)
     got = env["P"]().double()(torch.tensor(x))

@@ -85,7 +85,8 @@ def test_summary_text_and_json():
         "trainable": 156, "non_trainable": 0, "buffers": 0,
         "param_percent": round(100 * 156 / 61706, 4),
         "macs": "117600*N",
-        "macs_text": "117,600*N", "layers": 1}
+        "macs_text": "117,600*N", "layers": 1, "connected_to": ["x"], "internal": False,
+        "shared": False}
 
 
 def test_compile_json_round_trip(tmp_path):

@@ -18,6 +18,7 @@ A layer kind is one class in one module of this package:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar
 
@@ -476,16 +477,79 @@ def _show(v) -> str:
     return str(v)
 
 
-REGISTRY: dict[str, LayerKind] = {}
+class KindRegistry(Mapping):
+    """The layer kinds by name and alias (read-only). A kind's module is imported when one of
+    its names is first looked up, as the static table ``names`` (name -> module, in order)
+    says; a name not in it imports the modules it does not list, so that a family added since
+    is found all the same. Listing the names (``iter``, ``len``) imports every module."""
+
+    def __init__(self):
+        self._kinds: dict[str, LayerKind] = {}
+        self.configure("", (), {})
+
+    def configure(self, package: str, modules, names: dict[str, str]) -> None:
+        """The package of the kind modules, every one of them, and the static name table."""
+        self._package, self._modules, self._names = package, tuple(modules), dict(names)
+        listed = set(self._names.values())
+        self._unlisted = tuple(m for m in self._modules if m not in listed)
+        self._complete = False
+
+    def add(self, key: str, kind: LayerKind) -> None:
+        if key in self._kinds:
+            raise RuntimeError(f"layer kind {key!r} registered twice")
+        self._kinds[key] = kind
+
+    def _find(self, name) -> LayerKind | None:
+        module = self._names.get(name)
+        if module is None and (self._complete or not self._unlisted):
+            return None  # a block's name, a misspelling: nothing to import
+        from importlib import import_module
+
+        for m in (module,) if module is not None else self._unlisted:
+            import_module(f"{self._package}.{m}")
+        return self._kinds.get(name)
+
+    def load_all(self) -> dict[str, LayerKind]:
+        """Every kind module imported: the kinds by name, in the table's order."""
+        if not self._complete:
+            from importlib import import_module
+
+            for m in self._modules:
+                import_module(f"{self._package}.{m}")
+            order = {n: i for i, n in enumerate(self._names)}
+            self._kinds = dict(sorted(self._kinds.items(),
+                                      key=lambda kv: order.get(kv[0], len(order))))
+            self._complete = True
+        return self._kinds
+
+    def __getitem__(self, name) -> LayerKind:
+        kind = self._kinds.get(name) or self._find(name)
+        if kind is None:
+            raise KeyError(name)
+        return kind
+
+    def get(self, name, default=None):
+        kind = self._kinds.get(name) or self._find(name)
+        return default if kind is None else kind
+
+    def __contains__(self, name) -> bool:
+        return name in self._kinds or self._find(name) is not None
+
+    def __iter__(self):
+        return iter(self.load_all())
+
+    def __len__(self) -> int:
+        return len(self.load_all())
+
+
+REGISTRY = KindRegistry()
 
 
 def register(cls):
     """Class decorator: register a LayerKind under its name and aliases."""
     inst = cls()
     for key in (cls.name, *cls.aliases):
-        if key in REGISTRY:
-            raise RuntimeError(f"layer kind {key!r} registered twice")
-        REGISTRY[key] = inst
+        REGISTRY.add(key, inst)
     return cls
 
 

@@ -34,7 +34,6 @@ Long lines are kept as they are: no line is ever broken or joined.
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from dataclasses import dataclass, fields, is_dataclass
@@ -456,6 +455,8 @@ def add_arguments(p) -> None:
 
 
 def _diff(old: str, new: str, path: str) -> str:
+    import difflib
+
     return "".join(difflib.unified_diff(old.splitlines(keepends=True),
                                         new.splitlines(keepends=True),
                                         f"{path}", f"{path} (formatted)"))

@@ -679,6 +679,12 @@ class _Gen:
         if (e // heads) % 2 == 0 and r.random() < 0.2:
             words += ["rope"] + r.choice([[], ["rope_layout=interleaved"], ["rope_theta=100.0"]])
             self.features.add("rope-in-attention")
+        if r.random() < 0.15:  # Gemma 2's logit soft-capping, Mistral's sliding window
+            words.append(r.choice(["softcap=50.0", "softcap=0.5", "attn_logit_softcapping=2.0"]))
+            self.features.add("softcap")
+        if r.random() < 0.15:
+            words.append(f"{r.choice(['window', 'sliding_window'])}={r.randint(1, 4)}")
+            self.features.add("window")
         if r.random() < 0.2:
             words.append("dropout=0.1")
         if r.random() < 0.2:
@@ -786,7 +792,8 @@ class _Gen:
 
     def sdpa_self(self, cur: Val, cur_name: str | None):
         """Self-attention of the value over its last two axes: sdpa(a, a, a), with a
-        causal mask, a scale, dropout or a [1, T] mask input (int or float)."""
+        causal mask, a scale, soft-capping, a sliding window, dropout or a [1, T] mask input
+        (int or float)."""
         if cur.rank < 2 or cur.dtype != "float":
             return None
         r = self.rng
@@ -796,6 +803,12 @@ class _Gen:
             args.append("causal")
         if r.random() < 0.2:
             args.append(r.choice(["scale=0.5", "scale=2.0"]))
+        if r.random() < 0.15:
+            args.append(r.choice(["softcap=20.0", "softcap=0.5"]))
+            self.features.add("softcap")
+        if r.random() < 0.15:
+            args.append(f"window={r.randint(1, 3)}")
+            self.features.add("window")
         if r.random() < 0.2:
             args.append("dropout=0.1")
         out = self.name()
@@ -1011,7 +1024,33 @@ class _Gen:
             got = self.gather(cur, cur_name)
             if got is not None:
                 return got
+        if choice < 0.65:  # a weighting computed from a size (nnspec/layers/consts.py)
+            got = self.size_weights(cur, cur_name)
+            if got is not None:
+                return got
         return self.pipeline(cur, cur_name)
+
+    def size_weights(self, cur: Val, cur_name: str | None):
+        """The value times weights of its last axis computed from that axis's size:
+        ``arange``, a comparison, ``where``, ``minimum``/``maximum``, ``abs``, ``log`` and
+        the casts, int all the way to the cast to float."""
+        last = cur.shape[-1] if cur.rank else None
+        if cur.dtype != "float" or last is None or self.in_block or not (last.const or last.sym):
+            return None
+        r = self.rng
+        cmp = r.choice(["lt", "gt", "le", "ge", "eq", "ne"])
+        c, c2 = r.randint(0, 3), r.randint(0, 2)
+        a, pos, m, w, out = self._named(cur_name), self.name(), self.name(), self.name(), \
+            self.name()
+        self.lines += [f"{pos} = arange({last.text()})",
+                       f"{m} = abs(({pos} - {c}))",
+                       f"{m} = where({cmp}({m}, {c2}), maximum({m}, 1), minimum({m}, 2))",
+                       f"{w} = log((to_float({m}) + 1))",
+                       f"{w} = (to_float(to_int(({w} * 3))) / 3)",
+                       f"{out} = ({a} * {w})"]
+        self.features |= {"arange", "abs", "sub", cmp, "where", "maximum", "minimum", "log",
+                          "to_float", "add", "to_int", "mul", "div"}
+        return cur.copy(), out
 
     def gather(self, cur: Val, cur_name: str | None):
         """``gather(x, i, dim=d)`` with an int index input of the model: one entry per

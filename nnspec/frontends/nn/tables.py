@@ -51,10 +51,12 @@ def load_tables(text: str, transformer) -> Lark | None:
 
 
 # Lark's serialised parser has int-keyed dicts and tuples, which JSON has not: they are
-# written as {"__items__": [[key, value], ...]} and {"__tuple__": [...]}.
+# written as {"__items__": [[key, value], ...]} and {"__tuple__": [...]} (and so is a dict
+# that would read as one of those).
 def _to_json(x):
     if isinstance(x, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in x):
+        if all(isinstance(k, str) for k in x) and not (
+                len(x) == 1 and next(iter(x)) in ("__items__", "__tuple__")):
             return {k: _to_json(v) for k, v in x.items()}
         return {"__items__": [[_to_json(k), _to_json(v)] for k, v in x.items()]}
     if isinstance(x, tuple):
@@ -86,6 +88,12 @@ def tables_json() -> str:
     text = grammar_text()
     data, memo = Lark(text, parser="lalr", maybe_placeholders=True).memo_serialize(
         [TerminalDef, Rule])
+    table = data.get("parser", {}).get("parser", {})
+    if isinstance(table.get("states"), dict):
+        # the LALR actions, (kind, argument) pairs that Lark unpacks on loading: written as
+        # JSON arrays, not as tuples, which are decoded one object at a time
+        table["states"] = {state: {tok: list(act) for tok, act in actions.items()}
+                           for state, actions in table["states"].items()}
     return json.dumps({"grammar_sha256": _grammar_digest(text), "lark_version": lark.__version__,
                        "data": _to_json(data), "memo": _to_json(memo)},
                       separators=(",", ":")) + "\n"
