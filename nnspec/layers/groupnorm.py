@@ -24,7 +24,7 @@ from .base import (
     prod,
     register,
 )
-from .norm import _check_eps
+from .norm import _BatchNorm, _check_eps
 
 
 def _affine(c: int) -> dict[str, W]:
@@ -150,22 +150,9 @@ class _InstanceNorm(LayerKind):
     summary = ("instance normalisation of each channel (axis 1) over its positions: "
                "instancenorm [eps=1e-5] [momentum=0.1] [affine] [track]")
 
-    class Params(Params):
-        eps: float = 1e-5
-        momentum: float = 0.1
+    class Params(_BatchNorm.Params):  # batchnorm's arguments and checks, other defaults
         affine: Bool = False
         track: Bool = False
-        init: InitArg = DEFAULT_INIT
-        bias_init: InitArg = DEFAULT_INIT
-
-        _eps = field_validator("eps")(_check_eps)
-
-        @field_validator("momentum")
-        @classmethod
-        def _m(cls, v):
-            if not 0.0 <= v <= 1.0:
-                raise ValueError("must be in [0, 1]")
-            return v
 
     def _n(self, x) -> int:
         layouts = {1: "[N, C, L]", 2: "[N, C, H, W]", 3: "[N, C, D, H, W]"}

@@ -25,6 +25,7 @@ from .common import (
     TORCH_EXTRA,
     SuggestingParser,
     UsageError,
+    seed_arg,
     add_color,
     add_consts,
     add_spec,
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the model to check (default: every model)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="the dtype both backends run in (default float64)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the weights and inputs")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the weights and inputs")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 2)")
     p.add_argument("--grad", action="store_true",
@@ -346,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50, help="training steps (default 50)")
     p.add_argument("--model", help="the model to train (default: every model with a "
                                    "train section)")
-    p.add_argument("--seed", type=_seed, default=0,
+    p.add_argument("--seed", type=seed_arg, default=0,
                    help="seed of the weights and the batch")
     p.add_argument("--dim", action="append", metavar="NAME=SIZE",
                    help="size of a symbolic dim (default 4)")
@@ -378,17 +379,6 @@ def build_parser() -> argparse.ArgumentParser:
         add_color(p, default=argparse.SUPPRESS)
     return ap
 
-
-
-def _seed(text: str) -> int:
-    """A --seed: a non-negative integer (NumPy's generators refuse negative seeds)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a seed is an integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, not {v}")
-    return v
 
 
 def _color_flag(argv: list[str]) -> str | None:

@@ -295,3 +295,16 @@ def parse_dims(items) -> dict[str, int]:
             raise UsageError(f"--dim takes NAME=SIZE with SIZE >= 1, got {item!r}")
         dims[name] = int(value)
     return dims
+
+
+def seed_arg(text: str) -> int:
+    """A --seed: a non-negative integer (NumPy's generators refuse negative seeds)."""
+    import argparse
+
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer, not {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, not {v}")
+    return v

@@ -13,6 +13,7 @@ from .common import (
     EXIT_ERRORS,
     EXIT_OK,
     UsageError,
+    seed_arg,
     add_spec,
     fail,
     load,
@@ -39,7 +40,7 @@ def add_arguments(p) -> None:
                    help="the weights to export: a .safetensors file, a torch state_dict "
                         "(.pt, .bin) or a Hugging Face folder, matched to the spec's keys as "
                         "`nnspec weights map` matches them (default: drawn from --seed)")
-    p.add_argument("--seed", type=_seed, default=0, help="seed of the weights (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the weights (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote FILE' summary")
 
 
@@ -50,18 +51,6 @@ def _opset(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"an opset is an integer, not {text!r}") from None
-
-
-def _seed(text: str) -> int:
-    import argparse
-
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a seed is an integer, not {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"a seed is a non-negative integer, not {v}")
-    return v
 
 
 def require_onnx() -> None:
