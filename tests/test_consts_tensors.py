@@ -243,3 +243,17 @@ def test_bad_input_is_a_located_error(src, where, message):
         nnspec.loads(src, "m.nn")
     text = str(e.value)
     assert f"m.nn:{where}:" in text and message in text, text
+
+
+def test_a_float32_path_in_a_float64_crosscheck_is_judged_at_its_precision():
+    """`to_float` gives torch's default float32 in any run: its path is compared at float32's
+    tolerance, the float64 layers elsewhere at float64's (fuzzing, seed 20261209)."""
+    from nnspec.tools.crosscheck import crosscheck
+
+    spec = nnspec.loads("model R(x: [N, 3]) {\n    v2 = arange(8)\n    v3 = abs((v2 - 1))\n"
+                        "    v4 = log((to_float(v3) + 1))\n    y = x | dense 4\n"
+                        "    return y\n}\n", "r.nn")
+    report = crosscheck(spec, "R", "float64", dims={"N": 3})
+    assert report.ok
+    tol = {r.kind: r.path_tolerance for r in report.rows}
+    assert tol["log"] == 1e-4 and tol["dense"] == 0.0

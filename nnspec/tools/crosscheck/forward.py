@@ -34,13 +34,17 @@ class Row:
     expected: tuple = ()
     shape_numpy: tuple = ()
     shape_torch: tuple = ()
+    # the tolerance of the precision on the layer's path when it is coarser than the run's:
+    # a float32 value in a float64 run (`to_float` of an int, as torch's default dtype) and
+    # everything computed from it
+    path_tolerance: float = 0.0
 
     @property
     def shape_ok(self) -> bool:
         return self.shape_numpy == self.expected and self.shape_torch == self.expected
 
     def ok(self, tol: float) -> bool:
-        return self.shape_ok and self.max_rel <= tol
+        return self.shape_ok and self.max_rel <= max(tol, self.path_tolerance)
 
 
 @dataclass
@@ -199,6 +203,12 @@ def _errors(a, b, scale: float = 0.0) -> tuple[float, float]:
     return diff, diff / s if s > 0 else float("inf")
 
 
+def _has_float32(v) -> bool:
+    if isinstance(v, (tuple, list)):
+        return any(_has_float32(x) for x in v)
+    return getattr(v, "dtype", None) == np.float32
+
+
 def _to_numpy(v):
     if isinstance(v, (tuple, list)):
         return tuple(_to_numpy(x) for x in v)
@@ -262,17 +272,20 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
     # ~eps times the numbers they came from, so noise that a normalisation or a product
     # turned into a near-zero result is still measured against those numbers.
     upstream = {i.id: _max_finite([ours[i.id]]) if i.id in ours else 0.0 for i in m.inputs}
+    coarse: dict = {}  # node id -> the tolerance of the coarsest float on its path
     for node in m.nodes:
         a = ours[node.id]
         b = _to_numpy(theirs[node.id])
         scale = max([upstream.get(v, 0.0) for v in node.inputs] + [0.0])
         upstream[node.id] = max(scale, _max_finite([a]))
+        own = TOLERANCE["float32"] if np_dtype == np.float64 and _has_float32(a) else 0.0
+        coarse[node.id] = max([coarse.get(v, 0.0) for v in node.inputs] + [own])
         mx, rel = _errors(b, a, scale)
         t = types.get(node.id)
         expected = _eval_type(t, env) if t is not None else ()
         report.rows.append(Row(node.id, node.name, node.op, _shape_of(a), mx, rel,
                                node.span[1] if node.span else None, expected,
-                               _shape_of(a), _shape_of(b)))
+                               _shape_of(a), _shape_of(b), coarse[node.id]))
         bar.advance()
     bar.close()
     return report
