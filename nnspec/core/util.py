@@ -291,3 +291,22 @@ def lazy_attributes(package: str, parts: dict[str, tuple[str, ...]]):
         return getattr(import_module(f"{package}.{part}"), name)
 
     return __getattr__
+
+
+def wrap_pipeline(line: str, indent: int, width: int = 96) -> list[str]:
+    """A long .nn pipeline over lines, each continuation's ``|`` under the first one (the
+    layout the writers of .nn text, the importers, give a statement longer than ``width``
+    with its ``indent``); a line that fits, or has no ``|``, stays one line."""
+    if indent + len(line) <= width or " | " not in line:
+        return [line]
+    head, *stages = line.split(" | ")
+    bar = len(head) + 1
+    out, cur = [], head
+    for st in stages:
+        if indent + len(cur) + 3 + len(st) > width and cur.strip():
+            out.append(cur)
+            cur = " " * bar + "| " + st
+        else:
+            cur += " | " + st
+    out.append(cur)
+    return out

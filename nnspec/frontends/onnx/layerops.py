@@ -66,15 +66,7 @@ def conv(cx: Converter, node, ins, i) -> Op:
     s, d = _spatial_attrs(cx, node, n)
     g = int(cx.attr(node, "group", 1))
     p = pads(*window_pads(cx, node, x, k, s, d))
-    text = f"conv {w.shape[0]} k={ints(k)}"
-    text += f" s={ints(s)}" if any(v != 1 for v in s) else ""
-    text += f" p={p}" if p else ""
-    text += f" d={ints(d)}" if any(v != 1 for v in d) else ""
-    text += f" groups={g}" if g != 1 else ""
-    bias = len(ins) > 2 and ins[2]
-    text += "" if bias else " bias=false"
-    return cx.layer(node, "conv", text, [x], node.output[0],
-                    {"weight": (ins[1], None), "bias": (ins[2] if bias else "", None)})
+    return _conv_layer(cx, node, ins, x, "conv", w.shape[0], k, s, p, "", d, g)
 
 
 def conv_transpose(cx: Converter, node, ins, i) -> Op:
@@ -93,15 +85,23 @@ def conv_transpose(cx: Converter, node, ins, i) -> Op:
     pv = list(cx.attr(node, "pads", [0] * 2 * n))
     op_ = list(cx.attr(node, "output_padding", [0] * n))
     p = pads(pv[:n], pv[n:])
-    text = f"convtranspose {w.shape[1] * g} k={ints(k)}"
+    extra = f" output_padding={ints(op_)}" if any(op_) else ""
+    return _conv_layer(cx, node, ins, x, "convtranspose", w.shape[1] * g, k, s, p, extra, d, g)
+
+
+def _conv_layer(cx: Converter, node, ins, x, kind: str, out: int, k, s, p: str, extra: str,
+                d, g: int) -> Op:
+    """A convolution or a transposed one: ``<kind> <out> k= [s=] [p=] ... [d=] [groups=]
+    [bias=false]``, its weight (and bias) from the node's initializers."""
+    text = f"{kind} {out} k={ints(k)}"
     text += f" s={ints(s)}" if any(v != 1 for v in s) else ""
     text += f" p={p}" if p else ""
-    text += f" output_padding={ints(op_)}" if any(op_) else ""
+    text += extra
     text += f" d={ints(d)}" if any(v != 1 for v in d) else ""
     text += f" groups={g}" if g != 1 else ""
     bias = len(ins) > 2 and ins[2]
     text += "" if bias else " bias=false"
-    return cx.layer(node, "convtranspose", text, [x], node.output[0],
+    return cx.layer(node, kind, text, [x], node.output[0],
                     {"weight": (ins[1], None), "bias": (ins[2] if bias else "", None)})
 
 

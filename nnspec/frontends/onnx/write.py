@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from ...core.util import wrap_pipeline
 from ...layers import REGISTRY
 from .convert import Op
 from .read import RESERVED
@@ -96,23 +97,6 @@ def body(ops: list[Op], env: dict[str, str], outputs: list[str], taken: set[str]
     return lines
 
 
-def wrap(line: str, indent: int, width: int = WIDTH) -> list[str]:
-    """A long pipeline over lines, each continuation's ``|`` under the first one."""
-    if indent + len(line) <= width or " | " not in line:
-        return [line]
-    head, *stages = line.split(" | ")
-    bar = len(head) + 1
-    out, cur = [], head
-    for st in stages:
-        if indent + len(cur) + 3 + len(st) > width and cur.strip():
-            out.append(cur)
-            cur = " " * bar + "| " + st
-        else:
-            cur += " | " + st
-    out.append(cur)
-    return out
-
-
 def model(name: str, source: str, inputs: list[tuple[str, list, str]], result: list | None,
           lines: list[str]) -> str:
     """The whole spec: a comment naming the file, the model's signature and body."""
@@ -123,6 +107,6 @@ def model(name: str, source: str, inputs: list[tuple[str, list, str]], result: l
         head += " -> [" + ", ".join(str(d) for d in result) + "]"
     out = [f"# {name}: imported by nnspec from {source}", "", head + " {"]
     for ln in lines:
-        out += ["    " + w for w in wrap(ln, 4)]
+        out += ["    " + w for w in wrap_pipeline(ln, 4, WIDTH)]
     out.append("}")
     return "\n".join(out) + "\n"

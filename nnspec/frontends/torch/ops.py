@@ -70,45 +70,46 @@ def kw(name: str, value, hint: str | None = None) -> list:
 
 # ---- leaf modules ----------------------------------------------------------------------
 
-def _conv(m: nn.Conv1d) -> list:
+def _conv_head(m, kind: str) -> list:
+    """``conv <out> k= [s=]``: the words a convolution and a transposed one share first."""
     if m.padding_mode != "zeros":
         raise _unsupported(f"padding_mode={m.padding_mode!r}")
-    w = ["conv ", Slot(m.out_channels, "c")]
+    w = [f"{kind} ", Slot(m.out_channels, "c")]
     w += kw("k", _pair(m.kernel_size), "k")
     if _pair(m.stride) != 1:
         w += kw("s", _pair(m.stride), "stride")
+    return w
+
+
+def _conv_tail(m) -> list:
+    """``[d=] [groups=] [bias=false]``: the words both share last."""
+    w = []
+    if _pair(m.dilation) != 1:
+        w += kw("d", _pair(m.dilation), "dilation")
+    if m.groups != 1:
+        w += kw("groups", m.groups, "groups")
+    if m.bias is None:
+        w += [" bias=false"]
+    return w
+
+
+def _conv(m: nn.Conv1d) -> list:
+    w = _conv_head(m, "conv")
     pad = m.padding if isinstance(m.padding, str) else _pair(m.padding)
     if pad == "same":
         w += [" p=same"]
     elif pad not in (0, "valid"):
         w += kw("p", pad, "pad")
-    if _pair(m.dilation) != 1:
-        w += kw("d", _pair(m.dilation), "dilation")
-    if m.groups != 1:
-        w += kw("groups", m.groups, "groups")
-    if m.bias is None:
-        w += [" bias=false"]
-    return w
+    return w + _conv_tail(m)
 
 
 def _convtranspose(m: nn.ConvTranspose2d) -> list:
-    if m.padding_mode != "zeros":
-        raise _unsupported(f"padding_mode={m.padding_mode!r}")
-    w = ["convtranspose ", Slot(m.out_channels, "c")]
-    w += kw("k", _pair(m.kernel_size), "k")
-    if _pair(m.stride) != 1:
-        w += kw("s", _pair(m.stride), "stride")
+    w = _conv_head(m, "convtranspose")
     if _pair(m.padding) != 0:
         w += kw("p", _pair(m.padding), "pad")
     if _pair(m.output_padding) != 0:
         w += kw("output_padding", _pair(m.output_padding), "output_padding")
-    if _pair(m.dilation) != 1:
-        w += kw("d", _pair(m.dilation), "dilation")
-    if m.groups != 1:
-        w += kw("groups", m.groups, "groups")
-    if m.bias is None:
-        w += [" bias=false"]
-    return w
+    return w + _conv_tail(m)
 
 
 def _linear(m: nn.Linear) -> list:

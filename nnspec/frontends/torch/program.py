@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ...core.util import wrap_pipeline
 from .ops import Op
 from .trace import ImportFailure, Traced
 from .write import (
@@ -21,7 +22,6 @@ from .write import (
     fill,
     flat_ops,
     resolve_calls,
-    wrap,
 )
 
 _PARAM_NAMES = {"c": "c", "stride": "stride", "k": "k", "pad": "p", "dilation": "d",
@@ -77,8 +77,8 @@ class Writer:
         sig = ", ".join(i.text() for i in self.inputs)
         lines.append(f"model {model_name}({sig}) {{")
         for ln in body.lines:
-            lines += ["    " + w for w in wrap(resolve_calls(fill(ln, body.slots, {}),
-                                                             self.order), 4)]
+            text = resolve_calls(fill(ln, body.slots, {}), self.order)
+            lines += ["    " + w for w in wrap_pipeline(text, 4)]
         lines.append("}")
         return "\n".join(lines) + "\n"
 
@@ -245,8 +245,8 @@ class Writer:
                  f"block {g.name}({head}) {{"]
         slots = g.slots_per_instance[0] if g.slots_per_instance else []
         for ln in g.template.splitlines():
-            lines += ["    " + w for w in wrap(resolve_calls(fill(ln, slots, g.slot_names),
-                                                             self.order), 4)]
+            text = resolve_calls(fill(ln, slots, g.slot_names), self.order)
+            lines += ["    " + w for w in wrap_pipeline(text, 4)]
         lines.append("}")
         return lines
 

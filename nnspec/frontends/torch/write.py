@@ -395,23 +395,6 @@ class Body:
         raise AssertionError(op.form)
 
 
-def wrap(line: str, indent: int, width: int = 96) -> list[str]:
-    """A long pipeline over lines, each continuation's ``|`` under the first one."""
-    if indent + len(line) <= width or " | " not in line:
-        return [line]
-    head, *stages = line.split(" | ")
-    bar = len(head) + 1
-    out, cur = [], head
-    for st in stages:
-        if indent + len(cur) + 3 + len(st) > width and cur.strip():
-            out.append(cur)
-            cur = " " * bar + "| " + st
-        else:
-            cur += " | " + st
-    out.append(cur)
-    return out
-
-
 def fill(text: str, slots: list, names: dict) -> str:
     """A template with each slot's parameter name (``names[k]``) or its value."""
     return _SLOT.sub(lambda m: names.get(int(m.group(1))) or _num(slots[int(m.group(1))].value),
