@@ -24,7 +24,7 @@ from .base import (
     prod,
     register,
 )
-from .norm import _BatchNorm, _check_eps
+from .norm import _BatchNorm, _check_eps, channel_norm_weights
 
 
 def _affine(c: int) -> dict[str, W]:
@@ -176,13 +176,7 @@ class _InstanceNorm(LayerKind):
         return x
 
     def weights(self, p, ins, out):
-        c = ins[0].shape[1].value
-        w = _affine(c) if p.affine else {}
-        if p.track:
-            w["running_mean"] = W((c,), ("zeros",), trainable=False)
-            w["running_var"] = W((c,), ("ones",), trainable=False)
-            w["num_batches_tracked"] = W((), ("zeros",), trainable=False, dtype="int")
-        return w
+        return channel_norm_weights(ins[0].shape[1].value, p.affine, p.track)
 
     def macs(self, p, ins, out):
         return prod(ins[0].shape) * 2

@@ -39,6 +39,20 @@ def _check_eps(cls, v):
     return v
 
 
+def channel_norm_weights(c: int, affine: bool, track: bool) -> dict:
+    """The state of a normalisation per channel, as torch's _NormBase: ``weight``, ``bias``
+    (affine) and ``running_mean``, ``running_var``, ``num_batches_tracked`` (track)."""
+    w = {}
+    if affine:
+        w["weight"] = W((c,), ("ones",))
+        w["bias"] = W((c,), ("zeros",))
+    if track:
+        w["running_mean"] = W((c,), ("zeros",), trainable=False)
+        w["running_var"] = W((c,), ("ones",), trainable=False)
+        w["num_batches_tracked"] = W((), ("zeros",), trainable=False, dtype="int")
+    return w
+
+
 class _BatchNorm(LayerKind):
     rank: int | None = None
     synonyms = {"affine": "affine", "track_running_stats": "track"}
@@ -83,16 +97,7 @@ class _BatchNorm(LayerKind):
         return x
 
     def weights(self, p, ins, out):
-        c = ins[0].shape[1].value
-        w = {}
-        if p.affine:
-            w["weight"] = W((c,), ("ones",))
-            w["bias"] = W((c,), ("zeros",))
-        if p.track:
-            w["running_mean"] = W((c,), ("zeros",), trainable=False)
-            w["running_var"] = W((c,), ("ones",), trainable=False)
-            w["num_batches_tracked"] = W((), ("zeros",), trainable=False, dtype="int")
-        return w
+        return channel_norm_weights(ins[0].shape[1].value, p.affine, p.track)
 
     def macs(self, p, ins, out):
         return prod(ins[0].shape) * 2

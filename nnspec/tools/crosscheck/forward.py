@@ -239,13 +239,7 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
     import torch
 
     from ...backends.numpy.interpreter import NumpyModel
-    from ...backends.torch.module import build_module
-    tdtype = {"float64": torch.float64, "float32": torch.float32}[np_dtype.name]
-    bar.stage(f"{m.name}: drawing weights")
-    params = _init.draw(spec.state_shapes(m.name), seed, np_dtype, limit=None)
-    bar.stage(f"{m.name}: building the torch module")
-    mod = build_module(spec, m.name, dtype=tdtype,
-                       params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
+    params, mod = weights_and_module(spec, m, np_dtype, seed, bar)
     del params
     # the NumPy backend reads the module's tensors (one copy of the weights, not two);
     # read-only, so that neither backend can change the other's weights
@@ -289,6 +283,22 @@ def crosscheck(spec: Spec, model: str | None = None, dtype: str = "float64", see
         bar.advance()
     bar.close()
     return report
+
+
+def weights_and_module(spec: Spec, m, np_dtype, seed: int, bar):
+    """The weights drawn from ``seed`` (NumPy arrays, state_dict keys) and the torch module
+    built on them in eval mode, in the run's dtype: both checks start so."""
+    import torch
+
+    from ...backends.torch.module import build_module
+
+    tdtype = {"float64": torch.float64, "float32": torch.float32}[np_dtype.name]
+    bar.stage(f"{m.name}: drawing weights")
+    params = _init.draw(spec.state_shapes(m.name), seed, np_dtype, limit=None)
+    bar.stage(f"{m.name}: building the torch module")
+    mod = build_module(spec, m.name, dtype=tdtype,
+                       params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
+    return params, mod
 
 
 @contextmanager

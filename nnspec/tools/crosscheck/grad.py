@@ -12,10 +12,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...backends import weights as _init
 from ...ir.spec import Spec
 from ..progress import Progress
-from .forward import _errors, _max_finite, _noise, _shape_of, _show_shape, _use_noise, counting
+from .forward import (
+    _errors,
+    _max_finite,
+    _noise,
+    _shape_of,
+    _show_shape,
+    _use_noise,
+    counting,
+    weights_and_module,
+)
 from .sizes import _prepare, _show_dims, concrete_inputs
 
 #: tolerance on the gradients' relative error (float64: the issue's 1e-8; float32 rounding
@@ -104,13 +112,7 @@ def crosscheck_grad(spec: Spec, model: str | None = None, dtype: str = "float64"
     import torch
 
     from ...backends.numpy.interpreter import NumpyModel
-    from ...backends.torch.module import build_module
-    tdtype = {"float64": torch.float64, "float32": torch.float32}[np_dtype.name]
-    bar.stage(f"{m.name}: drawing weights")
-    params = _init.draw(spec.state_shapes(m.name), seed, np_dtype, limit=None)
-    bar.stage(f"{m.name}: building the torch module")
-    mod = build_module(spec, m.name, dtype=tdtype,
-                       params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
+    params, mod = weights_and_module(spec, m, np_dtype, seed, bar)
     ref = NumpyModel(spec, m.name, params=params, dtype=np_dtype)
     inputs = concrete_inputs(spec, m.name, env, np_dtype, seed)
     force = True if sample else None
