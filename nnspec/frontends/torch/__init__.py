@@ -88,8 +88,13 @@ def spec_of(model, inputs, dims, name: str, source: str) -> str:
             out.append(torch.zeros(shape, dtype=dtype, device=device))
         return out
 
+    exported = source.startswith("hf:")
+
+    def traced_at():
+        return _trace(model, [examples(0), examples(1)], inputs, exported)
+
     try:
-        traced = trace(model, _is_layer, [examples(0), examples(1)])
+        traced = traced_at()
     except ImportFailure as first:
         # the model fixes some sizes (a ViT's image size): keep only the batch dim free
         fixed = [s for s in symbols if s not in ("N", "B")]
@@ -101,12 +106,43 @@ def spec_of(model, inputs, dims, name: str, source: str) -> str:
         for s in fixed:
             pairs.pop(s)
         try:
-            traced = trace(model, _is_layer, [examples(0), examples(1)])
+            traced = traced_at()
         except ImportFailure:
             sizes = ", ".join(f"{s}={v}" for s, v in tried.items())
             raise ImportFailure(f"{first} (traced at {sizes}; give the sizes the model "
                                 "takes with --input 'x: [N, 3, 224, 224]' or --dim)") from None
     return Writer(traced, inputs, Sizes(traced, pairs), source).spec(name)
+
+
+def _trace(model, examples, inputs, exported: bool):
+    """fx first (module calls kept as written); ``torch.export`` for Hugging Face models
+    and where fx cannot follow the forward (see exported.py)."""
+    from .exported import trace_exported
+    from .trace import trace
+
+    first = None
+    if not exported:
+        try:
+            return trace(model, _is_layer, examples)
+        except ImportFailure as e:
+            if "trac" not in str(e):  # the model ran but does not fit: export will not help
+                raise
+            first = e
+    symbols = [[d if isinstance(d, str) else None for d in i.dims] for i in inputs]
+    kwargs = {"use_cache": False} if _takes(model, "use_cache") else {}
+    try:
+        return trace_exported(model, _is_layer, examples, symbols, kwargs)
+    except ImportFailure as e:
+        raise (first if first is not None else e) from None
+
+
+def _takes(model, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_layer(module) -> bool:

@@ -88,7 +88,7 @@ def function_op(node: fx.Node, dims) -> Op | None:
         return Op(node, [("index", _along(src, dim, piece))], [src], "index")
     if method and t in ("unbind", "chunk") or not method and t in (torch.unbind, torch.chunk):
         return None  # their pieces are read by index above
-    if not _has_tensor(args, kwargs):
+    if not _has_tensor(args, kwargs) and t is not torch.arange:
         return None  # arithmetic on sizes: read where a size is used (a reshape)
     if not method and t in _JOINS or method and t in ("add", "sub", "mul", "div", "add_",
                                                         "mul_"):
@@ -187,6 +187,8 @@ def function_op(node: fx.Node, dims) -> Op | None:
         return None
     if not method and t is F.scaled_dot_product_attention:
         return _sdpa(node, args, kwargs)
+    if not method and t is torch.arange and len(args) == 1 and not kwargs:
+        return Op(node, ["arange", ("dim", args[0])], [], "call")
     raise _unsupported(f"no nnspec kind for {op_name(node)}")
 
 

@@ -340,8 +340,27 @@ MODULES: dict = {
     nn.InstanceNorm3d: _instancenorm,
 }
 
+def _rmsnorm(m) -> list:
+    """Hugging Face's RMSNorm modules (LLaMA, T5, Mistral, ...): x / rms(x) * weight."""
+    eps = getattr(m, "variance_epsilon", getattr(m, "eps", None))
+    w = ["rmsnorm"]
+    if eps is not None:
+        w += kw("eps", float(eps))
+    return w
+
+
+_HF = "transformers.activations."
+
 #: modules of other libraries, by qualified class name, whose forward is known
 KNOWN = {
+    _HF + "GELUActivation": _activation("gelu"),
+    _HF + "NewGELUActivation": lambda m: ["gelu approximate=tanh"],
+    _HF + "GELUTanh": lambda m: ["gelu approximate=tanh"],
+    _HF + "PytorchGELUTanh": lambda m: ["gelu approximate=tanh"],
+    _HF + "SiLUActivation": _activation("silu"),
+    "transformers.models.llama.modeling_llama.LlamaRMSNorm": _rmsnorm,
+    "transformers.models.mistral.modeling_mistral.MistralRMSNorm": _rmsnorm,
+    "transformers.models.t5.modeling_t5.T5LayerNorm": _rmsnorm,
     "torchvision.models.convnext.LayerNorm2d": _layernorm_channels,
     "torchvision.ops.stochastic_depth.StochasticDepth": _stochastic_depth,
     "torchvision.ops.misc.Permute": _permute,

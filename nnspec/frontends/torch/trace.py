@@ -97,14 +97,41 @@ def _build_hf(path: str, kwargs: dict) -> nn.Module:
     except ImportError:
         raise ImportFailure("hf: targets need transformers: pip install 'nnspec[hf]'",
                             usage=True) from None
-    cls = getattr(transformers, arch, None)
+    try:
+        cls = getattr(transformers, arch, None)
+    except Exception as e:  # transformers imports the class lazily, with its dependencies
+        raise ImportFailure(f"transformers could not load {arch}: {type(e).__name__}: "
+                            f"{_short(e.__cause__ or e)}", usage=True) from None
     if cls is None:
         raise ImportFailure(f"transformers has no class {arch!r} (from {path})", usage=True)
     cfg = transformers.AutoConfig.for_model(**{k: v for k, v in config.items()
                                                if k != "architectures"}, **kwargs)
-    with torch.device("meta"):
+    with _meta_parameters():
         model = cls(cfg)
-    return model.eval()
+    # the buffers' values are kept (position ids, rotary frequencies: constants of the
+    # spec), the model itself moves to the meta device
+    model._nnspec_buffers = {k: v.detach().clone() for k, v in model.named_buffers()
+                             if not v.is_meta}
+    return model.to("meta").eval()
+
+
+@contextlib.contextmanager
+def _meta_parameters():
+    """Parameters made on the meta device (no memory: a 7B model builds in megabytes),
+    buffers where the model makes them, with their values."""
+    register = nn.Module.register_parameter
+
+    def on_meta(self, name, param):
+        register(self, name, param)
+        p = self._parameters.get(name)
+        if p is not None and not p.is_meta:
+            self._parameters[name] = nn.Parameter(p.to("meta"), requires_grad=p.requires_grad)
+
+    nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
 
 
 @dataclass

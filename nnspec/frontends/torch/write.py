@@ -266,6 +266,11 @@ class Body:
             return self._shape(v, infer=len(w) < 3)
         if what == "index":
             return self._index(v)
+        if what == "dim":  # one size: a number or a declared symbol
+            t = self.sizes.dim(v)
+            if t is None:
+                raise ImportFailure("a size that follows no declared symbol")
+            return t
         if what == "tensor":
             return self.env[v]
         if what == "call":  # a block call: every slot of the instance, chosen from later
