@@ -124,7 +124,7 @@ def test_vision_transformer_class_token_and_positions(tv):
     assert "model VisionTransformer(x: [N, 3, 32, 32]) {" in text
     assert "param [1, 1, 16] as class_token" in text
     assert "expand(class_token, [N, -1, -1])" in text
-    assert "param [1, 5, 16] as encoder.pos_embedding" in text
+    assert "param [1, 5, 16] as pos_embedding" in text  # inside the Encoder block
     with pytest.raises(ImportFailure, match=r"Wrong image height! Expected 32 .* --input"):
         import_model("torchvision.models.vision_transformer:VisionTransformer",
                      kwargs={"image_size": 32, "patch_size": 16, "num_layers": 1,

@@ -1,9 +1,11 @@
 """dense: a fully connected layer over the last axis (torch.nn.Linear); ``weight_norm=<dim>``
-reparametrises its weight as torch.nn.utils.weight_norm (see :mod:`.weightnorm`)."""
+reparametrises its weight as torch.nn.utils.weight_norm (see :mod:`.weightnorm`);
+``layout=in_out`` stores the weight ``[in, out]``, as Hugging Face's ``Conv1D`` (GPT-2's
+``c_attn``, ``c_proj``, ``c_fc``) does, so that such checkpoints load by key."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from . import weightnorm as wn
 from .base import (
@@ -15,6 +17,7 @@ from .base import (
     Int,
     LayerKind,
     Params,
+    ShapeError,
     TensorType,
     TorchCall,
     TorchModule,
@@ -46,7 +49,8 @@ class Dense(LayerKind):
     aliases = ("linear",)
     positional = ("out",)
     synonyms = {"units": "out", "out_features": "out", "use_bias": "bias"}
-    summary = "fully connected layer: dense <out> [bias=false] [init=xavier] [bias_init=zeros]"
+    summary = ("fully connected layer: dense <out> [bias=false] [init=xavier] [bias_init=zeros] "
+               "[layout=in_out]")
     ranks, layout = (1, None), "[*, features]"
 
     class Params(Params):
@@ -55,6 +59,7 @@ class Dense(LayerKind):
         init: InitArg = DEFAULT_INIT
         bias_init: InitArg = DEFAULT_INIT
         weight_norm: Optional[Int] = None
+        layout: Literal["out_in", "in_out"] = "out_in"
 
         _out = positive("out")
 
@@ -63,11 +68,15 @@ class Dense(LayerKind):
         need_float(x, "dense")
         concrete(x.shape[-1], "dense's input width (the last dim)")
         wn.check(p, 2, "dense")
+        if p.layout == "in_out" and p.weight_norm is not None:
+            raise ShapeError("dense: weight_norm= with layout=in_out (torch's weight_norm "
+                             "of a Linear weight is over its [out, in] layout)")
         return TensorType(x.shape[:-1] + (p.out,))
 
     def weights(self, p, ins, out):
         n_in = ins[0].shape[-1].value
-        w = {"weight": W((p.out, n_in), default_init(n_in))}
+        shape = (n_in, p.out) if p.layout == "in_out" else (p.out, n_in)
+        w = {"weight": W(shape, default_init(n_in))}
         if p.bias:
             w["bias"] = W((p.out,), default_init(n_in))
         return wn.with_entries(w, p.weight_norm)
@@ -80,6 +89,8 @@ class Dense(LayerKind):
         kw = {} if p.bias else {"bias": False}
         if p.weight_norm is not None:
             return TorchPlan(wn.module("Linear", (n_in, p.out), kw, p.weight_norm), [])
+        if p.layout == "in_out":
+            return TorchPlan(TorchModule(f"{_HELPERS}:Conv1D", (n_in, p.out), kw), [])
         return TorchPlan(TorchModule("Linear", (n_in, p.out), kw), [])
 
     # ``weight=enc.weight.T``: the weight of another layer, transposed (see LayerKind)
@@ -92,20 +103,27 @@ class Dense(LayerKind):
                          [TorchCall(MODULE, (In(0), ref))])
 
     def numpy(self, p, w, xs, ctx):
-        return npops.linear(xs[0], wn.weight(w, p.weight_norm), w.get("bias"))
+        return npops.linear(xs[0], self._w(p, w), w.get("bias"))
+
+    @staticmethod
+    def _w(p, w):
+        """The weight [out, in], whatever its layout."""
+        return w["weight"].T if p.layout == "in_out" else wn.weight(w, p.weight_norm)
 
     def backward(self, p, w, xs, y, gy, ctx):
         # y = x Wᵀ + b: dx = gy W, dW = Σ gyᵀ x over the leading axes, db = Σ gy
         x = xs[0]
         g2 = gy.reshape(-1, gy.shape[-1])
-        grads = wn.grads(w, g2.T @ x.reshape(-1, x.shape[-1]), p.weight_norm)
+        gw = g2.T @ x.reshape(-1, x.shape[-1])
+        grads = {"weight": gw.T} if p.layout == "in_out" else wn.grads(w, gw, p.weight_norm)
         if p.bias:
             grads["bias"] = g2.sum(axis=0)
-        return [gy @ wn.weight(w, p.weight_norm)], grads
+        return [gy @ self._w(p, w)], grads
 
     def sample(self):
         return {"out": 3, "init": "xavier", "bias_init": "zeros"}, [TensorType((2, 5))]
 
     def samples(self):
         """Also weight_norm over the output units (torch's default dim 0)."""
-        return [self.sample(), ({"out": 3, "weight_norm": 0}, [TensorType((2, 5))])]
+        return [self.sample(), ({"out": 3, "weight_norm": 0}, [TensorType((2, 5))]),
+                ({"out": 4, "layout": "in_out"}, [TensorType((2, 3, 5))])]

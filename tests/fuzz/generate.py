@@ -524,6 +524,9 @@ class _Gen:
         if r.random() < 0.1:
             words.append(f"weight_norm={r.randint(0, 1)}")
             self.features.add("weight_norm")
+        elif r.random() < 0.1:  # the weight stored [in, out] (HF's Conv1D)
+            words.append("layout=in_out")
+            self.features.add("dense_in_out")
         elif r.random() < 0.2:
             words.append(f"init={r.choice(['xavier', 'kaiming'])}")
         self.features.add(kind)

@@ -63,6 +63,7 @@ _sig("normalized_shape eps=1e-05 elementwise_affine=True bias=True device=None d
      "LayerNorm")
 _sig("in_features out_features bias=True device=None dtype=None", "Linear")
 _sig("in_features out_features bias=True", "nnspec.layers.torch.dense:TransposedLinear")
+_sig("in_features out_features bias=True", "nnspec.layers.torch.dense:Conv1D")
 _sig("in_features out_features bias=True dim=0", "nnspec.layers.torch.weightnorm:WeightNormLinear")
 _sig("in_channels out_channels kernel_size stride=1 padding=0 dilation=1 groups=1 bias=True "
      "dim=0", *(f"nnspec.layers.torch.weightnorm:WeightNormConv{n}d" for n in (1, 2, 3)))

@@ -52,8 +52,8 @@ def import_model(target: str, inputs: list[str] | None = None, kwargs: dict | No
 
 
 def _model_name(target: str, model) -> str:
-    base = target.rsplit(":", 1)[-1].rsplit(".", 1)[-1] if ":" in target else \
-        type(model).__name__
+    base = target.rsplit(":", 1)[-1].rsplit(".", 1)[-1] if ":" in target and \
+        not target.startswith("hf:") else type(model).__name__
     parts = re.split(r"[^A-Za-z0-9]+", base)
     return "".join(p[:1].upper() + p[1:] for p in parts if p) or "Model"
 
@@ -63,7 +63,6 @@ def spec_of(model, inputs, dims, name: str, source: str) -> str:
     import torch
 
     from .program import Writer
-    from .trace import trace
     from .write import Sizes
 
     if not inputs:
@@ -79,12 +78,14 @@ def spec_of(model, inputs, dims, name: str, source: str) -> str:
     _distinct(pairs)
 
     device = next((p.device for p in model.parameters()), torch.device("meta"))
+    floats = next((p.dtype for p in model.parameters() if p.is_floating_point()),
+                  torch.float32)
 
     def examples(run: int):
         out = []
         for i in inputs:
             shape = [d if isinstance(d, int) else pairs[d][run] for d in i.dims]
-            dtype = torch.long if i.dtype == "int" else torch.float32
+            dtype = torch.long if i.dtype == "int" else floats
             out.append(torch.zeros(shape, dtype=dtype, device=device))
         return out
 
@@ -133,7 +134,9 @@ def _trace(model, examples, inputs, exported: bool):
     try:
         return trace_exported(model, _is_layer, examples, symbols, kwargs)
     except ImportFailure as e:
-        raise (first if first is not None else e) from None
+        if first is None:
+            raise
+        raise ImportFailure(f"torch.fx: {first}; torch.export: {e}") from None
 
 
 def _takes(model, name: str) -> bool:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from .sized import SizedTensors, rope
 from .trace import ImportFailure, Traced, _Record, _short
 
 aten = torch.ops.aten
@@ -42,8 +43,7 @@ _SHAPE_ONLY = {aten.ones_like, aten.zeros_like, aten.full_like, aten.new_ones,
 #: operations that give their input back (a copy, a no-op cast, an assertion)
 _ALIAS = {aten.contiguous, aten.clone, aten.alias, aten.detach, aten.lift_fresh_copy,
           aten._to_copy}
-_SKIP = {aten._assert_tensor_metadata, aten._assert_scalar, aten.sym_constrain_range_for_size,
-         aten.sym_constrain_range, aten._assert_async}
+from .sized import _SKIP  # noqa: E402  (one list of the assertions)
 _BINARY = {aten.add: operator.add, aten.sub: operator.sub, aten.mul: operator.mul,
            aten.div: operator.truediv}
 _UNARY = {aten.relu: torch.relu, aten.tanh: torch.tanh, aten.sigmoid: torch.sigmoid,
@@ -114,7 +114,7 @@ def _packet(target):
     return getattr(target, "overloadpacket", target)
 
 
-class _Rebuild:
+class _Rebuild(SizedTensors):
     """The exported aten graph rebuilt at the level of torch functions and module calls."""
 
     def __init__(self, model, ep, is_layer, examples):
@@ -124,24 +124,31 @@ class _Rebuild:
         self.env: dict = {}  # exported node -> new node or python value
         self.consts: dict = {}
         self.data_memo: dict = {}
+        self.learned_memo: dict = {}
         sig = ep.graph_signature
         self.state = {}  # placeholder name -> qualified name of a parameter/buffer
+        self.params: set = set()  # the placeholders of parameters
         self.inputs = []  # the user input placeholders, in order
         for spec in sig.input_specs:
             if spec.kind.name in ("PARAMETER", "BUFFER", "CONSTANT_TENSOR"):
                 self.state[spec.arg.name] = spec.target
+            if spec.kind.name == "PARAMETER":
+                self.params.add(spec.arg.name)
             elif spec.kind.name == "USER_INPUT":
                 self.inputs.append(spec.arg.name)
         self.inputs = self.inputs[: len(examples[0])]  # the rest: keyword arguments fixed
         self.nodes = list(ep.graph_module.graph.nodes)
         self.by_name = {n.name: n for n in self.nodes}
         self.groups = self._groups()
+        self.rope: dict = {}  # the add of a rotary embedding -> (x, theta)
+        self.absorbed: set = set()
+        self._find_rope()
 
     # ---- module calls ----------------------------------------------------------------
     def _stack(self, n) -> list:
         st = n.meta.get("nn_module_stack") or {}
         out = []
-        for path, cls in st.values():
+        for path, _ in st.values():
             if path and path in self.modules:
                 out.append((path, type(self.modules[path])))
         return out
@@ -163,6 +170,9 @@ class _Rebuild:
             if path is None:
                 last = None
                 continue
+            src = n.args[0] if n.args and isinstance(n.args[0], fx.Node) else None
+            if self._aliases(n) and out.get(src, (None,))[0] != path:
+                continue  # x.to(its own dtype) of a value from outside: that value
             if path != last:
                 run += 1
             out[n] = (path, run)
@@ -170,6 +180,10 @@ class _Rebuild:
         return out
 
     # ---- dependence --------------------------------------------------------------------
+    def _aliases(self, n) -> bool:
+        t = _packet(n.target)
+        return t in _ALIAS or t in _SKIP or t is aten.to and self._same_dtype(n)
+
     def _is_data(self, n) -> bool:
         """Whether ``n``'s value depends on an input's values (not only on its sizes)."""
         memo = self.data_memo
@@ -183,6 +197,19 @@ class _Rebuild:
             r = any(self._is_data(a) for a in n.all_input_nodes)
         memo[n] = r
         return r
+
+    def _is_const(self, n) -> bool:
+        """A tensor computed from sizes and buffers alone (evaluated, then recognised)."""
+        return self._tensor(n) and not self._is_data(n) and not self._learned(n)
+
+    def _learned(self, n) -> bool:
+        memo = self.learned_memo
+        if n not in memo:
+            if n.op == "placeholder":
+                memo[n] = n.name in self.params
+            else:
+                memo[n] = any(self._learned(a) for a in n.all_input_nodes)
+        return memo[n]
 
     def _is_state(self, n) -> bool:
         return n.op == "placeholder" and n.name in self.state
@@ -200,6 +227,12 @@ class _Rebuild:
                 continue
             if n.op == "output":
                 outputs = n.args[0]
+                continue
+            if n in self.absorbed:
+                continue
+            if n in self.rope:
+                x, theta = self.rope[n]
+                self.env[n] = self._new("call_function", rope, (self._arg(x), theta), n)
                 continue
             if n in self.groups:
                 path, run = self.groups[n]
@@ -229,8 +262,9 @@ class _Rebuild:
                 ins.append(a)
         outs = [m for m in members if any(u not in inside for u in m.users)]
         if len(outs) != 1:
+            names = ", ".join(o.name for o in outs)
             raise ImportFailure(f"{path} ({type(self.modules[path]).__name__}): a module "
-                                f"whose call gives {len(outs)} values")
+                                f"whose call gives {len(outs)} values ({names})")
         new = self.g.call_module(path, tuple(self._arg(a) for a in ins))
         stack = self._stack(last)
         keep = [i for i, (p, _) in enumerate(stack) if p == path]
@@ -240,7 +274,7 @@ class _Rebuild:
     def _arg(self, a):
         if isinstance(a, (list, tuple)):
             return type(a)(self._arg(x) for x in a)
-        if not isinstance(a, fx.Node):
+        if not isinstance(a, fx.Node) or a.graph is self.g:
             return a
         if a in self.env:
             return self.env[a]
@@ -248,16 +282,16 @@ class _Rebuild:
             new = self.g.get_attr(self.state[a.name])
             self.env[a] = new
             return new
-        if self._tensor(a) and not self._is_data(a):
+        if self._is_const(a):
             return self._constant(a)
-        raise ImportFailure(f"{a.name}: a value the importer cannot place")
+        raise ImportFailure(f"{a.name} ({a.target}): a value the importer cannot place")
 
     def _function(self, n):
         t = _packet(n.target)
         if t in _SKIP:
             return
         val = n.meta.get("val")
-        if not self._is_data(n) and (self._tensor(n)):
+        if self._is_const(n):
             return  # a tensor computed from sizes: made where it is used (_constant)
         if t is aten.sym_size:
             x, d = n.args[0], n.args[1]
@@ -304,7 +338,7 @@ class _Rebuild:
                                                 {k: self._arg(v) for k, v in kw.items()})
         meth = lambda m, *args: self._new("call_method", m, self._arg(args), n)  # noqa
         x = n.args[0] if n.args else None
-        if t in _ALIAS or t is aten.to and self._same_dtype(n):
+        if self._aliases(n):
             return self._arg(x)
         if t in (aten.view, aten.reshape, aten._unsafe_view):
             return meth("reshape", x, *n.args[1])
@@ -451,118 +485,3 @@ class _Rebuild:
             causal = causal or kind == "causal"
         return call(F.scaled_dot_product_attention, q, k, v, attn_mask=mask, dropout_p=p,
                     is_causal=causal, **kw)
-
-    # ---- tensors computed from sizes -----------------------------------------------------
-    def _sym_value(self, n):
-        raise ImportFailure(f"{self._where(n)}: a size of a tensor computed from sizes")
-
-    def _evaluate(self, n, run: int, memo: dict):
-        if not isinstance(n, fx.Node):
-            return n
-        if n in memo:
-            return memo[n]
-        if n.op == "placeholder":
-            if n.name in self.inputs:
-                ex = self.examples[run][self.inputs.index(n.name)]
-                v = torch.zeros(ex.shape, dtype=ex.dtype)
-            else:
-                v = self._state_value(n)
-        else:
-            t = _packet(n.target)
-            if t in _SKIP:
-                return None
-            ev = lambda a: self._evaluate(a, run, memo)  # noqa: E731
-            args = fx.node.map_aggregate(n.args, ev)
-            kwargs = dict(fx.node.map_aggregate(n.kwargs, ev))
-            if "device" in kwargs:
-                kwargs["device"] = "cpu"
-            v = n.target(*args, **kwargs)
-        memo[n] = v
-        return v
-
-    def _state_value(self, n):
-        name = self.state[n.name]
-        kept = getattr(self.model, "_nnspec_buffers", {})
-        if name in kept:
-            return kept[name]
-        try:
-            v = self.model.get_buffer(name)
-        except AttributeError:
-            v = self.model.get_parameter(name)
-        if v.is_meta:
-            raise _Unknown(name)
-        return v.detach().cpu()
-
-    def _values(self, n) -> list:
-        out = []
-        for run in range(len(self.examples)):
-            try:
-                out.append(self._evaluate(n, run, {}))
-            except _Unknown as e:
-                raise ImportFailure(f"{self._where(n)}: {n.name} is computed from the "
-                                    f"buffer {e} (not materialised on the meta device)"
-                                    ) from None
-        return out
-
-    def _mask_kind(self, mask, sdpa) -> str:
-        """``none`` (every key kept) or ``causal``, at both example sizes."""
-        kinds = set()
-        for m in self._values(mask):
-            keep = m if m.dtype == torch.bool else m > torch.finfo(torch.float32).min / 2
-            t, s = keep.shape[-2], keep.shape[-1]
-            if bool(keep.all()):
-                kinds.add("none")
-            elif t == s and torch.equal(keep, torch.ones(t, s, dtype=torch.bool).tril()
-                                        .expand_as(keep)):
-                kinds.add("causal")
-            else:
-                kinds.add("other")
-        if len(kinds) != 1 or "other" in kinds:
-            raise ImportFailure(f"{self._where(sdpa)}: an attention mask computed from sizes "
-                                "that is neither causal nor empty")
-        return kinds.pop()
-
-    def _constant(self, n):
-        """A tensor computed from sizes, as new-graph nodes: position ids (``arange``
-        along the last axis, broadcast) or zeros (token type ids)."""
-        if n in self.consts:
-            return self.consts[n]
-        values = self._values(n)
-        shapes = [tuple(v.shape) for v in values]
-        last = [s[-1] if s else None for s in shapes]
-        if any(v.dtype.is_floating_point or v.dtype == torch.bool for v in values) or \
-                not all(shapes):
-            raise ImportFailure(f"{self._where(n)}: a tensor computed from sizes "
-                                f"({n.name}) that nnspec cannot express")
-        size = self._size_node(last, n)
-        rng = [torch.arange(s[-1]).expand(s) for s in shapes]
-        if all(torch.equal(v, r) for v, r in zip(values, rng)):
-            node = self._new("call_function", torch.arange, (size,), n)
-        elif all(not bool(v.any()) for v in values):
-            node = self._new("call_function", torch.arange, (size,), n)
-            node = self._new("call_function", operator.mul, (node, 0), n)
-        else:
-            raise ImportFailure(f"{self._where(n)}: a tensor computed from sizes "
-                                f"({n.name}) that is neither positions nor zeros")
-        lead = [1] * (len(shapes[0]) - 1)
-        if lead:
-            node = self._new("call_method", "reshape", (node, *lead, size), n)
-        self.consts[n] = node
-        return node
-
-    def _size_node(self, pair: list, old):
-        """A new-graph value equal to ``pair`` (its values at the two example sizes): a
-        number, or ``x.size(d)`` of an input whose dim follows the same symbol."""
-        if pair[0] == pair[1]:
-            return int(pair[0])
-        for name in self.inputs:
-            i = self.inputs.index(name)
-            for d in range(self.examples[0][i].dim()):
-                if [ex[i].shape[d] for ex in self.examples] == list(pair):
-                    ph = self.by_name[name]
-                    return self._new("call_method", "size", (self.env[ph], d), old)
-        raise ImportFailure(f"{self._where(old)}: a size {tuple(pair)} that follows no input")
-
-
-class _Unknown(Exception):
-    pass

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import fx
 
 from .ops import Op, Slot, _adaptive, _dropout, _num, _unsupported, kw
+from .sized import rope as rope_marker
 
 
 _ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", torch.tanh: "tanh",
@@ -187,6 +188,10 @@ def function_op(node: fx.Node, dims) -> Op | None:
         return None
     if not method and t is F.scaled_dot_product_attention:
         return _sdpa(node, args, kwargs)
+    if not method and t is rope_marker:  # HF's apply_rotary_pos_emb, recognised
+        theta = float(args[1])
+        return Op(node, ["rope" + (f" theta={_num(theta)}" if theta != 10000.0 else "")],
+                  [x])
     if not method and t is torch.arange and len(args) == 1 and not kwargs:
         return Op(node, ["arange", ("dim", args[0])], [], "call")
     raise _unsupported(f"no nnspec kind for {op_name(node)}")

@@ -351,6 +351,12 @@ def _rmsnorm(m) -> list:
 
 _HF = "transformers.activations."
 
+
+def _conv1d_hf(m) -> list:
+    """Hugging Face's Conv1D (GPT-2): a linear layer whose weight is [in, out]."""
+    return ["dense ", Slot(int(m.nf), "d"), " layout=in_out"] + (
+        [] if m.bias is not None else [" bias=false"])
+
 #: modules of other libraries, by qualified class name, whose forward is known
 KNOWN = {
     _HF + "GELUActivation": _activation("gelu"),
@@ -358,6 +364,7 @@ KNOWN = {
     _HF + "GELUTanh": lambda m: ["gelu approximate=tanh"],
     _HF + "PytorchGELUTanh": lambda m: ["gelu approximate=tanh"],
     _HF + "SiLUActivation": _activation("silu"),
+    "transformers.pytorch_utils.Conv1D": _conv1d_hf,
     "transformers.models.llama.modeling_llama.LlamaRMSNorm": _rmsnorm,
     "transformers.models.mistral.modeling_mistral.MistralRMSNorm": _rmsnorm,
     "transformers.models.t5.modeling_t5.T5LayerNorm": _rmsnorm,

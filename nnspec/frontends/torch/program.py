@@ -103,8 +103,9 @@ class Writer:
         ins = []
         for op in ops:
             for x in op.inputs:
-                if x in made:
-                    inside[x] = inside.get(x, 0) + 1
+                if x in made:  # a block call reads its input as often as its body does
+                    inside[x] = inside.get(x, 0) + (op.inner_uses if _is_call(op) and
+                                                    op.inner_uses else 1)
                 elif x not in ins:
                     ins.append(x)
         outs = [op.node for op in ops

@@ -104,10 +104,18 @@ def _build_hf(path: str, kwargs: dict) -> nn.Module:
                             f"{_short(e.__cause__ or e)}", usage=True) from None
     if cls is None:
         raise ImportFailure(f"transformers has no class {arch!r} (from {path})", usage=True)
-    cfg = transformers.AutoConfig.for_model(**{k: v for k, v in config.items()
-                                               if k != "architectures"}, **kwargs)
-    with _meta_parameters():
-        model = cls(cfg)
+    try:
+        cfg = transformers.AutoConfig.for_model(**{k: v for k, v in config.items()
+                                                   if k != "architectures"}, **kwargs)
+    except Exception as e:
+        raise ImportFailure(f"{path}: not a config transformers reads: {type(e).__name__}: "
+                            f"{_short(e)}", usage=True) from None
+    try:
+        with _meta_parameters():
+            model = cls(cfg)
+    except Exception as e:  # the config does not make a model: say what transformers said
+        raise ImportFailure(f"{arch}(config of {path}) raised {type(e).__name__}: "
+                            f"{_short(e)}") from None
     # the buffers' values are kept (position ids, rotary frequencies: constants of the
     # spec), the model itself moves to the meta device
     model._nnspec_buffers = {k: v.detach().clone() for k, v in model.named_buffers()

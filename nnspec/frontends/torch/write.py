@@ -111,6 +111,7 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
                 op = Op(node, [], tensors[:1], "skip")
             else:
                 state = not stateless(module)
+                words = words + _tied(traced, node.target, module, words)
                 uses[node.target] = uses.get(node.target, 0) + 1
                 op = Op(node, words, tensors, "stage", node.target if state else None)
                 if state and uses[node.target] > 1:
@@ -146,6 +147,24 @@ def _learned(traced: Traced, node: fx.Node) -> Op:
                             "has no nnspec kind yet") from None
     shape = ", ".join(str(int(d)) for d in value.shape)
     return Op(node, [f"param [{shape}]"], [], "source", node.target)
+
+
+def _tied(traced: Traced, path: str, module, words: list) -> list:
+    """`` weight=<path>.weight`` for a dense layer whose weight is another layer's
+    Parameter (GPT-2's head and its token embedding): the spec ties them as the model does."""
+    if not (words and isinstance(words[0], str) and words[0].startswith("dense")):
+        return []
+    w = getattr(module, "weight", None)
+    if w is None:
+        return []
+    first = traced.__dict__.setdefault("_first_owner", {})
+    if not first:
+        for name, p in traced.model.named_parameters():  # the first name of each
+            first.setdefault(id(p), name)
+    name = first.get(id(w))
+    if name is None or name == f"{path}.weight" or not name.endswith(".weight"):
+        return []
+    return [f" weight={name}"]
 
 
 def _self_attention(node: fx.Node, tensors: list) -> list:
