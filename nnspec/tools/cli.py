@@ -375,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(summary --json)")
     p.set_defaults(func=cmd_schema)
     _module_command(sub, "explain", "what an error code means, with an example and the fix")
+    _module_command(sub, "docs", "write the reference site (HTML): layer kinds, losses, error "
+                                 "codes, the language tour")
     for p in sub.choices.values():  # --color after the command too
         add_color(p, default=argparse.SUPPRESS)
     return ap
