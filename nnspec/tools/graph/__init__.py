@@ -1,4 +1,4 @@
-"""`nnspec graph`: a picture of the network, as DOT text, SVG or a self-contained HTML page.
+"""`nnspec graph`: a picture of the network, as DOT text, SVG or a self-contained HTML viewer.
 
 The IR is drawn as it is: one node per layer (IR node), one per model input and one per
 value a model returns, an edge per tensor with its inferred shape, blocks as nested
@@ -6,8 +6,7 @@ clusters (from each node's ``called_from`` and dotted name) and ``check D(G)`` s
 as an edge from G's output to D's input. Everything comes from static inference
 (``Spec.layers``): no tensor is allocated and torch is never imported.
 
-The DOT text is ours; the layout is Graphviz's ``dot`` program, run as a subprocess only
-for SVG and HTML. Graphviz 2.43 (Debian 12's) has quadratic phases in its default
+The DOT text is ours; the SVG's layout is Graphviz's ``dot`` program, run as a subprocess. Graphviz 2.43 (Debian 12's) has quadratic phases in its default
 ranking, so the graph always asks for ``newrank``; cluster boxes stay costly in its
 ordering and positioning passes, so above :data:`CLUSTER_LIMIT` nodes the blocks are
 drawn without boxes (each node still names its block in its tooltip) and ``--depth``
@@ -23,8 +22,12 @@ rest is reading the DOT text, measuring the labels and writing the SVG. So dot d
 layers' boxes square, whose rounded corners are put in afterwards (:func:`round_boxes`),
 and the SVG is edited piece by piece as dot writes it (:func:`to_svg`), on another core.
 
+The HTML page is not drawn by dot: it is an interactive viewer (``view``) that lays the
+graph out in the browser with ELK, again each time a block is folded or unfolded.
+
 This package is the command (``add_arguments``, ``run``, :func:`render`); the graph is
-built in ``nodes``, written as DOT text in ``dot``, and drawn as SVG and HTML in ``svg``.
+built in ``nodes``, written as DOT text in ``dot``, drawn as SVG in ``svg`` and as the
+HTML viewer in ``view`` (its script, styles and the inlined elkjs are in ``assets/``).
 Those parts are imported on first use, and their names are reachable from here
 (``graph.build``): the command line's parser imports this package for ``add_arguments``
 on every command, ``nnspec check`` included, whose cold start must not pay for them.
@@ -42,10 +45,12 @@ if TYPE_CHECKING:
 
 #: the names of the parts, reachable as attributes of this package
 _PARTS = {
-    "nodes": ("MAX_LINE", "Cluster", "GEdge", "GNode", "Graph", "build", "fold_id",
-              "layer_label"),
+    "nodes": ("FAMILIES", "MAX_LINE", "Cluster", "GEdge", "GNode", "Graph", "build", "family",
+              "fold_id", "layer_label"),
     "dot": ("CLUSTER_LIMIT", "EDGE_LABEL_LIMIT", "dot_escape", "to_dot"),
-    "svg": ("RendererMissing", "label_edges", "round_boxes", "to_html", "to_svg"),
+    "svg": ("RendererMissing", "label_edges", "round_boxes", "to_svg"),
+    "view": ("ELK_VERSION", "FOLD_ABOVE", "AssetMissing", "default_depth", "graph_data",
+             "to_page"),
 }
 
 __all__ = ["FORMATS", "add_arguments", "render", "run", *(n for ns in _PARTS.values() for n in ns)]
@@ -89,13 +94,26 @@ def _format(args) -> str:
 
 def render(spec, fmt: str, model: str | None = None, depth: int | None = None
            ) -> tuple[str, Graph, bool]:
-    """The picture as text in ``fmt``, the graph drawn and whether clusters were boxed."""
+    """The picture as text in ``fmt``, the graph drawn and whether clusters were boxed.
+
+    HTML is the interactive page of ``view`` (laid out in the browser, so no Graphviz):
+    it holds the whole graph and opens folded to ``depth`` (default: depth 1 for a big
+    graph); SVG and DOT draw the graph folded to ``depth``."""
     from ...core.util import gc_paused
     from .dot import EDGE_LABEL_LIMIT, to_dot
     from .nodes import build
-    from .svg import label_edges, round_boxes, to_html, to_svg
+    from .svg import label_edges, round_boxes, to_svg
 
     models = [spec.model(model)] if model else None
+    if fmt == "html":
+        from .view import to_page
+
+        with gc_paused():
+            g = build(spec, models, None, details=True)
+        info = {"nodes": len(g.nodes), "layers": g.count("layer"),
+                "inputs": g.count("input"), "outputs": g.count("output"),
+                "edges": len(g.edges), "clusters": len(g.clusters)}
+        return to_page(g, f"nnspec graph: {g.title}", info, depth), g, True
     # many small acyclic objects: the cyclic GC would rescan the spec's IR over and over
     # (a third of a 10,000-layer graph's build time)
     with gc_paused():
@@ -107,12 +125,7 @@ def render(spec, fmt: str, model: str | None = None, depth: int | None = None
     with gc_paused():
         svg = to_svg(dot_text, lambda piece: round_boxes(label_edges(piece, g) if late
                                                          else piece))
-    if fmt == "svg":
-        return svg, g, boxes
-    info = {"nodes": len(g.nodes), "layers": g.count("layer"), "blocks": g.count("block"),
-            "inputs": g.count("input"), "outputs": g.count("output"),
-            "edges": len(g.edges), "clusters": len(g.clusters) if boxes else 0}
-    return to_html(svg, f"nnspec graph: {g.title}", info), g, boxes
+    return svg, g, boxes
 
 
 def run(args) -> int:
@@ -120,6 +133,7 @@ def run(args) -> int:
                           write_output)
     from .dot import CLUSTER_LIMIT
     from .svg import RendererMissing
+    from .view import AssetMissing
 
     if args.depth is not None and args.depth < 0:
         raise UsageError(f"--depth must be 0 or more, got {args.depth}")
@@ -131,10 +145,10 @@ def run(args) -> int:
         pick_model(spec, args.model)
     try:
         text, g, boxes = render(spec, fmt, args.model, args.depth)
-    except RendererMissing as e:
+    except (RendererMissing, AssetMissing) as e:
         print(f"nnspec: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    if not boxes and g.clusters and not args.quiet:
+    if not boxes and g.clusters and fmt != "html" and not args.quiet:
         print(f"nnspec: note: {len(g.nodes):,} nodes: blocks are drawn without cluster boxes "
               f"above {CLUSTER_LIMIT:,} (Graphviz lays them out slowly); --depth folds "
               "them", file=sys.stderr)

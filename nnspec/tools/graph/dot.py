@@ -48,6 +48,14 @@ _STYLE = {
 }
 
 
+#: Compositions bold and blue; a tied or shared weight dashed, and left out of the ranking.
+_EDGE_STYLE = {
+    "check": ' style=bold color="#2255cc" fontcolor="#2255cc"',
+    "tie": ' style=dashed constraint=false color="#b0306a" fontcolor="#b0306a"',
+    "shared": ' style=dashed constraint=false color="#b0306a" fontcolor="#b0306a"',
+}
+
+
 def to_dot(g: Graph, for_svg: bool = False) -> tuple[str, bool]:
     """The graph as DOT text, and whether its clusters were drawn (see CLUSTER_LIMIT).
     ``for_svg``: the text to lay out, which leaves a large graph's edge labels to
@@ -109,7 +117,7 @@ def to_dot(g: Graph, for_svg: bool = False) -> tuple[str, bool]:
         a, b = where.get(e.src, []), where.get(e.dst, [])
         common = [x for x, y in zip(a, b) if x == y]
         cls = " ".join(["nn-" + e.kind] + [f"in_{c}" for c in common])
-        style = ' style=bold color="#2255cc" fontcolor="#2255cc"' if e.kind == "check" else ""
+        style = _EDGE_STYLE.get(e.kind, "")
         label = "" if late else f"{edge_label}={_q(e.label)} "
         out.append(f'  {e.src} -> {e.dst} [id="e{k}" class="{cls}" '
                    f'{label}tooltip={_q(e.label)}{style}];')

@@ -22,6 +22,7 @@ class GNode:
     tooltip: str
     clusters: list[str] = field(default_factory=list)  # enclosing cluster ids, outermost first
     params: int = 0
+    info: dict | None = None  # the details a viewer shows (build(details=True))
 
 
 @dataclass
@@ -29,7 +30,7 @@ class GEdge:
     src: str
     dst: str
     label: str
-    kind: str = "data"  # "data" | "check"
+    kind: str = "data"  # "data" | "check" | "tie" (a tied weight) | "shared" (a layer reused)
 
 
 @dataclass
@@ -131,12 +132,38 @@ def _shown_path(path: str) -> str:
     return rel if not rel.startswith("..") else os.path.basename(path)
 
 
+#: The family of each layer module (``layers/<module>.py``), which colours its nodes.
+FAMILIES = {
+    "conv": "conv", "convtranspose": "conv", "norm": "norm", "groupnorm": "norm",
+    "weightnorm": "norm", "activation": "activation", "attention": "attention",
+    "sdpa": "attention", "rope": "attention", "pool": "pooling", "adaptive": "pooling",
+    "dense": "linear", "capsule": "linear", "rbm": "linear", "embedding": "embedding",
+    "positional": "embedding", "recurrent": "recurrent", "dropout": "regularization",
+    "stochastic": "regularization", "merge": "merge", "split": "shape", "reshape": "shape",
+    "tensorops": "shape", "padcrop": "shape", "pixelshuffle": "shape", "upsample": "shape",
+    "gather": "shape", "param": "tensor", "consts": "tensor",
+}
+
+
+def family(kind) -> str:
+    """The family of a layer class, e.g. ``conv``, ``norm``, ``activation`` (else ``other``)."""
+    return FAMILIES.get(kind.__module__.rsplit(".", 1)[-1], "other")
+
+
 def _fmt_params(n: int) -> str:
     return f"{n:,} param{'s' if n != 1 else ''}"
 
 
-def build(spec, models=None, depth: int | None = None) -> Graph:
-    """The graph of the spec's models (default: all) and of the checks between them."""
+def _layer_lines(local: str, label: str, kind_name: str) -> list[str]:
+    """A layer's name and label, the label left out when it only repeats the kind that an
+    automatic name already says (``relu_0`` / ``relu``)."""
+    auto = local.startswith(kind_name + "_") and local[len(kind_name) + 1:].isdigit()
+    return [local] if auto and label == kind_name else [local, label]
+
+
+def build(spec, models=None, depth: int | None = None, details: bool = False) -> Graph:
+    """The graph of the spec's models (default: all) and of the checks between them.
+    ``details``: give each node the ``info`` a viewer shows (kind, arguments, shapes)."""
     from ...layers import REGISTRY
     from ...layers.base import TupleType
 
@@ -174,9 +201,11 @@ def build(spec, models=None, depth: int | None = None) -> Graph:
             nid = f"{mc}i{j}"
             t = types.get(inp.id)
             g.nodes.append(GNode(nid, "input", [f"input {inp.name}", str(t)],
-                                 f"model {m.name}, input {inp.name}: {t}", [mc]))
+                                 f"model {m.name}, input {inp.name}: {t}", [mc],
+                                 info={"name": inp.name, "out": str(t)} if details else None))
             owner[inp.id] = nid
             inputs[m.name][inp.name] = nid
+        by_name: dict[str, str] = {}  # layer name -> its first drawn node
         keys: dict[tuple, str] = {}  # (level, call chain, instance) -> cluster id
         folds: dict[str, GNode] = {}
         for k, node in enumerate(m.nodes):
@@ -214,14 +243,23 @@ def build(spec, models=None, depth: int | None = None) -> Graph:
             nid = f"{mc}n{k}"
             local = node.name[len(inst[-1]) + 1:] if inst and inst[-1] else node.name
             kind = REGISTRY[node.op]
-            lines = [local, _clip(layer_label(node, kind))]
+            label = _clip(layer_label(node, kind))
+            lines = _layer_lines(local, label, kind.name)
             if n_params:
                 lines.append(_fmt_params(n_params))
             line = f"{shown_path(node.span[0])}:{node.span[1]}" if len(node.span) > 1 else ""
             detail = kind.detail(node.p, row.inputs) if row else ""
             tip = f"{node.name} ({line}): {node.op} {detail}".rstrip()
-            g.nodes.append(GNode(nid, "layer", lines, tip, path, n_params))
+            info = None
+            if details:
+                info = {"name": node.name, "op": node.op, "family": family(kind),
+                        "label": label, "where": line, "detail": detail,
+                        "args": {k: _fmt_value(v) for k, v in node.params.items()},
+                        "ins": [str(t) for t in row.inputs] if row else [],
+                        "out": tstr(node.id)}
+            g.nodes.append(GNode(nid, "layer", lines, tip, path, n_params, info))
             owner[node.id] = nid
+            by_name.setdefault(node.name, nid)
         seen: set = set()
         for node in m.nodes:
             dst = owner[node.id]
@@ -235,11 +273,14 @@ def build(spec, models=None, depth: int | None = None) -> Graph:
                 if src is None or src == dst:
                     continue
                 label = tstr(v)
+                if node.op == "item" and isinstance(types.get(v), TupleType):
+                    label = _piece(types.get(v), node.params.get("index"), label)
                 if pos in tensor_pos:
                     label = f"{tensor_pos[pos]}: {label}"
                 if (src, dst, label) not in seen:
                     seen.add((src, dst, label))
                     g.edges.append(GEdge(src, dst, label))
+        _weight_edges(g, m, owner, by_name, seen)
         folds_by_node = {fn.id for fn in folds.values()}
         t_out = types.get(m.output)
         out_types[m.name] = t_out
@@ -283,6 +324,29 @@ def build(spec, models=None, depth: int | None = None) -> Graph:
             label = f"check: {out_types[inner]}"
             g.edges.append(GEdge(outputs[inner][0], dst, label, "check"))
     return g
+
+
+def _piece(t, index, whole: str) -> str:
+    """The piece ``index`` of a tuple type as an edge label (``whole`` if out of range)."""
+    items = list(t.items)
+    if isinstance(index, int) and -len(items) <= index < len(items):
+        return f"[{index}] {items[index]}"
+    return whole
+
+
+def _weight_edges(g: Graph, m, owner: dict, by_name: dict, seen: set) -> None:
+    """A dashed edge from the layer whose weights a node uses: a tied weight (``ties``)
+    or a layer applied again (``shared``)."""
+    for node in m.nodes:
+        dst = owner.get(node.id)
+        pairs = [(by_name.get(n), f"{key} = {n}.{k}{'ᵀ' if t else ''}", "tie")
+                 for key, (n, k, t) in node.ties.items()]
+        if node.shared:
+            pairs.append((by_name.get(node.name), f"shares {node.name}", "shared"))
+        for src, label, kind in pairs:
+            if src is not None and src != dst and (src, dst, label) not in seen:
+                seen.add((src, dst, label))
+                g.edges.append(GEdge(src, dst, label, kind))
 
 
 def fold_id(node: GNode) -> str:

@@ -1,13 +1,11 @@
 """The pictures drawn from the DOT text: SVG laid out by Graphviz's ``dot``, run as a
 subprocess (:func:`to_svg`; :class:`RendererMissing` when it is not installed) and edited
 piece by piece as dot writes it (:func:`label_edges` places a large graph's edge shapes,
-:func:`round_boxes` rounds the layers' boxes), and the self-contained HTML page around
-the SVG (:func:`to_html`).
+:func:`round_boxes` rounds the layers' boxes). The HTML page is ``view``'s.
 """
 
 from __future__ import annotations
 
-import json
 import re
 
 from .dot import _CONTROL, _LAYER_FILL, _LAYER_LINE
@@ -78,79 +76,6 @@ def to_svg(dot_text: str, edit=None) -> str:
     return "".join(pieces)
 
 
-_HTML_CSS = """
-body { font-family: Helvetica, Arial, sans-serif; margin: 0; background: #fff; }
-header { padding: 8px 12px; border-bottom: 1px solid #ddd; position: sticky; top: 0;
-         background: #fff; z-index: 1; }
-header h1 { font-size: 16px; margin: 0 0 4px 0; }
-header button { font-size: 12px; margin-right: 6px; }
-#nnspec-status { font-size: 12px; color: #555; margin-left: 8px; }
-#graph { padding: 12px; }
-#graph g.cluster polygon, #graph g.cluster path { pointer-events: all; cursor: pointer; }
-#graph g.cluster.collapsed polygon, #graph g.cluster.collapsed path
-  { fill: #e3e0ee; stroke-dasharray: 4 2; }
-"""
-
-_HTML_JS = """
-(function () {
-  var root = document.getElementById('graph');
-  var svg = root.querySelector('svg');
-  var clusters = Array.prototype.slice.call(svg.querySelectorAll('g.cluster'));
-  var members = Array.prototype.slice.call(svg.querySelectorAll('g.node, g.edge, g.cluster'));
-  var collapsed = {};
-  function inside(el) {
-    return (el.getAttribute('class') || '').split(/\\s+/).filter(function (c) {
-      return c.indexOf('in_') === 0;
-    }).map(function (c) { return c.slice(3); });
-  }
-  var within = members.map(inside);
-  var label = {};
-  clusters.forEach(function (c) {
-    var t = c.querySelector('text');
-    label[c.id] = t ? t.textContent : '';
-    var n = svg.querySelectorAll('g.node.in_' + c.id).length;
-    c.setAttribute('data-nodes', String(n));
-  });
-  function refresh() {
-    members.forEach(function (el, i) {
-      var hide = within[i].some(function (id) { return collapsed[id]; });
-      el.style.display = hide ? 'none' : '';
-    });
-    clusters.forEach(function (c) {
-      var t = c.querySelector('text');
-      var shut = !!collapsed[c.id];
-      c.classList.toggle('collapsed', shut);
-      if (t) {
-        t.textContent = (shut ? '\\u25b8 ' : '\\u25be ') + label[c.id] +
-          (shut ? ' (' + c.getAttribute('data-nodes') + ' nodes)' : '');
-      }
-    });
-  }
-  clusters.forEach(function (c) {
-    c.addEventListener('click', function (ev) {
-      ev.stopPropagation();
-      collapsed[c.id] = !collapsed[c.id];
-      refresh();
-    });
-  });
-  function all(shut) {
-    clusters.forEach(function (c) {
-      if ((c.getAttribute('class') || '').indexOf('nn-block') >= 0) { collapsed[c.id] = shut; }
-    });
-    refresh();
-  }
-  document.getElementById('collapse-all').addEventListener('click', function () { all(true); });
-  document.getElementById('expand-all').addEventListener('click', function () { all(false); });
-  refresh();
-  var n = svg.querySelectorAll('g.node').length;
-  var status = document.getElementById('nnspec-status');
-  status.textContent = n + ' nodes, ' + clusters.length +
-    ' clusters (click a block to fold it)';
-  document.documentElement.setAttribute('data-nnspec-ready', String(n));
-})();
-"""
-
-
 _EDGE_PATH = re.compile(r'<g id="e(\d+)" class="edge[^"]*">.*?<path [^>]*?d="([^"]*)"[^>]*/>',
                         re.S)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
@@ -173,7 +98,8 @@ def label_edges(svg: str, g: Graph) -> str:
         mid = (len(nums) // 2) // 2  # the middle one of the path's points
         x, y = float(nums[2 * mid]), float(nums[2 * mid + 1])
         e = edges[k]
-        colour = "#2255cc" if e.kind == "check" else "#333333"
+        colour = {"check": "#2255cc", "tie": "#b0306a", "shared": "#b0306a"}.get(e.kind,
+                                                                               "#333333")
         end = m.end()
         parts.append(svg[last:end])
         parts.append(f'\n<text text-anchor="start" x="{x + 4:.2f}" y="{y + 3:.2f}" '
@@ -204,30 +130,3 @@ def round_boxes(svg: str) -> str:
                 f'width="{w:g}" height="{h:g}" rx="{r:g}" ry="{r:g}"/>')
 
     return _BOX.sub(rect, svg)
-
-
-def _strip_prolog(svg: str) -> str:
-    """The <svg> element alone: no XML declaration, doctype or comments (inline SVG)."""
-    start = svg.find("<svg")
-    body = svg[start:] if start >= 0 else svg
-    return re.sub(r"<!--.*?-->", "", body, flags=re.S)
-
-
-def to_html(svg: str, title: str, info: dict) -> str:
-    """A self-contained page: the SVG inline, a little CSS and a script; nothing loaded
-    from elsewhere. ``info`` (counts) is embedded as JSON for tools that read the page."""
-    import html
-
-    data = json.dumps(info, sort_keys=True).replace("<", "\\u003c")
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n"
-        f"<title>{html.escape(title)}</title>\n<style>{_HTML_CSS}</style>\n</head>\n<body>\n"
-        f"<header><h1>{html.escape(title)}</h1>"
-        "<button id=\"collapse-all\" type=\"button\">fold all blocks</button>"
-        "<button id=\"expand-all\" type=\"button\">unfold all</button>"
-        "<span id=\"nnspec-status\">(the script did not run)</span></header>\n"
-        f"<script type=\"application/json\" id=\"nnspec-info\">{data}</script>\n"
-        f"<div id=\"graph\">\n{_strip_prolog(svg)}</div>\n"
-        f"<script>{_HTML_JS}</script>\n</body>\n</html>\n")
