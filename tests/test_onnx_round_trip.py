@@ -99,3 +99,89 @@ def test_exported_spec_imports_back(tmp_path, name, model, stages, sizes):
     for k, dims in enumerate(sizes):
         _same(path, spec, params, dims, seed=k)
 
+
+
+# ---- attention, activations written out, learned positions, ties and blocks --------------
+
+def _export_import(tmp_path, name: str, model: str, consts: dict | None = None,
+                   replace=()):
+    text = (SPECS / name).read_text()
+    for old, new in replace:
+        assert old in text, (name, old)
+        text = text.replace(old, new)
+    text = "\n".join(ANNOTATION.sub("", ln) if ln.startswith(" ") else ln
+                     for ln in text.splitlines()) if replace else text
+    source = nnspec.loads(text, str(SPECS / name), consts=consts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = export_onnx(source, model, seed=0)
+    path = tmp_path / f"{model}.onnx"
+    path.write_bytes(out.to_bytes())
+    text = import_onnx(str(path))
+    assert format_text(text) == text
+    spec = nnspec.loads(text)
+    spec.raise_for_errors()
+    return source, path, text, spec, load_onnx_weights(str(path), spec)
+
+
+def test_gpt2_attention_gelu_positions_tie_and_blocks(tmp_path):
+    source, path, text, spec, params = _export_import(
+        tmp_path, "gpt2.nn", "GPT2Small",
+        {"vocab": 50, "context": 16, "d": 16, "heads": 2, "layers": 2})
+    # the exporter's written-out SDPA (Trilu causal mask), tanh GELU and position slice
+    assert "sdpa(" in text and ", causal)" in text
+    assert re.search(r"\| gelu approximate=tanh( \||$)", text, re.M)
+    assert "| positional learned max_len=16 as transformer.wpe" in text
+    # the head's transposed copy of the table is the tie the spec has
+    assert re.search(r"dense 50 bias=false weight=\w+\.weight as ", text)
+    # transformer.h.0 and .1: one block, applied twice
+    assert "block HBlock(x) {" in text and "HBlock() * 2 as transformer.h" in text
+    assert "as attn.c_attn" in text and "as transformer.h.0" not in text
+    assert spec.param_count() == source.param_count("GPT2Small")
+    for k, dims in enumerate([{"N": 2, "T": 5}, {"N": 1, "T": 16}]):
+        _same(path, spec, params, dims, seed=k)
+
+
+def test_multihead_attention_module_and_erf_gelu(tmp_path):
+    # nn.MultiheadAttention written out: packed in_proj, heads by reshapes, the causal mask
+    source, path, text, spec, params = _export_import(
+        tmp_path, "causal_lm.nn", "CausalLM",
+        {"d": 16, "heads": 2, "layers": 1, "context": 16})
+    assert ", causal)" in text and re.search(r"\| gelu( \||$)", text, re.M)
+    assert "as h.attn.dense" in text and "as h.attn.out_proj" in text
+    for k, dims in enumerate([{"N": 2, "T": 3}, {"N": 3, "T": 7}]):
+        _same(path, spec, params, dims, seed=k)
+
+
+def test_resnet18_blocks_from_module_paths(tmp_path):
+    source, path, text, spec, params = _export_import(
+        tmp_path, "resnet18.nn", "ResNet18", replace=[
+            ("[N, 3, 224, 224]", "[N, 3, 32, 32]"), ("conv 64 k=7", "conv 8 k=7"),
+            ("Basic(64)", "Basic(8)"), ("Layer(128)", "Layer(16)"),
+            ("Layer(256)", "Layer(32)"), ("Layer(512)", "Layer(64)")])
+    assert "block Layer1Block(x) {" in text
+    assert "| Layer1Block() * 2 as layer1" in text
+    assert "conv 8 k=3 p=1 bias=false as conv1 | relu" in text  # names relative in the block
+    # batchnorm folded into the convolutions by the exporter: its statistics are gone
+    assert spec.param_count() < source.param_count("ResNet18")
+    _same(path, spec, params, {"N": 2}, seed=0)
+
+
+@pytest.mark.parametrize("name, model, consts, message", [
+    # RMSNorm written out (Pow, ReduceMean, Sqrt): no kind is matched to it yet
+    ("llama2_7b.nn", "Llama2", {"vocab": 40, "d": 16, "layers": 1, "heads": 4,
+                                "kv_heads": 2, "ff": 24}, "(Pow): no nnspec kind"),
+    # a sample drawn at inference
+    ("dbn.nn", "SampledDBN", None, "(RandomUniformLike): no nnspec kind"),
+])
+def test_what_does_not_map_is_one_located_error(tmp_path, name, model, consts, message):
+    from nnspec.frontends.onnx import OnnxImportError
+
+    source = nnspec.loads((SPECS / name).read_text(), str(SPECS / name), consts=consts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = export_onnx(source, model, seed=0)
+    path = tmp_path / f"{model}.onnx"
+    path.write_bytes(out.to_bytes())
+    with pytest.raises(OnnxImportError, match=r"^node '[^']+' " + re.escape(message)):
+        import_onnx(str(path))

@@ -24,8 +24,9 @@ import re
 
 import numpy as np
 
+from .blocks import form as form_blocks
 from .convert import Converter
-from .ops import OPS
+from .ops import GROUPS, OPS
 from . import read as _reader
 from .read import MAX_EXTERNAL_BYTES, MAX_FILE_BYTES, RESERVED, OnnxImportError
 from .write import Names, body, model
@@ -37,7 +38,7 @@ __all__ = ["MAX_EXTERNAL_BYTES", "MAX_FILE_BYTES", "OnnxImportError", "import_on
 def _convert(path: str, dims: dict | None):
     g = _reader.read(path, dims)
     cx = Converter(g)
-    return g, cx, cx.run(OPS)
+    return g, cx, cx.run(OPS, GROUPS)
 
 
 def import_onnx(path: str, dims: dict[str, int] | None = None, name: str | None = None) -> str:
@@ -51,6 +52,7 @@ def import_onnx(path: str, dims: dict[str, int] | None = None, name: str | None 
         inputs.append((env[n], d, t))
     taken = {op.layer for op in ops if op.again and op.layer and "." not in op.layer}
     outputs = [cx.resolve(o) for o in cx.outputs]
+    ops, blocks = form_blocks(ops, outputs, cx.dims)
     lines = body(ops, env, outputs, taken | names.taken)
     result = None
     if len(outputs) == 1:
@@ -59,7 +61,8 @@ def import_onnx(path: str, dims: dict[str, int] | None = None, name: str | None 
         if v is not None and v.dims is not None and all(
                 isinstance(d, int) or d in symbols for d in v.dims):
             result = v.dims
-    return model(name or _model_name(path, g), os.path.basename(path), inputs, result, lines)
+    return model(name or _model_name(path, g), os.path.basename(path), inputs, result, lines,
+                 blocks)
 
 
 def _model_name(path: str, g) -> str:
@@ -105,6 +108,9 @@ def load_onnx_weights(path: str, spec, model: str | None = None) -> dict[str, np
         elif not w.tied:
             raise OnnxImportError(f"{key}: the spec has this weight and the ONNX file has "
                                   "none for it (is the spec imported from this file?)")
+    for key, w in want.items():
+        if key not in out and w.tied and w.tied in out:
+            out[key] = out[w.tied]  # torch lists a tied parameter under both keys
     if found:
         raise OnnxImportError(f"{sorted(found)[0]}: the ONNX file has this weight and the "
                               "spec has none (is the spec imported from this file?)")

@@ -71,6 +71,8 @@ class Converter:
         self.outputs = [o.name for o in g.graph.output]
         self.tensors = {name for name, _, _ in g.inputs}
         self.skip: set[int] = set()
+        self.replaced: dict = {}
+        self.tables: dict[str, tuple] = {}
         self.fills: dict[str, float] = {}
         self.time_major: dict[str, str] = {}
         self.consumers: dict[str, list] = {}
@@ -115,6 +117,10 @@ class Converter:
             raise self.fail(node, f"{name!r} is a tensor of {self.fills[name]} whose shape "
                                   "is computed from the input's symbolic sizes (nnspec "
                                   "takes one only as a recurrent layer's zero state)")
+        if name in self.tables:
+            raise self.fail(node, f"{name!r} is the first rows of the table "
+                                  f"{self.tables[name][0]!r} up to a symbolic size (nnspec "
+                                  "takes one only added to [N, T, E] as learned positions)")
         if self.is_const(name):
             raise self.fail(node, f"{name!r} is a constant where nnspec needs a tensor "
                                   "computed from the model's inputs")
@@ -145,8 +151,9 @@ class Converter:
 
     # ---- the walk ---------------------------------------------------------------------
 
-    def run(self, ops: dict) -> list[Op]:
-        """The Ops of the graph; ``ops``: op type -> converter (see ops.py)."""
+    def run(self, ops: dict, groups=()) -> list[Op]:
+        """The Ops of the graph; ``ops``: op type -> converter (see ops.py); ``groups``:
+        functions that find groups of nodes standing for one stage before the walk."""
         nodes = list(self.g.graph.node)
         for node in nodes:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
@@ -154,8 +161,16 @@ class Converter:
                     self.const[node.output[0]] = constant(node)
                 except FoldError as e:
                     raise self.fail(node, str(e)) from None
+        for find in groups:
+            find(self)
         for i, node in enumerate(nodes):
             if i in self.skip or node.op_type == "Constant":
+                continue
+            if i in self.replaced:
+                op = self.replaced[i](self)
+                self.ops.append(op)
+                self.producer[op.output] = op
+                self.tensors.add(op.output)
                 continue
             if node.domain not in ("", "ai.onnx"):
                 raise self.fail(node, f"an op of the custom domain {node.domain!r}: nnspec "
@@ -182,7 +197,26 @@ class Converter:
             if r not in self.tensors:
                 raise OnnxImportError(f"output {o!r} is a constant, not computed from the "
                                       "model's inputs")
+        self._unclash()
         return self.ops
+
+    def _unclash(self) -> None:
+        """A layer named by the module whose other layers it holds (a projection computed
+        in a module's own forward, ``attn`` beside ``attn.out_proj``) is renamed
+        ``attn.<kind>``: one name cannot be a layer and a path to layers."""
+        names = set(self.layers)
+        for name, op in list(self.layers.items()):
+            if not any(n.startswith(name + ".") for n in names):
+                continue
+            new, i = f"{name}.{op.kind or 'layer'}", 2
+            while new in names:
+                new, i = f"{name}.{op.kind or 'layer'}_{i}", i + 1
+            names.discard(name)
+            names.add(new)
+            for o in self.ops:
+                if o.layer == name:
+                    o.layer = new
+            self.layers[new] = self.layers.pop(name)
 
     def _folded(self, node, ins: list[str]) -> bool:
         if node.op_type == "Shape":
@@ -194,6 +228,10 @@ class Converter:
             return False
         if node.op_type not in _FOLDABLE:
             return False
+        if node.op_type == "Slice" and not symbolic(self.value(ins[0])) and \
+                any(symbolic(self.value(x)) for x in present[1:]) and \
+                np.issubdtype(self.value(ins[0]).dtype, np.floating):
+            return False  # rows of a learned table up to a symbolic size: tensorops.slice_
         if node.op_type == "Expand" and symbolic(self.value(ins[1])):
             return False  # a learned constant broadcast to the batch: an expand
         vals = [self.value(x) if x else None for x in ins]
@@ -253,7 +291,12 @@ class Converter:
         sources = {k: v for k, v in weights.items() if v[0]}
         op = Op(label(node), "stage", text, inputs, output, kind=kind, weights=sources)
         names = [v[0] for v in sources.values()]
-        base = _from_weights(names) or _from_node(node) or f"{kind}_{self.counts.get(kind, 0)}"
+        scoped, named = _from_scopes(node), _from_weights(names)
+        # initializers of equal values are one in the file: the node's module names it
+        moved = scoped and named in self.layers and scoped != named and \
+            not named.startswith(scoped + ".")
+        base = (scoped if moved else named) or \
+            _from_node(node) or f"{kind}_{self.counts.get(kind, 0)}"
         if base.startswith(f"{kind}_"):
             self.counts[kind] = self.counts.get(kind, 0) + 1
         first = self.layers.get(base)
@@ -291,19 +334,36 @@ def _from_weights(names: list[str]) -> str | None:
     return p if good_path(p) else None
 
 
+def scopes(node) -> list[str] | None:
+    """The name scopes torch's dynamo exporter records in a node's metadata (``['',
+    'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d']``: the module paths, then the call);
+    read as a literal, never run."""
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            if len(p.value) > 10_000:
+                return None
+            try:
+                v = ast.literal_eval(p.value)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return None
+            if isinstance(v, list) and all(isinstance(s, str) for s in v):
+                return v
+    return None
+
+
+def _from_scopes(node) -> str | None:
+    sc = scopes(node)
+    if sc is not None and len(sc) > 2:
+        return sc[-2] if good_path(sc[-2]) else None
+    return None
+
+
 def _from_node(node) -> str | None:
     """The module path in a node's name (``/layer1/layer1.0/conv1/Conv``, as
     ``torch.onnx.export`` names nodes) or in the name scopes torch's dynamo exporter records
     in the node's metadata."""
-    scopes = None
-    for p in node.metadata_props:
-        if p.key == "pkg.torch.onnx.name_scopes":
-            try:
-                scopes = ast.literal_eval(p.value)
-            except (ValueError, SyntaxError):
-                scopes = None
-    if isinstance(scopes, list) and len(scopes) > 2 and all(isinstance(s, str) for s in scopes):
-        return scopes[-2] if good_path(scopes[-2]) else None
+    if scopes(node) is not None:
+        return _from_scopes(node)
     parts = [p for p in node.name.split("/") if p]
     if not node.name.startswith("/") or len(parts) < 2:
         return None

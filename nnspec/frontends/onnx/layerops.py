@@ -137,8 +137,27 @@ def matmul(cx: Converter, node, ins, i) -> Op:
         if w.ndim != 2:
             raise cx.fail(node, f"a constant matrix of rank {w.ndim} (nnspec's dense takes a "
                                 "matrix)")
+        tied = _tied(cx, w.T)
+        if tied:
+            return cx.layer(node, "dense", f"dense {w.shape[1]} bias=false weight={tied}",
+                            [x], node.output[0], {"bias": ("", None)})
         return cx.layer(node, "dense", f"dense {w.shape[1]} bias=false", [x], node.output[0],
                         {"weight": (ins[1], "T"), "bias": ("", None)})
+
+
+def _tied(cx: Converter, w: np.ndarray) -> str | None:
+    """The state_dict key of an embedding table equal to the matrix ``w`` ([out, in]),
+    element for element (an output projection tied to the token embedding, which the
+    exporter writes transposed as a second initializer); a table of one repeated value is
+    never taken for a tie."""
+    if w.dtype == object or w.size < 2 or np.all(w == w.reshape(-1)[0]):
+        return None
+    for name, op in cx.layers.items():
+        if op.kind == "embedding" and not op.again:
+            t = cx.value(op.weights["weight"][0])
+            if t.shape == w.shape and np.array_equal(t, w):
+                return f"{name}.weight"
+    return None
     a, b = cx.tensor(node, ins[0]), cx.tensor(node, ins[1])
     return Op(label(node), "expr", "matmul({0}, {1})", [a, b], node.output[0], base="mm")
 

@@ -4,6 +4,8 @@ rest)."""
 
 from __future__ import annotations
 
+from .attention import find_sdpa
+from .elementwise import find_activations
 from .layerops import LAYER_OPS
 from .recurrent import RECURRENT_OPS
 from .tensorops import TENSOR_OPS
@@ -11,4 +13,7 @@ from .tensorops import TENSOR_OPS
 #: op type (default domain) -> converter(converter, node, inputs, index) -> Op | None
 OPS = {**TENSOR_OPS, **LAYER_OPS, **RECURRENT_OPS}
 
-__all__ = ["OPS"]
+#: the groups of nodes found before the walk (each: converter -> None)
+GROUPS = (find_sdpa, find_activations)
+
+__all__ = ["GROUPS", "OPS"]

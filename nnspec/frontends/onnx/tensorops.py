@@ -95,6 +95,9 @@ def binary(sym: str):
     def make(cx: Converter, node, ins, i) -> Op | None:
         if sym == "+" and fuse_bias(cx, node, ins):
             return None
+        pos = positions(cx, node, ins) if sym == "+" else None
+        if pos is not None:
+            return pos
         gelu = _gelu(cx, node, ins) if sym in ("*", "/") else None
         if gelu is not None:
             return gelu
@@ -256,7 +259,44 @@ def concat(cx: Converter, node, ins, i) -> Op:
               node.output[0], base="cat")
 
 
+def _table_rows(cx: Converter, node, ins) -> bool:
+    """``table[:T]`` of a learned [L, E] table up to a symbolic size: kept for the
+    ``Add`` that makes it learned positions."""
+    if not cx.is_const(ins[0]) or len(ins) < 3:
+        return False
+    table = cx.value(ins[0])
+    starts, ends = cx.value(ins[1]).reshape(-1), cx.value(ins[2]).reshape(-1)
+    axes = cx.value(ins[3]).reshape(-1) if len(ins) > 3 and ins[3] else [0]
+    steps = cx.value(ins[4]).reshape(-1) if len(ins) > 4 and ins[4] else [1]
+    if table.dtype == object or table.ndim != 2 or len(ends) != 1 or \
+            not isinstance(ends[0], str) or list(starts) != [0] or \
+            [int(a) for a in axes] not in ([0], [-2]) or [int(t) for t in steps] != [1]:
+        return False
+    cx.tables[node.output[0]] = (ins[0], ends[0])
+    return True
+
+
+def positions(cx: Converter, node, ins) -> Op | None:
+    """``x + table[:T]`` over ``x`` [N, T, E]: ``positional learned max_len=L``."""
+    for t, c in ((ins[0], ins[1]), (ins[1], ins[0])):
+        if c not in cx.tables or t in cx.tables:
+            continue
+        table, end = cx.tables[c]
+        x = cx.tensor(node, t)
+        have = cx.dims(x)
+        rows, width = cx.value(table).shape
+        if have is None or len(have) != 3 or have[1] != end or have[2] != width:
+            raise cx.fail(node, f"rows of the table {table!r} up to {end} added to a tensor "
+                                f"of dims {have} (nnspec adds learned positions to [N, "
+                                f"{end}, {width}])")
+        return cx.layer(node, "positional", f"positional learned max_len={rows}", [x],
+                        node.output[0], {"weight": (table, None)})
+    return None
+
+
 def slice_(cx: Converter, node, ins, i) -> Op | None:
+    if _table_rows(cx, node, ins):
+        return None
     x = cx.tensor(node, ins[0])
     r = cx.rank(node, x)
     starts = [int(v) for v in cx.numeric(node, ins[1], "starts")]
@@ -282,6 +322,38 @@ def slice_(cx: Converter, node, ins, i) -> Op | None:
         return None
     return Op(label(node), "expr", "{0}[" + ", ".join(subs) + "]", [x], node.output[0],
               base="part")
+
+
+def split(cx: Converter, node, ins, i) -> None:
+    """Each output of a Split as a slice of its input (the pieces of ``chunk`` or
+    ``split``)."""
+    x = cx.tensor(node, ins[0])
+    r = cx.rank(node, x)
+    axis = cx.attr(node, "axis", 0) % r
+    size = (cx.dims(x) or [None] * r)[axis]
+    if not isinstance(size, int):
+        raise cx.fail(node, "a split of an axis whose size is not known statically")
+    n = len(node.output)
+    if len(ins) > 1 and ins[1]:
+        sizes = [int(v) for v in cx.numeric(node, ins[1], "split")]
+    elif cx.attr(node, "split") is not None:
+        sizes = [int(v) for v in cx.attr(node, "split")]
+    else:
+        step = -(-size // n)
+        sizes = [min(step, size - j * step) for j in range(n)]
+    if len(sizes) != n or sum(sizes) != size or min(sizes) < 0:
+        raise cx.fail(node, f"pieces {sizes} of an axis of {size}")
+    start = 0
+    for out, k in zip(node.output, sizes):
+        if out:
+            subs = [":"] * axis + [f"{start or ''}:{start + k if start + k < size else ''}"]
+            op = Op(label(node), "expr", "{0}[" + ", ".join(subs) + "]", [x], out,
+                    base="part")
+            cx.ops.append(op)
+            cx.producer[out] = op
+            cx.tensors.add(out)
+        start += k
+    return None
 
 
 def depth_to_space(cx: Converter, node, ins, i) -> Op:
@@ -341,7 +413,7 @@ TENSOR_OPS = {
     "Identity": identity, "Cast": cast, "Dropout": dropout,
     "Add": binary("+"), "Sub": binary("-"), "Mul": binary("*"), "Div": binary("/"),
     "Reshape": reshape, "Flatten": to_inferred, "Squeeze": to_inferred,
-    "Unsqueeze": to_inferred, "Transpose": transpose, "Concat": concat, "Slice": slice_,
+    "Unsqueeze": to_inferred, "Transpose": transpose, "Concat": concat, "Slice": slice_, "Split": split,
     "ReduceMean": reduce("mean"), "ReduceSum": reduce("sum"), "ReduceMax": reduce("amax"),
     "ReduceMin": reduce("amin"), "DepthToSpace": depth_to_space, "Expand": expand,
 }

@@ -98,14 +98,22 @@ def body(ops: list[Op], env: dict[str, str], outputs: list[str], taken: set[str]
 
 
 def model(name: str, source: str, inputs: list[tuple[str, list, str]], result: list | None,
-          lines: list[str]) -> str:
-    """The whole spec: a comment naming the file, the model's signature and body."""
+          lines: list[str], blocks: list[list[str]] = ()) -> str:
+    """The whole spec: a comment naming the file, its blocks (each its lines, ``block`` to
+    ``}``), the model's signature and body."""
     sig = ", ".join(f"{n}: [{', '.join(str(d) for d in dims)}]" + (" int" if t == "int" else "")
                     for n, dims, t in inputs)
     head = f"model {name}({sig})"
     if result is not None:
         head += " -> [" + ", ".join(str(d) for d in result) + "]"
-    out = [f"# {name}: imported by nnspec from {source}", "", head + " {"]
+    out = [f"# {name}: imported by nnspec from {source}", ""]
+    for b in blocks:
+        out.append(b[0])
+        for ln in b[1:-1]:
+            out += [" " * (len(ln) - len(ln.lstrip())) + w for w in
+                    wrap_pipeline(ln.lstrip(), len(ln) - len(ln.lstrip()), WIDTH)]
+        out += [b[-1], ""]
+    out.append(head + " {")
     for ln in lines:
         out += ["    " + w for w in wrap_pipeline(ln, 4, WIDTH)]
     out.append("}")
