@@ -45,9 +45,12 @@ _ALIAS = {aten.contiguous, aten.clone, aten.alias, aten.detach, aten.lift_fresh_
           aten._to_copy}
 from .sized import _SKIP  # noqa: E402  (one list of the assertions)
 _BINARY = {aten.add: operator.add, aten.sub: operator.sub, aten.mul: operator.mul,
-           aten.div: operator.truediv}
+           aten.div: operator.truediv, aten.add_: operator.add, aten.mul_: operator.mul}
 _UNARY = {aten.relu: torch.relu, aten.tanh: torch.tanh, aten.sigmoid: torch.sigmoid,
-          aten.silu: F.silu}
+          aten.silu: F.silu, aten.abs: torch.abs, aten.log: torch.log}
+_COMPARE = {aten.lt: torch.lt, aten.gt: torch.gt, aten.le: torch.le, aten.ge: torch.ge,
+            aten.eq: torch.eq, aten.ne: torch.ne, aten.minimum: torch.minimum,
+            aten.maximum: torch.maximum, aten.min: torch.minimum, aten.max: torch.maximum}
 _BIG = 2 ** 62
 
 
@@ -368,6 +371,23 @@ class _Rebuild(SizedTensors):
             return call(operator.mul, x, -1)
         if t in _UNARY:
             return call(_UNARY[t], x)
+        if t in _COMPARE and len(n.args) == 2:
+            if _COMPARE[t] in (torch.minimum, torch.maximum) and isinstance(
+                    self._arg(n.args[1]), (int, float)):  # with a number: a clamp
+                bound = "max" if _COMPARE[t] is torch.minimum else "min"
+                return call(torch.clamp, x, **{bound: self._arg(n.args[1])})
+            return call(_COMPARE[t], x, n.args[1])
+        if t is aten.where and len(n.args) == 3:
+            if isinstance(x, fx.Node) and self._is_const(x) and self._all_true(x):
+                return self._arg(n.args[1])  # a mask that keeps everything
+            return call(torch.where, *n.args)
+        if t is aten.to and len(n.args) == 2 and isinstance(n.args[1], torch.dtype):
+            if n.args[1] == torch.int64:
+                return meth("long", x)
+            if n.args[1] == torch.float32 and not x.meta["val"].is_floating_point():
+                return meth("float", x)
+        if t is aten.arange and len(n.args) == 1:
+            return call(torch.arange, n.args[0])
         if t is aten.gelu:
             return call(F.gelu, x, approximate=n.kwargs.get("approximate", "none"))
         if t in (aten.softmax, aten._softmax):
@@ -479,7 +499,7 @@ class _Rebuild(SizedTensors):
             kw["scale"] = n.kwargs["scale"]
         if n.kwargs.get("enable_gqa"):
             kw["enable_gqa"] = True
-        if mask is not None and not self._is_data(mask):
+        if mask is not None and self._is_const(mask):
             kind = self._mask_kind(mask, n)
             mask = None
             causal = causal or kind == "causal"

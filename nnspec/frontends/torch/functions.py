@@ -138,9 +138,20 @@ def function_op(node: fx.Node, dims) -> Op | None:
         if len(xs) == 1:  # torch.cat of one tensor is that tensor
             return Op(node, [], xs, "skip")
         return Op(node, ["concat", f" dim={dim}"], xs, "call")
-    if method and t in ("contiguous", "clone", "float") or not method and t is F.dropout \
-            and False:
+    if method and t in ("long", "float") and is_tensor(x):
+        dtype = x.meta["tensor_meta"].dtype
+        if t == "long" and not dtype.is_floating_point:
+            return Op(node, [], [x], "skip")  # a comparison's mask: nnspec's are ints
+        if t == "long" or not dtype.is_floating_point:
+            return Op(node, ["to_int" if t == "long" else "to_float"], [x], "call")
+    if method and t in ("contiguous", "clone", "float"):
         return Op(node, [], [x], "skip")
+    if not method and t is torch.clamp and len(args) == 1 and len(kwargs) == 1:
+        (bound, v), = kwargs.items()  # clamp(x, max=15): minimum(x, 15)
+        return Op(node, ["minimum" if bound == "max" else "maximum", f" {_num(v)}"], [x],
+                  "call")
+    if not method and t in _CONSTS:
+        return _const_op(node, _CONSTS[t], args)
     if method and t in ("view", "reshape") or not method and t is torch.reshape:
         shape = args[1:] if method else args[1]
         if method and len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -195,6 +206,21 @@ def function_op(node: fx.Node, dims) -> Op | None:
     if not method and t is torch.arange and len(args) == 1 and not kwargs:
         return Op(node, ["arange", ("dim", args[0])], [], "call")
     raise _unsupported(f"no nnspec kind for {op_name(node)}")
+
+
+_CONSTS = {torch.abs: "abs", torch.log: "log", torch.lt: "lt", torch.gt: "gt", torch.le: "le",
+           torch.ge: "ge", torch.eq: "eq", torch.ne: "ne", torch.where: "where",
+           torch.minimum: "minimum", torch.maximum: "maximum"}
+
+
+def _const_op(node: fx.Node, kind: str, args: list) -> Op:
+    """``abs(x)``, ``lt(x, 2)``, ``where(c, a, b)``, ``minimum(x, 15)``: tensors first, one
+    number last at most (the forms nnspec's element-wise kinds take)."""
+    tensors = [a for a in args if is_tensor(a)]
+    rest = args[len(tensors):]
+    if args[:len(tensors)] != tensors or any(is_tensor(a) for a in rest) or len(rest) > 1:
+        raise _unsupported(f"torch.{kind} with a number before a tensor")
+    return Op(node, [kind] + [f" {_num(r)}" for r in rest], tensors, "call")
 
 
 def _along(src: fx.Node, dim: int, sub) -> tuple:

@@ -180,31 +180,52 @@ class SizedTensors:
 
     def _constant(self, n):
         """A tensor computed from sizes, as new-graph nodes: position ids (``arange``
-        along the last axis, broadcast) or zeros (token type ids)."""
+        along the last axis, broadcast), zeros (token type ids), a single value (a
+        ``full_like``), or else the operations that compute it, each one of nnspec's
+        constant kinds (T5's relative-position buckets: arange, comparisons, abs, log,
+        where, minimum)."""
         if n in self.consts:
             return self.consts[n]
+        node = self._recognise(n)
+        if node is None:
+            for a in n.all_input_nodes:
+                if a not in self.env and self._is_const(a):
+                    self._constant(a)
+            node = self._translate(n, _packet(n.target))
+        self.consts[n] = node
+        return node
+
+    def _recognise(self, n):
         values = self._values(n)
+        if _packet(n.target) in (aten.full_like, aten.new_full, aten.full) and all(
+                v.numel() and bool((v == v.reshape(-1)[0]).all()) for v in values):
+            return values[0].reshape(-1)[0].item()  # one value, as a number
         shapes = [tuple(v.shape) for v in values]
-        last = [s[-1] if s else None for s in shapes]
         if any(v.dtype.is_floating_point or v.dtype == torch.bool for v in values) or \
                 not all(shapes):
-            raise ImportFailure(f"{self._where(n)}: a tensor computed from sizes "
-                                f"({n.name}) that nnspec cannot express")
-        size = self._size_node(last, n)
+            return None
+        last = [s[-1] for s in shapes]
         rng = [torch.arange(s[-1]).expand(s) for s in shapes]
         if all(torch.equal(v, r) for v, r in zip(values, rng)):
+            size = self._size_node(last, n)
             node = self._new("call_function", torch.arange, (size,), n)
         elif all(not bool(v.any()) for v in values):
+            size = self._size_node(last, n)
             node = self._new("call_function", torch.arange, (size,), n)
             node = self._new("call_function", operator.mul, (node, 0), n)
         else:
-            raise ImportFailure(f"{self._where(n)}: a tensor computed from sizes "
-                                f"({n.name}) that is neither positions nor zeros")
+            return None
         lead = [1] * (len(shapes[0]) - 1)
         if lead:
             node = self._new("call_method", "reshape", (node, *lead, size), n)
-        self.consts[n] = node
         return node
+
+    def _all_true(self, n) -> bool:
+        """A condition computed from sizes that holds everywhere at both example sizes."""
+        try:
+            return all(bool(v.all()) for v in self._values(n))
+        except ImportFailure:
+            return False
 
     def _size_node(self, pair: list, old):
         """A new-graph value equal to ``pair`` (its values at the two example sizes): a

@@ -414,8 +414,16 @@ class Body:
             return f"{ins[0]}[{self.word(op.words[0])}]"
         if op.form == "call":
             kind = op.words[0]
-            rest = [self.word(w).strip() for w in op.words[1:]]
-            return f"{kind}({', '.join(ins + [r for r in rest if r])})"
+            named = {id(w[1]) for w in op.words if isinstance(w, tuple) and w[0] == "tensor"}
+            pos = [self.env[x] for x in op.inputs if id(x) not in named]
+            rest: list[str] = []
+            for w in op.words[1:]:  # ``mask=`` and its tensor are one argument
+                t = self.word(w).strip()
+                if rest and rest[-1].endswith("="):
+                    rest[-1] += t
+                elif t:
+                    rest.append(t)
+            return f"{kind}({', '.join(pos + rest)})"
         raise AssertionError(op.form)
 
 
