@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 import nnspec  # noqa: E402
 from nnspec.backends.numpy import NumpyModel  # noqa: E402
 from nnspec.backends.torch import build_module, emit_source  # noqa: E402
-from nnspec.frontends.torch import ImportFailure, import_model, parse_input, spec_of  # noqa: E402
+from nnspec.frontends.torch import import_model, parse_input, spec_of  # noqa: E402
 from nnspec.tools.cli import main  # noqa: E402
 from nnspec.tools.fmt import format_text  # noqa: E402
 
