@@ -99,10 +99,12 @@ def test_published_counts_on_meta(name, count):
     assert nnspec.loads(import_model(f"torchvision.models:{name}")).param_count() == count
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0", "convnext_tiny"])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_b0", "convnext_tiny",
+                                  "shufflenet_v2_x0_5"])
 def test_newer_cnns_round_trip(tv, name):
     """ReLU6, SiLU with squeeze-excitation, stochastic depth (drop_path), ConvNeXt's
-    channels-first LayerNorm2d and its layer scale (a learned tensor)."""
+    channels-first LayerNorm2d and its layer scale (a learned tensor), ShuffleNet's channel
+    shuffle (its reshapes at sizes that follow H and W: unflatten, flatten)."""
     text = import_model(f"torchvision.models:{name}")
     spec = _spec(text)
     torch.manual_seed(6)
@@ -113,6 +115,10 @@ def test_newer_cnns_round_trip(tv, name):
     if name == "convnext_tiny":
         assert "layernorm dim=1 eps=1e-06" in text and "drop_path" in text
         assert "param [96, 1, 1] as layer_scale" in text
+    if name.startswith("shufflenet"):
+        assert "| unflatten 1 (2, 24) | transpose 1 2 | flatten start=1 end=2" in text
+        # the spec checks at sizes the trace never saw
+        assert nnspec.loads(text.replace("[N, 3, H, W]", "[N, 3, 97, 131]")).model_names
 
 
 def test_vision_transformer_class_token_and_positions(tv):

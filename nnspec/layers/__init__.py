@@ -81,7 +81,7 @@ NAMES = {
     "positional": "positional positional_encoding",
     "rbm": "rbm restricted_boltzmann",
     "recurrent": "rnn simple_rnn gru lstm last",
-    "reshape": "flatten reshape",
+    "reshape": "flatten reshape unflatten",
     "rope": "rope rotary",
     "sdpa": "sdpa scaled_dot_product_attention",
     "split": "split chunk",

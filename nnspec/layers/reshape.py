@@ -1,4 +1,4 @@
-"""flatten and reshape: move elements between axes; no weights."""
+"""flatten, unflatten and reshape: move elements between axes; no weights."""
 
 from __future__ import annotations
 
@@ -139,3 +139,63 @@ class Reshape(LayerKind):
 
     def sample(self):
         return {"shape": (Dim.const(2), Dim.const(-1), Dim.const(5))}, [TensorType((2, 3, 4, 5))]
+
+
+@register
+class Unflatten(LayerKind):
+    """Splits one axis into several (torch's ``Tensor.unflatten``): ``unflatten 1 (2, -1)``
+    makes [N, C, H, W] [N, 2, C/2, H, W] whatever H and W are (ShuffleNet's channel
+    shuffle); one size may be -1 (inferred)."""
+
+    name = "unflatten"
+    positional = ("dim", "sizes")
+    summary = "unflatten <dim> (<size>, ...): one axis split into several, one size may be -1"
+
+    class Params(Params):
+        dim: Int
+        sizes: tuple[Int, ...]
+
+    def _axis(self, p, x) -> int:
+        r = x.rank
+        if not -r <= p.dim < r:
+            raise ShapeError(f"dim {p.dim} is out of range for a rank-{r} input {x}", arg="dim")
+        return p.dim % r
+
+    def infer(self, p, ins):
+        x = ins[0]
+        d = self._axis(p, x)
+        if not p.sizes:
+            raise ShapeError("unflatten needs at least one size", arg="sizes")
+        holes = [i for i, v in enumerate(p.sizes) if v == -1]
+        if len(holes) > 1 or any(v < 1 and v != -1 for v in p.sizes):
+            raise ShapeError(f"unflatten sizes must be >= 1, one of them -1 at most, got "
+                             f"{p.sizes}", arg="sizes")
+        known = prod([v for v in p.sizes if v != -1])
+        axis = x.shape[d]
+        if holes:
+            try:
+                rest = axis.exact_div(known)
+            except ValueError:
+                raise ShapeError(f"unflatten: axis {d} of {x} ({axis}) does not divide by "
+                                 f"{known}", arg="sizes") from None
+            sizes = tuple(rest if v == -1 else Dim.const(v) for v in p.sizes)
+        else:
+            if axis != Dim.const(known):
+                raise ShapeError(f"unflatten: axis {d} of {x} is {axis}, the sizes {p.sizes} "
+                                 f"make {known}", arg="sizes")
+            sizes = tuple(Dim.const(v) for v in p.sizes)
+        return TensorType(x.shape[:d] + sizes + x.shape[d + 1:], x.dtype)
+
+    def torch(self, p, ins, out):
+        return TorchPlan(None, [TorchCall(".unflatten", (In(0), p.dim, tuple(p.sizes)))])
+
+    def numpy(self, p, w, xs, ctx):
+        x = xs[0]
+        d = p.dim % x.ndim
+        return x.reshape(x.shape[:d] + tuple(p.sizes) + x.shape[d + 1:])
+
+    def backward(self, p, w, xs, y, gy, ctx):
+        return [gy.reshape(xs[0].shape)], {}
+
+    def sample(self):
+        return {"dim": 1, "sizes": (2, -1)}, [TensorType((2, 6, 4, 5))]

@@ -550,6 +550,20 @@ class _Gen:
         self.features.add("flatten")
         return text, Val(x.shape[:start] + [ax] + x.shape[end + 1:], x.dtype)
 
+    def unflatten(self, x: Val, preserve: bool = False):
+        """One constant axis split in two (ShuffleNet's channel shuffle), one size -1."""
+        axes = [i for i in range(1, x.rank) if x.shape[i].const and x.shape[i].value % 2 == 0]
+        if preserve or not axes:
+            return None
+        r = self.rng
+        i = r.choice(axes)
+        a, b = 2, x.shape[i].value // 2
+        sizes = r.choice([f"({a}, -1)", f"(-1, {b})", f"({a}, {b})"])
+        dim = r.choice([i, i - x.rank])
+        self.features.add("unflatten")
+        return f"unflatten {dim} {sizes}", Val(x.shape[:i] + [_const(a), _const(b)] +
+                                                x.shape[i + 1:], x.dtype)
+
     def reshape(self, x: Val, preserve: bool = False):
         if x.rank < 2 or preserve or x.shape[0].sym != "N":
             return None
@@ -947,7 +961,7 @@ class _Gen:
 
     LAYERS = ("conv", "pool", "batchnorm", "layernorm", "groupnorm", "dropout", "activation",
               "dense",
-              "flatten", "reshape", "last", "recurrent", "attention", "positional",
+              "flatten", "unflatten", "reshape", "last", "recurrent", "attention", "positional",
               "convtranspose", "upsample", "pixel_shuffle", "adaptive", "padcrop", "tensorop",
               "rope", "capsules", "stochastic")
 

@@ -156,7 +156,7 @@ def function_op(node: fx.Node, dims) -> Op | None:
         shape = args[1:] if method else args[1]
         if method and len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = shape[0]
-        return Op(node, ["reshape ", ("shape", list(shape))], [x])
+        return Op(node, [("reshape", list(shape), _split_or_merge(x, node))], [x])
     if method and t == "expand":
         sizes = args[1:]
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
@@ -221,6 +221,27 @@ def _const_op(node: fx.Node, kind: str, args: list) -> Op:
     if args[:len(tensors)] != tensors or any(is_tensor(a) for a in rest) or len(rest) > 1:
         raise _unsupported(f"torch.{kind} with a number before a tensor")
     return Op(node, [kind] + [f" {_num(r)}" for r in rest], tensors, "call")
+
+
+def _split_or_merge(x: fx.Node, node: fx.Node) -> str | None:
+    """The reshape as ``unflatten`` (one axis split, the others kept) or ``flatten``
+    (adjacent axes merged), which need no sizes but the split ones: written where the
+    reshape's sizes follow no declared symbol (ShuffleNet's channel shuffle at H, W)."""
+    a = list(x.meta["tensor_meta"].shape)
+    b = list(node.meta["tensor_meta"].shape)
+    k = 0
+    while k < min(len(a), len(b)) and a[k] == b[k]:
+        k += 1
+    j = 0
+    while j < min(len(a), len(b)) - k and a[-1 - j] == b[-1 - j]:
+        j += 1
+    mid_a, mid_b = a[k:len(a) - j], b[k:len(b) - j]
+    if len(mid_a) == 1 and len(mid_b) > 1 and all(v > 0 for v in mid_b):
+        sizes = ", ".join(str(int(v)) for v in mid_b)
+        return f"unflatten {k} ({sizes})"
+    if len(mid_b) == 1 and len(mid_a) > 1:
+        return f"flatten start={k} end={k + len(mid_a) - 1}"
+    return None
 
 
 def _along(src: fx.Node, dim: int, sub) -> tuple:

@@ -283,6 +283,13 @@ class Body:
         what, v = w[0], w[1]
         if what == "shape":
             return self._shape(v, infer=len(w) < 3)
+        if what == "reshape":  # reshape [..], or where its sizes are unknown, w[2]
+            try:
+                return "reshape " + self._shape(v)
+            except ImportFailure:
+                if w[2] is None:
+                    raise
+                return w[2]
         if what == "index":
             return self._index(v)
         if what == "dim":  # one size: a number or a declared symbol
