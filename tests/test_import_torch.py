@@ -250,6 +250,31 @@ _MODELS = textwrap.dedent('''
             return x
 
 
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(4, 6, batch_first=True)
+            self.lstm = nn.LSTM(6, 5, num_layers=2, bidirectional=True, batch_first=True,
+                                proj_size=3)
+            self.rnn = nn.RNN(6, 4, nonlinearity="relu", batch_first=True, bias=False)
+            self.head = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h, _ = self.gru(x)
+            y = self.lstm(h)[0]
+            z, _ = self.rnn(y)
+            return self.head(z[:, -1])
+
+
+    class TimeFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(4, 5)
+
+        def forward(self, x):
+            return self.lstm(x)[0]
+
+
     class Cumulative(nn.Module):
         def __init__(self):
             super().__init__()
@@ -303,6 +328,20 @@ def test_sizes_from_the_graph_become_symbols(user_models):
     m.load_state_dict(ref.state_dict(), strict=True)
     with torch.no_grad():
         assert torch.equal(m(tokens), ref(tokens))
+
+
+def test_recurrent_modules(user_models):
+    """nn.GRU, a stacked bidirectional nn.LSTM with proj_size, nn.RNN(relu, no bias), their
+    sequence outputs; torch's own state_dict keys."""
+    text = import_model("nnspec_user_models:Recurrent", ["x: [N, T, 4]"])
+    assert "gru 6 as gru" in text
+    assert "lstm 5 layers=2 bidirectional proj_size=3 as lstm" in text
+    assert "rnn 4 bias=false nonlinearity=relu as rnn" in text
+    torch.manual_seed(3)
+    _same(user_models.Recurrent(), _spec(text),
+          torch.randn(2, 7, 4, dtype=torch.float64))
+    with pytest.raises(ImportFailure, match=r"lstm \(LSTM\): LSTM\(batch_first=False\)"):
+        import_model("nnspec_user_models:TimeFirst", ["x: [T, N, 4]"])
 
 
 def test_chunk_and_unbind_pieces_are_indexed(user_models):

@@ -300,6 +300,29 @@ def _pixel_shuffle(m) -> list:
     return [f"pixel_shuffle {m.upscale_factor}"]
 
 
+def _recurrent(kind: str):
+    """nn.RNN / nn.GRU / nn.LSTM, batch first, their sequence output (``out, _ = rnn(x)``)."""
+    def make(m) -> list:
+        if not m.batch_first:
+            raise _unsupported(f"{type(m).__name__}(batch_first=False): nnspec's recurrent "
+                               "layers take [N, T, features], batch first")
+        w = [f"{kind} ", Slot(int(m.hidden_size), "hidden")]
+        if m.num_layers != 1:
+            w += kw("layers", m.num_layers)
+        if m.bidirectional:
+            w += [" bidirectional"]
+        if m.dropout:
+            w += kw("dropout", float(m.dropout))
+        if not m.bias:
+            w += [" bias=false"]
+        if kind == "rnn" and m.nonlinearity != "tanh":
+            w += [f" nonlinearity={m.nonlinearity}"]
+        if kind == "lstm" and m.proj_size:
+            w += kw("proj_size", int(m.proj_size))
+        return w
+    return make
+
+
 #: module class -> words; the module is one stage with its state under its name
 MODULES: dict = {
     nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
@@ -327,6 +350,7 @@ MODULES: dict = {
     nn.Identity: lambda m: None,
     nn.Flatten: _flatten,
     nn.Embedding: _embedding,
+    nn.RNN: _recurrent("rnn"), nn.GRU: _recurrent("gru"), nn.LSTM: _recurrent("lstm"),
     nn.Upsample: _upsample,
     nn.PixelShuffle: _pixel_shuffle,
     nn.MultiheadAttention: _mha,

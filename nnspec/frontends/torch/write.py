@@ -107,6 +107,10 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
             tensors = [a for a in node.args if is_tensor(a)]
             if isinstance(module, nn.MultiheadAttention):
                 tensors = _self_attention(node, tensors)
+            elif len(tensors) + sum(is_tensor(v) for v in node.kwargs.values()) > 1 or \
+                    any(isinstance(a, (tuple, list)) for a in node.args[1:]):
+                raise ImportFailure(f"{node.target} ({type(module).__name__}): called with "
+                                    "more than its input (initial states, masks)")
             if words is None:  # nn.Identity
                 op = Op(node, [], tensors[:1], "skip")
             else:
