@@ -266,6 +266,16 @@ _MODELS = textwrap.dedent('''
             return self.head(z[:, -1])
 
 
+    class Normed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.utils.weight_norm(nn.Conv1d(4, 6, 3, padding=1), dim=2)
+            self.fc = nn.utils.weight_norm(nn.Linear(6, 2))
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean(dim=2))
+
+
     class TimeFirst(nn.Module):
         def __init__(self):
             super().__init__()
@@ -342,6 +352,15 @@ def test_recurrent_modules(user_models):
           torch.randn(2, 7, 4, dtype=torch.float64))
     with pytest.raises(ImportFailure, match=r"lstm \(LSTM\): LSTM\(batch_first=False\)"):
         import_model("nnspec_user_models:TimeFirst", ["x: [T, N, 4]"])
+
+
+def test_weight_norm_keys(user_models):
+    """torch.nn.utils.weight_norm's weight_g/weight_v: nnspec's weight_norm= (HF Wav2Vec2's
+    positional convolution is written so)."""
+    text = import_model("nnspec_user_models:Normed", ["x: [N, 4, L]"])
+    assert "weight_norm=2 as conv" in text and "weight_norm=0 as fc" in text
+    torch.manual_seed(4)
+    _same(user_models.Normed(), _spec(text), torch.randn(2, 4, 9, dtype=torch.float64))
 
 
 def test_chunk_and_unbind_pieces_are_indexed(user_models):

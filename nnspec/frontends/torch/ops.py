@@ -410,6 +410,23 @@ def _unsupported(what: str) -> ImportFailure:
     return ImportFailure(what)
 
 
+def weight_norm(module: nn.Module, words: list) -> list:
+    """`` weight_norm=<dim>`` for a convolution or linear layer under
+    torch.nn.utils.weight_norm (its weight_g/weight_v keys, as nnspec's); a weight under
+    torch.nn.utils.parametrizations is refused (nnspec keeps the weight_g/weight_v keys)."""
+    if not (words and isinstance(words[0], str) and words[0].split()[0] in ("conv", "dense")):
+        return []
+    for hook in module._forward_pre_hooks.values():
+        if type(hook).__name__ == "WeightNorm" and getattr(hook, "name", "") == "weight":
+            if not isinstance(hook.dim, int):
+                raise _unsupported("weight_norm over the whole weight (dim=None)")
+            return [f" weight_norm={hook.dim}"]
+    if getattr(module, "parametrizations", None) is not None:
+        raise _unsupported("a parametrized weight (torch.nn.utils.parametrizations): nnspec's "
+                           "weight_norm= keeps torch.nn.utils.weight_norm's weight_g/weight_v")
+    return []
+
+
 def converter(module: nn.Module):
     """The words of a module nnspec has a kind for, or None. A subclass counts only when it
     keeps its base's forward (torchvision's LayerNorm2d subclasses nn.LayerNorm with a

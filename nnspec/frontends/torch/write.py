@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from torch import fx, nn
 
 from .functions import function_op, functional_layer, is_tensor
-from .ops import Op, Slot, _num, converter, stateless
+from .ops import Op, Slot, _num, converter, stateless, weight_norm
 from .trace import ImportFailure, Traced
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -102,6 +102,7 @@ def collect(traced: Traced, where: dict) -> tuple[Scope, list, list]:
                                     "kind for this module")
             try:
                 words = make(module)
+                words = words and words + weight_norm(module, words)
             except ImportFailure as e:
                 raise ImportFailure(f"{node.target} ({type(module).__name__}): {e}") from None
             tensors = [a for a in node.args if is_tensor(a)]
