@@ -4,6 +4,7 @@ layer counts crosscheck, crosscheck --grad, train and import report."""
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import pytest
@@ -155,4 +156,19 @@ def test_import_draws_its_stages_on_a_terminal(tmp_path, monkeypatch, capsys):
     quiet = Terminal()
     monkeypatch.setattr("sys.stderr", quiet)
     assert cli.main([*argv, "-q"]) == 0
+    assert quiet.getvalue() == ""
+
+
+def test_graph_draws_its_stage_on_a_terminal(tmp_path, monkeypatch):
+    pytest.importorskip("tqdm")
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz is not installed")
+    term = Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    out = tmp_path / "g.svg"
+    assert cli.main(["graph", LENET, "-o", str(out)]) == 0
+    assert "drawing SVG" in term.getvalue() and out.read_text().startswith("<")
+    quiet = Terminal()
+    monkeypatch.setattr("sys.stderr", quiet)
+    assert cli.main(["graph", "-q", LENET, "-o", str(out)]) == 0
     assert quiet.getvalue() == ""

@@ -1,5 +1,5 @@
 """Progress bars on standard error for the commands that run for seconds (``crosscheck``,
-``train --overfit-batch``, ``import``).
+``train --overfit-batch``, ``import``, ``graph``).
 
 A bar is drawn with tqdm, imported only here and only when a bar is drawn: when the stream
 is a terminal, the command was not given ``-q`` and tqdm is installed (it is optional:

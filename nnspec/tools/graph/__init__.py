@@ -143,8 +143,12 @@ def run(args) -> int:
         return fail(spec)
     if args.model:
         pick_model(spec, args.model)
-    try:
-        text, g, boxes = render(spec, fmt, args.model, args.depth)
+    from ..progress import progress
+
+    try:  # Graphviz takes seconds on big specs: a bar with its clock (on a terminal only)
+        with progress(not args.quiet) as bar:
+            bar.stage(f"drawing {fmt.upper()}")
+            text, g, boxes = render(spec, fmt, args.model, args.depth)
     except (RendererMissing, AssetMissing) as e:
         print(f"nnspec: error: {e}", file=sys.stderr)
         return EXIT_USAGE
