@@ -1,5 +1,6 @@
-"""`nnspec import`: a cold import of torchvision's ResNet-50, and a 6.7 B-parameter
-decoder imported without its weights in memory.
+"""`nnspec import`: a cold import of torchvision's ResNet-50 and of Hugging Face's GPT-2
+small, and LLaMA-2-7B from its config and a 6.7 B-parameter decoder of nn modules, imported
+without their weights in memory.
 
 Usage: python bench/bench_import.py [--reps 3]
 
@@ -11,6 +12,11 @@ Meta: a LLaMA-7B-shaped decoder written here (32 layers, d = 4096, 32 heads, a g
 of 11008 as LLaMA's; 6.7 B parameters, 27 GB in float32) imported in a fresh interpreter;
 its peak RSS (ru_maxrss) against a bare `import torch`. The model is built on the meta
 device, so the import holds no weights. Goal: peak <= 1 GB.
+
+Hugging Face (skipped without transformers): `nnspec import hf:config.json` of GPT-2 small
+(GPT2LMHeadModel, transformers' default config) cold, and of LLaMA-2-7B's config
+(LlamaForCausalLM: 32 layers, d 4096, 11008, vocab 32000) with its peak RSS; both traced with
+torch.export on the meta device.
 """
 
 from __future__ import annotations
@@ -100,6 +106,45 @@ def main() -> None:
         print(f"import of a {params / 1e9:.2f} B-parameter decoder on meta: peak RSS "
               f"{peak / 2**20:,.0f} MiB (bare `import torch`: {bare / 2**20:,.0f} MiB)")
         result("import_7b_meta_peak", f"{peak / 2**20:,.0f} MiB", "<= 1 GB",
+               peak <= 2**30)
+        _hugging_face(tmp, args.reps)
+
+
+LLAMA2_7B = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096,
+             "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 32, "vocab_size": 32000, "max_position_embeddings": 4096,
+             "rms_norm_eps": 1e-5}
+GPT2 = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}
+
+
+def _hugging_face(tmp: str, reps: int) -> None:
+    import json
+
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        print("transformers is not installed: the Hugging Face imports are skipped")
+        return
+    import nnspec
+
+    for name, config in (("gpt2", GPT2), ("llama2_7b", LLAMA2_7B)):
+        cfg = Path(tmp) / f"{name}.json"
+        cfg.write_text(json.dumps(config))
+        out = str(Path(tmp) / f"{name}.nn")
+        argv = ["import", f"hf:{cfg}", "--input", "input_ids: [N, T] int", "-o", out, "-q"]
+        if name == "gpt2":
+            cmd = [sys.executable, "-c", SHIM + "from nnspec.tools.cli import main; "
+                   f"raise SystemExit(main({argv!r}))"]
+            t = med([run_timed(cmd, None, tmp) for _ in range(reps)])
+            print(f"cold nnspec import hf:gpt2 (GPT2LMHeadModel): {fmt_s(t)} (median of "
+                  f"{reps}; {nnspec.load(out).param_count():,} parameters)")
+            result("import_hf_gpt2_cold", fmt_s(t), "<= 10 s", t <= 10.0)
+            continue
+        peak = _peak(SHIM + f"from nnspec.tools.cli import main; main({argv!r}); ", tmp)
+        params = nnspec.load(out).param_count()
+        print(f"import of LLaMA-2-7B from its config ({params:,} parameters) on meta: peak "
+              f"RSS {peak / 2**20:,.0f} MiB")
+        result("import_hf_llama2_7b_peak", f"{peak / 2**20:,.0f} MiB", "<= 1 GB",
                peak <= 2**30)
 
 
