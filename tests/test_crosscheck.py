@@ -78,3 +78,36 @@ def test_a_divergence_is_located(monkeypatch):
     assert not report.ok
     assert report.first_divergence.name == "tanh_0"
     assert "first divergence at tanh_0 [tanh] (spec line 4)" in report.render()
+
+
+def test_rounding_amplified_by_a_layer_is_not_its_divergence():
+    """Fuzzing (seed 20261210): an RMS normalisation of a row that is zero up to rounding
+    (a layernorm of two equal values) multiplies the backends' 1e-11 rounding difference by
+    1/sqrt(eps). Run on torch's own inputs, the NumPy layer agrees with torch's: the layer is
+    not the cause, and crosscheck says so instead of crying wolf; a wrong layer still fails."""
+    spec = nnspec.loads(
+        "model R(x: [N, 4, 5], sm5: [1, N]) {\n"
+        "    v1 = amax -1 | groupnorm 2 eps=0.001 | unflatten -1 (2, -1)\n"
+        "    avgpool1d k=3 s=2 p=((1, 1),) | flatten start=1 end=-1\n"
+        "    clamp min=-0.5\n"
+        "    groupnorm 1 affine=false | layernorm 1 eps=1e-6\n"
+        "    v2 = identity\n"
+        "    v3 = v2 | rmsnorm 1 affine=false | batchnorm eps=0.001\n"
+        "    v4 = relu(v3 + v2)\n"
+        "    v5 = sdpa(v4, v4, v4, scale=0.5, mask=sm5)\n"
+        "}\n")
+    report = crosscheck(spec, "R", "float64", dims={"N": 1})
+    rms = next(r for r in report.rows if r.kind == "rmsnorm")
+    assert rms.max_rel > 1e-6 and rms.own_rel is not None and rms.own_rel <= 1e-12
+    assert report.ok and "only through the rounding that reached them" in report.render()
+
+
+def test_a_layer_that_is_wrong_on_its_inputs_still_diverges(monkeypatch):
+    from nnspec.layers import REGISTRY
+
+    spec = nnspec.load("specs/lenet5.nn")
+    relu = REGISTRY["tanh"]
+    monkeypatch.setattr(type(relu), "numpy", lambda self, p, w, xs, ctx: np.tanh(xs[0]) + 1e-6)
+    report = crosscheck(spec, "LeNet5", "float64")
+    bad = report.first_divergence
+    assert bad is not None and bad.name == "tanh_0" and bad.own_rel > 1e-8
