@@ -167,10 +167,66 @@ def test_resnet18_blocks_from_module_paths(tmp_path):
     _same(path, spec, params, {"N": 2}, seed=0)
 
 
+def _decoder(tmp_path, name, model, consts, stages, sizes):
+    source, path, text, spec, params = _export_import(tmp_path, name, model, consts)
+    for st in stages:
+        assert st in text, text
+    assert "Pow" not in text and "permute (0, 1, 3, 2)" not in text
+    assert spec.param_count() == source.param_count(model)
+    for k, dims in enumerate(sizes):
+        _same(path, spec, params, dims, seed=k)
+
+
+@pytest.mark.parametrize("name, model, consts, stages", [
+    # RMSNorm, rope from its Range tables, grouped-query attention (the expand/reshape
+    # repeat of the key and value heads), the causal mask from Trilu
+    ("llama2_7b.nn", "Llama2", {"vocab": 40, "d": 16, "layers": 2, "heads": 4,
+                                "kv_heads": 2, "ff": 24},
+     ["| rmsnorm eps=1.0e-05 as ", "| rope", "sdpa(", ", causal)"]),
+    # the sliding window's comparisons of positions
+    ("mistral.nn", "Mistral", {"vocab": 40, "d": 16, "layers": 2, "heads": 4,
+                               "kv_heads": 2, "ff": 24},
+     ["| rope", ", causal, window=4)"]),
+])
+def test_decoder_rmsnorm_rope_gqa(tmp_path, name, model, consts, stages):
+    _decoder(tmp_path, name, model, consts, stages, [{"N": 2, "T": 5}, {"N": 1, "T": 3}])
+
+
+def test_gemma2_softcap_windows_and_offset_norms(tmp_path):
+    # soft-capped scores, a window of 4 and one of the context on the other layers, the
+    # norms' (1 + weight) folded into their weights
+    _decoder(tmp_path, "gemma2.nn", "Gemma2",
+             {"vocab": 40, "d": 16, "heads": 2, "kv_heads": 1, "head_dim": 8, "ff": 24,
+              "query_scalar": 8},
+             ["causal, softcap=50.0, window=4)", "causal, softcap=50.0, window=8192)",
+              "| rmsnorm eps=1.0e-06 as "], [{"N": 2, "T": 6}])
+
+
+def test_bert_int_attention_mask(tmp_path):
+    # the int mask cast to bool, its Where of 0 and the float minimum added to the scores
+    # (a row of padding only: equal weights, not zero ones), the NaN check after softmax
+    source, path, text, spec, params = _export_import(
+        tmp_path, "bert_base.nn", "BertBase",
+        {"layers": 2, "d": 16, "heads": 2, "ff": 24, "vocab": 40, "positions": 16})
+    # the additive mask Where(m, 0, float32 min): the float mask of the int one, made once
+    assert text.count("* (-3.4028235e+38))") == 1, text
+    assert len(re.findall(r"sdpa\(\w+, \w+, \w+, mask=\w+\)", text)) == 2, text
+    assert spec.param_count() == source.param_count("BertBase")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {"input_ids": rng.integers(0, 40, (3, 5)), "token_type_ids":
+            rng.integers(0, 2, (3, 5)), "attention_mask": rng.integers(0, 2, (3, 5))}
+    feed["attention_mask"][0] = 0  # a sequence of padding only: its weights are zero
+    want = sess.run(None, feed)
+    m = build_module(spec).eval()
+    m.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()}, strict=True)
+    with torch.no_grad():
+        got = m(*(torch.from_numpy(feed[i.name]) for i in sess.get_inputs()))
+    for g, w in zip(got, want):
+        assert np.abs(g.numpy() - w).max() <= 1e-4 * max(1.0, float(np.abs(w).max()))
+
+
 @pytest.mark.parametrize("name, model, consts, message", [
-    # RMSNorm written out (Pow, ReduceMean, Sqrt): no kind is matched to it yet
-    ("llama2_7b.nn", "Llama2", {"vocab": 40, "d": 16, "layers": 1, "heads": 4,
-                                "kv_heads": 2, "ff": 24}, "(Pow): no nnspec kind"),
     # a sample drawn at inference
     ("dbn.nn", "SampledDBN", None, "(RandomUniformLike): no nnspec kind"),
 ])

@@ -36,6 +36,22 @@ def _reduce(fn):
     return make
 
 
+def _split(node, ins):
+    x = ins[0]
+    axis = _attr(node, "axis", 0)
+    n = len(node.output)
+    if len(ins) > 1 and ins[1] is not None:
+        sizes = [int(v) for v in ins[1]]
+    elif _attr(node, "split") is not None:
+        sizes = [int(v) for v in _attr(node, "split")]
+    else:
+        step = -(-x.shape[axis] // n)
+        sizes = [min(step, x.shape[axis] - j * step) for j in range(n)]
+    if len(sizes) != n or sum(sizes) != x.shape[axis] or min(sizes) < 0:
+        raise ValueError("split sizes")
+    return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+
+
 _ERF = np.vectorize(math.erf, otypes=[np.float64])
 
 PROBE = {
@@ -59,8 +75,41 @@ PROBE = {
     "ReduceMean": _reduce(np.mean),
     "ReduceSum": _reduce(np.sum),
     "Max": lambda node, ins: np.maximum(ins[0], ins[1]),
+    "Split": _split,
+    "IsInf": lambda node, ins: (np.isposinf(ins[0]) if _attr(node, "detect_positive", 1)
+                                else False) | (np.isneginf(ins[0])
+                                               if _attr(node, "detect_negative", 1) else False),
+    "ReduceMin": _reduce(np.min),
+    "ReduceMax": _reduce(np.max),
+    "IsNaN": lambda node, ins: np.isnan(ins[0]),
+    "Cos": lambda node, ins: np.cos(ins[0]),
+    "Sin": lambda node, ins: np.sin(ins[0]),
     "Min": lambda node, ins: np.minimum(ins[0], ins[1]),
 }
+
+
+def sized(value: np.ndarray, sizes: dict) -> np.ndarray | None:
+    """A constant whose items may be symbols of the input's sizes (fold.py) with each symbol
+    given its size in ``sizes``; None when an item is not known statically or not given."""
+    if value.dtype != object:
+        return value
+    out = []
+    for v in value.reshape(-1):
+        v = sizes.get(v) if isinstance(v, str) else v
+        if v is None:
+            return None
+        out.append(int(v))
+    return np.array(out, dtype=np.int64).reshape(value.shape)
+
+
+def constants(cx, sizes: dict | None = None):
+    """The ``const`` argument of :func:`evaluate` for a converter: its constants, with
+    symbolic sizes given by ``sizes``."""
+    def get(name):
+        if not cx.is_const(name):
+            return None
+        return sized(cx.value(name), sizes or {})
+    return get
 
 
 def evaluate(nodes: list, given: dict, const) -> dict | None:
@@ -85,7 +134,13 @@ def evaluate(nodes: list, given: dict, const) -> dict | None:
                     return None
                 ins.append(np.asarray(v))
             try:
-                env[node.output[0]] = np.asarray(fn(node, ins))
+                got = fn(node, ins)
+                if isinstance(got, tuple):
+                    if len(got) != len(node.output):
+                        return None
+                    env.update((o, np.asarray(v)) for o, v in zip(node.output, got) if o)
+                else:
+                    env[node.output[0]] = np.asarray(got)
             except (FoldError, ValueError, TypeError, IndexError):
                 return None
     return env
