@@ -188,7 +188,7 @@ def main() -> None:
                                               if k != "hand"))
             if "hand_oop" in t:
                 print(f"  [{name} batch {batch}] hand_oop = hand-written with out-of-place "
-                      f"ReLU and add (as the emitted code does them)")
+                      f"ReLU and add (the emitted code runs them in place, as hand)")
             for k, what in (("emitted", "emitted"), ("built", "build_module")):
                 result("torch emit", f"[{name} b{batch}] {what} {fmt_s(t[k])}, hand "
                        f"{fmt_s(t['hand'])} (min); paired ratio {paired[k]:.3f} "

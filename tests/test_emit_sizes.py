@@ -81,19 +81,24 @@ def test_attention_reads_batch_and_time_from_its_input(tmp_path):
     src, gen = _module(nnspec.load(str(ROOT / "specs/gpt2.nn")), tmp_path, "gpt2")
     body = src.split("class CausalSelfAttention(nn.Module):")[1].split("\nclass ")[0]
     assert "    def forward(self, x):\n        N, T, _ = x.shape\n" in body
-    assert "q = q.reshape(N, T, 12, 64)" in body
-    attn = gen.CausalSelfAttention().eval()  # a class runs with its tensors alone
+    # the heads and their width from the block's arguments, as the spec writes them
+    assert "q = q.reshape(N, T, self.heads, self.d // self.heads)" in body
+    assert "self.c_attn = nn.Linear(d, 3 * d)" in body
+    attn = gen.CausalSelfAttention(d=768, heads=12, p=0.1).eval()  # its tensors alone
     for t in (3, 7):
         assert attn(torch.randn(2, t, 768)).shape == (2, t, 768)
-    block = gen.Block().eval()
+    block = gen.Block(d=768, heads=12, p=0.1).eval()
     assert block(torch.randn(1, 5, 768)).shape == (1, 5, 768)
+    # another size from the same class: the arguments are the class's sizes
+    small = gen.Block(d=32, heads=4, p=0.0).eval()
+    assert small(torch.randn(2, 3, 32)).shape == (2, 3, 32)
 
 
 def test_a_symbolic_unet_crops_from_the_shapes_at_every_size(tmp_path):
     spec = nnspec.loads(UNET, "unet.nn")
     src, gen = _module(spec, tmp_path, "unet")
     assert re.findall(r"^class (\w+)\(", src, re.M) == ["DoubleConv", "Up", "UNet"]
-    assert "def __init__(self, in_channels, c):" in src.split("class Up(")[1]
+    assert "def __init__(self, c):" in src.split("class Up(")[1]
     assert "skip[..., (skip.shape[2] - u.shape[2]) // 2 : (skip.shape[2] + u.shape[2]) // 2," \
         in src.replace("\n            ", " ").replace("[ ...", "[...")
     # three sizes check accepts: the crops differ (odd and even margins)

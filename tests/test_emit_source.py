@@ -155,12 +155,13 @@ def test_blocks_become_classes_with_their_parameters(sources):
     assert "self.up1 = Up(in_channels=100, c=512, stride=1, pad=0)" in src
     assert "stride=stride, padding=pad, bias=False" in src
     _, src = sources["transformer_base.nn"]
-    assert "self.layers = nn.ModuleList([DecoderLayer() for _ in range(6)])" in src
+    assert "class DecoderLayer(nn.Module):\n    def __init__(self, d, heads, ff, p):" in src
+    assert "[DecoderLayer(d=d, heads=heads, ff=ff, p=p) for _ in range(n)]" in src
     assert "        for layer in self.layers:\n            x = layer(x, mem)\n" in src
     assert "def forward(self, x, mem):" in src
     assert "(with blocks\n#   from transformer.nn)." in src
     _, src = sources["causal_lm.nn"]
-    assert "self.h = nn.ModuleList([GPTBlock() for _ in range(6)])" in src
+    assert "self.h = nn.ModuleList([GPTBlock(d=512, heads=8, p=0.1) for _ in range(6)])" in src
     assert "for layer in self.h:" in src
 
 
@@ -222,14 +223,16 @@ model SmallUNet(x: [N, 1, 44, 44]) -> [N, 2, 4, 4] {
 def test_unet_up_is_one_class_with_its_crop_from_the_shapes(sources, tmp_path):
     _, src = sources["unet.nn"]  # the crop of each Up's skip is read from the tensors
     assert _classes(src) == ["DoubleConv", "Down", "Up", "UNet"]
-    assert "    def __init__(self, in_channels, c):\n" in src
+    # an Up's input has twice its channels: the constructor says so
+    assert "class Up(nn.Module):\n    def __init__(self, c):\n" in src
+    assert "self.up = nn.ConvTranspose2d(2 * c, c, kernel_size=2, stride=2)" in src
     assert "(skip.shape[2] - u.shape[2]) // 2 : (skip.shape[2] + u.shape[2]) // 2," in src
-    assert "self.up1 = Up(in_channels=1024, c=512)" in src
-    assert "self.up4 = Up(in_channels=128, c=64)" in src
+    assert "self.up1 = Up(512)" in src
+    assert "self.up4 = Up(64)" in src
     src = _same_as_build_module(SMALL_UNET, tmp_path, "small_unet")
     assert _classes(src) == ["DoubleConv", "Up", "SmallUNet"]
-    assert "self.up1 = Up(in_channels=16, c=8)" in src
-    assert "self.up2 = Up(in_channels=8, c=4)" in src
+    assert "self.up1 = Up(8)" in src
+    assert "self.up2 = Up(4)" in src
 
 
 def test_a_literal_kept_on_self_is_never_a_childs_name(tmp_path):
@@ -273,7 +276,7 @@ STAGE = """class Stage(nn.Module):
             self.add_module(
                 f"convrelu_{i}", ConvRelu(in_channels=in_channels if i == 0 else c, c=c)
             )
-        self.maxpool_0 = nn.MaxPool2d(kernel_size=2, stride=2)
+        self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
 
     def forward(self, x):
         for i in range(self.n):  # """
@@ -318,11 +321,13 @@ model R(x: [N, 3, 16, 16]) {
 """
     src = _same_as_build_module(text, tmp_path, "bottlenecks")
     assert _classes(src) == ["Down", "Bottleneck", "Stage", "R"]
-    assert "    def __init__(self, in_channels, c, stride, out_channels, n):\n" in src
+    assert "    def __init__(self, in_channels, c, n, stride):\n" in src
+    # a Bottleneck's input has 4 * c channels: its constructor takes c alone
+    assert "self.conv3 = nn.Conv2d(c, 4 * c, kernel_size=1, bias=False)" in src
     assert "        for i in range(n - 1):\n            self.add_module(f\"bottleneck_{i}\", " \
-           "Bottleneck(in_channels=out_channels, c=c))\n" in src
+           "Bottleneck(c))\n" in src
     assert "        for i in range(self.n - 1):  # " in src
-    assert "self.layer1 = Stage(in_channels=3, c=2, stride=1, out_channels=8, n=3)" in src
+    assert "self.layer1 = Stage(in_channels=3, c=2, n=3, stride=1)" in src
 
 
 def test_a_module_list_of_another_length_is_the_same_class(tmp_path):

@@ -87,11 +87,11 @@ def test_the_fused_kernel_runs_in_both_modes_and_both_backends(name):
 def test_the_emitted_call_is_sdpas_own():
     gpt2 = emit_source(_load("gpt2", p=0.1))
     assert "dropout_p=self.p if self.training else 0.0" in gpt2
-    assert "self.sdpa_0 = ScaledDotProductAttention(0.1)" in gpt2
-    assert "y = self.sdpa_0(q, k, v, is_causal=True)" in gpt2
+    assert "self.attention = ScaledDotProductAttention(p)" in gpt2
+    assert "y = self.attention(q, k, v, is_causal=True)" in gpt2
     assert "isneginf" not in gpt2 and "softmax" not in gpt2
     bert = emit_source(_load("bert", p=0.1))
-    assert "self.sdpa_0(q, k, v, attn_mask=m.bool())" in bert
+    assert "self.attention(q, k, v, attn_mask=m.bool())" in bert
     llama = emit_source(_load("llama"))
     assert "F.scaled_dot_product_attention(" in llama and "enable_gqa=" in llama
     assert "dropout_p=self.dropout if self.training else 0.0" in llama

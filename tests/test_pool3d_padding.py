@@ -315,13 +315,13 @@ def test_emitted_source_reads_like_pytorch_and_matches_build_module(tmp_path):
     spec = nnspec.loads(EMIT, "emit.nn")
     src = emit_source(spec, all_models=True)
     assert "nn.MaxPool2d(kernel_size=3, stride=2, padding=1)" in src
-    assert 'self.maxpool_1(F.pad(x, (0, 1, 0, 1), value=float("-inf")))' in src
+    assert 'self.maxpool2(F.pad(x, (0, 1, 0, 1), value=float("-inf")))' in src
     assert "nn.MaxPool2d(kernel_size=2, stride=2)\n" in src
     assert "avg_pool_real_cells(x, (2, 2, 2, 2), kernel_size=(3, 3), stride=(1, 1))" in src
-    assert "self.avgpool_1(F.pad(x, (2, 2, 2, 2)))" in src
+    assert "self.avgpool(F.pad(x, (2, 2, 2, 2)))" in src
     assert "nn.BatchNorm3d(2)" in src
     assert "nn.MaxPool3d(kernel_size=2, stride=2, ceil_mode=True)" in src
-    assert "self.maxpool3d_0(F.pad(x, (0, 0, 1, 0, 0, 1), value=float(\"-inf\")))" in src
+    assert "self.pool1(F.pad(x, (0, 0, 1, 0, 0, 1), value=float(\"-inf\")))" in src
     path = tmp_path / "pools.py"
     path.write_text(src)
     gen = import_source(path, "pools_gen")

@@ -352,7 +352,7 @@ def test_emit_blocks_symbols_and_pads(tmp_path):
                           "gen_misc")
     assert "N = x.shape[0]\n" in text and "dims" not in text
     assert "reshape(N, 4, -1)" in text
-    assert "self.layer1 = nn.ModuleList([Res() for _ in range(2)])" in text
+    assert "self.layer1 = nn.ModuleList([Res(4) for _ in range(2)])" in text
     assert "for layer in self.layer1:" in text
     sub = tmp_path / "convs"
     sub.mkdir()

@@ -14,7 +14,11 @@ from dataclasses import replace
 from ...ir.names import MODULE_ATTRS, child_name_problem, py_name
 from ...ir.spec import Spec
 from ...layers import REGISTRY
-from ...layers.base import ParamRef
+from ...layers.base import InputDevice, ParamRef
+from ..plans import returned_parameters
+from .arguments import find as find_expr
+from .arguments import INFERRED, in_forward, spec_text
+from .inplace import in_place, is_head
 from .constructors import (
     _call_pieces,
     _module_pieces,
@@ -22,6 +26,7 @@ from .constructors import (
     _render,
     _Slot,
     _slot_text,
+    _with_src,
 )
 from .folding import _INDENT, _Count, _Raw, _slots_and_key
 from .layout import _comment_lines, _display, _fit, _with_note
@@ -63,6 +68,9 @@ class _Emitter:
     def call_note(self, call: tuple) -> str:
         """``file:line  Basic(64) * 2 as layer1`` for a block call (the text from the spec's
         source when it is at hand)."""
+        return self.note(call[1], call[2], self.call_text(call))
+
+    def call_text(self, call: tuple) -> str:
         text = f"{call[0]}(...)"
         src = self.spec.sources.get(call[1])
         if src is not None and len(call) == 6:
@@ -74,7 +82,7 @@ class _Emitter:
                     text = got + (" ..." if call[4] != call[2] else "")
             except (IndexError, TypeError, ValueError):
                 pass
-        return self.note(call[1], call[2], text)
+        return text
 
     def shape(self, m, vid: str) -> str | None:
         got = self.shapes.get(m.name)
@@ -110,8 +118,9 @@ class _Emitter:
         def value_of(item) -> list:
             if item[0] == "node":
                 mod = plans[item[1]][2].module
-                return _parameter_pieces(mod) if _is_parameter(mod) else _module_pieces(mod)
-            return _instance_pieces(item[1])
+                got = _parameter_pieces(mod) if _is_parameter(mod) else _module_pieces(mod)
+                return _with_src(got, plans[item[1]][0].text or "")
+            return _with_src(_instance_pieces(item[1]), self.call_text(item[1].call))
 
         for idx, item in enumerate(s.items):
             kind, x, local = item
@@ -131,7 +140,9 @@ class _Emitter:
                     if name in registered or name in containers:
                         raise _NameClash(f"the layer name {name!r} is used twice")
                     elems = [value_of(s.items[j]) for j in members]
-                    init.append(_assign_pieces("self", name, _list_pieces(elems)))
+                    first = s.items[members[0]]
+                    src = self.call_text(first[1].call) if first[0] == "inst" else ""
+                    init.append(_assign_pieces("self", name, _list_pieces(elems, src)))
                     registered.add(name)
             else:
                 parts = local.split(".")
@@ -254,6 +265,8 @@ class _Emitter:
                     return _dim_src(d, atom)
 
                 for j, call in enumerate(sized[k].calls):
+                    if any(isinstance(v, InputDevice) for v in call.kwargs.values()):
+                        call = replace(call, kwargs=_on_device(call.kwargs, args))
                     if any(isinstance(a, ParamRef) for a in call.args):
                         call = replace(call, args=tuple(
                             _Code(_path_ref(_rel(a.key, s))) if isinstance(a, ParamRef) else a
@@ -267,6 +280,8 @@ class _Emitter:
                     expr = _call_src(call, refs.get(k), ins, expr, size)
                 if _is_parameter(plan.module):
                     expr = refs[k]  # cls = self.class_token
+                    if node.id in returned_parameters(m):  # a tensor, not the Parameter
+                        expr += ".clone()"
                 elif expr is None:
                     expr = ins[0]
                 out_id = node.id
@@ -302,8 +317,20 @@ class _Emitter:
                 fwd.append((0, expr, note, shape))
                 continue
             base = names.get((prefix, out_id))
+            mode = in_place(self, m, s, plans, k - 1, reads[k - 1]) if kind == "node" else None
+            if mode == "add" and base in (None, ins[0]):  # y += x: y is read no more
+                live[ins[0]], var[out_id] = out_id, ins[0]
+                fwd.append((0, f"{ins[0]} += {ins[1]}", note, shape))
+                continue
+            if mode == "relu":
+                expr = expr[:-1] + ", inplace=True)"
+            if base is None and s.parent is None and out_id == s.output and \
+                    kind == "node" and is_head(self.spec, m, node):
+                base = "logits"
             if base is None and dying and dying[0] == reads[k - 1][0]:
-                base = var[dying[0]]
+                same = getattr(types.get(dying[0]), "dtype", None) == \
+                    getattr(types.get(out_id), "dtype", None)
+                base = var[dying[0]] if same else "x"  # int tokens -> float hidden states
             fwd.append((0, f"{pick(base or fallback, out_id)} = {expr}", note, shape))
         if s.output is not None and not returned:
             fwd.append((0, f"return {var[s.output]}", None, None))
@@ -347,10 +374,12 @@ class _Emitter:
 
     # -- the classes of a block --
     def finish(self, block: str, members: list[tuple[_Scope, _Raw]], models: dict) -> None:
-        """One class for instances of a block that render alike: a literal that differs
-        between them becomes a constructor parameter (one per distinct column of values:
-        a conv's in and out channels that are equal in every instance are one). A literal
-        of ``forward`` that differs is a parameter too, kept on ``self`` (U-Net's crop)."""
+        """One class for instances of a block that render alike. A literal that is an
+        expression of the block's arguments in every instance is written as it, and those
+        arguments are the constructor's parameters (:mod:`.arguments`); another literal that
+        differs between them becomes a parameter too (one per distinct column of values: a
+        conv's in and out channels that are equal in every instance are one). A literal
+        of ``forward`` that differs is a parameter kept on ``self`` (U-Net's crop)."""
         s0, raw0 = members[0]
         n = len(raw0.slots)
         texts = [tuple(raw.slots[j].text for _, raw in members) for j in range(n)]
@@ -358,19 +387,37 @@ class _Emitter:
         ftexts = [tuple(raw.nums[i][q].text for _, raw in members) for i, q in where]
         calls = [(getattr(models[id(sc)], "_block_args", None) or {}).get(sc.path)
                  for sc, _ in members]
+        envs = [c[2] if c is not None else None for c in calls]
         reserved = self.module_names | _RESERVED_LOCALS | self.class_names
         # an attribute must not be a child's name or an nn.Module attribute (``training``)
         attr_reserved = reserved | MODULE_ATTRS | _TRAIN_METHODS | {
             local.split(".")[0] for _, _, local in s0.items}
+        slot_expr = {}
+        for j in range(n):
+            got = find_expr([raw.slots[j].value for _, raw in members], envs,
+                            raw0.slots[j].src, raw0.slots[j].name)
+            if got is not None:
+                slot_expr[j] = got
+        num_expr = {}
+        for i, q in where:
+            got = find_expr([raw.nums[i][q].value for _, raw in members], envs,
+                            spec_text(raw0.fwd[i][2]), raw0.nums[i][q].name)
+            if got is not None:
+                num_expr[(i, q)] = got
+        used = {x for e in [*slot_expr.values(), *num_expr.values()] for x in e.names}
+        kept = {x for e in num_expr.values() for x in e.names}
+        taken: set[str] = set()
+        arg_name = {x: py_name(x, taken, attr_reserved if x in kept else reserved)
+                    for x in (envs[0] or {}) if x in used}
         wanted: dict[tuple, list] = {}  # a column of differing values -> [name, on self]
         for counts in (False, True):  # the counts of loops last, as a block lists them
             for j in range(n):
-                if len(set(texts[j])) > 1 and isinstance(raw0.slots[j], _Count) == counts:
+                if len(set(texts[j])) > 1 and isinstance(raw0.slots[j], _Count) == counts \
+                        and j not in slot_expr:
                     wanted.setdefault(texts[j], [raw0.slots[j].name, False])
-        for (i, q), col in zip(where, ftexts):
-            if len(set(col)) > 1:
-                wanted.setdefault(col, [raw0.nums[i][q].name, False])[1] = True
-        taken: set[str] = set()
+        for w, col in zip(where, ftexts):
+            if len(set(col)) > 1 and w not in num_expr:
+                wanted.setdefault(col, [raw0.nums[w[0]][w[1]].name, False])[1] = True
         param_of: dict[tuple, str] = {}
         for col, (natural, on_self) in wanted.items():
             want = _param_name(natural, col, calls)
@@ -378,16 +425,29 @@ class _Emitter:
                 want = want.lstrip("_") or "value"
             param_of[col] = py_name(want, taken, attr_reserved if on_self else reserved)
         slot_param = {j: param_of[texts[j]] for j in range(n) if texts[j] in param_of}
-        num_param = {w: param_of[col] for w, col in zip(where, ftexts) if col in param_of}
-        params = list(param_of.values())
-        on_self = [param_of[col] for col, (_, attr) in wanted.items() if attr]
+        num_param = {w: _child("self", param_of[col])
+                     for w, col in zip(where, ftexts) if col in param_of}
+        for j, e in slot_expr.items():
+            slot_param[j] = e.src(arg_name.get, raw0.slots[j].name == "normalized_shape")
+        for (i, q), e in num_expr.items():
+            num = raw0.nums[i][q]
+            num_param[(i, q)] = in_forward(raw0.fwd[i][1], num.start, num.end,
+                                           e.src(lambda x: _child("self", arg_name[x])))
+        # a size from the input first (``in_channels``, as torchvision's ``inplanes``)
+        front = [param_of[col] for col, (nat, _) in wanted.items() if nat in INFERRED]
+        params = front + list(arg_name.values()) + \
+            [p for p in param_of.values() if p not in front]
+        on_self = [arg_name[x] for x in arg_name if x in kept] + \
+            [param_of[col] for col, (_, attr) in wanted.items() if attr]
         cls = _Class(self.class_name(block), params)
-        for sc, raw in members:
-            got = {}
-            for j, p in slot_param.items():
-                got.setdefault(p, raw.slots[j].value)
-            for (i, q), p in num_param.items():
-                got.setdefault(p, raw.nums[i][q].value)
+        for (sc, raw), env in zip(members, envs):
+            got = {arg_name[x]: env[x] for x in arg_name}
+            for j, p in enumerate(raw.slots):
+                if texts[j] in param_of and j not in slot_expr:
+                    got.setdefault(param_of[texts[j]], p.value)
+            for w, col in zip(where, ftexts):
+                if col in param_of and w not in num_expr:
+                    got.setdefault(param_of[col], raw.nums[w[0]][w[1]].value)
             sc.cls = cls
             sc.values = [got[p] for p in params]
         shapes = [{raw.fwd[i][3] for _, raw in members} for i in range(len(raw0.fwd))]
@@ -406,7 +466,7 @@ class _Emitter:
     def class_lines(self, cls: _Class, raw: _Raw, slot_param: dict, shapes: list,
                     num_param: dict | None = None, on_self: list | None = None) -> list:
         """The class's source. ``slot_param``: slot index -> the parameter it is written as;
-        ``num_param``: (forward line, literal) -> the parameter on ``self`` written there;
+        ``num_param``: (forward line, literal) -> what is written there (``self.crop``);
         ``on_self``: the parameters kept as attributes, for forward."""
         out = [f"class {cls.name}(nn.Module):",
                *_fit(f"def __init__({', '.join(['self'] + cls.params)}):", 4),
@@ -428,7 +488,7 @@ class _Emitter:
             for q in reversed(range(len(nums))):
                 p = num_param.get((i, q))
                 if p is not None:
-                    code = code[:nums[q].start] + _child("self", p) + code[nums[q].end:]
+                    code = code[:nums[q].start] + p + code[nums[q].end:]
             shape = next(iter(shapes[i])) if len(shapes[i]) == 1 else None
             out += _with_note(code, 8 + 4 * indent, note, shape)
         return out
@@ -460,12 +520,12 @@ def _instance_pieces(s: _Scope) -> list:
                                    zip(cls.params, s.values)])
 
 
-def _list_pieces(elems: list[list]) -> list:
+def _list_pieces(elems: list[list], src: str = "") -> list:
     """``nn.ModuleList([a, b])``, or ``[a for _ in range(n)]`` when the elements are equal."""
     if len(elems) > 1 and len({_render(e) for e in elems}) == 1:
         # the count a slot: instances of a block that differ in it share a class
-        return ["nn.ModuleList([", *elems[0], " for _ in range(", _Slot(len(elems), "n"),
-                ")])"]
+        return ["nn.ModuleList([", *elems[0], " for _ in range(",
+                _Slot(len(elems), "n", src=src), ")])"]
     out: list = ["nn.ModuleList(["]
     for i, e in enumerate(elems):
         if i:
@@ -507,6 +567,12 @@ def _parameter_ref(parent: str, name: str) -> str:
     if _attr_ok(name):
         return f"{parent}.{name}"
     return f"{parent}._parameters[{_str(name)}]"
+
+
+def _on_device(kwargs: dict, args: list) -> dict:
+    """A tensor made in forward goes on the device of forward's first argument."""
+    device = _Code(f"{args[0]}.device" if args else "torch.get_default_device()")
+    return {k: device if isinstance(v, InputDevice) else v for k, v in kwargs.items()}
 
 
 def _where(node) -> tuple[str, int, str]:

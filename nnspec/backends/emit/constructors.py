@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import keyword
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...core.dims import Dim
 from ...layers.base import TorchModule
@@ -113,6 +113,7 @@ class _Slot:
     name: str
     kw: str | None = None
     default: object = _R
+    src: str = ""  # the spec's text of the layer it comes from
 
     @property
     def text(self) -> str:
@@ -173,6 +174,11 @@ def _parameter_pieces(m: TorchModule) -> list:
     until its initialiser (written after it) or loaded weights set it."""
     return _call_pieces("nn.Parameter(torch.zeros", [[_Slot(a, "size")] for a in m.args]) \
         + [")"]
+
+
+def _with_src(pieces: list, src: str) -> list:
+    """The pieces with each slot's spec text set to ``src``."""
+    return [replace(p, src=src) if isinstance(p, _Slot) else p for p in pieces]
 
 
 def _call_pieces(head: str, args: list[list]) -> list:

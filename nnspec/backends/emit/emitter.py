@@ -34,8 +34,8 @@ from .classes import _Emitter
 from .constructors import NN_SIGNATURES
 from .folding import _merge_groups
 from .helpers import _globals_of, _helper_names, _helpers_src
-from .layout import _fit
-from .naming import _MODULE_NAMES, _RESERVED_LOCALS
+from .layout import _fit, fit_return
+from .naming import _MODULE_NAMES, _RESERVED_LOCALS, rename_stateless, stateful_names
 from .structure import _Class, _flow, _NameClash, _Scope, _tree
 
 __all__ = ["emit_source", "write_source", "NN_SIGNATURES"]
@@ -92,6 +92,7 @@ def _emit(spec: Spec, model: str | None, all_models: bool, flat: bool) -> str:
                 readers.setdefault(v, set()).add(node.id)
         root = _tree(p, flat)
         _flow(root, p, m.output, readers)
+        rename_stateless(root, p, stateful_names(spec.state_shapes(m.name)))
         roots.append(root)
         stack = [root]
         while stack:
@@ -181,7 +182,7 @@ def _training_src(spec: Spec, m) -> list[str]:
     out = ["", *_fit(f"def loss(self, {', '.join(params)}):", 4)]
     if unpack is not None:
         out += _fit(f"{', '.join(unpack)} = {names['output']}", 8)
-    out += _fit(f"return {expr or 'torch.zeros(())'}", 8)
+    out += fit_return(expr or "torch.zeros(())", 8)
     if t.optimizer is not None:
         opt = T.OPTIMIZERS[t.optimizer].model_validate(t.optimizer_params)
         out += ["", "    def configure_optimizer(self):",

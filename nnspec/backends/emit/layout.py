@@ -59,6 +59,9 @@ def _fit(code: str, indent: int) -> list[str]:
     comma = True
     if len(parts) == 1 and code[o] == "(":  # (a * b + c if d else e): before its operators
         parts, comma = _split_operators(body), False
+        # an operand too long for its line is split before its own * and / too, as ruff
+        parts = [q for p in parts for q in (
+            _split_operators(p, _PRODUCT) if indent + 4 + len(p) > WIDTH else [p])]
     if indent + len(head) > WIDTH or not parts:
         return [pad + code]
     inner = indent + 4
@@ -155,6 +158,13 @@ def _split_at(body: str, sep: str) -> list[str]:
 
 
 def _widest_bracket(code: str) -> tuple[int, int] | None:
+    """The widest top-level bracket pair to break; in an assignment, one right of ``=``
+    where there is one (ruff splits the value before the target)."""
+    eq = _assign_at(code)
+    if eq is not None:
+        got = _widest_bracket(code[eq:])
+        if got is not None:
+            return got[0] + eq, got[1] + eq
     opens: list[int] = []
     best = None
     for i, ch, depth in _scan(code):
@@ -171,9 +181,41 @@ def _widest_bracket(code: str) -> tuple[int, int] | None:
     return best
 
 
-def _split_operators(body: str) -> list[str]:
+def _assign_at(code: str) -> int | None:
+    """The index just after the top-level `` = `` of an assignment statement, or None."""
+    depth, quote = 0, None
+    for i, ch in enumerate(code):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and code.startswith(" = ", i):
+            return i + 3
+    return None
+
+
+_SUM = (" + ", " - ", " if ", " else ")
+_PRODUCT = (" * ", " / ", " // ", " @ ", " % ")
+
+
+def fit_return(expr: str, indent: int) -> list[str]:
+    """``return expr``, in parentheses broken before its operators where ruff format would
+    not split the last call instead: two or more top-level ``+``/``-``, or one and the
+    expression ends with an empty call (``(...).sum()``)."""
+    line = f"return {expr}"
+    ops = len(_split_operators(expr)) - 1
+    if indent + len(line) > WIDTH and (ops > 1 or ops == 1 and expr.endswith("()")):
+        return _fit(f"return ({expr})", indent)
+    return _fit(line, indent)
+
+
+def _split_operators(body: str, ops: tuple = _SUM) -> list[str]:
     """The parts of a bracketed expression before each top-level ``+``, ``-``, ``if`` and
-    ``else`` (a break there is valid inside the brackets)."""
+    ``else`` (or ``ops``: a break there is valid inside the brackets)."""
     depth, quote, cuts = 0, None, []
     for i, ch in enumerate(body):
         if quote:
@@ -184,8 +226,7 @@ def _split_operators(body: str) -> list[str]:
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        elif depth == 0 and ch == " " and any(body.startswith(w, i) for w in
-                                              (" + ", " - ", " if ", " else ")):
+        elif depth == 0 and ch == " " and any(body.startswith(w, i) for w in ops):
             cuts.append(i)
     parts = [body[a:b].strip() for a, b in zip([0] + cuts, cuts + [len(body)])]
     return [p for p in parts if p]

@@ -64,3 +64,64 @@ def _assign_child(parent: str, name: str) -> str:
 def _assign_pieces(parent: str, name: str, value: list) -> list:
     head = _assign_child(parent, name)
     return [head, *value] + ([")"] if head.endswith(", ") else [])
+
+
+# the names a person gives a layer without weights that the spec left unnamed (``maxpool_0``)
+_NATURAL = {"maxpool": "pool", "avgpool": "pool", "maxpool1d": "pool", "maxpool3d": "pool",
+            "avgpool1d": "pool", "avgpool3d": "pool", "sdpa": "attention"}
+_RENAMED = frozenset(_NATURAL) | {"dropout", "upsample", "pixelshuffle", "flatten"}
+
+
+def rename_stateless(root, plans, stateful: set) -> None:
+    """Give each unnamed layer without state (a pooling, attention, dropout: nothing in
+    the state_dict) the name a person would: ``pool``, ``pool1``/``pool2`` for two,
+    ``maxpool``/``avgpool`` beside each other (torchvision's), ``attention`` for sdpa.
+    Layers with weights or buffers keep their names: they are the state_dict keys."""
+    counts: dict[str, int] = {}
+    for node, _, _ in plans:
+        counts[node.name] = counts.get(node.name, 0) + 1
+    stack = [root]
+    while stack:
+        s = stack.pop()
+        found = []
+        for idx, (kind, x, local) in enumerate(s.items):
+            if kind == "inst":
+                stack.append(x)
+                continue
+            node, _, plan = plans[x]
+            # only the kinds listed: a sampling layer's name keys its noise (use_noise)
+            if node.op not in _RENAMED or "." in local or plan.module is None or node.shared \
+                    or counts[node.name] > 1 \
+                    or node.name in stateful or local.rpartition("_")[0] != node.op \
+                    or not local.rpartition("_")[2].isdigit():
+                continue
+            found.append((idx, node.op))
+        if not found:
+            continue
+        taken = {local.split(".")[0] for _, _, local in s.items} - \
+            {s.items[i][2] for i, _ in found}
+        natural = {}
+        for _, op in found:
+            natural.setdefault(_NATURAL.get(op, op), set()).add(op)
+        groups: dict[str, list] = {}
+        for idx, op in found:
+            base = _NATURAL.get(op, op)
+            groups.setdefault(base if len(natural[base]) == 1 else op, []).append(idx)
+        for base, idxs in groups.items():
+            for n, idx in enumerate(idxs, 1):
+                name = base if len(idxs) == 1 else f"{base}{n}"
+                if name in taken or not _attr_ok(name) or name in _RESERVED_LOCALS:
+                    continue
+                taken.add(name)
+                kind, x, _ = s.items[idx]
+                s.items[idx] = (kind, x, name)
+
+
+def stateful_names(keys) -> set:
+    """Every layer path that holds a state_dict entry (and the paths above it)."""
+    out = set()
+    for key in keys:
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            out.add(".".join(parts[:i]))
+    return out

@@ -31,12 +31,10 @@ class RBM(nn.Module):
     zero (Hinton's "practical guide", section 8).
     """
 
-    def __init__(self, visible, hidden, k=1, output="hidden", sample_visible=False,
-                 sample="train"):
+    def __init__(self, visible, hidden, k=1, output="hidden", sample_visible=False, sample="train"):
         super().__init__()
         if output not in ("hidden", "visible", "free_energy"):
-            raise ValueError(f"output must be 'hidden', 'visible' or 'free_energy', got "
-                             f"{output!r}")
+            raise ValueError(f"output must be 'hidden', 'visible' or 'free_energy', got {output!r}")
         if sample not in ("train", "always", "never"):
             raise ValueError(f"sample must be 'train', 'always' or 'never', got {sample!r}")
         self.visible, self.hidden, self.k = visible, hidden, k
@@ -115,6 +113,8 @@ class RBM(nn.Module):
         vk = self.gibbs(v0, k, True, self.sample_visible)[3]
         phk = self.hidden_prob(vk)
         n = v0.shape[0]
-        return {"weight": (ph0.t() @ v0 - phk.t() @ vk) / n,
-                "bias": (ph0 - phk).sum(0) / n,
-                "visible_bias": (v0 - vk).sum(0) / n}
+        return {
+            "weight": (ph0.t() @ v0 - phk.t() @ vk) / n,
+            "bias": (ph0 - phk).sum(0) / n,
+            "visible_bias": (v0 - vk).sum(0) / n,
+        }
