@@ -21,6 +21,8 @@ OUT = HERE / "nnspec.tmLanguage.json"
 LEXER = HERE.parent / "nnspec" / "tools" / "pygments_lexer.py"
 
 NAME = "[A-Za-z_][A-Za-z0-9_]*"
+#: a layer's name after `as`: a path into nested containers (`downsample.0`, `layers.0.attn`)
+PATH = NAME + "(?:\\.(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+))*"
 BLANK = "[ \\t\\f]+"
 # not inside a name or a number: `conv1` is one name, `1.5e3` one number
 START = "(?<![A-Za-z0-9_.])"
@@ -92,12 +94,13 @@ def grammar() -> dict:
                 {"match": f"\\b(const)({BLANK})({NAME})",
                  "captures": {"1": {"name": "storage.type.const.nnspec"},
                               "3": {"name": "variable.other.constant.nnspec"}}},
-                word("storage.type", ("model", "block", "train", "const")),
+                {"name": "storage.type.nnspec",  # not the head of a path: model.norm.weight
+                 "match": f"\\b{_words(('model', 'block', 'train', 'const'))}\\b(?!\\.)"},
             ]},
             "keyword": {"patterns": [
                 word("keyword.control.import", ("use",)),
                 word("keyword.control", ("check", "return")),
-                {"match": f"\\b(as)({BLANK})({NAME})",
+                {"match": f"\\b(as)({BLANK})({PATH})",
                  "captures": {"1": {"name": "keyword.other.as.nnspec"},
                               "3": {"name": "entity.name.variable.alias.nnspec"}}},
                 word("keyword.other.as", ("as",)),
@@ -145,6 +148,7 @@ def grammar() -> dict:
                 {"name": "keyword.operator.arrow.nnspec", "match": "->"},
                 {"name": "keyword.operator.pipe.nnspec", "match": "\\|"},
                 {"name": "keyword.operator.arithmetic.nnspec", "match": "//|[-+*/]"},
+                {"name": "keyword.operator.comparison.nnspec", "match": "[<>=!]=|[<>]"},
                 {"name": "keyword.operator.assignment.nnspec", "match": "="},
                 {"name": "punctuation.separator.annotation.nnspec", "match": ":"},
             ]},

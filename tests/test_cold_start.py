@@ -145,3 +145,89 @@ def test_the_package_imports_its_api_on_first_use():
     """)
     assert got == {"light": True, "load": "nnspec.api", "error": "SpecError", "params": 10,
                    "dir": True}
+
+
+# -- the LALR driver: Lark's tables without Lark ---------------------------------------------
+
+def _both_parsers(monkeypatch, text: str, path: str) -> list:
+    """parse_recover's result with the driver, and with Lark's parser alone."""
+    from nnspec.frontends.nn import parse
+
+    got = []
+    for driver in (None, False):  # None: the shipped driver (loaded again); False: none
+        monkeypatch.setattr(parse, "_driver", driver)
+        module, errors, blanked = parse.parse_recover(text, path)
+        try:
+            shown = repr(module)
+        except RecursionError:  # a tree too deep to print: compared by its errors
+            shown = "deep"
+        got.append((shown, [d.render() for d in errors], blanked))
+    return got
+
+
+def _spec_files() -> list:
+    files = []
+    for f in sorted({*ROOT.glob("specs/*.nn"), *ROOT.glob("nnspec/stdlib/*.nn"),
+                     *ROOT.glob("tests/**/*.nn")}):
+        try:
+            files.append((f, f.read_text(encoding="utf-8")))
+        except UnicodeDecodeError:
+            continue
+    return files
+
+
+def test_the_shipped_driver_tables_belong_to_the_grammar():
+    from nnspec.frontends.nn import parse, tables
+
+    regen = 'regenerate: python -c "from nnspec.frontends.nn import parse; parse.write_tables()"'
+    assert tables.load_driver(parse.grammar_text()) is not None, regen
+    assert tables.load_driver(parse.grammar_text() + "\n// changed\n") is None
+
+
+def test_the_driver_parses_every_spec_as_lark_does(monkeypatch):
+    files = _spec_files()
+    assert len(files) > 20
+    for f, text in files:
+        a, b = _both_parsers(monkeypatch, text, str(f))
+        assert a == b, f
+
+
+def test_the_driver_agrees_with_lark_on_mangled_specs(monkeypatch):
+    """Specs cut, spliced and sprinkled with tokens: what parses gives the same tree, what
+    does not the same errors (Lark's: the driver hands it every text it rejects)."""
+    import random
+
+    rng = random.Random(20261208)
+    texts = [text for _, text in _spec_files()]
+    pieces = ["model", "block", "->", "(", ")", "[", "]", ":", "|", "\n", "\n|", " ", "+", "-",
+              "*", "//", "=", ",", "as", "as 0.1", "x", "1", "1.5", '"s"', "a.b", "#c\n", "{",
+              "}", "...", "<", "<=", "==", "return", "use", "const", "check", "train", "loss"]
+    parsed = 0
+    for _ in range(300):
+        lines = rng.choice(texts).split("\n")
+        at = rng.randrange(len(lines))
+        text = "\n".join(lines[at:at + rng.randint(1, 30)])
+        for _ in range(rng.randint(0, 3)):
+            i = rng.randrange(len(text) + 1)
+            op = rng.random()
+            if op < 0.4:
+                text = text[:i] + rng.choice(pieces) + text[i:]
+            elif op < 0.7:
+                text = text[:i] + text[i + rng.randint(1, 5):]
+            else:
+                j = rng.randrange(len(text) + 1)
+                text = text[:i] + text[j:j + rng.randint(1, 8)] + text[i:]
+        a, b = _both_parsers(monkeypatch, text, "m.nn")
+        assert a == b, text
+        parsed += not a[1]
+    assert 30 < parsed < 270  # both kinds of input were tried
+
+
+def test_check_of_specs_that_parse_never_imports_lark():
+    got = _run("""
+        import json, sys
+        from nnspec.tools.cli import main
+        status = main(["check", "-q", "specs/"])
+        print(json.dumps({"status": status, "lark": "lark" in sys.modules}))
+    """)
+    assert got == {"status": 0, "lark": False}

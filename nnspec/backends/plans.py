@@ -36,6 +36,16 @@ def plans(spec: Spec, model):
     return out
 
 
+def returned_parameters(model) -> set[str]:
+    """The ids of ``param`` values the model returns (as its output, or one of the values of
+    ``return a, b``): returned as a copy, so that the output is a tensor as any other
+    (under no_grad it requires no grad), never the Parameter itself."""
+    by_id = {n.id: n for n in model.nodes}
+    out = by_id.get(model.output)
+    ids = list(out.inputs) if out is not None and out.op == "pack" else [model.output]
+    return {i for i in ids if i in by_id and by_id[i].op == "param"}
+
+
 def symbol_sources(model) -> dict[str, tuple[int, int]]:
     """symbol -> (input index, axis) of its first plain occurrence in the input shapes."""
     src: dict[str, tuple[int, int]] = {}

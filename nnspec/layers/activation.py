@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import (
     DEFAULT_INIT,
+    INT,
     In,
     InitArg,
     Int,
@@ -348,8 +349,21 @@ class Clamp(_Activation):
                 raise ValueError("give min=, max= or both")
             return self
 
+    def infer(self, p, ins):
+        x = ins[0]
+        if getattr(x, "dtype", None) != INT:
+            return super().infer(p, ins)
+        for arg in ("min", "max"):  # an int tensor stays int: its bounds are whole numbers
+            v = getattr(p, arg)
+            if v is not None and v != int(v):
+                raise ShapeError(f"clamp of the int tensor {x} takes whole bounds, got "
+                                 f"{arg}={v}", arg=arg, code="E368",
+                                 hint="round the bound, or to_float(x) first")
+        return x
+
     def torch(self, p, ins, out):
-        kw = {k: v for k, v in (("min", p.min), ("max", p.max)) if v is not None}
+        whole = int if ins[0].dtype == INT else float
+        kw = {k: whole(v) for k, v in (("min", p.min), ("max", p.max)) if v is not None}
         return TorchPlan(None, [TorchCall(self.fn, (In(0),), kw)])
 
     def numpy(self, p, w, xs, ctx):
@@ -364,6 +378,8 @@ class Clamp(_Activation):
         import numpy as np
 
         x = xs[0]  # torch's: the bounds themselves pass the gradient
+        if not np.issubdtype(np.asarray(x).dtype, np.floating):
+            return [None], {}  # an int tensor: no gradient
         keep = np.ones(x.shape, bool)
         if p.min is not None:
             keep &= x >= p.min
@@ -372,7 +388,8 @@ class Clamp(_Activation):
         return [gy * keep], {}
 
     def samples(self):
-        return [self.sample(), ({"max": 0.25}, [TensorType((3, 5))])]
+        return [self.sample(), ({"max": 0.25}, [TensorType((3, 5))]),
+                ({"min": -1.0, "max": 15.0}, [TensorType((3, 5), INT)])]
 
 
 @register

@@ -206,6 +206,11 @@ class SymDim:
 
 
 @dataclass(frozen=True, slots=True)
+class InputDevice:
+    """Placeholder for the device of forward's inputs, where a tensor made there goes."""
+
+
+@dataclass(frozen=True, slots=True)
 class ParamRef:
     """Placeholder for another layer's parameter (its dotted state_dict key), as a torch call
     argument: a tied weight that a layer uses transposed."""

@@ -17,8 +17,9 @@ buckets, Swin's relative-position index and shifted-window mask.
 - ``to_float`` (``.float()``: float32) of an int tensor, ``to_int`` (``.long()``, towards zero)
   of a float one.
 
-Such values are computed in forward, from the symbolic sizes: exact at every size and
-nothing stored, so no state_dict key (as T5 computes its buckets; torchvision's Swin stores
+Such values are computed in forward, from the symbolic sizes, on the device of forward's
+inputs (``torch.arange(T, device=x.device)``, never torch's default device): exact at every
+size and nothing stored, so no state_dict key (as T5 computes its buckets; torchvision's Swin stores
 ``relative_position_index`` as a persistent buffer, a key that a computed index does not
 have: drop it before loading such a state_dict). Int paths carry no gradient.
 """
@@ -35,6 +36,7 @@ from .base import (
     INT,
     DimArg,
     In,
+    InputDevice,
     Int,
     LayerKind,
     Params,
@@ -125,7 +127,8 @@ class Arange(LayerKind):
         args = (_arg(end),) if p.end is None and p.step == 1 else (_arg(start), _arg(end))
         if p.step != 1:
             args += (p.step,)
-        return TorchPlan(None, [TorchCall("torch.arange", args)])
+        # on the device of the tensors forward reads, never torch's default device
+        return TorchPlan(None, [TorchCall("torch.arange", args, {"device": InputDevice()})])
 
     def numpy(self, p, w, xs, ctx):
         import numpy as np

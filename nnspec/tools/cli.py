@@ -272,8 +272,11 @@ def _module_command(sub, name: str, help_: str, consts: bool = False,
                     module: str | None = None) -> None:
     """A command implemented in its own module ``nnspec.tools.NAME``, which defines
     ``add_arguments(p)`` and ``run(args)`` (imported when the parser is built: keep their
-    top-level imports light)."""
+    top-level imports light; not imported at all when another command runs, see
+    :func:`build_parser`)."""
     p = sub.add_parser(name, help=help_)
+    if _ONLY is not None and _ONLY != name:
+        return  # another command runs: this one's arguments are never parsed
     _command_module(module or name).add_arguments(p)
     if consts:
         add_consts(p)
@@ -284,7 +287,37 @@ def _add_quiet(p, what: str) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help=what)
 
 
-def build_parser() -> argparse.ArgumentParser:
+_ONLY: str | None = None  # the command being run, while its parser is built
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; with ``only``, the command that will run, the modules of
+    the others are not imported (their arguments would never be parsed)."""
+    global _ONLY
+    _ONLY = only
+    try:
+        return _build_parser()
+    finally:
+        _ONLY = None
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command word of the arguments when nothing before it but the main parser's own
+    options (spelt out in full) can be read differently by argparse; else None."""
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word in ("--color", "--colour"):
+            i += 2
+        elif word in ("--debug", "--version", "-h", "--help") or word.startswith(
+                ("--color=", "--colour=")):
+            i += 1
+        else:
+            return None if word.startswith("-") else word
+    return None
+
+
+def _build_parser() -> argparse.ArgumentParser:
     ap = SuggestingParser(prog="nnspec", description="Declarative model-spec compiler.")
     add_color(ap)
     ap.add_argument("--version", action=_Version, help="print the version and exit")
@@ -400,25 +433,42 @@ def _color_flag(argv: list[str]) -> str | None:
 def _start_quickly() -> None:
     """What a process of its own (the libraries not loaded yet) skips at start-up: pydantic's
     plugins, found by reading every installed distribution's metadata (~10 ms; nnspec's
-    validation has nothing for them to observe: left on when set by name), and the optional
-    ``regex`` module, which lark imports when installed for its ``regex=True`` option only,
-    which nnspec never sets (~5 ms): hidden while lark loads."""
+    validation has nothing for them to observe: left on when set by name), and with them the
+    import of the module that would look for them (importlib.metadata, email, ...: ~10 ms more;
+    pydantic.plugin._loader stands in for it while plugins are disabled). (Lark is not
+    imported to parse a spec that parses: see nnspec/frontends/nn/lalr.py.)"""
     if "pydantic" not in sys.modules:
         os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    if "lark" not in sys.modules and "regex" not in sys.modules:
-        sys.modules["regex"] = None  # type: ignore[assignment]  (import regex: ImportError)
-        try:
-            import lark  # noqa: F401
-        except ImportError:  # reported where the parser is first needed
-            pass
-        finally:
-            del sys.modules["regex"]
+        sys.modules.setdefault("pydantic.plugin._loader", _NoPlugins("pydantic.plugin._loader"))
+
+
+class _NoPlugins(type(sys)):
+    """pydantic's plugin loader while ``PYDANTIC_DISABLE_PLUGINS`` disables them all: no
+    plugins, without importing what finds them. Should the variable change, the real loader
+    is imported in its place and answers."""
+
+    def get_plugins(self):
+        if os.environ.get("PYDANTIC_DISABLE_PLUGINS") in ("__all__", "1", "true"):
+            return ()
+        return self._real().get_plugins()
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # what the import system asks of any module (__path__ ...)
+            raise AttributeError(name)
+        return getattr(self._real(), name)
+
+    def _real(self):
+        import importlib
+
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return importlib.import_module(self.__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
     start_run()
     set_color(_color_flag(sys.argv[1:] if argv is None else argv))
-    ap = build_parser()
+    ap = build_parser(_command_of(sys.argv[1:] if argv is None else argv))
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:

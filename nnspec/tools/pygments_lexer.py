@@ -59,9 +59,9 @@ LAYER_KINDS = (
     "rmsnorm", "rnn", "roll", "rope", "rotary", "sample_bernoulli", "sample_gaussian",
     "scaled_dot_product_attention", "sdpa", "sigmoid", "silu", "simple_rnn", "softmax",
     "softplus", "split", "squash", "stochastic_depth", "sub", "sum", "swapaxes", "swish",
-    "tanh", "to_float", "to_int", "transpose", "transposed_conv", "upsample", "upsample1d",
-    "upsample2d", "upsample3d", "upsampling", "upsampling1d", "upsampling2d", "upsampling3d",
-    "where",
+    "tanh", "to_float", "to_int", "transpose", "transposed_conv", "unflatten", "upsample",
+    "upsample1d", "upsample2d", "upsample3d", "upsampling", "upsampling1d", "upsampling2d",
+    "upsampling3d", "where",
 )
 LOSSES = (
     "bce", "bce_logits", "bce_with_logits", "binary_cross_entropy",

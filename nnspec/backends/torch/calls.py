@@ -22,6 +22,7 @@ from ...ir.names import child_name_problem
 from ...layers.base import (
     MODULE,
     In,
+    InputDevice,
     ParamRef,
     Prev,
     SymDim,
@@ -90,6 +91,8 @@ def _div_fn(inner, k: int, floor: bool):
 # the key of the symbol environment under which a module's forward keeps the module itself
 # (a symbol is an identifier, never this), for a layer that uses another's parameter
 _ROOT = "\0root"
+# and the key under which it keeps the device of its inputs (InputDevice)
+_DEVICE = "\0device"
 
 
 def _arg(a):
@@ -100,6 +103,8 @@ def _arg(a):
     if isinstance(a, In):
         i = a.index
         return False, lambda ins, prev, env: ins[i]
+    if isinstance(a, InputDevice):
+        return False, lambda ins, prev, env: env[_DEVICE]
     if isinstance(a, Prev):
         return False, lambda ins, prev, env: prev
     if isinstance(a, (SymDim, Dim)):
@@ -219,17 +224,19 @@ def _compile_call(call: TorchCall):
     return run
 
 
-def parameter_getter(path: str):
+def parameter_getter(path: str, copy: bool = False):
     """A function (mod, ins, env) -> the ``nn.Parameter`` registered under the dotted
     ``path`` of the model (a ``param`` layer's value), looked up at each call: a conversion
-    (``.to()``, ``to_empty``, FSDP) may replace the Parameter object."""
+    (``.to()``, ``to_empty``, FSDP) may replace the Parameter object. With ``copy`` (a
+    value the model returns) its ``clone()``: a tensor as any output, not the Parameter."""
     *parents, leaf = path.split(".")
 
     def get(mod, ins, env):
         owner = env[_ROOT]
         for part in parents:
             owner = owner._modules[part]
-        return owner._parameters[leaf]
+        p = owner._parameters[leaf]
+        return p.clone() if copy else p
 
     return get
 

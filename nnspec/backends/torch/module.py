@@ -29,9 +29,11 @@ from ...layers.base import INT
 from .. import weights as _init
 from ..inputs import InputError
 from ..plans import plans as _plans
+from ..plans import returned_parameters as _returned_parameters
 from ..plans import symbol_sources as _symbol_sources
 from ..plans import walk_syms as _walk_syms
 from .calls import (
+    _DEVICE,
     _ROOT,
     PARAMETER,
     _check_child_name,
@@ -149,6 +151,7 @@ class SpecModule(nn.Module):
         modules = []
         by_name: dict[str, nn.Module] = {}
         ties = []
+        returned = _returned_parameters(m)
         for k, (node, _, plan) in enumerate(plans):
             mod = None
             if node.shared:  # a layer applied again: its module once more
@@ -168,7 +171,7 @@ class SpecModule(nn.Module):
                          for key, (owner, okey, transposed) in node.ties.items()
                          if not transposed]
             if plan.module is not None and plan.module.cls == PARAMETER:
-                run = parameter_getter(node.name)
+                run = parameter_getter(node.name, copy=node.id in returned)
             else:
                 run = _compile_plan(plan)
             ins = tuple(slot[v] for v in node.inputs)
@@ -369,6 +372,7 @@ class SpecModule(nn.Module):
         """Run the plan; drop each value after its last use unless ``keep``."""
         env = self._bind(inputs)
         env[_ROOT] = self
+        env[_DEVICE] = self._device_of(inputs)
         vals = list(inputs) + [None] * (self._n_slots - len(inputs))
         steps = self._steps
         k = -1
@@ -383,6 +387,17 @@ class SpecModule(nn.Module):
             self._note(e, k)
             raise
         return vals
+
+    def _device_of(self, inputs) -> torch.device:
+        """Where a tensor made in forward goes: the inputs' device, else the weights'."""
+        for x in inputs:
+            if isinstance(x, torch.Tensor):
+                return x.device
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.get_default_device()
 
     def forward(self, *inputs):
         return self._run(inputs, keep=False)[self._out]

@@ -5,26 +5,26 @@ from __future__ import annotations
 import re
 import threading
 
-from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-
 from ...core.diagnostics import Diagnostic, SpecError
 from ...core.limits import MAX_NESTING, MAX_WORDS, first_too_deep, line_col
 from ...core.source import Source, Span
 from ...core.util import gc_paused
 from . import syntax as S
+from .lalr import Driver, Reject
 from .tables import (  # noqa: F401  (parse.write_tables() regenerates the tables)
     _from_json,
     _to_json,
     grammar_path,
     grammar_text,
+    load_driver,
     load_tables,
     tables_json,
     tables_path,
     write_tables,
 )
 
-_parser: Lark | None = None
+_parser = None  # the Lark parser, built on first need
+_driver: Driver | None | bool = None  # the driver of the shipped tables (False: none fit)
 _lock = threading.Lock()
 
 # Human names for the grammar's terminals, for "expected ..." messages.
@@ -40,7 +40,7 @@ _TERMINAL_WORDS = {
 }
 
 
-def parser() -> Lark:
+def parser():
     """The LALR parser with the syntax-tree builder inlined (no parse tree is built).
 
     Built once per process. Analysing the grammar costs ~0.1 s, a fifth of the cold-start
@@ -56,29 +56,43 @@ def parser() -> Lark:
         text = grammar_text()
         _parser = _load_tables(text)
         if _parser is None:
+            from lark import Lark
+
             _parser = Lark(text, parser="lalr", maybe_placeholders=True, transformer=_builder)
     return _parser
 
 
-def _load_tables(text: str) -> Lark | None:
+def _load_tables(text: str):
     return load_tables(text, _builder)
+
+
+def driver() -> Driver | None:
+    """The parser of text that parses (``lalr.Driver``: Lark's tables without Lark), or None
+    when the shipped tables do not fit the grammar and Lark; Lark's parser (:func:`parser`)
+    parses what it rejects, and says why."""
+    global _driver
+    if _driver is None:
+        data = load_driver(grammar_text())
+        _driver = Driver(data, _builder) if data is not None else False
+    return _driver or None
 
 
 def _span(file: str, meta) -> Span:
     return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
 
 
-def _tspan(file: str, tok: Token) -> Span:
+def _tspan(file: str, tok) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
-def _tok_span(file: str, tok: Token) -> Span:
+def _tok_span(file: str, tok) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
 def _start(x):
-    """(line, col) where a child starts, or None."""
-    if isinstance(x, Token):
+    """(line, col) where a child starts, or None. (The only strings among the children are
+    tokens: Lark's, or the driver's.)"""
+    if isinstance(x, str):
         return x.line, x.column
     span = getattr(x, "span", None)
     if span is not None:
@@ -92,7 +106,7 @@ def _start(x):
 
 
 def _end(x):
-    if isinstance(x, Token):
+    if isinstance(x, str):
         return x.end_line, x.end_column
     span = getattr(x, "span", None)
     if span is not None:
@@ -105,14 +119,12 @@ def _end(x):
     return None
 
 
-class _Build(Transformer):
+class _Build:
     """Inline LALR callbacks: children -> syntax nodes. Spans come from token positions
-    (delimiters are named terminals so they stay among the children)."""
-
-    __visit_tokens__ = False
+    (delimiters are named terminals so they stay among the children). A rule without a
+    method is Lark's default, a tree (an ``_inlined`` rule's, spliced into its parent)."""
 
     def __init__(self):
-        super().__init__(visit_tokens=False)
         self.file = "<string>"
 
     def _sp(self, c) -> Span:
@@ -172,6 +184,8 @@ class _Build(Transformer):
         return f
 
     add, sub, mul, div, floordiv = (_bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("//"))
+    lt, gt, le, ge, eq, ne = (_bin("<"), _bin(">"), _bin("<="), _bin(">="), _bin("=="),
+                              _bin("!="))
 
     def neg(self, c):
         return S.Neg(c[1], self._sp(c))
@@ -194,7 +208,7 @@ class _Build(Transformer):
     arg = carg
     kwarg = ckwarg
 
-    def _callname(self, tok: Token):
+    def _callname(self, tok):
         name = str(tok)[:-1]
         sp = Span(self.file, tok.line, tok.column, tok.line, tok.column + len(name))
         return name, sp
@@ -337,7 +351,7 @@ class _Build(Transformer):
 
     def check(self, c):
         ret = c[1] if len(c) > 1 else None
-        if isinstance(ret, Token):  # -> x: an input of the innermost model
+        if isinstance(ret, str):  # -> x (a token): an input of the innermost model
             ret = S.Ref(str(ret), _tok_span(self.file, ret))
         return S.Check(c[0], c[0].span, ret)
 
@@ -359,14 +373,14 @@ _builder = _Build()
 _MAX_INT_DIGITS = 40
 
 
-def _int(tok: Token):
+def _int(tok):
     text = str(tok).lstrip("0") or "0"
     if len(text) > _MAX_INT_DIGITS:
         return S.BigInt(len(text))
     return int(text)
 
 
-def _expected(exc: UnexpectedInput) -> str:
+def _expected(exc) -> str:
     names = sorted({_TERMINAL_WORDS.get(t, t) for t in (getattr(exc, "expected", None) or
                                                          getattr(exc, "allowed", None) or [])
                     if not t.startswith("__ANON") or t in _TERMINAL_WORDS})
@@ -408,7 +422,7 @@ def parse_recover(text: str, path: str = "<string>"
     deep = _too_many_words(text, path) or _too_many_brackets(text, path)
     if deep is not None:
         return None, [deep], []
-    p = parser()
+    fast = driver()
     errors: list = []
     blanked: list[int] = []
     work = text
@@ -416,7 +430,16 @@ def parse_recover(text: str, path: str = "<string>"
     parsed = 0
     with _lock, gc_paused():
         _builder.file = path
-        while True:
+        if fast is not None:
+            try:
+                items = fast.parse(work)
+            except Reject:  # a syntax error: Lark's parser finds it and says what it is
+                pass
+        if items is None:
+            from lark.exceptions import UnexpectedInput
+
+            p = parser()
+        while items is None:
             try:
                 items = p.parse(work)
                 break
@@ -486,7 +509,9 @@ def _blank_line(text: str, line: int) -> str | None:
     return "\n".join(lines)
 
 
-def _syntax_diag(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
+def _syntax_diag(exc, text: str, path: str) -> Diagnostic:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     line, col = max(exc.line, 1), max(exc.column, 1)
     width = 1
     if isinstance(exc, UnexpectedToken):
@@ -522,8 +547,10 @@ def _syntax_diag(exc: UnexpectedInput, text: str, path: str) -> Diagnostic:
                       hint=exp or None)
 
 
-def _hyphenated(exc: UnexpectedInput, text: str) -> str | None:
+def _hyphenated(exc, text: str) -> str | None:
     """``nearest-exact`` when the unexpected token is the name after ``name-``."""
+    from lark.exceptions import UnexpectedToken
+
     if not (isinstance(exc, UnexpectedToken) and exc.token.type == "NAME"):
         return None
     start = exc.token.start_pos

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
-
-import lark
-from lark import Lark
 
 _GRAMMAR_FILE = "nnspec.lark"
 
@@ -30,12 +28,19 @@ def tables_path() -> Path:
     return grammar_path().with_suffix(".tables.json")
 
 
+def driver_path() -> Path:
+    return grammar_path().with_suffix(".driver.json")
+
+
 def _grammar_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_tables(text: str, transformer) -> Lark | None:
+def load_tables(text: str, transformer):
     """The parser from the shipped tables, or None when they do not fit the grammar/Lark."""
+    import lark
+    from lark import Lark
+
     try:
         tables = json.loads(tables_path().read_text(encoding="utf-8"),
                             object_hook=_from_json)
@@ -82,6 +87,8 @@ def tables_json() -> str:
     ``python -c "from nnspec.frontends.nn import parse; parse.write_tables()"``; a test
     checks that the shipped tables belong to the grammar and parse like a freshly built parser.
     """
+    import lark
+    from lark import Lark
     from lark.grammar import Rule
     from lark.lexer import TerminalDef
 
@@ -100,5 +107,125 @@ def tables_json() -> str:
 
 
 def write_tables() -> None:
-    """Regenerate the shipped tables (see :func:`tables_json`)."""
+    """Regenerate the shipped tables (see :func:`tables_json`) and the driver's
+    (:func:`driver_json`)."""
     tables_path().write_text(tables_json(), encoding="utf-8")
+    driver_path().write_text(driver_json(), encoding="utf-8")
+
+
+def load_driver(text: str) -> dict | None:
+    """The shipped tables of ``lalr.Driver``, or None when they were not made from this
+    grammar by the Lark installed (read from its source, without importing it)."""
+    try:
+        data = json.loads(driver_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(data, dict) or data.get("grammar_sha256") != _grammar_digest(text)
+            or data.get("lark_version") != _lark_version()):
+        return None
+    return data
+
+
+def _lark_version() -> str | None:
+    """The installed Lark's version, as ``lark.__version__`` would say (read from its
+    ``__init__.py``: importing Lark is what the driver saves)."""
+    lark = sys.modules.get("lark")
+    if lark is not None:
+        return getattr(lark, "__version__", None)
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("lark")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        source = Path(spec.origin).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    import re
+
+    m = re.search(r"""^__version__(?:\s*:\s*str)?\s*=\s*["']([^"']+)["']\s*$""", source, re.M)
+    return m.group(1) if m else None
+
+
+def driver_json() -> str:
+    """The tables of ``lalr.Driver``, taken from a Lark parser of the grammar: its LALR
+    states, its rules with what Lark's tree builder does with their children, and its
+    contextual lexer's scanners (patterns in Lark's order, keywords, ignored terminals)."""
+    import functools
+
+    import lark
+    from lark import Lark
+    from lark.lexer import PatternStr, UnlessCallback
+    from lark.parse_tree_builder import (
+        ChildFilterLALR,
+        ChildFilterLALR_NoPlaceholders,
+        ExpandSingleChild,
+    )
+    from lark.parsers.lalr_analysis import Shift
+
+    text = grammar_text()
+    p = Lark(text, parser="lalr", maybe_placeholders=True)
+    table = p.parser.parser.parser.parse_table
+    rules: list = []
+    index: dict = {}
+    for rule, chain in p._parse_tree_builder.rule_builders:
+        expand1, keep, tail = False, None, 0
+        for w in chain:
+            if w is ExpandSingleChild:
+                expand1 = True
+            elif isinstance(w, functools.partial) and w.func is ChildFilterLALR:
+                keep, tail = [list(x) for x in w.args[0]], w.args[1]
+            elif isinstance(w, functools.partial) and w.func is ChildFilterLALR_NoPlaceholders:
+                keep = [[i, bool(x), 0] for i, x in w.args[0]]
+            else:
+                raise ValueError(f"the driver cannot replay {w!r} of rule {rule}")
+        index[rule] = len(rules)
+        name = rule.alias or rule.options.template_source or rule.origin.name
+        rules.append([str(rule.origin.name), len(rule.expansion), str(name), expand1, keep,
+                      tail])
+    n = max(table.states) + 1
+    assert sorted(table.states) == list(range(n))
+    states = [{} for _ in range(n)]
+    for s, actions in table.states.items():
+        for sym, (action, arg) in actions.items():
+            states[s][str(sym)] = arg if action is Shift else ~index[arg]
+    ctx = p.parser.lexer
+    root = ctx.root_lexer
+    # every terminal in Lark's order (priority, width, name): each state's scanner tries its
+    # own in this order
+    terminals = [[t.name, t.pattern.to_regexp()] for t in root.terminals]
+    lexers: list = []
+    by_id: dict = {}
+    state_lexer = []
+    uses: dict = {}
+    for s in range(n):
+        lx = ctx.lexers[s]
+        if id(lx) not in by_id:
+            by_id[id(lx)] = len(lexers)
+            allow = [t.name for t in lx.scanner.terminals]  # (lx.callback is made with it)
+            unless = {}
+            for type_, cb in lx.callback.items():
+                if not isinstance(cb, UnlessCallback):
+                    raise ValueError(f"the driver cannot replay lexer callback {cb!r}")
+                words = {}
+                for t in cb.scanner.terminals:
+                    if not isinstance(t.pattern, PatternStr) or t.pattern.flags:
+                        raise ValueError(f"the driver cannot replay keyword {t}")
+                    words.setdefault(t.pattern.value, t.name)
+                unless[type_] = words
+            lexers.append({"allow": allow, "unless": unless})
+        state_lexer.append(by_id[id(lx)])
+        for name in lexers[by_id[id(lx)]]["allow"]:
+            uses[name] = uses.get(name, 0) + 1
+    # the terminals of one scan tried first in every state: Lark's global scanner, less those
+    # that few states accept (a PATH after `as` would hide every INT)
+    union = [t.name for t in root.scanner.terminals if uses.get(t.name, 0) * 50 >= n]
+    g_flags = p.lexer_conf.g_regex_flags
+    if g_flags or any(t.pattern.flags for t in root.terminals):
+        raise ValueError("the driver cannot replay regular expression flags")
+    data = {"grammar_sha256": _grammar_digest(text), "lark_version": lark.__version__,
+            "start": table.start_states["start"], "end": table.end_states["start"],
+            "rules": rules, "states": states, "state_lexer": state_lexer, "lexers": lexers,
+            "terminals": terminals, "union": union, "ignore": sorted(root.ignore_types),
+            "newline": sorted(root.newline_types)}
+    return json.dumps(data, separators=(",", ":")) + "\n"

@@ -6,6 +6,8 @@ be tensors to build rather than values to compute."""
 
 from __future__ import annotations
 
+import math
+
 from ....core.diagnostics import Failure, suggest
 from ....core.dims import Dim, DimTooComplex
 from ....core.limits import MAX_INT
@@ -75,6 +77,8 @@ class Evaluator:
             return self.shape(e, env)
         if isinstance(e, S.CallExpr) and e.name in ("floor", "ceil"):
             return self.rounding(e, env, shape_ctx)
+        if isinstance(e, S.CallExpr) and e.name in SCALAR_FUNCTIONS and not shape_ctx:
+            return self.scalar_call(e, env)
         if isinstance(e, S.CallExpr) and e.name in _inits.NAMES and not shape_ctx:
             return self.initializer(e, env)
         if isinstance(e, S.CallExpr):
@@ -90,6 +94,27 @@ class Evaluator:
             raise Failure("E022", f"{e.name}[...] is not allowed here", e.span,
                           hint="index a named tensor inside a model or block body")
         raise Failure("E999", f"unsupported expression {type(e).__name__}", e.span)
+
+    def scalar_call(self, e: S.CallExpr, env: dict) -> float:
+        """``log(128 / 8)``, ``sqrt(d)``: the function of one number, a float."""
+        if len(e.args) != 1 or e.args[0].key is not None:
+            raise Failure("E024", f"{e.name} takes one number: {e.name}(x)", e.span)
+        v = self.value(e.args[0].value, env)
+        if v is POISON:
+            return POISON
+        if isinstance(v, Dim) and v.is_const:
+            v = v.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise Failure("E024", f"cannot compute {e.name} of {describe(v)}", e.span,
+                          hint=f"{e.name} of a tensor is a layer: write it inside a model "
+                               "or block body" if not isinstance(v, Dim) else
+                          "a size of the input is known only at run time")
+        fn, low = SCALAR_FUNCTIONS[e.name]
+        if not v > low if e.name == "log" else v < low:
+            raise Failure("E084", f"{e.name}({v}) is not a real number", e.span,
+                          hint=f"{e.name} takes a number "
+                               f"{'above' if e.name == 'log' else 'at least'} {low}")
+        return fn(v)
 
     def initializer(self, e: S.CallExpr, env: dict) -> _inits.Init:
         """``normal(0, 0.02)``, ``kaiming_normal(mode=fan_out)``: an initialiser value."""
@@ -197,8 +222,26 @@ def _magnitude(v: int) -> str:
     return f"{'-' if v < 0 else ''}about 10^{digits - 1}"
 
 
+#: functions of one number in constant expressions: (function, the least argument, which
+#: log excludes and sqrt includes)
+SCALAR_FUNCTIONS = {"log": (math.log, 0), "sqrt": (math.sqrt, 0)}
+
+_COMPARE = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
+            ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
 def _arith_raw(e: S.BinOp, a, b):
     op = e.op
+    if op in _COMPARE:  # numbers compare to true or false; a symbol is known at run time
+        if isinstance(a, Dim) and a.is_const:
+            a = a.value
+        if isinstance(b, Dim) and b.is_const:
+            b = b.value
+        if isinstance(a, Dim) or isinstance(b, Dim):
+            raise Failure("E024", f"cannot compare {a} {op} {b}: a size of the input is "
+                          "known only at run time", e.span,
+                          hint="compare tensors instead: (arange(T) < 8)")
+        return _COMPARE[op](a, b)
     symbolic = isinstance(a, Dim) or isinstance(b, Dim)
     if symbolic and (isinstance(a, float) or isinstance(b, float)):
         raise Failure("E025", "dimensions are integers; got a float", e.span)

@@ -5,13 +5,13 @@ its arguments are evaluated (apply), and element-wise arithmetic of tensors and 
 
 from __future__ import annotations
 
-from ....core.diagnostics import suggest
+from ....core.diagnostics import Failure, suggest
 from ....core.source import Span
 from ....layers import REGISTRY
 from ....layers import initializers as _inits
 from .. import syntax as S
 from .base import MAX_REPEAT, BuilderBase, Instance
-from .evaluate import Evaluator, has_tensor_syntax
+from .evaluate import SCALAR_FUNCTIONS, Evaluator, has_tensor_syntax
 from .values import POISON, Tensor, Word, describe
 
 
@@ -183,6 +183,10 @@ class Pipelines(BuilderBase):
                           hint=f"did you mean {best}(...)?")
         if isinstance(e, S.Index):  # concat(h[:, 1:], h[:, :1], dim=1)
             return self.index(e, env, prefix, False)
+        if isinstance(e, S.CallExpr) and e.name in SCALAR_FUNCTIONS:
+            number = self.scalar_call(e, env)  # log(16) of a number; log(x) of a tensor
+            if number is not None:
+                return number
         if isinstance(e, S.CallExpr) and not _is_initializer(e, self.scope):
             return self.apply(e.name, e.args, None, None, e.span, e.name_span, env, None,
                               prefix, call_form=True)
@@ -190,18 +194,36 @@ class Pipelines(BuilderBase):
             a = self.expr(e.left, env, prefix)
             b = self.expr(e.right, env, prefix)
             if isinstance(a, Tensor) or isinstance(b, Tensor) or POISON in (a, b):
-                ops = {"+": "add", "-": "sub", "*": "mul", "/": "div"}
+                ops = {"+": "add", "-": "sub", "*": "mul", "/": "div", **_COMPARE}
                 if e.op not in ops:
-                    self.fail("E057", f"tensors support + - * / (element-wise), not {e.op}",
-                              e.span)
+                    self.fail("E057", "tensors support + - * / and the comparisons "
+                              f"< > <= >= == != (element-wise), not {e.op}", e.span)
                 number = next((v for v in (a, b) if _is_number(v)), None)
                 if number is not None and POISON not in (a, b):
-                    return self.scalar_op(ops[e.op], b if number is a else a, number,
+                    op = ops[e.op]
+                    if number is a and e.op in _COMPARE:  # 0 < x is x > 0
+                        return self.scalar_op(_COMPARE[_FLIP[e.op]], b, number, False,
+                                              e.span, prefix)
+                    return self.scalar_op(op, b if number is a else a, number,
                                           number is a, e.span, prefix)
                 return self.elementwise(ops[e.op], [a, b], e.span, prefix)
             return Evaluator(self.loader, self.scope).arith(e, a, b)
         v = Evaluator(self.loader, self.scope).value(e, env)
         return v
+
+    def scalar_call(self, e, env):
+        """``log(n)`` of a number in a body: its value; None when the argument is not a
+        number (a tensor: the layer)."""
+        if len(e.args) != 1 or e.args[0].key is not None:
+            return None
+        ev = Evaluator(self.loader, self.scope)
+        try:
+            v = ev.value(e.args[0].value, env)
+        except Failure:
+            return None
+        if not _is_number(v):
+            return None
+        return ev.scalar_call(e, env)
 
     def scalar_op(self, op, x, number: int | float, reverse: bool, span, prefix):
         """``(x * 0.5)``, ``(1 - x)``: one tensor and a number (first when ``reverse``)."""
@@ -219,6 +241,11 @@ class Pipelines(BuilderBase):
             if not isinstance(v, Tensor):
                 self.fail("E058", f"{op} needs tensors, got {describe(v)}", span)
         return self.layer(op, [], vals, span, None, prefix)
+
+
+#: a comparison of tensors is its kind (nnspec/layers/consts.py): 1 where it holds, else 0
+_COMPARE = {"<": "lt", ">": "gt", "<=": "le", ">=": "ge", "==": "eq", "!=": "ne"}
+_FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
 
 
 def _is_number(v) -> bool:
