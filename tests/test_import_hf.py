@@ -121,11 +121,15 @@ def test_whisper_encoder_module(tmp_path):
                                      vocab_size=100, max_target_positions=16,
                                      pad_token_id=0, bos_token_id=1, eos_token_id=2,
                                      decoder_start_token_id=1)
+    # WhisperEncoder is not exported at transformers' top level: found by model_type
+    text = import_model("hf:" + _config(tmp_path, cfg, "WhisperEncoder"),
+                        ["input_features: [N, 16, 40]"])
+    assert "model WhisperEncoder(input_features: [N, 16, 40])" in text
+    assert "embedding 20 64 as embed_positions" in text
     torch.manual_seed(0)
     enc = transformers.WhisperModel(cfg).get_encoder()
-    text = spec_of(enc, [parse_input("input_features: [N, 16, 40]")], None,
-                   "WhisperEncoder", "transformers WhisperEncoder")
-    assert "embedding 20 64 as embed_positions" in text
+    assert spec_of(enc, [parse_input("input_features: [N, 16, 40]")], None,
+                   "WhisperEncoder", "hf:" + str(tmp_path / "WhisperEncoder.json")) == text
     g = torch.Generator().manual_seed(1)
     xs = [torch.randn(n, 16, 40, generator=g, dtype=torch.float64) for n in (2, 3)]
     _round_trip(text, enc, xs)

@@ -98,7 +98,7 @@ def _build_hf(path: str, kwargs: dict) -> nn.Module:
         raise ImportFailure("hf: targets need transformers: pip install 'nnspec[hf]'",
                             usage=True) from None
     try:
-        cls = getattr(transformers, arch, None)
+        cls = getattr(transformers, arch, None) or _model_class(config, arch)
     except Exception as e:  # transformers imports the class lazily, with its dependencies
         raise ImportFailure(f"transformers could not load {arch}: {type(e).__name__}: "
                             f"{_short(e.__cause__ or e)}", usage=True) from None
@@ -121,6 +121,21 @@ def _build_hf(path: str, kwargs: dict) -> nn.Module:
     model._nnspec_buffers = {k: v.detach().clone() for k, v in model.named_buffers()
                              if not v.is_meta}
     return model.to("meta").eval()
+
+
+def _model_class(config: dict, arch: str):
+    """A class of the config's model type that transformers does not export at its top
+    level (``WhisperEncoder`` of ``model_type`` whisper): from
+    ``transformers.models.<type>.modeling_<type>``, or None."""
+    kind = config.get("model_type")
+    if not isinstance(kind, str) or not re.fullmatch(r"[a-z0-9_]+", kind):
+        return None
+    try:
+        module = importlib.import_module(f"transformers.models.{kind}.modeling_{kind}")
+    except ImportError:
+        return None
+    cls = getattr(module, arch, None)
+    return cls if isinstance(cls, type) and issubclass(cls, nn.Module) else None
 
 
 @contextlib.contextmanager
