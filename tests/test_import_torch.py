@@ -121,6 +121,26 @@ def test_newer_cnns_round_trip(tv, name):
         assert nnspec.loads(text.replace("[N, 3, H, W]", "[N, 3, 97, 131]")).model_names
 
 
+def test_inception_functional_pooling_and_tuple_block_arguments(tv):
+    """Inception-v3: F.max_pool2d / F.avg_pool2d in forward, blocks whose parameters are
+    kernel sizes (1, 7) and paddings (0, 3)."""
+    text = import_model("torchvision.models:inception_v3",
+                        kwargs={"aux_logits": False, "init_weights": False})
+    assert "| avgpool k=3 s=1 p=1 |" in text and "maxpool k=3 s=2" in text
+    assert "(1, 7), (0, 3)) as branch7x7_2" in text
+    spec = _spec(text)
+    torch.manual_seed(8)
+    ref = tv.inception_v3(aux_logits=False, init_weights=False)
+    _same(ref, spec, torch.randn(1, 3, 80, 80, dtype=torch.float64), numpy=False)
+
+
+def test_a_module_name_the_language_cannot_write_is_refused(tv):
+    """RegNet's children are named "block1-0"; its initialisation reads its weights, so it
+    is built with memory when the meta device refuses."""
+    with pytest.raises(ImportFailure, match=r"block1-0: a module name nnspec cannot write"):
+        import_model("torchvision.models:regnet_y_400mf")
+
+
 def test_vision_transformer_class_token_and_positions(tv):
     text = import_model("torchvision.models.vision_transformer:VisionTransformer",
                         ["x: [N, 3, 32, 32]"],

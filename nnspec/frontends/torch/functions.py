@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from .ops import Op, Slot, _adaptive, _dropout, _num, _unsupported, kw
+from .ops import Op, Slot, _adaptive, _dropout, _num, _pool, _unsupported, kw
 from .sized import rope as rope_marker
 
 
@@ -119,8 +119,8 @@ def function_op(node: fx.Node, dims) -> Op | None:
                             F.adaptive_avg_pool3d):
         return Op(node, _adaptive(_dim_arg(node, args, kwargs, 1, "output_size"), "avgpool"),
                   [x])
-    if not method and t in (F.max_pool2d, F.avg_pool2d, torch.max_pool2d):
-        raise _unsupported("functional pooling (use the module, or write the spec by hand)")
+    if not method and getattr(t, "__name__", "").lstrip("_") in _POOLS:
+        return Op(node, _functional_pool(t.__name__.lstrip("_"), args, kwargs), [x])
     if not method and t is F.dropout or method and t == "dropout":
         return Op(node, _dropout(_dim_arg(node, args, kwargs, 1, "p", 0.5)), [x])
     if not method and t is torch.flatten or method and t == "flatten":
@@ -206,6 +206,27 @@ def function_op(node: fx.Node, dims) -> Op | None:
     if not method and t is torch.arange and len(args) == 1 and not kwargs:
         return Op(node, ["arange", ("dim", args[0])], [], "call")
     raise _unsupported(f"no nnspec kind for {op_name(node)}")
+
+
+_POOLS = {f"{k}_pool{d}d" for k in ("max", "avg") for d in (1, 2, 3)}
+_POOL_ARGS = {"max": ("kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                      "return_indices"),
+              "avg": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+                      "divisor_override")}
+
+
+def _functional_pool(name: str, args: list, kwargs: dict) -> list:
+    """``F.max_pool2d(x, 3, 2, ceil_mode=True)`` as the module nn.MaxPool2d would be."""
+    from types import SimpleNamespace
+
+    kind = name.split("_")[0]
+    vals = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
+            "return_indices": False, "count_include_pad": True, "divisor_override": None}
+    vals.update(zip(_POOL_ARGS[kind], args[1:]))
+    vals.update({k: v for k, v in kwargs.items() if k in _POOL_ARGS[kind]})
+    if not vals.get("stride"):  # F.max_pool2d(x, 2, stride=[]): the kernel size
+        vals["stride"] = None
+    return _pool(SimpleNamespace(**vals), f"{kind}pool")
 
 
 _CONSTS = {torch.abs: "abs", torch.log: "log", torch.lt: "lt", torch.gt: "gt", torch.le: "le",

@@ -69,8 +69,14 @@ def build_model(target: str, kwargs: dict | None = None) -> nn.Module:
         with torch.device("meta"):
             model = obj(**kwargs)
     except Exception as e:
-        raise ImportFailure(f"{target}({_kw_text(kwargs)}) raised {type(e).__name__}: {e}"
-                            ) from None
+        if "meta" not in str(e):
+            raise ImportFailure(f"{target}({_kw_text(kwargs)}) raised {type(e).__name__}: "
+                                f"{e}") from None
+        try:  # its initialisation reads its weights (regnet's copy_): built with memory
+            model = obj(**kwargs)
+        except Exception as e2:
+            raise ImportFailure(f"{target}({_kw_text(kwargs)}) raised {type(e2).__name__}: "
+                                f"{e2}") from None
     if not isinstance(model, nn.Module):
         raise ImportFailure(f"{target}({_kw_text(kwargs)}) returned a "
                             f"{type(model).__name__}, not a torch.nn.Module")

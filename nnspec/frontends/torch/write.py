@@ -23,6 +23,7 @@ from .ops import Op, Slot, _num, converter, stateless, weight_norm
 from .trace import ImportFailure, Traced
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PATH = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+)(\.([A-Za-z_][A-Za-z0-9_]*|[0-9]+))*")
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 _RESERVED = {"true", "false", "return", "use", "const", "check", "train", "model", "block",
              "loss", "as"}
@@ -246,16 +247,29 @@ def _rel(owner: str, prefix: str) -> str:
 _UNARY = frozenset({"relu", "gelu", "tanh", "sigmoid", "silu", "elu", "leaky_relu"})
 
 _SLOT = re.compile("\x00([0-9]+)\x00")
-_CALL = re.compile("\x01([0-9]+)\x01\\(([^()]*)\\)")
+
+
+_CALL_HEAD = re.compile("\x01([0-9]+)\x01\\(")
 
 
 def resolve_calls(text: str, groups: list) -> str:
-    """Block calls in filled text: ``Name(`` the values of the block's parameters ``)``."""
-    def call(m):
+    """Block calls in filled text: ``Name(`` the values of the block's parameters ``)``
+    (values may hold parentheses: a kernel size ``(1, 7)``)."""
+    out, i = [], 0
+    while True:
+        m = _CALL_HEAD.search(text, i)
+        if m is None:
+            return "".join(out) + text[i:]
+        depth, j = 1, m.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[j], 0)
+            j += 1
+        inner = text[m.end():j - 1]
         g = groups[int(m.group(1))]
-        args = m.group(2).split("\x02") if m.group(2) else []
-        return f"{g.name}(" + ", ".join(args[k] for _, k in g.params) + ")"
-    return _CALL.sub(call, text)
+        args = inner.split("\x02") if inner else []
+        out.append(text[i:m.start()] + f"{g.name}(" + ", ".join(args[k] for _, k in g.params)
+                   + ")")
+        i = j
 
 
 class Body:
@@ -350,6 +364,9 @@ class Body:
         text = "".join(self.word(w) for w in op.words)
         if op.owner is not None:
             rel = _rel(op.owner, self.prefix)
+            if not _PATH.fullmatch(rel):
+                raise ImportFailure(f"{op.owner}: a module name nnspec cannot write as a "
+                                    "layer name (letters, digits and _, parts joined by .)")
             text = rel if op.form == "again" else f"{text} as {rel}"
         return text
 
