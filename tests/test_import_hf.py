@@ -135,6 +135,48 @@ def test_whisper_encoder_module(tmp_path):
     _round_trip(text, enc, xs)
 
 
+def _small(cls, **kw):
+    return cls(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+               intermediate_size=128, vocab_size=100, max_position_embeddings=64, **kw)
+
+
+@pytest.mark.parametrize("arch,make,words,rel", [
+    # a sliding window past the traced sizes: evaluated at the config's window + 3
+    ("MistralForCausalLM",
+     lambda: _small(transformers.MistralConfig, num_key_value_heads=2, sliding_window=20),
+     ["causal=true", "window=20"], 1e-6),
+    # Qwen2RMSNorm: taken for rmsnorm only after computing as one on numbers
+    ("Qwen2ForCausalLM", lambda: _small(transformers.Qwen2Config, num_key_value_heads=2),
+     ["rmsnorm eps=1e-06 as input_layernorm"], 1e-6),
+    # OPT's learned positions start at 2; its embedding subclass has its own forward
+    ("OPTForCausalLM",
+     lambda: transformers.OPTConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                    ffn_dim=128, vocab_size=100, max_position_embeddings=64,
+                                    word_embed_proj_dim=64),
+     ["(out + 2)", "embedding 66 64 as embed_positions"], 1e-12),
+])
+def test_more_decoders(tmp_path, arch, make, words, rel):
+    cfg = make()
+    text = import_model("hf:" + _config(tmp_path, cfg, arch), [TOKENS])
+    for w in words:
+        assert w in text
+    torch.manual_seed(0)
+    _round_trip(text, getattr(transformers, arch)(cfg), [_tokens(2, 23), _tokens(1, 9)],
+                rel=rel, use_cache=False)
+
+
+def test_vit_class_token_and_positions_in_their_scope(tmp_path):
+    cfg = transformers.ViTConfig(num_hidden_layers=2, hidden_size=64, num_attention_heads=4,
+                                 intermediate_size=128, image_size=32, patch_size=8)
+    text = import_model("hf:" + _config(tmp_path, cfg, "ViTModel"),
+                        ["pixel_values: [N, 3, 32, 32]"])
+    assert "param [1, 1, 64] as cls_token" in text  # inside the ViTEmbeddings block
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(2)
+    _round_trip(text, transformers.ViTModel(cfg),
+                [torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64)])
+
+
 def test_published_count_on_meta(tmp_path):
     """GPT-2 small from its full config on the meta device: 124,439,808 parameters, the
     tied head counted once."""

@@ -108,7 +108,9 @@ def spec_of(model, inputs, dims, name: str, source: str) -> str:
             pairs.pop(s)
         try:
             traced = traced_at()
-        except ImportFailure:
+        except ImportFailure as second:
+            if str(second) == str(first):  # not a matter of sizes
+                raise first from None
             sizes = ", ".join(f"{s}={v}" for s, v in tried.items())
             raise ImportFailure(f"{first} (traced at {sizes}; give the sizes the model "
                                 "takes with --input 'x: [N, 3, 224, 224]' or --dim)") from None

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .sized import SizedTensors, rope
+from .sized import SizedTensors, rope, sdpa_window
 from .trace import ImportFailure, Traced, _Record, _short
 
 aten = torch.ops.aten
@@ -282,7 +282,12 @@ class _Rebuild(SizedTensors):
         if a in self.env:
             return self.env[a]
         if self._is_state(a):
-            new = self.g.get_attr(self.state[a.name])
+            name = self.state[a.name]
+            new = self.g.get_attr(name)
+            parts = name.split(".")[:-1]  # in the scope of the module that holds it
+            paths = [".".join(parts[:i + 1]) for i in range(len(parts))]
+            new.meta["nn_module_stack"] = {f"m{i}": (p, type(self.modules[p]))
+                                           for i, p in enumerate(paths) if p in self.modules}
             self.env[a] = new
             return new
         if self._is_const(a):
@@ -407,6 +412,8 @@ class _Rebuild(SizedTensors):
             return call(torch.flatten, x, a(1, 0), a(2, -1))
         if t is aten.linear:
             return call(F.linear, x, n.args[1], a(2))
+        if t is aten.embedding:  # on a module's own weight: that module's layer
+            return call(F.embedding, n.args[1], x)
         if t is aten.layer_norm:
             return call(F.layer_norm, x, n.args[1], a(2), a(3), a(4, 1e-5))
         if t is aten.scaled_dot_product_attention:
@@ -503,5 +510,7 @@ class _Rebuild(SizedTensors):
             kind = self._mask_kind(mask, n)
             mask = None
             causal = causal or kind == "causal"
+            if isinstance(kind, tuple):  # a sliding window
+                return call(sdpa_window, q, k, v, kind[1], **kw)
         return call(F.scaled_dot_product_attention, q, k, v, attn_mask=mask, dropout_p=p,
                     is_causal=causal, **kw)

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx
 
-from .ops import Op, Slot, _adaptive, _dropout, _num, _pool, _unsupported, kw
+from .ops import Op, Slot, _adaptive, _dropout, _embedding, _num, _pool, _unsupported, kw
 from .sized import rope as rope_marker
+from .sized import sdpa_window
 
 
 _ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", F.gelu: "gelu", torch.tanh: "tanh",
@@ -199,6 +200,10 @@ def function_op(node: fx.Node, dims) -> Op | None:
         return None
     if not method and t is F.scaled_dot_product_attention:
         return _sdpa(node, args, kwargs)
+    if not method and t is sdpa_window:  # a sliding-window mask, recognised
+        op = _sdpa(node, args[:3], {"is_causal": True, **kwargs})
+        op.words.append(f" window={int(args[3])}")
+        return op
     if not method and t is rope_marker:  # HF's apply_rotary_pos_emb, recognised
         theta = float(args[1])
         return Op(node, ["rope" + (f" theta={_num(theta)}" if theta != 10000.0 else "")],
@@ -360,6 +365,13 @@ def functional_layer(node: fx.Node, modules: dict) -> Op | None:
         if w is None:
             words += [" affine=false"]
         return Op(node, words, [x], "stage", owner)
+    if t is F.embedding:  # an nn.Embedding subclass with a forward of its own (Gemma's)
+        ids, w = arg(0, "input"), arg(1, "weight")
+        owner = _owner({"weight": w})
+        module = modules.get(owner) if owner is not None else None
+        if not isinstance(module, torch.nn.Embedding):
+            return None
+        return Op(node, _embedding(module), [ids], "stage", owner)
     if t is F.linear:
         x, w, b = arg(0, "input"), arg(1, "weight"), arg(2, "bias")
         owner = _owner({"weight": w, "bias": b})

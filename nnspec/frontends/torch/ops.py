@@ -427,6 +427,37 @@ def weight_norm(module: nn.Module, words: list) -> list:
     return []
 
 
+_VERIFIED: dict = {}  # class -> its words maker, or None: checked once per class
+
+
+def _rms_like(module: nn.Module):
+    """A module whose class is named ``...RMSNorm`` (Qwen2's, Phi-3's, ...), with a weight
+    [d] and an eps, that computes x / sqrt(mean(x^2) + eps) * weight: checked by running it
+    on numbers (its weight swapped for random values on the CPU), never taken on its
+    name alone (Gemma's computes (1 + weight))."""
+    import torch
+    from torch.func import functional_call
+
+    w = getattr(module, "weight", None)
+    eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+    if not isinstance(w, torch.Tensor) or w.dim() != 1 or not isinstance(eps, float) or \
+            any(True for _ in module.buffers()) or len(list(module.parameters())) != 1:
+        return None
+    g = torch.Generator().manual_seed(0)
+    weight = torch.randn(w.shape, generator=g, dtype=torch.float64)
+    x = torch.randn(3, 5, w.shape[0], generator=g, dtype=torch.float64) * 3
+    try:
+        with torch.no_grad():
+            got = functional_call(module, {"weight": weight}, (x,))
+    except Exception:
+        return None
+    want = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape or \
+            (got.double() - want).abs().max() > 1e-5 * want.abs().max():
+        return None
+    return _rmsnorm
+
+
 def converter(module: nn.Module):
     """The words of a module nnspec has a kind for, or None. A subclass counts only when it
     keeps its base's forward (torchvision's LayerNorm2d subclasses nn.LayerNorm with a
@@ -436,6 +467,10 @@ def converter(module: nn.Module):
     known = KNOWN.get(f"{cls.__module__}.{cls.__qualname__}")
     if known is not None:
         return known
+    if cls.__name__.lower().endswith("rmsnorm"):
+        if cls not in _VERIFIED:
+            _VERIFIED[cls] = _rms_like(module)
+        return _VERIFIED[cls]
     for base in cls.__mro__:
         if base in MODULES:
             return MODULES[base] if cls.forward is base.forward else None

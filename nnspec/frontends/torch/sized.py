@@ -112,14 +112,14 @@ class SizedTensors:
     def _sym_value(self, n):
         raise ImportFailure(f"{self._where(n)}: a size of a tensor computed from sizes")
 
-    def _evaluate(self, n, run: int, memo: dict):
+    def _evaluate(self, n, example: list, memo: dict):
         if not isinstance(n, fx.Node):
             return n
         if n in memo:
             return memo[n]
         if n.op == "placeholder":
             if n.name in self.inputs:
-                ex = self.examples[run][self.inputs.index(n.name)]
+                ex = example[self.inputs.index(n.name)]
                 v = torch.zeros(ex.shape, dtype=ex.dtype)
             else:
                 v = self._state_value(n)
@@ -127,7 +127,7 @@ class SizedTensors:
             t = _packet(n.target)
             if t in _SKIP:
                 return None  # assertions
-            ev = lambda a: _cpu(self._evaluate(a, run, memo))  # noqa: E731
+            ev = lambda a: _cpu(self._evaluate(a, example, memo))  # noqa: E731
             args = fx.node.map_aggregate(n.args, ev)
             kwargs = dict(fx.node.map_aggregate(n.kwargs, ev))
             if "device" in kwargs:
@@ -149,33 +149,55 @@ class SizedTensors:
             raise _Unknown(name)
         return v.detach().cpu()
 
-    def _values(self, n) -> list:
+    def _values(self, n, examples: list | None = None) -> list:
+        """``n``'s value at each example size (``examples``: other inputs, same ranks)."""
+        examples = self.examples if examples is None else examples
         out = []
-        for run in range(len(self.examples)):
+        for ex in examples:
             try:
-                out.append(self._evaluate(n, run, {}))
+                out.append(self._evaluate(n, ex, {}))
             except _Unknown as e:
                 raise ImportFailure(f"{self._where(n)}: {n.name} is computed from the "
                                     f"buffer {e} (not materialised on the meta device)"
                                     ) from None
         return out
 
-    def _mask_kind(self, mask, sdpa) -> str:
-        """``none`` (every key kept) or ``causal``, at both example sizes."""
+    def _longer(self, size: int) -> list:
+        """The first example inputs with every dim that varies between the two examples
+        (the symbols) set to ``size``."""
+        a, b = self.examples
+        return [[x.new_zeros([d if d == e else size for d, e in zip(x.shape, y.shape)])
+                 for x, y in zip(a, b)]]
+
+    def _mask_kind(self, mask, sdpa):
+        """``none`` (every key kept), ``causal``, or ``("window", w)``: causal, each query
+        seeing its w most recent keys, itself included (Mistral's sliding window), at both
+        example sizes, and past the config's ``sliding_window`` where it has one (a window
+        longer than the traced sizes would look causal)."""
+        examples = list(self.examples)
+        w = getattr(getattr(self.model, "config", None), "sliding_window", None)
+        if isinstance(w, int) and not isinstance(w, bool) and 0 < w <= 1 << 14:
+            examples += self._longer(w + 3)
         kinds = set()
-        for m in self._values(mask):
+        for m in self._values(mask, examples):
             keep = m if m.dtype == torch.bool else m > torch.finfo(torch.float32).min / 2
             t, s = keep.shape[-2], keep.shape[-1]
+            tril = torch.ones(t, s, dtype=torch.bool).tril()
+            band = int(keep.reshape(-1, t, s)[0, -1].sum())
             if bool(keep.all()):
                 kinds.add("none")
-            elif t == s and torch.equal(keep, torch.ones(t, s, dtype=torch.bool).tril()
-                                        .expand_as(keep)):
+            elif t == s and torch.equal(keep, tril.expand_as(keep)):
                 kinds.add("causal")
+            elif t == s and band < t and torch.equal(
+                    keep, (tril & ~tril.tril(-band)).expand_as(keep)):
+                kinds.add(("window", band))
             else:
                 kinds.add("other")
-        if len(kinds) != 1 or "other" in kinds:
+        if kinds in ({"causal", ("window", w)}, {("window", w)}):
+            return ("window", w)
+        if len(kinds) != 1 or "other" in kinds or any(isinstance(k, tuple) for k in kinds):
             raise ImportFailure(f"{self._where(sdpa)}: an attention mask computed from sizes "
-                                "that is neither causal nor empty")
+                                "that is neither causal, a sliding window nor empty")
         return kinds.pop()
 
     def _constant(self, n):
@@ -200,15 +222,22 @@ class SizedTensors:
         if _packet(n.target) in (aten.full_like, aten.new_full, aten.full) and all(
                 v.numel() and bool((v == v.reshape(-1)[0]).all()) for v in values):
             return values[0].reshape(-1)[0].item()  # one value, as a number
+        if all(v.numel() == 1 and v.dtype != torch.bool for v in values) and \
+                len({v.item() for v in values}) == 1:
+            return values[0].item()  # one value (Gemma's embedding scale): a number
         shapes = [tuple(v.shape) for v in values]
         if any(v.dtype.is_floating_point or v.dtype == torch.bool for v in values) or \
                 not all(shapes):
             return None
         last = [s[-1] for s in shapes]
         rng = [torch.arange(s[-1]).expand(s) for s in shapes]
-        if all(torch.equal(v, r) for v, r in zip(values, rng)):
+        offset = {int(v.reshape(-1)[0]) for v in values}
+        if len(offset) == 1 and all(torch.equal(v, r + v.reshape(-1)[0])
+                                    for v, r in zip(values, rng)):
             size = self._size_node(last, n)
             node = self._new("call_function", torch.arange, (size,), n)
+            if offset != {0}:  # positions from an offset (OPT's 2)
+                node = self._new("call_function", operator.add, (node, offset.pop()), n)
         elif all(not bool(v.any()) for v in values):
             size = self._size_node(last, n)
             node = self._new("call_function", torch.arange, (size,), n)
@@ -246,6 +275,14 @@ def _cpu(v):
     if isinstance(v, torch.device) and v.type == "meta":
         return torch.device("cpu")
     return v
+
+
+def sdpa_window(q, k, v, window, scale=None, enable_gqa=False):
+    """Marks sdpa with a sliding window (causal) in a rebuilt graph: shapes only."""
+    import torch.nn.functional as F
+
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale,
+                                          enable_gqa=enable_gqa)
 
 
 def rope(x, theta):

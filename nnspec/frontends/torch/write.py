@@ -385,7 +385,7 @@ class Body:
             if op.form == "join" and op.words[0] == "+" and nxt is not None \
                     and nxt.form == "stage" and nxt.owner is None and nxt.inputs == [op.node] \
                     and users.get(op.node, 0) == 1 and len(nxt.words) == 1 \
-                    and nxt.words[0] in _UNARY:
+                    and isinstance(nxt.words[0], str) and nxt.words[0] in _UNARY:
                 # relu(x + y): the layer applied to the sum, as the README writes it
                 self._close(start, chain, tail, tail_op)
                 a, b = (self.env[x] for x in op.inputs)
