@@ -295,3 +295,14 @@ def test_a_model_that_returns_a_number_is_an_error():
     spec = nnspec.loads("model M(x: [N, 4]) {\n    return (2)\n}\n", strict=False)
     assert [(d.code, d.span.line) for d in spec.diagnostics] == [("E083", 2)]
     assert "returns the number 2, not a tensor" in spec.diagnostics[0].message
+
+
+def test_a_chain_that_never_reaches_an_output_is_caught_at_each_statement():
+    """A value read only by values that are never used does not reach an output either."""
+    text = ("model M(x: [N, 4]) {\n    a = x | dense 3\n    b = a | relu\n"
+            "    return x | dense 2\n}\n")
+    assert warned(load(text)) == [
+        (2, "the value 'a' is computed but never reaches an output (only values that are "
+            "never used read it)"),
+        (3, "the value 'b' is computed but never used")]
+    assert load(text.replace("return x | dense 2", "return b | dense 2")).warnings == []

@@ -169,12 +169,22 @@ class Statements(BuilderBase):
         used = {i for n in self.nodes for i in n.inputs} | {output}
         kept = {n.name for n in self.nodes if n.shared}
         kept |= {t[0] for n in self.nodes for t in n.ties.values()}
+        live = {output}  # what reaches the output, through any chain of layers
+        for n in reversed(self.nodes):
+            if n.id in live or n.name in kept:
+                live.update(n.inputs)
         for st, name, vid, layers in self.made:
             key = (st.span, name)
-            if vid in used or key in self.loader.warned or layers & kept:
+            if vid in live or key in self.loader.warned or layers & kept:
                 continue
             self.loader.warned.add(key)
             what = f"the value {name!r} is" if name else "this value is"
+            if vid in used:  # read only by values that are themselves never used
+                self.loader.warnings.append(Diagnostic(
+                    "W001", f"{what} computed but never reaches an output (only values that "
+                    "are never used read it)", st.span, severity="warning",
+                    hint="use what is computed from it, or drop the statements"))
+                continue
             hint = (f"write _{name} in its place if it is not needed"
                     if isinstance(st.target, list) else
                     "use it, return it, or drop the statement" if name else
