@@ -172,6 +172,7 @@ def _fn_name(fn: str) -> str:
 # element-wise arithmetic of two operands, written with its operator as by hand: y + x
 _INFIX = {"torch.add": "+", "torch.sub": "-", "torch.mul": "*", "torch.div": "/"}
 _OPERAND = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*|-?[0-9]+(\.[0-9]*)?(e[-+]?[0-9]+)?")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]*)?(e[-+]?[0-9]+)?")
 
 
 def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | None,
@@ -183,7 +184,10 @@ def _call_src(call: TorchCall, mod_ref: str | None, ins: list[str], prev: str | 
     if call.fn == "tuple":  # several values returned as one: (a, b)
         return "(" + ", ".join(_arg_src(a, ins, prev, size) for a in call.args) + ")"
     args = [_arg_src(a, ins, prev, size) for a in call.args]
-    if call.fn in _INFIX and len(args) == 2 and not call.kwargs:
+    number_over = call.fn == "torch.div" and args and _NUMBER.fullmatch(args[0])
+    if call.fn in _INFIX and len(args) == 2 and not call.kwargs and not number_over:
+        # (a number / x is kept a call: Python's 7.0 / x is torch's 7 * reciprocal(x),
+        # an ulp away from the quotient torch.div and NumPy compute)
         a, b = (x if _OPERAND.fullmatch(x) else f"({x})" for x in args)
         return f"{a} {_INFIX[call.fn]} {b}"
     for k in call.kwargs:
