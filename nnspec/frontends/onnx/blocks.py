@@ -88,7 +88,7 @@ def form(ops: list[Op], outputs: list[str], dims) -> tuple[list[Op], list[list[s
         shapes.setdefault(f[6], []).append(f)
     blocks, calls = [], {}
     names = Names(set())
-    for shape, group in shapes.items():
+    for group in shapes.values():
         if len(group) < 2:
             continue
         toks = [_NUMBER.findall(f[5]) for f in group]
@@ -104,7 +104,8 @@ def form(ops: list[Op], outputs: list[str], dims) -> tuple[list[Op], list[list[s
             out += parts[j + 1]
         head = f"block {name}(" + ", ".join(["x"] + params) + ") {"
         syms = [d for d in (group[0][7] or []) if isinstance(d, str)]
-        lines = [head] + ([f"    x  : [{', '.join(d if isinstance(d, str) else '_' for d in group[0][7])}]"]
+        annot = ", ".join(d if isinstance(d, str) else "_" for d in (group[0][7] or []))
+        lines = [head] + ([f"    x  : [{annot}]"]
                           if syms else []) + ["    " + ln for ln in out.split("\n")] + ["}"]
         blocks.append(lines)
         for f, t in zip(group, toks):

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .convert import Converter, Op, label
+from .read import is_int
 from .words import ints, num, pads
 
 
@@ -143,6 +144,8 @@ def matmul(cx: Converter, node, ins, i) -> Op:
                             [x], node.output[0], {"bias": ("", None)})
         return cx.layer(node, "dense", f"dense {w.shape[1]} bias=false", [x], node.output[0],
                         {"weight": (ins[1], "T"), "bias": ("", None)})
+    a, b = cx.tensor(node, ins[0]), cx.tensor(node, ins[1])
+    return Op(label(node), "expr", "matmul({0}, {1})", [a, b], node.output[0], base="mm")
 
 
 def _tied(cx: Converter, w: np.ndarray) -> str | None:
@@ -158,8 +161,6 @@ def _tied(cx: Converter, w: np.ndarray) -> str | None:
             if t.shape == w.shape and np.array_equal(t, w):
                 return f"{name}.weight"
     return None
-    a, b = cx.tensor(node, ins[0]), cx.tensor(node, ins[1])
-    return Op(label(node), "expr", "matmul({0}, {1})", [a, b], node.output[0], base="mm")
 
 
 def fuse_bias(cx: Converter, node, ins) -> bool:
@@ -229,6 +230,25 @@ def instancenorm(cx: Converter, node, ins, i) -> Op:
                     {"weight": (ins[1], None), "bias": (ins[2], None)})
 
 
+def groupnorm(cx: Converter, node, ins, i) -> Op:
+    """GroupNormalization with a scale and bias per channel (opset 21; opset 18's are per
+    group, which equals it only when every group is one channel)."""
+    x = cx.tensor(node, ins[0])
+    groups = int(cx.attr(node, "num_groups"))
+    scale = cx.numeric(node, ins[1], "scale")
+    dims = cx.dims(x)
+    c = dims[1] if dims and len(dims) > 1 else None
+    if not isinstance(c, int) or scale.shape != (c,):
+        raise cx.fail(node, f"a scale of shape {list(scale.shape)} for {c} channels (nnspec's "
+                            "groupnorm has one scale and bias per channel)")
+    text = f"groupnorm {groups}"
+    eps = cx.attr(node, "epsilon", 1e-5)
+    if not math.isclose(eps, 1e-5, rel_tol=1e-5):
+        text += f" eps={num(eps)}"
+    return cx.layer(node, "groupnorm", text, [x], node.output[0],
+                    {"weight": (ins[1], None), "bias": (ins[2], None)})
+
+
 def prelu(cx: Converter, node, ins, i) -> Op:
     x = cx.tensor(node, ins[0])
     slope = cx.numeric(node, ins[1], "slope")
@@ -249,6 +269,9 @@ def pool(kind: str):
         x = cx.tensor(node, ins[0])
         if any(o and cx.users.get(o) for o in node.output[1:]):
             raise cx.fail(node, "its indices output is used")
+        v = cx.g.values.get(x)
+        if v is not None and is_int(v.elem):
+            raise cx.fail(node, "a pooling of integers (nnspec pools float tensors)")
         k = list(cx.attr(node, "kernel_shape"))
         n = len(k)
         s, d = _spatial_attrs(cx, node, n)
@@ -367,7 +390,7 @@ def _scale(v) -> str:
 LAYER_OPS = {
     "Conv": conv, "ConvTranspose": conv_transpose, "Gemm": gemm, "MatMul": matmul,
     "BatchNormalization": batchnorm, "LayerNormalization": layernorm,
-    "InstanceNormalization": instancenorm, "PRelu": prelu,
+    "InstanceNormalization": instancenorm, "GroupNormalization": groupnorm, "PRelu": prelu,
     "MaxPool": pool("maxpool"), "AveragePool": pool("avgpool"),
     "GlobalAveragePool": global_pool("avgpool"), "GlobalMaxPool": global_pool("maxpool"),
     "Gather": gather, "Resize": resize,

@@ -130,7 +130,7 @@ def evaluate(nodes: list, given: dict, const) -> dict | None:
                 v = env.get(x)
                 if v is None:
                     v = const(x)
-                if v is None or getattr(v, "dtype", None) == object:
+                if v is None or getattr(v, "dtype", None) is np.dtype(object):
                     return None
                 ins.append(np.asarray(v))
             try:

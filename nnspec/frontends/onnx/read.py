@@ -188,6 +188,9 @@ def _signature(g: OnnxGraph, dims: dict) -> None:
         out = []
         for d in t.shape.dim:
             if d.HasField("dim_value"):
+                if int(d.dim_value) < 1:
+                    raise OnnxImportError(f"input {v.name!r} has a dim of size "
+                                          f"{int(d.dim_value)} (an empty tensor)")
                 out.append(int(d.dim_value))
                 continue
             key = d.dim_param if d.HasField("dim_param") else f"\x00{fresh}"

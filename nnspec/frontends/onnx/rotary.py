@@ -135,7 +135,6 @@ def _try(cx: Converter, gr: Graph, k: int, x: str, dims) -> set[int] | None:
     mine = _depends(gr, nodes, x)
     if k not in mine or not mine:
         return None
-    d = dims[-1]
     for axis in ([-2, -3] if len(dims) == 4 else [-2]):
         for layout in ("half", "interleaved"):
             theta = _theta(cx, gr, nodes, shapes, x, dims, axis, layout)

@@ -15,6 +15,7 @@ import numpy as np
 from .convert import Converter, Op, good_path, label
 from .layerops import fuse_bias
 from .patterns import adaptive_pool
+from .read import is_int
 from .words import NotFinite, dims, num, scalar, tup
 
 _FLOAT_TYPES = {1, 10, 11, 16}
@@ -51,11 +52,14 @@ def hardsigmoid(cx: Converter, node, ins, i) -> Op:
     return Op(label(node), "stage", "hardsigmoid", [cx.tensor(node, ins[0])], node.output[0])
 
 
-def clip(cx: Converter, node, ins, i) -> Op:
+def clip(cx: Converter, node, ins, i) -> Op | None:
     text = "clamp"
     for j, name in ((1, "min"), (2, "max")):
         if len(ins) > j and ins[j]:
             text += f" {name}={scalar(cx.numeric(node, ins[j], name))}"
+    if text == "clamp":  # no bound: the input as it is
+        cx.alias[node.output[0]] = cx.tensor(node, ins[0])
+        return None
     return Op(label(node), "stage", text, [cx.tensor(node, ins[0])], node.output[0])
 
 
@@ -68,7 +72,14 @@ def cast(cx: Converter, node, ins, i) -> None:
     v = cx.g.values.get(x)
     if cx.attr(node, "to") not in _FLOAT_TYPES or v is None or v.elem not in _FLOAT_TYPES:
         raise cx.fail(node, "a cast to or from an integer type")
+    if cx.attr(node, "to") in _HALF_TYPES and v.elem not in _HALF_TYPES:
+        raise cx.fail(node, "a cast to float16 or bfloat16 (nnspec computes a model in one "
+                            "float type: the rounding would be lost)")
     cx.alias[node.output[0]] = x
+
+
+#: TensorProto.FLOAT16, BFLOAT16
+_HALF_TYPES = {10, 16}
 
 
 def dropout(cx: Converter, node, ins, i) -> Op | None:
@@ -93,6 +104,10 @@ _BASES = {"+": "total", "-": "diff", "*": "prod", "/": "ratio"}
 
 def binary(sym: str):
     def make(cx: Converter, node, ins, i) -> Op | None:
+        out = cx.g.values.get(node.output[0])
+        if sym == "/" and out is not None and is_int(out.elem):
+            raise cx.fail(node, "a division of integers (ONNX truncates towards zero; "
+                                "nnspec's / is a true division)")
         if sym == "+" and fuse_bias(cx, node, ins):
             return None
         pos = positions(cx, node, ins) if sym == "+" else None
@@ -223,12 +238,16 @@ def to_inferred(cx: Converter, node, ins, i) -> Op:
     """Squeeze, Unsqueeze, Flatten on another axis than 1: a reshape to the inferred
     shape."""
     x = cx.tensor(node, ins[0])
-    if node.op_type == "Flatten":
+    if node.op_type == "Flatten":  # [prod(dims[:axis]), prod(dims[axis:])]
         r = cx.rank(node, x)
-        a = cx.attr(node, "axis", 1) % (r + 1)
-        stages = ([f"flatten start={a}"] if r - a > 1 else []) + \
-            (["flatten" if a == 1 else f"flatten start=0 end={a - 1}"] if 0 < a < r else [])
-        if stages:
+        axis = cx.attr(node, "axis", 1)
+        a = axis + r if axis < 0 else axis
+        if 0 < a < r:  # (axis 0 and r: a leading or trailing 1, the reshape below)
+            stages = ([f"flatten start={a}"] if r - a > 1 else []) + \
+                ([f"flatten start=0 end={a - 1}"] if a > 1 else [])
+            if not stages:  # already [d0, d1]
+                cx.alias[node.output[0]] = x
+                return None
             return Op(label(node), "stage", " | ".join(stages), [x], node.output[0])
     out = cx.dims(node.output[0])
     if out is None:
@@ -413,7 +432,8 @@ TENSOR_OPS = {
     "Identity": identity, "Cast": cast, "Dropout": dropout,
     "Add": binary("+"), "Sub": binary("-"), "Mul": binary("*"), "Div": binary("/"),
     "Reshape": reshape, "Flatten": to_inferred, "Squeeze": to_inferred,
-    "Unsqueeze": to_inferred, "Transpose": transpose, "Concat": concat, "Slice": slice_, "Split": split,
+    "Unsqueeze": to_inferred, "Transpose": transpose, "Concat": concat, "Slice": slice_,
+    "Split": split,
     "ReduceMean": reduce("mean"), "ReduceSum": reduce("sum"), "ReduceMax": reduce("amax"),
     "ReduceMin": reduce("amin"), "DepthToSpace": depth_to_space, "Expand": expand,
 }
