@@ -65,6 +65,9 @@ def run_case(case, folder: str) -> Outcome:
         return Outcome(case.name, op, "unchecked", f"{type(e).__name__}: {e}"[:300])
     for inputs, outputs in case.data_sets:
         inputs = [_array(x) for i, x in enumerate(inputs) if i in kept]
+        # a bool tensor is an int mask in nnspec (nonzero: true)
+        inputs = [x.astype(np.int64) if getattr(x, "dtype", None) is np.dtype(bool) else x
+                  for x in inputs]
         outputs = [_array(x) for x in outputs]
         try:
             with np.errstate(all="ignore"):

@@ -222,7 +222,8 @@ def _symbol(param: str, used: set) -> str:
     return name
 
 
-_INT_TYPES = {2, 3, 4, 5, 6, 7, 12, 13}  # the ONNX integer element types
+# the ONNX integer element types, and bool (a mask: an int in nnspec, nonzero true)
+_INT_TYPES = {2, 3, 4, 5, 6, 7, 9, 12, 13}
 
 
 def _value(v, symbols: dict, dims: dict) -> Value:

@@ -420,7 +420,45 @@ def expand(cx: Converter, node, ins, i) -> Op:
               base="wide")
 
 
+def elementwise(kind: str, arity: int, scalar_ok: bool = True):
+    """An element-wise op of nnspec's: ``log(x)``, ``lt(a, b)`` (1 where true, an int
+    mask: ONNX's bool), ``maximum(x, 0.5)``, ``where(c, a, b)``; a constant operand of one
+    value is written as a number, others must be the model's tensors."""
+    def make(cx: Converter, node, ins, i) -> Op:
+        names = [n for n in ins if n]
+        if len(names) != arity:
+            raise cx.fail(node, f"{len(names)} inputs (nnspec's {kind} takes {arity})")
+        args, tensors = [], []
+        for j, n in enumerate(names):
+            if cx.is_const(n):
+                v = cx.numeric(node, n, "constant operand")
+                if v.size != 1 or not scalar_ok or j == 0:
+                    raise cx.fail(node, f"a constant operand of shape {list(v.shape)}")
+                try:
+                    args.append(scalar(v))
+                except NotFinite:
+                    raise cx.fail(node, "a constant that is not finite") from None
+            else:
+                args.append("{%d}" % len(tensors))
+                tensors.append(cx.tensor(node, n))
+        if any(not a.startswith("{") for a in args[:-1]):
+            raise cx.fail(node, "a constant before a tensor operand")
+        return Op(label(node), "expr", f"{kind}(" + ", ".join(args) + ")", tensors,
+                  node.output[0], base=kind)
+    return make
+
+
+def logical_not(cx: Converter, node, ins, i) -> Op:
+    x = cx.tensor(node, ins[0])
+    return Op(label(node), "expr", "eq({0}, 0)", [x], node.output[0], base="not")
+
+
 TENSOR_OPS = {
+    "Log": elementwise("log", 1), "Abs": elementwise("abs", 1),
+    "Less": elementwise("lt", 2), "Greater": elementwise("gt", 2),
+    "LessOrEqual": elementwise("le", 2), "GreaterOrEqual": elementwise("ge", 2),
+    "Equal": elementwise("eq", 2), "Where": elementwise("where", 3),
+    "Max": elementwise("maximum", 2), "Min": elementwise("minimum", 2), "Not": logical_not,
     "Relu": activation("relu"), "Sigmoid": activation("sigmoid"),
     "Tanh": activation("tanh"), "Softplus": activation("softplus"),
     "HardSwish": activation("hardswish"), "Mish": activation("mish"),
