@@ -120,7 +120,7 @@ def _cone(cx: Converter, gr: Graph, last: int, stops: set[str], masked: bool = F
     return sorted(seen), shapes, mask
 
 
-def _given(cx: Converter, gr: Graph, shapes, sizes: dict) -> dict | None:
+def given_shapes(cx: Converter, gr: Graph, shapes, sizes: dict) -> dict | None:
     """The values of Shape nodes of tensors outside a group, at the probe's sizes."""
     out = {}
     for j in shapes:
@@ -266,7 +266,7 @@ def _match(cx: Converter, gr: Graph, k: int) -> set[int] | None:
     probes = []
     for seed in (0, 1):
         got = _probe_sizes(dims, seed)
-        given = got and _given(cx, gr, shapes, got[1])
+        given = got and given_shapes(cx, gr, shapes, got[1])
         if given is None:
             return None
         xs = [rng.standard_normal(s) for s in got[0][:3]]

@@ -8,6 +8,7 @@ from .attention import find_sdpa
 from .elementwise import find_activations
 from .layerops import LAYER_OPS
 from .norms import find_norms
+from .positions import find_positional
 from .rotary import find_rope
 from .recurrent import RECURRENT_OPS
 from .tensorops import TENSOR_OPS
@@ -16,6 +17,6 @@ from .tensorops import TENSOR_OPS
 OPS = {**TENSOR_OPS, **LAYER_OPS, **RECURRENT_OPS}
 
 #: the groups of nodes found before the walk (each: converter -> None)
-GROUPS = (find_sdpa, find_norms, find_rope, find_activations)
+GROUPS = (find_sdpa, find_norms, find_rope, find_positional, find_activations)
 
 __all__ = ["GROUPS", "OPS"]

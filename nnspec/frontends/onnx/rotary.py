@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...layers.rope import rotary
-from .attention import Graph
+from .attention import Graph, given_shapes
 from .convert import Converter, Op, label
-from .probe import constants, evaluate, sized
+from .probe import constants, evaluate
 from .words import num
 
 _MAX_CONE = 40
@@ -91,21 +91,6 @@ def _match(cx: Converter, gr: Graph, k: int) -> set[int] | None:
     return None
 
 
-def _given(cx: Converter, gr: Graph, shapes: set[int], sizes: dict) -> dict | None:
-    out = {}
-    for j in shapes:
-        n = gr.nodes[j]
-        d = cx.dims(n.input[0])
-        if d is None:
-            return None
-        d = d[slice(cx.attr(n, "start", 0), cx.attr(n, "end", len(d)))]
-        v = sized(np.array(d, dtype=object), sizes)
-        if v is None:
-            return None
-        out[n.output[0]] = v
-    return out
-
-
 def _run(cx, gr, nodes, shapes, x, dims, seed, probe=None):
     sizes, shape = {}, []
     for j, d in enumerate(dims):
@@ -115,7 +100,7 @@ def _run(cx, gr, nodes, shapes, x, dims, seed, probe=None):
             shape.append(sizes.setdefault(d, 3 + seed * 4 + j))
         else:
             return None, None
-    given = _given(cx, gr, shapes, sizes)
+    given = given_shapes(cx, gr, shapes, sizes)
     if given is None:
         return None, None
     if probe is None:
