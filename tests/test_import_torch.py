@@ -4,6 +4,7 @@ backends, at the traced size and at others; what has no kind is one located erro
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -104,7 +105,11 @@ def test_published_counts_on_meta(name, count):
 def test_newer_cnns_round_trip(tv, name):
     """ReLU6, SiLU with squeeze-excitation, stochastic depth (drop_path), ConvNeXt's
     channels-first LayerNorm2d and its layer scale (a learned tensor), ShuffleNet's channel
-    shuffle (its reshapes at sizes that follow H and W: unflatten, flatten)."""
+    shuffle (its reshapes at sizes that follow H and W: unflatten, flatten). ConvNeXt-T's
+    28 M parameters in float64 run with NNSPEC_SLOW_TESTS=1 (timm's convnext_atto, the same
+    constructs, runs every time)."""
+    if name == "convnext_tiny" and not os.environ.get("NNSPEC_SLOW_TESTS"):
+        pytest.skip("NNSPEC_SLOW_TESTS=1 runs ConvNeXt-T (convnext_atto runs always)")
     text = import_model(f"torchvision.models:{name}")
     spec = _spec(text)
     torch.manual_seed(6)

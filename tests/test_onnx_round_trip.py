@@ -133,7 +133,8 @@ def test_gpt2_attention_gelu_positions_tie_and_blocks(tmp_path):
     assert re.search(r"\| gelu approximate=tanh( \||$)", text, re.M)
     assert "| positional learned max_len=16 as transformer.wpe" in text
     # the head's transposed copy of the table is the tie the spec has
-    assert re.search(r"dense 50 bias=false weight=\w+\.weight as ", text)
+    assert "| embedding 50 16 as transformer.wte" in text
+    assert "dense 50 bias=false weight=transformer.wte.weight as lm_head" in text
     # transformer.h.0 and .1: one block, applied twice
     assert "block HBlock(x) {" in text and "HBlock() * 2 as transformer.h" in text
     assert "as attn.c_attn" in text and "as transformer.h.0" not in text
@@ -226,9 +227,103 @@ def test_bert_int_attention_mask(tmp_path):
         assert np.abs(g.numpy() - w).max() <= 1e-4 * max(1.0, float(np.abs(w).max()))
 
 
+def _exported(tmp_path, name: str, model: str, consts=None, replace=()):
+    text = (SPECS / name).read_text()
+    for old, new in replace:
+        assert old in text, (name, old)
+        text = text.replace(old, new)
+    text = "\n".join(ANNOTATION.sub("", ln) if ln.startswith(" ") else ln
+                     for ln in text.splitlines()) if replace else text
+    source = nnspec.loads(text, str(SPECS / name), consts=consts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = export_onnx(source, model, seed=0)
+    return source, out.proto
+
+
+def _imported(tmp_path, proto, stem: str):
+    path = tmp_path / f"{stem}.onnx"
+    path.write_bytes(proto.SerializeToString())
+    text = import_onnx(str(path))
+    assert format_text(text) == text
+    spec = nnspec.loads(text)
+    spec.raise_for_errors()
+    return path, text, spec, load_onnx_weights(str(path), spec)
+
+
+def _tampered(proto, name: str, scale: float):
+    """The model with one initializer scaled (a table or weight that no longer fits)."""
+    from onnx import numpy_helper
+
+    bad = onnx.ModelProto()
+    bad.CopyFrom(proto)
+    for t in bad.graph.initializer:
+        if t.name == name:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * scale, name))
+            return bad
+    raise AssertionError(name)
+
+
+def test_transformer_sinusoidal_positions_cross_attention_and_shared_table(tmp_path):
+    source, proto = _exported(tmp_path, "transformer_base.nn", "TransformerBase",
+                              {"d": 16, "heads": 2, "ff": 24, "vocab": 40},
+                              [("p, 6)", "p, 1)"), ("32000]", "40]")])
+    path, text, spec, params = _imported(tmp_path, proto, "tb")
+    # the sinusoidal table from Range, times sqrt(E) before it: nnspec's positional scale
+    assert text.count("| positional scale") == 2 and "Range" not in text
+    # one table for both token sequences, tied to the generator
+    assert "src | embedding 40 16 as embed | positional scale" in text
+    assert "tgt | embed | positional scale" in text
+    assert "dense 40 bias=false weight=embed.weight as generator" in text
+    # the cross-attention's packed in_proj cut by Split: a query and a key/value dense
+    assert "dense 16 as decoder.layers.multihead_attn.dense" in text
+    assert len(re.findall(r"sdpa\(", text)) == 3 and text.count(", causal)") == 1
+    # the exporter drops the zero biases of the three out_proj layers: 3 x 16
+    assert spec.param_count() == source.param_count("TransformerBase") - 48
+    for k, dims in enumerate([{"N": 2, "S": 3, "T": 5}, {"N": 1, "S": 6, "T": 2}]):
+        _same(path, spec, params, dims, seed=k)
+    # a table of another base is not nnspec's positional: the Range stays, refused
+    from nnspec.frontends.onnx import OnnxImportError
+
+    pows = [t.name for t in proto.graph.initializer if list(t.dims) == [16] and
+            t.data_type == onnx.TensorProto.DOUBLE]
+    assert pows
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(_tampered(proto, pows[0], 1.5).SerializeToString())
+    with pytest.raises(OnnxImportError, match=r"^node '[^']+' \(Range\): "):
+        import_onnx(str(bad))
+
+
+def test_keras_simplernn_unrolled_steps_as_rnn(tmp_path):
+    # torch writes nn.RNN over a fixed T=10 step by step: MatMuls over a zero state
+    source, proto = _exported(tmp_path, "keras_simplernn.nn", "KerasSimpleRNN")
+    path, text, spec, params = _imported(tmp_path, proto, "rnn")
+    assert "x | rnn 64 nonlinearity=relu as simple_rnn | last | dense 10 as dense" in text
+    assert "MatMul" not in text and "matmul" not in text
+    assert spec.param_count() == source.param_count("KerasSimpleRNN")
+    for k, dims in enumerate([{"N": 2}, {"N": 5}]):
+        _same(path, spec, params, dims, seed=k)
+    # one step's recurrent matrix unlike the others: not an rnn, one located error
+    from nnspec.frontends.onnx import OnnxImportError
+
+    steps = [t.name for t in proto.graph.initializer if list(t.dims) == [64, 64]]
+    assert len(steps) >= 2
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(_tampered(proto, steps[-1], 1.01).SerializeToString())
+    with pytest.raises(OnnxImportError, match=r"^node '[^']+' \(MatMul\): "):
+        import_onnx(str(bad))
+
+
 @pytest.mark.parametrize("name, model, consts, message", [
     # a sample drawn at inference
-    ("dbn.nn", "SampledDBN", None, "(RandomUniformLike): no nnspec kind"),
+    ("dbn.nn", "SampledDBN", None, "(RandomUniformLike): no nnspec kind for this op "
+                                   "(in the module 'rbm1', class RBM)"),
+    # the capsule layer's routing, unrolled: the prediction vectors W @ u come first
+    ("capsnet.nn", "CapsNet", None, "(MatMul): a constant of shape [1152, 160, 8] times a "
+                                    "tensor, the constant on the left (W @ x): nnspec's "
+                                    "dense multiplies by a constant matrix on the right "
+                                    "(x @ W) (in the module 'digitcaps', class "
+                                    "CapsuleLayer)"),
 ])
 def test_what_does_not_map_is_one_located_error(tmp_path, name, model, consts, message):
     from nnspec.frontends.onnx import OnnxImportError
@@ -239,5 +334,5 @@ def test_what_does_not_map_is_one_located_error(tmp_path, name, model, consts, m
         out = export_onnx(source, model, seed=0)
     path = tmp_path / f"{model}.onnx"
     path.write_bytes(out.to_bytes())
-    with pytest.raises(OnnxImportError, match=r"^node '[^']+' " + re.escape(message)):
+    with pytest.raises(OnnxImportError, match=r"^node '[^']+' " + re.escape(message) + "$"):
         import_onnx(str(path))

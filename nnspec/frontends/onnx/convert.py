@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...ir.names import child_name_problem
-from .fold import FoldError, constant, fold, symbolic
+from .fold import FoldError, constant, fold, split, symbolic
 from .read import RESERVED, OnnxGraph, OnnxImportError
 from .words import NotFinite
 
 _PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(rf"[A-Za-z_][A-Za-z0-9_]*(?:\.{_PART})*")
 
 
@@ -147,7 +148,7 @@ class Converter:
         return default
 
     def fail(self, node, reason: str) -> OnnxImportError:
-        return OnnxImportError(f"{label(node)}: {reason}")
+        return OnnxImportError(f"{label(node)}: {reason}{_module_of(node)}")
 
     # ---- the walk ---------------------------------------------------------------------
 
@@ -235,6 +236,15 @@ class Converter:
         if node.op_type == "Expand" and symbolic(self.value(ins[1])):
             return False  # a learned constant broadcast to the batch: an expand
         vals = [self.value(x) if x else None for x in ins]
+        if node.op_type == "Split":  # a packed weight cut into its parts
+            if symbolic(vals[0]):
+                return False
+            try:
+                parts = split(node, vals)
+            except (FoldError, ValueError, TypeError, IndexError) as e:
+                raise self.fail(node, f"malformed ({e})") from None
+            self.const.update((o, p) for o, p in zip(node.output, parts) if o)
+            return True
         try:
             self.const[node.output[0]] = fold(node, vals)
         except FoldError as e:
@@ -292,9 +302,12 @@ class Converter:
         op = Op(label(node), "stage", text, inputs, output, kind=kind, weights=sources)
         names = [v[0] for v in sources.values()]
         scoped, named = _from_scopes(node), _from_weights(names)
-        # initializers of equal values are one in the file: the node's module names it
-        moved = scoped and named in self.layers and scoped != named and \
-            not named.startswith(scoped + ".")
+        # initializers of equal values are one in the file, named after one of the modules
+        # that hold them (a tied table, zero biases): the node's own module names it, when
+        # that module is a layer of this kind (not a batchnorm folded into a convolution)
+        moved = scoped and named and scoped != named and \
+            not named.startswith(scoped + ".") and \
+            (named in self.layers or _module_kind(node) == kind)
         base = (scoped if moved else named) or \
             _from_node(node) or f"{kind}_{self.counts.get(kind, 0)}"
         if base.startswith(f"{kind}_"):
@@ -314,7 +327,7 @@ class Converter:
 _FILL_KEEPING = {"Slice", "Squeeze", "Unsqueeze", "Reshape", "Identity", "Cast", "Expand"}
 _FOLDABLE = {"Identity", "Cast", "CastLike", "Unsqueeze", "Squeeze", "Concat", "Gather",
              "Slice", "Reshape", "Transpose", "Add", "Sub", "Mul", "Div", "Neg", "Sqrt",
-             "Equal", "Where", "ConstantOfShape", "Range", "Expand", "Shape"}
+             "Equal", "Where", "ConstantOfShape", "Range", "Expand", "Shape", "Split"}
 
 
 def good_path(path: str | None) -> bool:
@@ -334,12 +347,13 @@ def _from_weights(names: list[str]) -> str | None:
     return p if good_path(p) else None
 
 
-def scopes(node) -> list[str] | None:
+def scopes(node, key: str = "pkg.torch.onnx.name_scopes") -> list[str] | None:
     """The name scopes torch's dynamo exporter records in a node's metadata (``['',
-    'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d']``: the module paths, then the call);
-    read as a literal, never run."""
+    'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d']``: the module paths, then the call;
+    with ``key="pkg.torch.onnx.class_hierarchy"``, the modules' classes); read as a
+    literal, never run."""
     for p in node.metadata_props:
-        if p.key == "pkg.torch.onnx.name_scopes":
+        if p.key == key:
             if len(p.value) > 10_000:
                 return None
             try:
@@ -349,6 +363,33 @@ def scopes(node) -> list[str] | None:
             if isinstance(v, list) and all(isinstance(s, str) for s in v):
                 return v
     return None
+
+
+_CLASS_KINDS = {"linear": "dense", "embedding": "embedding", "conv": "conv",
+                "convtranspose": "convtranspose", "layernorm": "layernorm",
+                "batchnorm": "batchnorm", "groupnorm": "groupnorm", "gru": "gru",
+                "lstm": "lstm", "rnn": "rnn", "instancenorm": "instancenorm"}
+
+
+def _module_kind(node) -> str | None:
+    """The nnspec kind of the innermost module the dynamo exporter records for ``node``
+    (``torch.nn.modules.sparse.Embedding``: ``embedding``), None when not one of these."""
+    sc = scopes(node, "pkg.torch.onnx.class_hierarchy")
+    if sc is None or len(sc) < 2:
+        return None
+    name = re.sub(r"[0-9]d$", "", sc[-2].rsplit(".", 1)[-1]).lower()
+    return _CLASS_KINDS.get(name)
+
+
+def _module_of(node) -> str:
+    """`` (in the module 'digitcaps', class CapsuleLayer)``: where the dynamo exporter says
+    the node comes from, for an error; empty when the file does not say."""
+    path = _from_scopes(node)
+    if path is None:
+        return ""
+    classes = scopes(node, "pkg.torch.onnx.class_hierarchy")
+    cls = classes[-2].rsplit(".", 1)[-1] if classes and len(classes) > 2 else ""
+    return f" (in the module {path!r}" + (f", class {cls})" if _IDENT.fullmatch(cls) else ")")
 
 
 def _from_scopes(node) -> str | None:

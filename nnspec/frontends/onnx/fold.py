@@ -128,6 +128,23 @@ def _range(ins: list) -> np.ndarray:
     return np.arange(start, limit, delta, dtype=np.result_type(start, limit, delta))
 
 
+def split(node, ins: list) -> tuple:
+    """The outputs of a ``Split`` (its sizes from the input, the attribute or equal parts)."""
+    x = ins[0]
+    axis = _attr(node, "axis", 0)
+    n = len(node.output)
+    if len(ins) > 1 and ins[1] is not None:
+        sizes = [int(v) for v in ins[1]]
+    elif _attr(node, "split") is not None:
+        sizes = [int(v) for v in _attr(node, "split")]
+    else:
+        step = -(-x.shape[axis] // n)
+        sizes = [min(step, x.shape[axis] - j * step) for j in range(n)]
+    if len(sizes) != n or sum(sizes) != x.shape[axis] or min(sizes) < 0:
+        raise FoldError("a Split whose sizes do not fit its input")
+    return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+
+
 FOLD = {
     "Identity": lambda node, ins: ins[0],
     "Cast": _cast,

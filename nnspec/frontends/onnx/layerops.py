@@ -144,6 +144,11 @@ def matmul(cx: Converter, node, ins, i) -> Op:
                             [x], node.output[0], {"bias": ("", None)})
         return cx.layer(node, "dense", f"dense {w.shape[1]} bias=false", [x], node.output[0],
                         {"weight": (ins[1], "T"), "bias": ("", None)})
+    if cx.is_const(ins[0]) and not cx.is_const(ins[1]):
+        w = cx.value(ins[0])
+        raise cx.fail(node, f"a constant of shape {list(w.shape)} times a tensor, the "
+                            "constant on the left (W @ x): nnspec's dense multiplies by a "
+                            "constant matrix on the right (x @ W)")
     a, b = cx.tensor(node, ins[0]), cx.tensor(node, ins[1])
     return Op(label(node), "expr", "matmul({0}, {1})", [a, b], node.output[0], base="mm")
 
@@ -313,6 +318,10 @@ def gather(cx: Converter, node, ins, i) -> Op:
     if where.ndim != 0:
         raise cx.fail(node, "a gather of several indices (nnspec indexes one position)")
     r = cx.rank(node, x)
+    steps = (cx.dims(x) or [None, None])[1]
+    if r >= 2 and axis % r == 1 and (int(where) == -1 or isinstance(steps, int) and
+                                     int(where) == steps - 1):
+        return Op(label(node), "stage", "last", [x], node.output[0])  # x[:, -1]
     subs = [":"] * (axis % r) + [str(int(where))]
     return Op(label(node), "expr", "{0}[" + ", ".join(subs) + "]", [x], node.output[0],
               base="picked")

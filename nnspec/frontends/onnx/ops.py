@@ -12,11 +12,13 @@ from .positions import find_positional
 from .rotary import find_rope
 from .recurrent import RECURRENT_OPS
 from .tensorops import TENSOR_OPS
+from .unrolled import find_unrolled_rnn
 
 #: op type (default domain) -> converter(converter, node, inputs, index) -> Op | None
 OPS = {**TENSOR_OPS, **LAYER_OPS, **RECURRENT_OPS}
 
 #: the groups of nodes found before the walk (each: converter -> None)
-GROUPS = (find_sdpa, find_norms, find_rope, find_positional, find_activations)
+GROUPS = (find_sdpa, find_norms, find_rope, find_positional, find_unrolled_rnn,
+          find_activations)
 
 __all__ = ["GROUPS", "OPS"]

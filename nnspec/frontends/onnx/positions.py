@@ -16,9 +16,9 @@ import math
 import numpy as np
 
 from ...layers.positional import Positional
-from .attention import Graph
+from .attention import Graph, given_shapes
 from .convert import Converter, Op, label
-from .probe import constants, evaluate, sized
+from .probe import constants, evaluate
 
 _MAX_CONE = 40
 _KIND = Positional()
@@ -127,17 +127,9 @@ def _verified(cx, gr, group, shapes, x, dims, scale: bool, out: str) -> bool:
                 shape.append(sizes.setdefault(d, 3 + seed * 4 + j))
             else:
                 return False
-        given = {}
-        for j in shapes:
-            n = gr.nodes[j]
-            d = cx.dims(n.input[0])
-            if d is None:
-                return False
-            d = d[slice(cx.attr(n, "start", 0), cx.attr(n, "end", len(d)))]
-            v = sized(np.array(d, dtype=object), sizes)
-            if v is None:
-                return False
-            given[n.output[0]] = v
+        given = given_shapes(cx, gr, shapes, sizes)
+        if given is None:
+            return False
         probe = np.random.default_rng(seed).standard_normal(shape)
         given[x] = probe
         env = evaluate([gr.nodes[j] for j in group], given, constants(cx, sizes))

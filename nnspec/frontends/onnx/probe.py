@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from .fold import FOLD, FoldError, _attr
+from .fold import FOLD, FoldError, _attr, split
 
 
 def _softmax(node, ins):
@@ -36,22 +36,6 @@ def _reduce(fn):
     return make
 
 
-def _split(node, ins):
-    x = ins[0]
-    axis = _attr(node, "axis", 0)
-    n = len(node.output)
-    if len(ins) > 1 and ins[1] is not None:
-        sizes = [int(v) for v in ins[1]]
-    elif _attr(node, "split") is not None:
-        sizes = [int(v) for v in _attr(node, "split")]
-    else:
-        step = -(-x.shape[axis] // n)
-        sizes = [min(step, x.shape[axis] - j * step) for j in range(n)]
-    if len(sizes) != n or sum(sizes) != x.shape[axis] or min(sizes) < 0:
-        raise ValueError("split sizes")
-    return tuple(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
-
-
 _ERF = np.vectorize(math.erf, otypes=[np.float64])
 
 PROBE = {
@@ -68,6 +52,7 @@ PROBE = {
     "Or": lambda node, ins: np.logical_or(ins[0], ins[1]),
     "Pow": lambda node, ins: np.power(ins[0], ins[1]),
     "Tanh": lambda node, ins: np.tanh(ins[0]),
+    "Relu": lambda node, ins: np.maximum(ins[0], 0),
     "Erf": lambda node, ins: _ERF(ins[0]),
     "Sigmoid": lambda node, ins: 1 / (1 + np.exp(-ins[0])),
     "Exp": lambda node, ins: np.exp(ins[0]),
@@ -75,7 +60,7 @@ PROBE = {
     "ReduceMean": _reduce(np.mean),
     "ReduceSum": _reduce(np.sum),
     "Max": lambda node, ins: np.maximum(ins[0], ins[1]),
-    "Split": _split,
+    "Split": split,
     "IsInf": lambda node, ins: (np.isposinf(ins[0]) if _attr(node, "detect_positive", 1)
                                 else False) | (np.isneginf(ins[0])
                                                if _attr(node, "detect_negative", 1) else False),

@@ -14,6 +14,8 @@ import numpy as np
 from .convert import Converter, Op, label
 from .patterns import consumer
 
+#: the stages that swap the first two axes of [T, N, F]
+_TIME_MAJOR = ("transpose 0 1", "permute (1, 0, 2)")
 #: op type -> (nnspec kind, gates, the ONNX gate of each of PyTorch's gates in order)
 _KINDS = {"GRU": ("gru", 3, (1, 0, 2)), "LSTM": ("lstm", 4, (0, 2, 3, 1))}
 
@@ -46,12 +48,12 @@ def _batch_first(cx: Converter, node, x: str) -> tuple[str, Op | None]:
         src = cx.time_major[x]
         return src, cx.producer.get(src)
     op = cx.producer.get(x)
-    if op is not None and op.text == "permute (1, 0, 2)" and cx.users.get(x) == 1 and \
+    if op is not None and op.text in _TIME_MAJOR and cx.users.get(x) == 1 and \
             x not in cx.outputs:
         cx.ops.remove(op)
         return op.inputs[0], None
     out = f"{x}\x00batch_first"
-    perm = Op(label(node), "stage", "permute (1, 0, 2)", [cx.tensor(node, x)], out)
+    perm = Op(label(node), "stage", "transpose 0 1", [cx.tensor(node, x)], out)
     cx.ops.append(perm)
     cx.producer[out] = perm
     cx.tensors.add(out)

@@ -231,7 +231,20 @@ def reshape(cx: Converter, node, ins, i) -> Op:
             raise cx.fail(node, "allowzero=1 with a zero size")
         else:
             entries.append(int(v))
+    if _flattens(have, entries):
+        return Op(label(node), "stage", "flatten", [x], node.output[0])
     return Op(label(node), "stage", _target(cx, node, entries), [x], node.output[0])
+
+
+def _flattens(have: list, entries: list) -> bool:
+    """The reshape is ``flatten`` (start=1) at every batch size: ``[-1, C*H*W]`` or
+    ``[N, -1]`` of ``[N, C, H, W]`` whose sizes after the first are known."""
+    if len(have) < 3 or len(entries) != 2 or have[0] is None or \
+            not all(isinstance(d, int) for d in have[1:]):
+        return False
+    rest = int(np.prod(have[1:]))
+    return (entries[0] == -1 and entries[1] == rest) or \
+        (entries[0] == have[0] and entries[1] in (-1, rest))
 
 
 def to_inferred(cx: Converter, node, ins, i) -> Op:
@@ -265,6 +278,10 @@ def transpose(cx: Converter, node, ins, i) -> Op | None:
     pooled = adaptive_pool(cx, node, x, perm)
     if pooled is not None:
         return pooled
+    moved = [j for j, v in enumerate(perm) if v != j]
+    if len(moved) == 2:  # two axes swapped: x.transpose(a, b)
+        return Op(label(node), "stage", f"transpose {moved[0]} {moved[1]}", [x],
+                  node.output[0])
     return Op(label(node), "stage", f"permute {tup(perm)}", [x], node.output[0])
 
 
