@@ -18,7 +18,7 @@ TABLE = explain.table()
 
 #: codes that no single spec text can show, and why (a file system, a bug, a huge input)
 NO_EXAMPLE = {"E001", "E003", "E004", "E005", "E006", "E018", "E029", "E051", "E066", "E217",
-              "E219", "E999"}
+              "E219", "E399", "E999"}
 
 
 def emitted_codes() -> set[str]:

@@ -57,8 +57,8 @@ def draw(shapes: dict[str, W], seed: int | None = 0, dtype=np.float32,
         elif kind == "uniform":
             bound = w.init[1]
             out[key] = rng.uniform(-bound, bound, size=w.shape).astype(dtype, copy=False)
-        elif kind == "zeros":
-            out[key] = np.zeros(w.shape, dtype=dtype)
+        elif kind in ("zeros", "computed"):  # computed: a persistent buffer, filled by the
+            out[key] = np.zeros(w.shape, dtype=dtype)  # back end from its constant
         elif kind == "ones":
             out[key] = np.ones(w.shape, dtype=dtype)
         elif kind == "normal":  # ("normal", std[, row]): row is zeroed (a padding index)

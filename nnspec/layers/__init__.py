@@ -15,6 +15,7 @@ MODULES = (
     "activation",
     "adaptive",
     "attention",
+    "buffer",
     "capsule",
     "consts",
     "conv",
@@ -56,6 +57,7 @@ NAMES = {
                 "adaptivemaxpool1d adaptive_max_pool1d adaptive_maxpool2d adaptivemaxpool2d "
                 "adaptive_max_pool2d adaptive_maxpool3d adaptivemaxpool3d adaptive_max_pool3d",
     "attention": "attention mha",
+    "buffer": "buffer",
     "capsule": "squash capsule digitcaps capsules capsule_length length caps_length capsule_mask "
                "caps_mask",
     "consts": "arange lt gt le ge eq ne minimum maximum where log abs to_float to_int long",

@@ -19,9 +19,10 @@ buckets, Swin's relative-position index and shifted-window mask.
 
 Such values are computed in forward, from the symbolic sizes, on the device of forward's
 inputs (``torch.arange(T, device=x.device)``, never torch's default device): exact at every
-size and nothing stored, so no state_dict key (as T5 computes its buckets; torchvision's Swin stores
-``relative_position_index`` as a persistent buffer, a key that a computed index does not
-have: drop it before loading such a state_dict). Int paths carry no gradient.
+size and nothing stored, so no state_dict key (as T5 computes its buckets). A value of
+numbers only (Swin's window size) may be kept on the module instead, computed once:
+``... | buffer persistent as relative_position_index`` (``buffer.py``), the state_dict key
+torchvision's Swin has; ``buffer`` alone keeps it with no key. Int paths carry no gradient.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ LAYER_KINDS = (
     "additive_noise", "amax", "amin", "arange", "attention", "average_pool", "average_pool1d",
     "average_pool2d", "average_pool3d", "avg_pool", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "avgpool", "avgpool1d", "avgpool2d", "avgpool3d", "batchnorm", "batchnorm1d",
-    "batchnorm2d", "batchnorm3d", "bernoulli", "bmm", "broadcast_to", "caps_length",
+    "batchnorm2d", "batchnorm3d", "bernoulli", "bmm", "broadcast_to", "buffer", "caps_length",
     "caps_mask", "capsule", "capsule_length", "capsule_mask", "capsules", "center_crop",
     "center_crop_like", "centercrop", "centre_crop", "chunk", "clamp", "clip", "concat",
     "conv", "conv1d", "conv1d_transpose", "conv2d", "conv2d_transpose", "conv3d",

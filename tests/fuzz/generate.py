@@ -1063,8 +1063,12 @@ class _Gen:
                        f"{m} = abs(({pos} - {c}))",
                        f"{m} = where({cmp}({m}, {c2}), maximum({m}, 1), minimum({m}, 2))",
                        f"{w} = log((to_float({m}) + 1))",
-                       f"{w} = (to_float(to_int(({w} * 3))) / 3)",
-                       f"{out} = ({a} * {w})"]
+                       f"{w} = (to_float(to_int(({w} * 3))) / 3)"]
+        if last.const and r.random() < 0.5:  # a number's weights: kept as a buffer
+            keep = r.choice(["buffer", "buffer persistent"])
+            self.lines.append(f"{w} = {w} | {keep} as {w}_{keep.split()[-1]}")
+            self.features.add("buffer")
+        self.lines.append(f"{out} = ({a} * {w})")
         self.features |= {"arange", "abs", "sub", cmp, "where", "maximum", "minimum", "log",
                           "to_float", "add", "to_int", "mul", "div"}
         return cur.copy(), out

@@ -16,6 +16,7 @@ from ...ir.spec import Spec
 from ...layers import REGISTRY
 from ...layers.base import InputDevice, ParamRef
 from ..plans import returned_parameters
+from . import buffers as _buf
 from .arguments import find as find_expr
 from .arguments import INFERRED, in_forward, spec_text
 from .inplace import in_place, is_head
@@ -57,6 +58,7 @@ class _Emitter:
         self.classes: list[_Class] = []
         self.class_names: set[str] = set()
         self.shapes: dict[str, dict[str, str]] = {}
+        self.buffers: dict = {}  # (model, buffer node id) -> (node, the rows it is made of)
 
     # -- paths and comments --
     def path(self, file: str) -> str:
@@ -114,6 +116,26 @@ class _Emitter:
         lists = _module_lists(s.items, plans)
         containers: set[str] = set()
         registered: set[str] = set()
+        made: list = []  # the buffers: (node id, parent, leaf), registered last
+
+        def place(local: str) -> str:
+            """The module that holds ``local`` (containers made as needed), checked."""
+            parts = local.split(".")
+            parent = "self"
+            for j, part in enumerate(parts[:-1]):
+                sub = ".".join(parts[:j + 1])
+                _check_child_name(part, sub)
+                if sub in registered:
+                    raise _NameClash(f"the layer name {sub!r} is used twice")
+                if sub not in containers:
+                    init.append(_assign_pieces(parent, part, ["nn.Module()"]))
+                    containers.add(sub)
+                parent = _child(parent, part)
+            _check_child_name(parts[-1], local)
+            if local in registered or local in containers:
+                raise _NameClash(f"the layer name {local!r} is used twice")
+            registered.add(local)
+            return parent
 
         def value_of(item) -> list:
             if item[0] == "node":
@@ -124,6 +146,13 @@ class _Emitter:
 
         for idx, item in enumerate(s.items):
             kind, x, local = item
+            if kind == "node" and (m.name, plans[x][0].id) in self.buffers:
+                shared = plans[x][0].shared  # applied again: the buffer registered before
+                head, _, leaf = local.rpartition(".")
+                parent = (_path_ref(head) if head else "self") if shared else place(local)
+                made += [] if shared else [(plans[x][0].id, parent, leaf)]
+                refs[idx] = _buf.ref(parent, leaf)
+                continue
             if kind == "node" and plans[x][2].module is None:
                 continue
             if kind == "node" and plans[x][0].shared or kind == "inst" and x.reuse is not None:
@@ -146,20 +175,7 @@ class _Emitter:
                     registered.add(name)
             else:
                 parts = local.split(".")
-                parent = "self"
-                for j, part in enumerate(parts[:-1]):
-                    sub = ".".join(parts[:j + 1])
-                    _check_child_name(part, sub)
-                    if sub in registered:
-                        raise _NameClash(f"the layer name {sub!r} is used twice")
-                    if sub not in containers:
-                        init.append(_assign_pieces(parent, part, ["nn.Module()"]))
-                        containers.add(sub)
-                    parent = _child(parent, part)
-                _check_child_name(parts[-1], local)
-                if local in registered or local in containers:
-                    raise _NameClash(f"the layer name {local!r} is used twice")
-                registered.add(local)
+                parent = place(local)
                 if kind == "node" and _is_parameter(plans[x][2].module):
                     ref = _parameter_ref(parent, parts[-1])
                     init.append([f"{ref} = ", *value_of(item)])
@@ -178,6 +194,8 @@ class _Emitter:
                     chosen = layer.init_for(node.p, suffix, w)
                     if chosen is not None:  # the spec's initialiser, as nn.init writes it
                         init.append([chosen.torch_src(f"{ref}.{suffix}" if suffix else ref)])
+        if made:
+            init += [[line] for line in _buf.init_lines(self, s, m, init, made)]
         fwd, args = self.forward(s, m, plans, refs, lists)
         raw = _Raw(init, fwd, args)
         _slots_and_key(raw, s.block)
@@ -278,8 +296,8 @@ class _Emitter:
                         fwd.append((0, f"{tmp} = {expr}", None, None))
                         expr = tmp
                     expr = _call_src(call, refs.get(k), ins, expr, size)
-                if _is_parameter(plan.module):
-                    expr = refs[k]  # cls = self.class_token
+                if _is_parameter(plan.module) or (m.name, node.id) in self.buffers:
+                    expr = refs[k]  # cls = self.class_token, idx = self.index (a buffer)
                     if node.id in returned_parameters(m):  # a tensor, not the Parameter
                         expr += ".clone()"
                 elif expr is None:

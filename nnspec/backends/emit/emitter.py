@@ -29,7 +29,9 @@ import os
 from ...core.util import write_atomic
 from ...ir.names import plain, py_name
 from ...ir.spec import Spec
+from ..plans import buffers as _buffers
 from ..plans import plans as _plans
+from . import buffers as _buf
 from .classes import _Emitter
 from .constructors import NN_SIGNATURES
 from .folding import _merge_groups
@@ -80,6 +82,10 @@ def _emit(spec: Spec, model: str | None, all_models: bool, flat: bool) -> str:
     model_classes = _class_names(models, module_names)
     em = _Emitter(spec, module_names, models[0].file if models else "")
     em.class_names |= set(model_classes)
+    bufs = [_buffers(spec, m, p) for m, p in zip(models, plans)]
+    em.buffers = {(m.name, b): got for m, p, bb in zip(models, plans, bufs)
+                  for b, got in _buf.sources(p, bb).items()}
+    plans = [_buf.strip(p, bb) for p, bb in zip(plans, bufs)]
 
     roots = []
     owner: dict[int, object] = {}

@@ -15,6 +15,7 @@ from ...ir.spec import Spec
 from ...layers import REGISTRY
 from ...layers.base import NumpyCtx
 from .. import weights as _init
+from ..plans import buffers as _buffers
 from ..inputs import InputError
 
 
@@ -80,7 +81,8 @@ class NumpyModel:
     """One model of a spec, runnable on NumPy arrays.
 
     ``params`` maps state_dict keys to arrays; when omitted, weights are drawn with
-    PyTorch's default initialisation from ``seed``.
+    PyTorch's default initialisation from ``seed``, and a persistent ``buffer`` holds its
+    computed value (given in ``params``, the value given: a checkpoint's).
     """
 
     def __init__(self, spec: Spec, model: str | None = None, params: dict | None = None,
@@ -90,7 +92,9 @@ class NumpyModel:
         self.model = spec.model(model)
         self.layers = spec.layers(self.model.name)
         self.state_shapes = spec.state_shapes(self.model.name)
-        if params is None:
+        bufs = _buffers(spec, self.model)
+        drawn = params is None
+        if drawn:
             params = _init.draw(self.state_shapes, seed, dtype)
         params = _untie(self.state_shapes, params)
         missing = [k for k, w in self.state_shapes.items() if k not in params and not w.tied]
@@ -126,6 +130,24 @@ class NumpyModel:
             free = [v for v in set(node.inputs) if last.get(v) == i
                     and v != self.model.output]
             self._plan.append((REGISTRY[node.op], node, keys, free))
+        if drawn and bufs:
+            self._fill(bufs)
+
+    def _fill(self, bufs) -> None:
+        """Each persistent buffer's entry: its value, computed from its sources."""
+        todo = {b for b, node in bufs.nodes.items() if node.p.persistent}
+        need = set().union(*(bufs.sources[b] for b in todo)) | todo
+        ctx = NumpyCtx(env={})
+        values: dict = {}
+        for kind, node, keys, _ in self._plan:
+            if node.id not in need:
+                continue
+            if node.id in todo:
+                key = keys[""]
+                v = np.asarray(values[node.inputs[0]])
+                self.params[key] = v.astype(self.params[key].dtype, copy=False)
+            values[node.id] = kind.numpy(node.p, self._weights(keys),
+                                         [values[v] for v in node.inputs], ctx)
 
     def _weights(self, keys: dict) -> dict:
         return {k: self.params[full].T if isinstance(full, _T) else self.params[full]

@@ -28,10 +28,12 @@ from ...ir.spec import Spec
 from ...layers.base import INT
 from .. import weights as _init
 from ..inputs import InputError
+from ..plans import buffers as _buffers_of
 from ..plans import plans as _plans
 from ..plans import returned_parameters as _returned_parameters
 from ..plans import symbol_sources as _symbol_sources
 from ..plans import walk_syms as _walk_syms
+from . import buffers as _buf
 from .calls import (
     _DEVICE,
     _ROOT,
@@ -78,7 +80,7 @@ class SpecModule(nn.Module):
     # the attributes _compile derives from the spec (closures among them): never pickled
     _COMPILED = ("model_name", "spec_model", "_spec_program", "_shapes", "locations",
                  "line_map", "_steps", "_ids", "_n_slots", "_out", "_inputs", "_checks",
-                 "_sym_src", "_same", "_pending", "_ties")
+                 "_sym_src", "_same", "_pending", "_ties", "_buffer_plan", "_forward_order")
 
     def __init__(self, spec: Spec, model: str | None = None, seed: int | None = None,
                  params: dict | None = None, dtype: torch.dtype = torch.float32,
@@ -98,9 +100,12 @@ class SpecModule(nn.Module):
                     parent._modules[part] = child
                 parent = child
             _check_child_name(parts[-1], name)
-            if parts[-1] in parent._modules or parts[-1] in parent._parameters:
+            if parts[-1] in parent._modules or parts[-1] in parent._parameters or \
+                    parts[-1] in parent._buffers:
                 raise ValueError(f"the layer name {name!r} is used twice")
-            if isinstance(mod, nn.Parameter):  # a param layer: a tensor of its parent
+            if isinstance(mod, _buf.NewBuffer):  # a buffer layer: a tensor of its parent
+                _buf.register(parent, parts[-1], mod)
+            elif isinstance(mod, nn.Parameter):  # a param layer: a tensor of its parent
                 parent._parameters[parts[-1]] = mod
             else:
                 parent._modules[parts[-1]] = mod
@@ -152,9 +157,15 @@ class SpecModule(nn.Module):
         by_name: dict[str, nn.Module] = {}
         ties = []
         returned = _returned_parameters(m)
-        for k, (node, _, plan) in enumerate(plans):
+        bufs = _buffers_of(spec, m, plans)
+        for k, (node, row, plan) in enumerate(plans):
             mod = None
-            if node.shared:  # a layer applied again: its module once more
+            if node.id in bufs.nodes:
+                if made is not None:
+                    _buf.registered(made, node.name)
+                elif not node.shared:
+                    modules.append((node.name, _buf.new_buffer(row)))
+            elif node.shared:  # a layer applied again: its module once more
                 mod = by_name.get(node.name)
             elif plan.module is not None:
                 if made is None:
@@ -170,7 +181,9 @@ class SpecModule(nn.Module):
                 ties += [(f"{node.name}.{key}", f"{owner}.{okey}")
                          for key, (owner, okey, transposed) in node.ties.items()
                          if not transposed]
-            if plan.module is not None and plan.module.cls == PARAMETER:
+            if node.id in bufs.nodes:
+                run = _buf.getter(node.name)
+            elif plan.module is not None and plan.module.cls == PARAMETER:
                 run = parameter_getter(node.name, copy=node.id in returned)
             else:
                 run = _compile_plan(plan)
@@ -183,6 +196,16 @@ class SpecModule(nn.Module):
             line_map.setdefault((file, line), []).append(node.name)
         attrs["_steps"] = steps
         attrs["_ties"] = ties
+        attrs["_forward_order"] = tuple(k for k, (node, _, _) in enumerate(plans)
+                                        if node.id not in bufs.only)
+        attrs["_buffer_plan"] = None
+        if bufs:
+            at = {node.id: k for k, (node, _, _) in enumerate(plans)}
+            need = set().union(*bufs.sources.values()) | set(bufs.nodes)
+            attrs["_buffer_plan"] = _buf.BufferPlan(
+                tuple(sorted(at[v] for v in need)),
+                {at[b]: slot[n.inputs[0]] for b, n in bufs.nodes.items()},
+                {at[b]: (n.name, n.p.persistent) for b, n in bufs.nodes.items()})
         attrs["_ids"] = [inp.id for inp in m.inputs] + [node.id for node, _, _ in plans]
         attrs["_n_slots"] = n_in + len(plans)
         attrs["_out"] = slot[m.output]
@@ -211,7 +234,7 @@ class SpecModule(nn.Module):
         """Materialise the (meta) submodules on ``device`` and load the given or drawn
         weights; on the meta device only record the seed (see reset_parameters)."""
         keys = list(self.state_dict(keep_vars=True))
-        if keys != list(shapes):
+        if self._keys_differ(keys, shapes):
             raise RuntimeError("the torch modules' state_dict keys differ from the spec's: "
                                f"{keys} != {list(shapes)}")
         device = torch.device("cpu" if device is None else device)
@@ -222,6 +245,7 @@ class SpecModule(nn.Module):
             self.__dict__["seed"] = secrets.randbits(63) if seed is None else seed
             self.to(dtype)
             return
+        given = frozenset() if params is None else frozenset(params)
         if params is None:
             if seed is None:
                 seed = secrets.randbits(63)
@@ -244,6 +268,14 @@ class SpecModule(nn.Module):
         self.to(dtype)
         self.to_empty(device=device)
         self.load_state_dict(state, strict=True)
+        _buf.fill(self, keep=given)  # the buffers: computed, where no value is given
+
+    def _keys_differ(self, keys: list, shapes) -> bool:
+        """The state_dict keys are not the spec's (torch lists a module's buffers after its
+        Parameters, wherever the spec has them: the same keys in another order)."""
+        if keys == list(shapes):
+            return False
+        return self.__dict__.get("_buffer_plan") is None or sorted(keys) != sorted(shapes)
 
     def reset_parameters(self, seed: int | None = None) -> None:
         """Draw every state_dict entry again, in place, as ``build_module(seed=)`` does
@@ -258,7 +290,7 @@ class SpecModule(nn.Module):
             net.reset_parameters()                            # == build_module(spec, seed=0)
         """
         tensors = self.state_dict(keep_vars=True)
-        if list(tensors) != list(self._shapes):
+        if self._keys_differ(list(tensors), self._shapes):
             raise RuntimeError("the module's state_dict keys differ from its spec's: "
                                f"{list(tensors)} != {list(self._shapes)}")
         if any(t.is_meta for t in tensors.values()):
@@ -279,6 +311,7 @@ class SpecModule(nn.Module):
                 if dtensor is not None and isinstance(t, dtensor):
                     full = distribute_tensor(full, t.device_mesh, t.placements)
                 t.copy_(full)
+        _buf.fill(self)
         self.__dict__["seed"] = seed
 
     def __getstate__(self) -> dict:
@@ -303,7 +336,7 @@ class SpecModule(nn.Module):
         spec = from_ir(ir_json, "<pickled SpecModule>").raise_for_errors()
         self._compile(spec, spec.model(name), made=self)
         keys = list(self.state_dict(keep_vars=True))
-        if keys != list(self._shapes):
+        if self._keys_differ(keys, self._shapes):
             raise ValueError("the pickled module's state_dict keys differ from its spec's")
 
     def dynamic_shapes(self, **bounds):
@@ -377,7 +410,7 @@ class SpecModule(nn.Module):
         steps = self._steps
         k = -1
         try:
-            for k in range(len(steps)):
+            for k in range(len(steps)) if keep else self._forward_order:
                 run, mod, ins, out, free = steps[k]
                 vals[out] = run(mod, [vals[j] for j in ins], env)
                 if not keep:

@@ -31,6 +31,8 @@ CURATED = {
     "param": "model Example(x: [N, 3, 4]) {\n    pos = param [1, 3, 4] init=normal(0, 0.02)\n"
              "    return x + pos\n}\n",
     "arange": "model Example(x: [N, T, 8]) {\n    return arange(T)\n}\n",
+    "buffer": "model Example(x: [N, 4]) {\n    pos = to_float(arange(4)) | buffer persistent "
+              "as positions\n    return x + pos\n}\n",
 }
 
 
