@@ -232,3 +232,21 @@ model M(x: [N, 3]) {
     np.testing.assert_allclose(
         NumpyModel(spec, params={k: v.numpy() for k, v in net.state_dict().items()})(
             x.numpy()), net(x).detach().numpy(), rtol=1e-6)
+
+
+def test_crosscheck_compares_the_computed_persistent_buffer():
+    """crosscheck draws weights for the state keys; a persistent buffer is not drawn (zeros)
+    but computed, in both back ends, so that the check sees the real constant."""
+    from nnspec.tools.crosscheck.forward import crosscheck
+
+    spec = nnspec.loads(SWIN)
+    report = crosscheck(spec, "Swin", "float64")
+    assert report.ok
+    from nnspec.tools.crosscheck.forward import weights_and_module
+    from nnspec.tools.progress import Progress
+
+    params, mod = weights_and_module(spec, spec.model("Swin"), np.dtype("float64"), 0,
+                                     Progress())
+    rpi = params["attn.relative_position_index"]
+    assert rpi.max() == (2 * 7 - 1) ** 2 - 1 and rpi.min() == 0
+    assert np.array_equal(mod.state_dict()["attn.relative_position_index"].numpy(), rpi)

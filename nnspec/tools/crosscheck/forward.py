@@ -342,10 +342,19 @@ def weights_and_module(spec: Spec, m, np_dtype, seed: int, bar):
 
     tdtype = {"float64": torch.float64, "float32": torch.float32}[np_dtype.name]
     bar.stage(f"{m.name}: drawing weights")
-    params = _init.draw(spec.state_shapes(m.name), seed, np_dtype, limit=None)
+    shapes = spec.state_shapes(m.name)
+    params = _init.draw(shapes, seed, np_dtype, limit=None)
     bar.stage(f"{m.name}: building the torch module")
     mod = build_module(spec, m.name, dtype=tdtype,
                        params={k: torch.from_numpy(v) for k, v in params.items()}).eval()
+    computed = [k for k, w in shapes.items() if w.init and w.init[0] == "computed"]
+    if computed:  # persistent buffers: their constant, as a model built from a seed holds
+        from ...backends.torch import buffers as _buf
+
+        _buf.fill(mod)
+        state = mod.state_dict()
+        for k in computed:
+            params[k] = state[k].detach().cpu().numpy().copy()
     return params, mod
 
 
