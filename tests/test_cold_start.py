@@ -130,7 +130,34 @@ def test_check_loads_only_what_it_needs():
     assert not mods & {"torch", "numpy", "difflib", "regex"}
     kinds = {m.rsplit(".", 1)[1] for m in mods if m.rsplit(".", 1)[0] == "nnspec.layers"}
     assert kinds & set(L.MODULES) <= {"activation", "conv", "dense", "pool", "reshape"}
+    losses = {m.rsplit(".", 1)[1] for m in mods if m.startswith("nnspec.layers.losses.")}
+    assert losses <= {"kind", "classification"}  # LeNet's cross_entropy: one family
     assert got["plugins"] == "__all__"
+
+
+def test_the_loss_table_lists_every_loss_where_it_is_defined():
+    import importlib
+    import inspect
+
+    from nnspec.layers import losses
+    from nnspec.layers.losses.kind import LossKind
+
+    defined = {}  # (module, class) -> "name aliases", from the families' modules
+    for path in sorted((LAYERS / "losses").glob("*.py")):
+        if path.stem in ("__init__", "kind"):
+            continue
+        mod = importlib.import_module(f"nnspec.layers.losses.{path.stem}")
+        for cls_name, cls in vars(mod).items():
+            if (inspect.isclass(cls) and issubclass(cls, LossKind) and cls.__module__ ==
+                    mod.__name__ and "name" in vars(cls)):
+                defined[path.stem, cls_name] = " ".join((cls.name, *cls.aliases))
+    table = {(m, c): names for m, c, names in losses.NAMES}
+    assert table == defined, "nnspec/layers/losses/__init__.py's NAMES: " + repr(defined)
+    assert len(losses.LOSSES) == len(list(losses.LOSSES))
+    for _, c, names in losses.NAMES:
+        for n in names.split():
+            assert n in losses.LOSSES and type(losses.LOSSES[n]).__name__ == c
+    assert losses.LOSSES.get("no_such_loss") is None and "no_such_loss" not in losses.LOSSES
 
 
 def test_the_package_imports_its_api_on_first_use():

@@ -6,12 +6,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .record import Record
 from .source import Source, Span, UnreadableSource
 
+_NEW: list = object()  # type: ignore[assignment]  (a list field's default: a new list)
 
-@dataclass
-class Diagnostic:
-    """One problem in a spec: ``file:line:col: error: message`` plus context."""
+
+@dataclass(init=False, repr=False, eq=False)
+class Diagnostic(Record):
+    """One problem in a spec: ``file:line:col: error: message`` plus context. (A record
+    class, see core/record.py.)"""
 
     code: str
     message: str
@@ -19,6 +23,15 @@ class Diagnostic:
     notes: list[str] = field(default_factory=list)
     hint: str | None = None
     severity: str = "error"
+
+    def __init__(self, code: str, message: str, span: Span | None = None,
+                 notes: list[str] = _NEW, hint: str | None = None, severity: str = "error"):
+        self.code = code
+        self.message = message
+        self.span = span
+        self.notes = [] if notes is _NEW else notes
+        self.hint = hint
+        self.severity = severity
 
     def render(self, sources: dict[str, Source] | None = None, color: bool = False) -> str:
         """``file:line:col: error: message [CODE]``, the source line with a caret line, the

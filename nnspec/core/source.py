@@ -7,21 +7,43 @@ import stat
 import unicodedata
 from dataclasses import dataclass
 
+from .record import FrozenRecord
+
 #: Spec and IR files larger than this are refused unread (the bundled specs are a few KB).
 MAX_FILE_BYTES = 16 * 2**20
 #: An excerpt shows at most this many columns of a line, around the caret.
 EXCERPT_WIDTH = 120
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A region of a source file: 1-based line/column, end exclusive."""
+@dataclass(init=False, repr=False, eq=False)
+class Span(FrozenRecord):
+    """A region of a source file: 1-based line/column, end exclusive. (Frozen; a record
+    class, see core/record.py.)"""
 
+    __slots__ = ("file", "line", "col", "end_line", "end_col")
     file: str
     line: int
     col: int
     end_line: int
     end_col: int
+
+    def __init__(self, file: str, line: int, col: int, end_line: int, end_col: int):
+        # each slot set through its descriptor (what set_field does, found without a
+        # lookup by name: the parser makes a span or more per token)
+        _set_file(self, file)
+        _set_line(self, line)
+        _set_col(self, col)
+        _set_end_line(self, end_line)
+        _set_end_col(self, end_col)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return ((self.file, self.line, self.col, self.end_line, self.end_col)
+                == (other.file, other.line, other.col, other.end_line, other.end_col))
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.line, self.col, self.end_line, self.end_col))
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
@@ -32,6 +54,10 @@ class Span:
     @classmethod
     def from_json(cls, data: list) -> "Span":
         return cls(*data)
+
+
+_set_file, _set_line, _set_col, _set_end_line, _set_end_col = (
+    Span.__dict__[name].__set__ for name in Span.__slots__)
 
 
 class UnreadableSource(Exception):

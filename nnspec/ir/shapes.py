@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.diagnostics import Diagnostic, suggest
-from ..core.dims import Dim, DimTooComplex
+from ..core.dims import Dim, DimTooComplex, max_abs_coeff
 from ..core.limits import MAX_INT
+from ..core.record import Record
 from ..core.source import Span
 from ..layers import REGISTRY, ShapeError, TensorType
 from ..layers.base import DEFAULT_INIT, TupleType
 from . import model as ir
 
+_NEW: Any = object()  # a field's default: a new empty dict or list
 
-@dataclass
-class ModelTypes:
-    """The inferred type of every value of one model (None where inference failed)."""
+
+@dataclass(init=False, repr=False, eq=False)
+class ModelTypes(Record):
+    """The inferred type of every value of one model (None where inference failed). (A
+    record class, see core/record.py.)"""
 
     model: ir.Model
     types: dict[str, TensorType | None] = field(default_factory=dict)
     diags: list[Diagnostic] = field(default_factory=list)
+
+    def __init__(self, model: ir.Model, types: dict[str, TensorType | None] = _NEW,
+                 diags: list[Diagnostic] = _NEW):
+        self.model = model
+        self.types = {} if types is _NEW else types
+        self.diags = [] if diags is _NEW else diags
 
     @property
     def ok(self) -> bool:
@@ -55,7 +66,8 @@ def infer_model(model: ir.Model) -> ModelTypes:
         producers[node.id] = node
         # IR built in Python may break what validation guarantees: a diagnostic, not a crash
         missing = next((i for i in node.inputs if i not in types), None)
-        if missing is not None or node.op not in REGISTRY:
+        kind = REGISTRY.get(node.op)
+        if missing is not None or kind is None:
             types[node.id] = None
             what = (f"uses the value {missing!r}, which no input or earlier layer defines"
                     if missing is not None else f"has the unknown layer kind {node.op!r}")
@@ -66,8 +78,9 @@ def infer_model(model: ir.Model) -> ModelTypes:
         if any(t is None for t in ins):
             types[node.id] = None
             continue
+        p = node.p
         try:
-            REGISTRY[node.op].check_inputs(node.p, ins)
+            kind.check_inputs(p, ins)
             if node.op != "item":
                 for t, src in zip(ins, node.inputs):
                     if isinstance(t, TupleType):
@@ -76,14 +89,13 @@ def infer_model(model: ir.Model) -> ModelTypes:
                             f"{_origin(model, producers, src)} returns {len(t.items)} "
                             f"values{what}; name them before use",
                             hint="y, h = ... gives each value a name")
-            kind = REGISTRY[node.op]
             try:
-                out = kind.infer(node.p, ins)
+                out = kind.infer(p, ins)
             except DimTooComplex as x:
                 raise ShapeError(f"the output shape is too complex to infer: {x}") from None
             types[node.id] = _within_int64(out)
-            if _has_init(node.p):
-                kind.state(node.p, ins, out)  # the spec's initialisers fit the weights
+            if _has_init(p):
+                kind.state(p, ins, out)  # the spec's initialisers fit the weights
         except ShapeError as e:
             types[node.id] = None
             notes = list(e.notes)
@@ -210,6 +222,8 @@ def _within_int64(t):
     """The inferred type, or a ShapeError when a size of it (or a coefficient of a symbolic
     size) is beyond int64, as torch's sizes are."""
     for x in (t.items if isinstance(t, TupleType) else [t]):
+        if max_abs_coeff(x.shape) <= MAX_INT:
+            continue
         for d in x.shape:
             if d.max_abs_coeff() > MAX_INT:
                 raise ShapeError(f"the output size {d} is beyond int64",

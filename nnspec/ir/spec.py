@@ -9,9 +9,10 @@ The back ends and tools take a Spec; the front ends make one (see :func:`nnspec.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.diagnostics import ConstError, Diagnostic, SpecError
+from ..core.record import Record
 from ..core.dims import Dim
 from ..core.source import Source
 from ..core.util import gc_paused
@@ -24,11 +25,13 @@ from .shapes import ModelTypes, infer_program
 if TYPE_CHECKING:
     from .summary import ModelSummary
 
+_NEW: Any = object()  # a field's default: a new empty dict or list
 
 
-@dataclass
-class LayerInfo:
-    """One row of a summary: a node with its inferred output and costs."""
+@dataclass(init=False, repr=False, eq=False)
+class LayerInfo(Record):
+    """One row of a summary: a node with its inferred output and costs. (A record class,
+    see core/record.py.)"""
 
     node: ir.Node
     inputs: list[TensorType]
@@ -36,6 +39,15 @@ class LayerInfo:
     weights: dict[str, W]
     params: int
     macs: Dim
+
+    def __init__(self, node: ir.Node, inputs: list[TensorType], output: TensorType,
+                 weights: dict[str, W], params: int, macs: Dim):
+        self.node = node
+        self.inputs = inputs
+        self.output = output
+        self.weights = weights
+        self.params = params
+        self.macs = macs
 
     @property
     def name(self) -> str:
@@ -46,9 +58,10 @@ class LayerInfo:
         return self.node.op
 
 
-@dataclass
-class Spec:
-    """A loaded spec: its IR, the inferred types and any diagnostics."""
+@dataclass(init=False, repr=False, eq=False)
+class Spec(Record):
+    """A loaded spec: its IR, the inferred types and any diagnostics. (A record class, see
+    core/record.py.)"""
 
     program: ir.Program | None
     results: dict[str, ModelTypes] = field(default_factory=dict)
@@ -57,6 +70,16 @@ class Spec:
     _rows: dict = field(default_factory=dict, repr=False, compare=False)
     # what may be a mistake but is no error (W001: a value never used); never raised
     warnings: list[Diagnostic] = field(default_factory=list)
+
+    def __init__(self, program: ir.Program | None, results: dict[str, ModelTypes] = _NEW,
+                 diagnostics: list[Diagnostic] = _NEW, sources: dict[str, Source] = _NEW,
+                 _rows: dict = _NEW, warnings: list[Diagnostic] = _NEW):
+        self.program = program
+        self.results = {} if results is _NEW else results
+        self.diagnostics = [] if diagnostics is _NEW else diagnostics
+        self.sources = {} if sources is _NEW else sources
+        self._rows = {} if _rows is _NEW else _rows
+        self.warnings = [] if warnings is _NEW else warnings
 
     @property
     def ok(self) -> bool:

@@ -19,20 +19,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, ClassVar
+from dataclasses import replace
+from typing import Annotated, ClassVar
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
-    PlainSerializer,
     Strict,
     field_validator,
 )
 
 from ..core.dims import Dim
 from . import initializers as _inits
+from .plan import (  # noqa: F401  (the kinds' names for what they hand the back ends)
+    FLOAT,
+    MODULE,
+    In,
+    InputDevice,
+    NumpyCtx,
+    ParamRef,
+    Prev,
+    SymDim,
+    TorchCall,
+    TorchModule,
+    TorchPlan,
+    W,
+)
 
 # Strict scalars: `bias=1` or `out="6"` is an error, never silently converted.
 Int = Annotated[int, Strict()]
@@ -51,10 +63,6 @@ def _to_dim(v):
     raise ValueError("a dimension must be an integer or a symbol")
 
 
-# A dimension argument (reshape targets): symbolic; stored as text in the IR.
-DimArg = Annotated[Dim, BeforeValidator(_to_dim), PlainSerializer(str, return_type=str)]
-
-FLOAT = "float"
 INT = "int"
 
 
@@ -65,11 +73,33 @@ def _to_init(v):
         raise ValueError(str(e)) from None
 
 
+class _Coerced:
+    """``Annotated`` metadata of an argument that ``func`` turns into a ``cls`` (or raises
+    ValueError), stored as its text: the core schema that a BeforeValidator over ``cls``
+    with a ``PlainSerializer(str)`` gives, made directly (pydantic would first build, and
+    then keep unused, a schema of ``cls`` itself: of every field of a dataclass)."""
+
+    __slots__ = ("func", "cls")
+
+    def __init__(self, func, cls):
+        self.func, self.cls = func, cls
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        from pydantic_core import core_schema as cs
+
+        return cs.no_info_before_validator_function(
+            self.func, cs.is_instance_schema(self.cls),
+            serialization=cs.plain_serializer_function_ser_schema(
+                str, info_arg=False, return_schema=cs.str_schema()))
+
+
+# A dimension argument (reshape targets): symbolic; stored as text in the IR.
+DimArg = Annotated[Dim, _Coerced(_to_dim, Dim)]
+
 # An initialiser argument (``init=normal(0, 0.02)``, ``bias_init=zeros``): stored as its
 # text in the IR. Every kind with weights declares ``init`` and ``bias_init`` fields of
 # this type; LayerKind.state applies them to its weights (see nnspec.layers.initializers).
-InitArg = Annotated[_inits.Init, BeforeValidator(_to_init),
-                    PlainSerializer(str, return_type=str)]
+InitArg = Annotated[_inits.Init, _Coerced(_to_init, _inits.Init)]
 DEFAULT_INIT = _inits.DEFAULT
 
 
@@ -162,109 +192,6 @@ class ShapeError(Exception):
         self.notes = list(notes)
         self.hint = hint
         self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class W:
-    """One state_dict entry: its shape and how PyTorch initialises it by default.
-
-    init is ("uniform", bound) | ("zeros",) | ("ones",) | ("normal", std) or
-    ("normal", std, row) with that row zeroed (an embedding's padding index); initialisers
-    written in a spec add ("constant", v), ("uniform_range", a, b), ("gauss", mean, std),
-    ("trunc_normal", mean, std, a, b) and ("orthogonal", gain).
-    """
-
-    shape: tuple[int, ...]
-    init: tuple
-    trainable: bool = True
-    dtype: str = FLOAT
-    # the state_dict key of the tensor this entry is (a tied weight, listed under both keys
-    # as torch lists them): not a parameter of its own, drawn and counted once
-    tied: str = ""
-
-
-# ---- torch description -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class In:
-    """Placeholder for the i-th input tensor of a layer in a torch call."""
-
-    index: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Prev:
-    """Placeholder for the result of the previous torch call of the same layer."""
-
-
-@dataclass(frozen=True, slots=True)
-class SymDim:
-    """Placeholder for a symbolic dim evaluated at run time from the model's inputs."""
-
-    dim: Dim
-
-
-@dataclass(frozen=True, slots=True)
-class InputDevice:
-    """Placeholder for the device of forward's inputs, where a tensor made there goes."""
-
-
-@dataclass(frozen=True, slots=True)
-class ParamRef:
-    """Placeholder for another layer's parameter (its dotted state_dict key), as a torch call
-    argument: a tied weight that a layer uses transposed."""
-
-    key: str
-
-
-MODULE = "<module>"
-
-
-@dataclass(frozen=True, slots=True)
-class TorchCall:
-    """One call: fn is MODULE, ``F.name`` (torch.nn.functional), ``torch.name``,
-    or ``.name`` (a tensor method on the first argument)."""
-
-    fn: str
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class TorchModule:
-    """A torch.nn module to construct: ``torch.nn.<cls>(*args, **kwargs)``."""
-
-    cls: str
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class TorchPlan:
-    module: TorchModule | None
-    calls: list[TorchCall]
-
-
-@dataclass(slots=True)
-class NumpyCtx:
-    """What a NumPy kernel may need besides its weights and inputs."""
-
-    training: bool = False
-    rng: Any = None
-    env: dict = field(default_factory=dict)  # symbol -> int, bound from the inputs
-    updates: dict = field(default_factory=dict)  # state_dict key suffix -> new buffer
-    # set when a backward pass follows: the forward kernel may store there what its
-    # backward needs and cannot recompute (the dropout mask it drew); the same dict is
-    # given to ``backward``. None for a forward-only run.
-    saved: dict | None = None
-    # the stochastic layers (nnspec/layers/stochastic.py): ``noise``, a stochastic.Noise
-    # that hands both backends the same draws (None: draw from ``rng``), keyed by ``name``,
-    # the layer's name; ``sample`` True or False overrides the training mode for layers
-    # with ``sample=train`` (None: sample in training only)
-    noise: Any = None
-    sample: bool | None = None
-    name: str = ""
 
 
 class Params(BaseModel):

@@ -20,7 +20,7 @@ output-size formula). Import the names from here.
 
 from __future__ import annotations
 
-from .algebra import Dim, as_dim
+from .algebra import Dim, as_dim, max_abs_coeff
 from .formula import conv_formula, conv_out, transposed_conv_formula, transposed_conv_out
 from .terms import MAX_ATOM_DEPTH, MAX_TERMS, CeilDiv, DimTooComplex, FloorDiv  # noqa: F401
 
@@ -32,6 +32,7 @@ __all__ = [
     "as_dim",
     "conv_formula",
     "conv_out",
+    "max_abs_coeff",
     "transposed_conv_formula",
     "transposed_conv_out",
 ]

@@ -395,6 +395,18 @@ _SYM_CACHE: dict[str, Dim] = {}
 _ZERO = Dim.const(0)
 
 
+def max_abs_coeff(dims) -> int:
+    """The largest absolute coefficient of several dims (``Dim.max_abs_coeff`` of each; a
+    shape of constants is read without a call per dim)."""
+    best = 0
+    for d in dims:
+        c = d._c
+        m = (c if c >= 0 else -c) if c is not None else d.max_abs_coeff()
+        if m > best:
+            best = m
+    return best
+
+
 def as_dim(x: int | Dim) -> Dim:
     """Coerce an int (or int-like) or a :class:`Dim` to a :class:`Dim`."""
     if x.__class__ is Dim:

@@ -128,24 +128,41 @@ class _Build:
         self.file = "<string>"
 
     def _sp(self, c) -> Span:
-        first = last = None
+        """From where the first child that has a place starts to where the last one ends
+        (``_start`` and ``_end``, with a token's and a node's read in place)."""
         for x in c:
-            if x is not None:
-                first = _start(x)
-                if first is not None:
-                    break
-        for x in reversed(c):
-            if x is not None:
-                last = _end(x)
-                if last is not None:
-                    break
-        if first is None:
+            if x is None:
+                continue
+            if isinstance(x, str):
+                line, col = x.line, x.column
+                break
+            span = getattr(x, "span", None)
+            if span is not None:
+                line, col = span.line, span.col
+                break
+            first = _start(x)
+            if first is not None:
+                line, col = first
+                break
+        else:
             return Span(self.file, 0, 0, 0, 0)
-        return Span(self.file, first[0], first[1], last[0], last[1])
+        for x in reversed(c):
+            if x is None:
+                continue
+            if isinstance(x, str):
+                return Span(self.file, line, col, x.end_line, x.end_column)
+            span = getattr(x, "span", None)
+            if span is not None:
+                return Span(self.file, line, col, span.end_line, span.end_col)
+            last = _end(x)
+            if last is not None:
+                return Span(self.file, line, col, last[0], last[1])
+        raise AssertionError("a child with a start has an end")  # as _end finds the same
 
     # expressions
     def int(self, c):
-        return S.Num(_int(c[0]), _tok_span(self.file, c[0]))
+        t = c[0]
+        return S.Num(_int(t), Span(self.file, t.line, t.column, t.end_line, t.end_column))
 
     def float(self, c):
         return S.Num(float(c[0]), _tok_span(self.file, c[0]))
@@ -158,7 +175,8 @@ class _Build:
         return S.Num(-float(c[1]), self._sp(c))
 
     def ref(self, c):
-        return S.Ref(str(c[0]), _tok_span(self.file, c[0]))
+        t = c[0]
+        return S.Ref(str(t), Span(self.file, t.line, t.column, t.end_line, t.end_column))
 
     def paren(self, c):
         """``(n - 1)`` as a layer argument or repeat count: the expression, its span widened
@@ -228,7 +246,8 @@ class _Build:
         tok = c[0]
         rep, alias = c[-2], c[-1]
         return S.Layer(str(tok), list(c[1:-2]), rep, str(alias) if alias is not None else None,
-                       self._sp(c), _tok_span(self.file, tok))
+                       self._sp(c),
+                       Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column))
 
     def call(self, c):
         name, nsp = self._callname(c[0])

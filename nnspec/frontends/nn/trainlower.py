@@ -98,7 +98,9 @@ def lower_training(loader, scope, item: S.Train, ev) -> ir.Training | None:
                      if name == "schedule" and key is None else None)
     if len(loader.diags) != before:
         return None
-    return ir.Training(**out)
+    # every field was made valid above (the targets are validated Inputs, each setting's
+    # arguments passed its schema): set as given, without building Training's validator
+    return ir.Training.model_construct(**out)
 
 
 def _arg_span(s: S.Setting, key: str):
@@ -194,9 +196,10 @@ def _call(e: S.CallExpr, weight: float, names: list, ev) -> ir.LossTerm:
         raise Failure("E077", f"invalid {key} for {kind.name}: {er['msg']}"
                       if key else f"invalid arguments for {kind.name}: {er['msg']}",
                       next((a.span for a in e.args if a.key == key), e.span)) from None
-    return ir.LossTerm(weight=weight, loss=kind.name, args=args,
-                       params=p.model_dump(mode="json", exclude_defaults=True),
-                       span=e.span.to_json())
+    # valid by construction (a float weight, a known loss, named values, validated params)
+    return ir.LossTerm.model_construct(weight=weight, loss=kind.name, args=args,
+                                       params=p.model_dump(mode="json", exclude_defaults=True),
+                                       span=e.span.to_json())
 
 
 def _setting(s: S.Setting, ev) -> dict:

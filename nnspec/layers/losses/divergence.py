@@ -13,7 +13,7 @@ from .kind import LossKind, _float, _Params, _same, _scale
 
 
 class _KLParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     # batchmean, the divergence's definition (torch's default "mean" also divides by the
     # support size, and torch warns about it)
     reduction: Literal["mean", "sum", "batchmean"] = "batchmean"

@@ -57,7 +57,9 @@ class Arguments(BuilderBase):
     def unbound_symbols(self, p, kind_name: str, arg_spans: dict, span) -> None:
         """A size argument's symbols are read from the model's inputs when it runs:
         ``expand(c, [M, -1])`` where no input has a dim M is an error here, not then."""
-        for field, v in p:
+        for field, v in p.__dict__.items():  # the fields, as iterating the model gives them
+            if v.__class__ in _NO_DIMS:
+                continue
             for d in _dims(v):
                 extra = d.symbols() - self.input_symbols
                 if extra:
@@ -216,6 +218,10 @@ class Arguments(BuilderBase):
         if poisoned:
             raise Reported()
         return params, arg_spans, extra, ties
+
+
+#: argument values that hold no symbolic size (most of them: skipped without a look inside)
+_NO_DIMS = frozenset({int, float, bool, str, type(None)})
 
 
 def _dims(v):

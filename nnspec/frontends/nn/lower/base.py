@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ....core.diagnostics import Diagnostic, Failure
 from ....core.limits import MAX_EXPANSIONS, MAX_MODEL_ERRORS, MAX_NODES
+from ....core.record import Record
 from ....core.source import Span
 from ....ir import model as ir
 from ....ir.names import child_name_problem
@@ -34,10 +35,11 @@ class Abort(Exception):
         self.diag = diag
 
 
-@dataclass
-class Instance:
+@dataclass(init=False, repr=False, eq=False)
+class Instance(Record):
     """A layer or block application given a name (``as tower``), which may be applied again
-    by that name with the same weights: what it was and the layer names it took."""
+    by that name with the same weights: what it was and the layer names it took. (A record
+    class, see core/record.py.)"""
 
     kind: str            # layer kind or block name
     values: list         # its arguments, as bound the first time
@@ -46,6 +48,16 @@ class Instance:
     span: Span
     alias: str
     broken: bool = False
+
+    def __init__(self, kind: str, values: list, n: int, names: list[str], span: Span,
+                 alias: str, broken: bool = False):
+        self.kind = kind
+        self.values = values
+        self.n = n
+        self.names = names
+        self.span = span
+        self.alias = alias
+        self.broken = broken
 
 
 class BuilderBase:

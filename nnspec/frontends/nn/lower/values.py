@@ -8,22 +8,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ....core.dims import Dim
+from ....core.record import FrozenRecord, Record, set_field
 from ....layers import initializers as _inits
 from .. import syntax as S
 
 
-@dataclass(frozen=True, slots=True)
-class Tensor:
+@dataclass(init=False, repr=False, eq=False)
+class Tensor(FrozenRecord):
     """A tensor value during lowering: the id of the IR value that holds it."""
 
+    __slots__ = ("id",)
     id: str
 
+    def __init__(self, id: str):
+        set_field(self, "id", id)
 
-@dataclass(frozen=True, slots=True)
-class Word:
+    def __eq__(self, other):
+        return self.id == other.id if other.__class__ is Tensor else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.id,))
+
+
+@dataclass(init=False, repr=False, eq=False)
+class Word(FrozenRecord):
     """A bare name that is bound to nothing: a flag (``global``) or a keyword (``same``)."""
 
+    __slots__ = ("name",)
     name: str
+
+    def __init__(self, name: str):
+        set_field(self, "name", name)
+
+    def __eq__(self, other):
+        return self.name == other.name if other.__class__ is Word else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.name,))
 
 
 class _Poison:
@@ -34,10 +55,11 @@ class _Poison:
 
 
 POISON = _Poison()
+_NEW = object()  # a field's default: a new empty dict or set
 
 
-@dataclass
-class FileScope:
+@dataclass(init=False, repr=False, eq=False)
+class FileScope(Record):
     path: str
     consts: dict = field(default_factory=dict)
     const_spans: dict = field(default_factory=dict)
@@ -49,6 +71,17 @@ class FileScope:
     broken: set = field(default_factory=set)
     # the broken models cut before their syntax error, still lowered to check what is there
     partial: dict = field(default_factory=dict)
+
+    def __init__(self, path: str, consts=_NEW, const_spans=_NEW, blocks=_NEW, models=_NEW,
+                 imported=_NEW, broken=_NEW, partial=_NEW):
+        self.path = path
+        self.consts = {} if consts is _NEW else consts
+        self.const_spans = {} if const_spans is _NEW else const_spans
+        self.blocks = {} if blocks is _NEW else blocks
+        self.models = {} if models is _NEW else models
+        self.imported = set() if imported is _NEW else imported
+        self.broken = set() if broken is _NEW else broken
+        self.partial = {} if partial is _NEW else partial
 
 
 def describe(v) -> str:
