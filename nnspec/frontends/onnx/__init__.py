@@ -24,10 +24,10 @@ import re
 
 import numpy as np
 
+from . import read as _reader
 from .blocks import form as form_blocks
 from .convert import Converter
 from .ops import GROUPS, OPS
-from . import read as _reader
 from .read import MAX_EXTERNAL_BYTES, MAX_FILE_BYTES, RESERVED, OnnxImportError
 from .write import Names, body, model
 

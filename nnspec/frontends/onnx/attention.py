@@ -120,6 +120,27 @@ def _cone(cx: Converter, gr: Graph, last: int, stops: set[str], masked: bool = F
     return sorted(seen), shapes, mask
 
 
+def tables_matched(cx: Converter, match) -> None:
+    """``match(cx, gr, k)`` at every Add not yet taken: the nodes of the tables it returns
+    (rope's cosines, a sinusoidal position table) are dropped once nothing but the matched
+    groups reads them."""
+    gr = Graph(cx)
+    tables: set[int] = set()
+    for k, node in enumerate(gr.nodes):
+        if node.op_type == "Add" and node.domain in ("", "ai.onnx") and \
+                k not in cx.skip and k not in cx.replaced:
+            found = match(cx, gr, k)
+            if found:
+                tables |= found
+    gone = cx.skip | set(cx.replaced)
+    for j in sorted(tables, reverse=True):
+        outs = [o for o in gr.nodes[j].output if o]
+        if all(o not in cx.outputs and all(r in gone for r in gr.readers.get(o, []))
+               for o in outs):
+            cx.skip.add(j)
+            gone.add(j)
+
+
 def given_shapes(cx: Converter, gr: Graph, shapes, sizes: dict) -> dict | None:
     """The values of Shape nodes of tensors outside a group, at the probe's sizes."""
     out = {}

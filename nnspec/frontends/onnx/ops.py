@@ -9,8 +9,8 @@ from .elementwise import find_activations
 from .layerops import LAYER_OPS
 from .norms import find_norms
 from .positions import find_positional
-from .rotary import find_rope
 from .recurrent import RECURRENT_OPS
+from .rotary import find_rope
 from .tensorops import TENSOR_OPS
 from .unrolled import find_unrolled_rnn
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ...layers.positional import Positional
-from .attention import Graph, given_shapes
+from .attention import Graph, given_shapes, tables_matched
 from .convert import Converter, Op, label
 from .probe import constants, evaluate
 
@@ -25,21 +25,7 @@ _KIND = Positional()
 
 
 def find_positional(cx: Converter) -> None:
-    gr = Graph(cx)
-    tables: set[int] = set()
-    for k, node in enumerate(gr.nodes):
-        if node.op_type == "Add" and node.domain in ("", "ai.onnx") and \
-                k not in cx.skip and k not in cx.replaced:
-            found = _match(cx, gr, k)
-            if found:
-                tables |= found
-    gone = cx.skip | set(cx.replaced)
-    for j in sorted(tables, reverse=True):
-        outs = [o for o in gr.nodes[j].output if o]
-        if all(o not in cx.outputs and all(r in gone for r in gr.readers.get(o, []))
-               for o in outs):
-            cx.skip.add(j)
-            gone.add(j)
+    tables_matched(cx, _match)
 
 
 def _table(cx: Converter, gr: Graph, value: str):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...layers.rope import rotary
-from .attention import Graph, given_shapes
+from .attention import Graph, given_shapes, tables_matched
 from .convert import Converter, Op, label
 from .probe import constants, evaluate
 from .words import num
@@ -23,22 +23,7 @@ _MAX_CONE = 40
 
 
 def find_rope(cx: Converter) -> None:
-    gr = Graph(cx)
-    tables: set[int] = set()
-    for k, node in enumerate(gr.nodes):
-        if node.op_type == "Add" and node.domain in ("", "ai.onnx") and \
-                k not in cx.skip and k not in cx.replaced:
-            found = _match(cx, gr, k)
-            if found:
-                tables |= found
-    # the tables' nodes, once nothing but the matched groups reads them
-    gone = cx.skip | set(cx.replaced)
-    for j in sorted(tables, reverse=True):
-        outs = [o for o in gr.nodes[j].output if o]
-        if all(o not in cx.outputs and all(r in gone for r in gr.readers.get(o, []))
-               for o in outs):
-            cx.skip.add(j)
-            gone.add(j)
+    tables_matched(cx, _match)
 
 
 def _cone(cx: Converter, gr: Graph, last: int, x: str):
