@@ -141,6 +141,30 @@ def tables_matched(cx: Converter, match) -> None:
             gone.add(j)
 
 
+def cone_of(cx: Converter, gr: Graph, last: int, x: str, limit: int):
+    """(nodes, Shape nodes) ``last`` is computed by from ``x``, constants and the sizes of
+    tensors; None when it reads another tensor or takes more than ``limit`` nodes."""
+    seen, shapes, todo = set(), set(), [last]
+    while todo:
+        k = todo.pop()
+        if k in seen or k in shapes:
+            continue
+        if gr.nodes[k].op_type == "Shape":
+            shapes.add(k)
+            continue
+        seen.add(k)
+        if len(seen) > limit:
+            return None
+        for i in gr.nodes[k].input:
+            if not i or i == x or i in cx.g.inits or i in cx.const:
+                continue
+            p = gr.producer.get(i)
+            if p is None:
+                return None
+            todo.append(p)
+    return sorted(seen), shapes
+
+
 def given_shapes(cx: Converter, gr: Graph, shapes, sizes: dict) -> dict | None:
     """The values of Shape nodes of tensors outside a group, at the probe's sizes."""
     out = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...layers.rope import rotary
-from .attention import Graph, given_shapes, tables_matched
+from .attention import Graph, cone_of, given_shapes, tables_matched
 from .convert import Converter, Op, label
 from .probe import constants, evaluate
 from .words import num
@@ -27,27 +27,7 @@ def find_rope(cx: Converter) -> None:
 
 
 def _cone(cx: Converter, gr: Graph, last: int, x: str):
-    """(nodes, Shape nodes) ``last`` is computed by from ``x``, constants and sizes; None
-    when it reads another tensor."""
-    seen, shapes, todo = set(), set(), [last]
-    while todo:
-        k = todo.pop()
-        if k in seen:
-            continue
-        if gr.nodes[k].op_type == "Shape":
-            shapes.add(k)
-            continue
-        seen.add(k)
-        if len(seen) > _MAX_CONE:
-            return None
-        for i in gr.nodes[k].input:
-            if not i or i == x or i in cx.g.inits or i in cx.const:
-                continue
-            p = gr.producer.get(i)
-            if p is None:
-                return None
-            todo.append(p)
-    return sorted(seen), shapes
+    return cone_of(cx, gr, last, x, _MAX_CONE)
 
 
 def _depends(gr: Graph, nodes: list[int], x: str) -> set[int]:

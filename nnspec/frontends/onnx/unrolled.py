@@ -15,7 +15,7 @@ import numpy as np
 
 from ...layers.base import NumpyCtx
 from ...layers.recurrent import RNN
-from .attention import Graph, given_shapes
+from .attention import Graph, cone_of, given_shapes
 from .convert import Converter, Op, label
 from .probe import constants, evaluate
 
@@ -97,26 +97,7 @@ def _source(cx: Converter, gr: Graph, part: str):
 
 def _cone(cx: Converter, gr: Graph, last: int, x: str):
     """(nodes, Shape nodes) ``last`` is computed by from ``x``, constants and sizes."""
-    seen, shapes, todo = set(), set(), [last]
-    limit = 12 * len(gr.nodes[last].input) + 40
-    while todo:
-        k = todo.pop()
-        if k in seen or k in shapes:
-            continue
-        if gr.nodes[k].op_type == "Shape":
-            shapes.add(k)
-            continue
-        seen.add(k)
-        if len(seen) > limit:
-            return None
-        for i in gr.nodes[k].input:
-            if not i or i == x or i in cx.g.inits or i in cx.const:
-                continue
-            p = gr.producer.get(i)
-            if p is None:
-                return None
-            todo.append(p)
-    return sorted(seen), shapes
+    return cone_of(cx, gr, last, x, 12 * len(gr.nodes[last].input) + 40)
 
 
 def _match(cx: Converter, gr: Graph, k: int) -> bool:
